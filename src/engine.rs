@@ -1,0 +1,256 @@
+//! The process engine a start hands its variables to.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
+use crate::model::Deployment;
+
+/// A process engine that starts instances of deployed definitions.
+///
+/// # Contract
+///
+/// - `start` starts one instance and returns it, or fails without starting
+///   one. An engine that cannot tell (a timeout after sending) says so with a
+///   retryable [`EngineError`]; the `idempotency_key` of the command, when
+///   there is one, lets it recognise a repeated start.
+/// - It must not block the executor: do I/O asynchronously.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Starts an instance.
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
+}
+
+#[async_trait]
+impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        (**self).start(command).await
+    }
+}
+
+/// Everything an engine needs to start one instance.
+#[derive(Clone, PartialEq, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartCommand {
+    /// The process started.
+    pub process: ProcessUuid,
+    /// The deployment whose version starts.
+    pub deployment: DeploymentId,
+    /// The engine's key for the deployed definition.
+    pub definition_key: String,
+    /// The released version number.
+    pub version: u32,
+    /// The environment the start happens in.
+    pub environment: EnvironmentId,
+    /// The validated payload, defaults filled in.
+    pub variables: Map<String, Value>,
+    /// The caller's idempotency key, when there is one.
+    pub idempotency_key: Option<String>,
+}
+
+impl StartCommand {
+    /// The command that starts `deployment` (of released `version`) with
+    /// these variables.
+    pub(crate) fn for_deployment(
+        deployment: &Deployment,
+        version: u32,
+        variables: Map<String, Value>,
+        idempotency_key: Option<String>,
+    ) -> Self {
+        Self {
+            process: *deployment.process(),
+            deployment: deployment.id(),
+            definition_key: deployment.definition_key().to_owned(),
+            version,
+            environment: deployment.environment().clone(),
+            variables,
+            idempotency_key,
+        }
+    }
+}
+
+/// A process instance an engine started.
+///
+/// ```
+/// use process_webhook::{InstanceId, ProcessInstance};
+/// let instance = ProcessInstance::new(InstanceId::new("42")).with_business_key("order-123456");
+/// assert_eq!(instance.id().as_str(), "42");
+/// assert_eq!(instance.business_key(), Some("order-123456"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProcessInstance {
+    id: InstanceId,
+    definition_id: Option<String>,
+    business_key: Option<String>,
+}
+
+impl ProcessInstance {
+    /// An instance with this id.
+    pub fn new(id: InstanceId) -> Self {
+        Self {
+            id,
+            definition_id: None,
+            business_key: None,
+        }
+    }
+
+    /// Records the engine's id of the exact definition started.
+    pub fn with_definition_id(mut self, id: impl Into<String>) -> Self {
+        self.definition_id = Some(id.into());
+        self
+    }
+
+    /// Records the business key the engine stored with the instance.
+    pub fn with_business_key(mut self, key: impl Into<String>) -> Self {
+        self.business_key = Some(key.into());
+        self
+    }
+
+    /// The instance's id.
+    pub fn id(&self) -> &InstanceId {
+        &self.id
+    }
+
+    /// The engine's id of the exact definition started, when it said.
+    pub fn definition_id(&self) -> Option<&str> {
+        self.definition_id.as_deref()
+    }
+
+    /// The business key, when there is one.
+    pub fn business_key(&self) -> Option<&str> {
+        self.business_key.as_deref()
+    }
+}
+
+/// How an engine failed, as far as a sender should act on it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum EngineErrorKind {
+    /// The engine failed, or the failure is not classified:
+    /// `502 engine_failed`.
+    Failed,
+    /// The engine refused this start (e.g. unknown definition, bad variables):
+    /// `502 engine_failed`; sending it again will not help.
+    Refused,
+    /// The engine is unavailable for now: `503 engine_unavailable`, with
+    /// `Retry-After`.
+    Unavailable,
+    /// The engine is overloaded: `429 engine_overloaded`, with `Retry-After`.
+    Overloaded,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An engine could not start an instance.
+///
+/// Its message and source are for the host's logs; the webhook caller only
+/// sees the status and code of its [`kind`](EngineError::kind).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use process_webhook::{EngineError, EngineErrorKind};
+///
+/// let err = EngineError::overloaded("job executor saturated").with_retry_after(Duration::from_secs(5));
+/// assert_eq!(err.kind(), EngineErrorKind::Overloaded);
+/// assert!(err.is_retryable());
+/// assert!(!EngineError::refused("no such definition").is_retryable());
+/// ```
+#[derive(Debug)]
+pub struct EngineError {
+    kind: EngineErrorKind,
+    message: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+impl EngineError {
+    /// A failure of kind [`Failed`](EngineErrorKind::Failed), not retryable
+    /// unless marked with [`retryable`](EngineError::retryable).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self::of_kind(EngineErrorKind::Failed, message)
+    }
+
+    /// The engine refused this start.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::of_kind(EngineErrorKind::Refused, message)
+    }
+
+    /// The engine is unavailable for now (retryable).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::of_kind(EngineErrorKind::Unavailable, message).retryable()
+    }
+
+    /// The engine is overloaded (retryable).
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::of_kind(EngineErrorKind::Overloaded, message).retryable()
+    }
+
+    fn of_kind(kind: EngineErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Marks the failure as one that may succeed when tried again (a timeout,
+    /// a lost connection, a 5xx).
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// How long the engine asked callers to wait before trying again.
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// An error caused by `source`.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> EngineErrorKind {
+        self.kind
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// How long to wait before trying again, when the engine said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The message (for logs; never shown to a caller).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for EngineError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}

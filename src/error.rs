@@ -1,0 +1,294 @@
+//! `WebhookError`: every way a webhook start can be refused or fail, with its
+//! HTTP status, its stable code and its RFC 9457 problem document.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::engine::{EngineError, EngineErrorKind};
+use crate::form::FieldViolation;
+use crate::id::{EnvironmentId, ProcessUuid};
+use crate::store::StoreError;
+
+/// Why a webhook start did not start an instance.
+///
+/// Each variant has an HTTP [`status`](WebhookError::status) and a stable
+/// machine-readable [`code`](WebhookError::code) (codes are API: they are
+/// never renamed). Messages never contain a token, and for 5xx errors they
+/// never contain the internal cause, which stays reachable through
+/// [`source`](std::error::Error::source) for the host's logs.
+///
+/// | status | code | when |
+/// |---|---|---|
+/// | 400 | `missing_uid` | the target has no (or an empty) `uid` query parameter |
+/// | 400 | `invalid_uid` | `uid` is not a UUID (or is given twice) |
+/// | 400 | `malformed_payload` | the body is not a JSON object |
+/// | 400 | `invalid_idempotency_key` | the key is not 1 to 255 printable ASCII characters |
+/// | 400 | `duplicate_header` | a header that must appear once appears more often |
+/// | 400 | `dry_run_not_started` | a request marked as a dry run was handed to a start |
+/// | 401 | `missing_token` | no token |
+/// | 401 | `invalid_token` | a token no environment has |
+/// | 401 | `invalid_signature` | the environment requires signed webhooks and the signature is absent or wrong |
+/// | 401 | `stale_timestamp` | the signed timestamp is outside the tolerance window |
+/// | 404 | `unknown_process` | no such process in the token's organization |
+/// | 405 | `method_not_allowed` | a method other than `POST` (or `GET` for the schema) |
+/// | 409 | `not_deployed` | the process has no deployment in the token's environment |
+/// | 409 | `draft_version` | the deployment is a draft |
+/// | 409 | `start_in_progress` | a start with the same idempotency key is still running |
+/// | 413 | `payload_too_large` | the body is over the limit |
+/// | 422 | `invalid_payload` | the payload does not satisfy the start form |
+/// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
+/// | 429 | `engine_overloaded` | the engine is overloaded |
+/// | 500 | `internal_error` | a store or engine panicked |
+/// | 502 | `engine_failed` | the engine failed or refused |
+/// | 503 | `engine_unavailable` | the engine is unavailable for now |
+/// | 503 | `store_unavailable` | a store could not answer |
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The target has no `uid` query parameter, or an empty one.
+    #[error("the webhook target has no `uid` query parameter")]
+    MissingUid,
+    /// The `uid` query parameter is not a UUID.
+    #[error("the `uid` query parameter is not a UUID")]
+    InvalidUid,
+    /// The body is not a JSON object.
+    #[error("the payload is not a JSON object")]
+    MalformedPayload {
+        /// Why it could not be read, when JSON parsing failed.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
+    /// The body is over the limit.
+    #[error("the payload is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The idempotency key is not 1 to 255 printable ASCII characters.
+    #[error("the idempotency key must be 1 to 255 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    /// A header that must appear at most once appears more often.
+    #[error("the `{name}` header appears more than once")]
+    DuplicateHeader {
+        /// The header's name, in lower case.
+        name: &'static str,
+    },
+    /// A request marked as a dry run was handed to a function that starts.
+    #[error("a request marked as a dry run is never started; check it with `WebhookStarter::dry_run`")]
+    DryRunNotStarted,
+    /// No token was sent.
+    #[error("no environment token was sent")]
+    MissingToken,
+    /// No environment has this token (or it was revoked).
+    #[error("the environment token is not valid")]
+    InvalidToken,
+    /// The environment requires signed webhooks, and the signature headers
+    /// are absent, malformed, or match none of its secrets.
+    #[error("the webhook signature is missing or does not match")]
+    InvalidSignature,
+    /// The signed timestamp is outside the tolerance window.
+    #[error("the webhook timestamp is outside the tolerance window")]
+    StaleTimestamp,
+    /// No such process in the token's organization.
+    #[error("process {process} does not exist")]
+    UnknownProcess {
+        /// The process asked for.
+        process: ProcessUuid,
+    },
+    /// The method is not one the endpoint serves.
+    #[error("method {method} is not allowed")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+    },
+    /// The process has no deployment in the token's environment.
+    #[error("process {process} is not deployed to environment {environment}")]
+    NotDeployed {
+        /// The process asked for.
+        process: ProcessUuid,
+        /// The token's environment.
+        environment: EnvironmentId,
+    },
+    /// The deployment in the token's environment is a draft.
+    #[error(
+        "process {process} is deployed to environment {environment} only as a draft, which cannot be started by webhook"
+    )]
+    DraftVersion {
+        /// The process asked for.
+        process: ProcessUuid,
+        /// The token's environment.
+        environment: EnvironmentId,
+    },
+    /// A start with the same idempotency key is still running.
+    #[error("a start with this idempotency key is still in progress")]
+    StartInProgress,
+    /// The payload does not satisfy the start form.
+    #[error("the payload is invalid: {} problem(s), first: {}", violations.len(), violations.first().map(ToString::to_string).unwrap_or_default())]
+    InvalidPayload {
+        /// Every problem found.
+        violations: Vec<FieldViolation>,
+    },
+    /// The idempotency key was already used with a different payload.
+    #[error("the idempotency key was already used with a different payload")]
+    IdempotencyKeyReused,
+    /// The engine could not start the instance.
+    #[error("the process engine could not start the instance")]
+    EngineFailed {
+        /// The engine's error.
+        #[source]
+        source: EngineError,
+    },
+    /// A store could not answer.
+    #[error("a store could not answer")]
+    StoreUnavailable {
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// A store or the engine panicked.
+    #[error("internal error")]
+    Internal,
+}
+
+impl WebhookError {
+    /// The HTTP status of the answer.
+    ///
+    /// ```
+    /// use process_webhook::WebhookError;
+    /// assert_eq!(WebhookError::MissingToken.status(), 401);
+    /// assert_eq!(WebhookError::MissingToken.code(), "missing_token");
+    /// ```
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingUid
+            | Self::InvalidUid
+            | Self::MalformedPayload { .. }
+            | Self::InvalidIdempotencyKey
+            | Self::DuplicateHeader { .. }
+            | Self::DryRunNotStarted => 400,
+            Self::MissingToken | Self::InvalidToken | Self::InvalidSignature | Self::StaleTimestamp => 401,
+            Self::UnknownProcess { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
+            Self::EngineFailed { source } => match source.kind() {
+                EngineErrorKind::Overloaded => 429,
+                EngineErrorKind::Unavailable => 503,
+                _ => 502,
+            },
+            Self::StoreUnavailable { .. } => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    /// The stable machine-readable code (see the table on [`WebhookError`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingUid => "missing_uid",
+            Self::InvalidUid => "invalid_uid",
+            Self::MalformedPayload { .. } => "malformed_payload",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::DuplicateHeader { .. } => "duplicate_header",
+            Self::DryRunNotStarted => "dry_run_not_started",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidSignature => "invalid_signature",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::UnknownProcess { .. } => "unknown_process",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::NotDeployed { .. } => "not_deployed",
+            Self::DraftVersion { .. } => "draft_version",
+            Self::StartInProgress => "start_in_progress",
+            Self::InvalidPayload { .. } => "invalid_payload",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::EngineFailed { source } => match source.kind() {
+                EngineErrorKind::Overloaded => "engine_overloaded",
+                EngineErrorKind::Unavailable => "engine_unavailable",
+                _ => "engine_failed",
+            },
+            Self::StoreUnavailable { .. } => "store_unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// Every problem with the payload (empty unless `invalid_payload`).
+    pub fn violations(&self) -> &[FieldViolation] {
+        match self {
+            Self::InvalidPayload { violations } => violations,
+            _ => &[],
+        }
+    }
+
+    /// Whether the same call may succeed later without change: a store or
+    /// engine that could not answer, an overloaded engine, a start still in
+    /// progress.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::StoreUnavailable { .. } | Self::StartInProgress | Self::Internal => true,
+            Self::EngineFailed { source } => source.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// How long a caller should wait before trying again, where the answer
+    /// says so (sent as `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::StartInProgress => Some(Duration::from_secs(1)),
+            Self::EngineFailed { source }
+                if matches!(
+                    source.kind(),
+                    EngineErrorKind::Overloaded | EngineErrorKind::Unavailable
+                ) =>
+            {
+                Some(source.retry_after().unwrap_or(Duration::from_secs(5)))
+            }
+            Self::StoreUnavailable { .. } => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    /// A short, stable, human-readable title for the code.
+    fn title(&self) -> &'static str {
+        match self.status() {
+            400 => "Bad request",
+            401 => "Unauthorized",
+            404 => "Unknown process",
+            405 => "Method not allowed",
+            409 => "Conflict",
+            413 => "Payload too large",
+            422 => "Unprocessable payload",
+            429 => "Engine overloaded",
+            502 => "Engine failed",
+            503 => "Service unavailable",
+            _ => "Internal error",
+        }
+    }
+
+    /// The RFC 9457 problem document sent to the caller:
+    /// `type`, `title`, `status`, `detail`, `code`, and `violations` where there
+    /// are any. `type` is `urn:process-webhook:problem:{code}`.
+    ///
+    /// ```
+    /// use process_webhook::WebhookError;
+    /// let doc = WebhookError::InvalidToken.to_problem_json();
+    /// assert_eq!(doc["status"], 401);
+    /// assert_eq!(doc["code"], "invalid_token");
+    /// ```
+    pub fn to_problem_json(&self) -> Value {
+        let mut doc = json!({
+            "type": format!("urn:process-webhook:problem:{}", self.code()),
+            "title": self.title(),
+            "status": self.status(),
+            "detail": self.to_string(),
+            "code": self.code(),
+        });
+        if let Self::InvalidPayload { violations } = self {
+            doc["violations"] = serde_json::to_value(violations).unwrap_or(Value::Null);
+        }
+        doc
+    }
+}

@@ -1,0 +1,481 @@
+//! Start forms: the fields a deployed version needs to start, and the
+//! validation of a webhook payload against them.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// The kind of value a start field holds.
+///
+/// | kind | accepted JSON |
+/// |---|---|
+/// | `Text` | a string |
+/// | `Number` | any number |
+/// | `Integer` | a number with no fractional part (`2`, and also `2.0`, as JSON Schema counts integers) |
+/// | `Boolean` | `true` or `false` |
+/// | `Date` | a string `YYYY-MM-DD` that is a real calendar date |
+/// | `DateTime` | an RFC 3339 date-time string, with offset |
+/// | `Choice(options)` | a string equal to one of the options |
+/// | `Object` | an object |
+/// | `Array` | an array |
+/// | `Any` | anything |
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum FieldKind {
+    /// A JSON string.
+    Text,
+    /// Any JSON number.
+    Number,
+    /// A JSON integer.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A calendar date `YYYY-MM-DD`.
+    Date,
+    /// An RFC 3339 date-time.
+    DateTime,
+    /// One string of a fixed list.
+    Choice(Vec<String>),
+    /// A JSON object.
+    Object,
+    /// A JSON array.
+    Array,
+    /// Any JSON value.
+    Any,
+}
+
+impl FieldKind {
+    /// A short English name of the kind, as used in violation messages
+    /// (`"text"`, `"integer"`, `"date (YYYY-MM-DD)"`, …).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Number => "number",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Date => "date (YYYY-MM-DD)",
+            Self::DateTime => "date-time (RFC 3339)",
+            Self::Choice(_) => "one of the options",
+            Self::Object => "object",
+            Self::Array => "array",
+            Self::Any => "any value",
+        }
+    }
+
+    /// Whether `value` is of this kind.
+    pub fn accepts(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Self::Any, _) => true,
+            (Self::Text, Value::String(_)) => true,
+            (Self::Number, Value::Number(_)) => true,
+            (Self::Integer, Value::Number(n)) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+            }
+            (Self::Boolean, Value::Bool(_)) => true,
+            (Self::Date, Value::String(s)) => is_date(s),
+            (Self::DateTime, Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).is_ok(),
+            (Self::Choice(options), Value::String(s)) => options.iter().any(|o| o == s),
+            (Self::Object, Value::Object(_)) => true,
+            (Self::Array, Value::Array(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `YYYY-MM-DD` with a four-digit year, and a date that exists.
+fn is_date(s: &str) -> bool {
+    s.len() == 10 && time::Date::parse(s, format_description!("[year]-[month]-[day]")).is_ok()
+}
+
+/// A JSON Schema `pattern` that a blank string fails.
+const NOT_BLANK: &str = "\\S";
+
+/// One field of a [`StartForm`].
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{FieldKind, FieldSpec};
+/// use serde_json::json;
+///
+/// let priority = FieldSpec::optional("priority", FieldKind::Choice(vec!["low".into(), "high".into()]))
+///     .with_default(json!("low"));
+/// assert!(!priority.is_mandatory());
+/// assert_eq!(priority.default_value(), Some(&json!("low")));
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+pub struct FieldSpec {
+    name: String,
+    kind: FieldKind,
+    mandatory: bool,
+    default: Option<Value>,
+}
+
+impl FieldSpec {
+    /// A field every start must carry (not absent, not `null`, not a blank
+    /// string).
+    pub fn mandatory(name: impl Into<String>, kind: FieldKind) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            mandatory: true,
+            default: None,
+        }
+    }
+
+    /// A field a start may carry.
+    pub fn optional(name: impl Into<String>, kind: FieldKind) -> Self {
+        Self {
+            mandatory: false,
+            ..Self::mandatory(name, kind)
+        }
+    }
+
+    /// The value an optional field gets when the payload does not carry it.
+    /// A mandatory field stays mandatory: its default is not used.
+    pub fn with_default(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self
+    }
+
+    /// The field's name (the payload's key).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The field's kind.
+    pub fn kind(&self) -> &FieldKind {
+        &self.kind
+    }
+
+    /// Whether the field is mandatory.
+    pub fn is_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    /// The default of an optional field.
+    pub fn default_value(&self) -> Option<&Value> {
+        self.default.as_ref()
+    }
+
+    /// The JSON Schema of this field's value.
+    fn json_schema(&self) -> Value {
+        let (types, extra): (&[&str], Value) = match &self.kind {
+            FieldKind::Text => (&["string"], json!({})),
+            FieldKind::Number => (&["number"], json!({})),
+            FieldKind::Integer => (&["integer"], json!({})),
+            FieldKind::Boolean => (&["boolean"], json!({})),
+            FieldKind::Date => (&["string"], json!({"format": "date"})),
+            FieldKind::DateTime => (&["string"], json!({"format": "date-time"})),
+            FieldKind::Choice(options) => {
+                let mut options: Vec<Value> = options.iter().cloned().map(Value::String).collect();
+                if !self.mandatory {
+                    options.push(Value::Null);
+                }
+                (&["string"], json!({"enum": options}))
+            }
+            FieldKind::Object => (&["object"], json!({})),
+            FieldKind::Array => (&["array"], json!({})),
+            FieldKind::Any => (&[], json!({})),
+        };
+        let mut schema = match extra {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        let mut types: Vec<Value> = types.iter().map(|t| json!(t)).collect();
+        if self.mandatory {
+            // Absent, null and blank strings are all "missing"; `pattern`
+            // only constrains strings.
+            schema.insert("pattern".into(), json!(NOT_BLANK));
+            if types.is_empty() {
+                schema.insert("not".into(), json!({"type": "null"}));
+            }
+        } else if !types.is_empty() {
+            types.push(json!("null"));
+        }
+        match types.len() {
+            0 => {}
+            1 => {
+                schema.insert("type".into(), types.remove(0));
+            }
+            _ => {
+                schema.insert("type".into(), Value::Array(types));
+            }
+        }
+        if let Some(default) = &self.default {
+            schema.insert("default".into(), default.clone());
+        }
+        Value::Object(schema)
+    }
+}
+
+/// The fields a deployed version needs to start.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{FieldKind, FieldSpec, StartForm};
+/// use serde_json::json;
+///
+/// let form = StartForm::new([
+///     FieldSpec::mandatory("customerName", FieldKind::Text),
+///     FieldSpec::mandatory("quantity", FieldKind::Integer),
+/// ]);
+/// let payload = json!({"customerName": "John Doe", "quantity": "two"});
+/// let violations = form.validate(payload.as_object().unwrap().clone()).unwrap_err();
+/// assert_eq!(violations.len(), 1);
+/// assert_eq!(violations[0].field(), "quantity");
+/// ```
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct StartForm {
+    fields: Vec<FieldSpec>,
+}
+
+impl StartForm {
+    /// A form of these fields. When two share a name, the later one wins.
+    pub fn new(fields: impl IntoIterator<Item = FieldSpec>) -> Self {
+        let mut out: Vec<FieldSpec> = Vec::new();
+        for field in fields {
+            match out.iter_mut().find(|f| f.name == field.name) {
+                Some(existing) => *existing = field,
+                None => out.push(field),
+            }
+        }
+        Self { fields: out }
+    }
+
+    /// The fields, in the order given.
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+
+    /// The JSON Schema (draft 2020-12) of the payloads this form accepts: a
+    /// payload the schema accepts (with format assertion on, for `date` and
+    /// `date-time`) is exactly one [`validate`](Self::validate) accepts.
+    ///
+    /// Each field has its `type`, `enum` for choices, `format: date` or
+    /// `date-time`, and `default`; mandatory fields are `required`, not
+    /// `null`, and (where a string is allowed) not blank; optional fields
+    /// also accept `null`. Other properties are allowed.
+    ///
+    /// ```
+    /// use process_webhook::{FieldKind, FieldSpec, StartForm};
+    /// use serde_json::json;
+    ///
+    /// let form = StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]);
+    /// let schema = form.json_schema();
+    /// assert_eq!(schema["required"], json!(["orderNumber"]));
+    /// assert_eq!(schema["properties"]["orderNumber"]["type"], "string");
+    /// ```
+    pub fn json_schema(&self) -> Value {
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for field in &self.fields {
+            properties.insert(field.name.clone(), field.json_schema());
+            if field.mandatory {
+                required.push(Value::String(field.name.clone()));
+            }
+        }
+        serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": properties,
+            "required": required,
+        })
+    }
+
+    /// Checks `payload` against the form and returns the variables to hand to
+    /// the engine: the payload, with the defaults of absent optional fields
+    /// added. Fields the form does not name pass through unchanged.
+    ///
+    /// # Errors
+    ///
+    /// Every problem at once, in the form's field order: a mandatory field
+    /// that is absent, `null` or a blank string is
+    /// [`Violation::Missing`]; a value of the wrong kind is
+    /// [`Violation::WrongType`]. An optional field that is `null` is accepted
+    /// as `null`.
+    pub fn validate(
+        &self,
+        mut payload: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        for field in &self.fields {
+            match payload.get(&field.name) {
+                None | Some(Value::Null) if field.mandatory => {
+                    violations.push(FieldViolation::new(&field.name, Violation::Missing));
+                }
+                Some(Value::String(s)) if field.mandatory && s.trim().is_empty() => {
+                    violations.push(FieldViolation::new(&field.name, Violation::Missing));
+                }
+                None => {
+                    if let Some(default) = &field.default {
+                        payload.insert(field.name.clone(), default.clone());
+                    }
+                }
+                Some(Value::Null) => {}
+                Some(value) => {
+                    if !field.kind.accepts(value) {
+                        violations.push(FieldViolation::new(
+                            &field.name,
+                            Violation::WrongType {
+                                expected: field.kind.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        if violations.is_empty() {
+            Ok(payload)
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+/// What is wrong with one field of a payload.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A mandatory field is absent, `null` or a blank string.
+    Missing,
+    /// The value is not of the field's kind.
+    WrongType {
+        /// The kind the form asks for.
+        expected: FieldKind,
+    },
+}
+
+impl Violation {
+    /// A stable machine-readable name: `missing` or `wrong_type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::WrongType { .. } => "wrong_type",
+        }
+    }
+}
+
+/// One problem with one field of a payload, as reported by
+/// [`WebhookError::violations`](crate::WebhookError::violations).
+///
+/// Serialized as `{"field": "orderNumber", "problem": "missing", "message": "…"}`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct FieldViolation {
+    field: String,
+    violation: Violation,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, violation: Violation) -> Self {
+        Self {
+            field: field.into(),
+            violation,
+        }
+    }
+
+    /// The field's name.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong.
+    pub fn violation(&self) -> &Violation {
+        &self.violation
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.violation {
+            Violation::Missing => write!(f, "mandatory field `{}` is missing", self.field),
+            Violation::WrongType {
+                expected: FieldKind::Choice(options),
+            } => write!(f, "field `{}` must be one of {:?}", self.field, options),
+            Violation::WrongType { expected } => {
+                write!(f, "field `{}` must be {}", self.field, expected.describe())
+            }
+        }
+    }
+}
+
+impl Serialize for FieldViolation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("FieldViolation", 3)?;
+        s.serialize_field("field", &self.field)?;
+        s.serialize_field("problem", self.violation.code())?;
+        s.serialize_field("message", &self.to_string())?;
+        s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn check(kind: FieldKind, value: Value) -> bool {
+        kind.accepts(&value)
+    }
+
+    #[test]
+    fn kinds_accept_exactly_their_json() {
+        assert!(check(FieldKind::Integer, json!(12)));
+        assert!(check(FieldKind::Integer, json!(u64::MAX)));
+        assert!(!check(FieldKind::Integer, json!(1.5)));
+        assert!(check(FieldKind::Integer, json!(2.0)));
+        assert!(!check(FieldKind::Integer, json!("12")));
+        assert!(check(FieldKind::Number, json!(1.5)));
+        assert!(!check(FieldKind::Number, json!("1.5")));
+        assert!(check(FieldKind::Boolean, json!(false)));
+        assert!(!check(FieldKind::Boolean, json!("false")));
+        assert!(check(FieldKind::Date, json!("2024-02-29")));
+        assert!(!check(FieldKind::Date, json!("2023-02-29")));
+        assert!(!check(FieldKind::Date, json!("2024-13-01")));
+        assert!(!check(FieldKind::Date, json!("2024-1-01")));
+        assert!(!check(FieldKind::Date, json!("+2024-01-01")));
+        assert!(!check(FieldKind::Date, json!("2024-01-01T00:00:00Z")));
+        assert!(check(FieldKind::DateTime, json!("2024-01-01T10:00:00Z")));
+        assert!(check(FieldKind::DateTime, json!("2024-01-01T10:00:00.5+02:00")));
+        assert!(!check(FieldKind::DateTime, json!("2024-01-01T10:00:00")));
+        assert!(!check(FieldKind::DateTime, json!("2024-01-01")));
+        let choice = FieldKind::Choice(vec!["a".into(), "b".into()]);
+        assert!(check(choice.clone(), json!("a")));
+        assert!(!check(choice, json!("c")));
+        assert!(check(FieldKind::Object, json!({})));
+        assert!(!check(FieldKind::Object, json!([])));
+        assert!(check(FieldKind::Array, json!([])));
+        assert!(check(FieldKind::Any, json!(null)));
+    }
+
+    #[test]
+    fn later_field_with_the_same_name_replaces_the_earlier() {
+        let form = StartForm::new([
+            FieldSpec::mandatory("a", FieldKind::Text),
+            FieldSpec::optional("a", FieldKind::Integer),
+        ]);
+        assert_eq!(form.fields().len(), 1);
+        assert!(!form.fields()[0].is_mandatory());
+    }
+
+    #[test]
+    fn violation_serializes_with_field_problem_and_message() {
+        let v = FieldViolation::new(
+            "qty",
+            Violation::WrongType {
+                expected: FieldKind::Integer,
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&v).unwrap(),
+            json!({"field": "qty", "problem": "wrong_type", "message": "field `qty` must be integer"})
+        );
+    }
+}

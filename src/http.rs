@@ -1,0 +1,425 @@
+//! The HTTP edge without a web framework: reading a raw call into a
+//! [`WebhookStartRequest`], the webhook URL, and [`HttpReply`].
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::WebhookError;
+use crate::id::ProcessUuid;
+use crate::signature::SignatureHeaders;
+use crate::token::EnvironmentToken;
+use crate::webhook::{SignedCall, WebhookStartRequest, check_idempotency_key};
+
+/// The base of every process's webhook URL.
+pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
+
+/// The default limit on a webhook body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The webhook URL of `process` under `base`: `{base}?uid={process}`, or
+/// `{base}&uid={process}` when `base` already has a query.
+///
+/// ```
+/// use process_webhook::{webhook_url, DEFAULT_WEBHOOK_BASE, ProcessUuid};
+///
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
+/// assert_eq!(
+///     webhook_url(DEFAULT_WEBHOOK_BASE, &uuid),
+///     "https://run.stackfl.com/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555",
+/// );
+/// assert_eq!(
+///     webhook_url("http://localhost:8080/hook?tenant=a", &uuid),
+///     "http://localhost:8080/hook?tenant=a&uid=dd9759e0-cc94-11ed-938f-13cf60270555",
+/// );
+/// # Ok(())
+/// # }
+/// # example().unwrap();
+/// ```
+pub fn webhook_url(base: &str, process: &ProcessUuid) -> String {
+    let separator = match base.find('?') {
+        None => '?',
+        Some(i) if i + 1 == base.len() || base.ends_with('&') => return format!("{base}uid={process}"),
+        Some(_) => '&',
+    };
+    format!("{base}{separator}uid={process}")
+}
+
+/// What a call's target and headers say, before its body is read.
+#[derive(Debug, Default)]
+pub(crate) struct RequestHead {
+    pub(crate) token: Option<EnvironmentToken>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) signature: Option<SignatureHeaders>,
+    pub(crate) dry_run: bool,
+}
+
+impl RequestHead {
+    /// Reads the headers the start needs.
+    pub(crate) fn parse_headers<K, V>(headers: impl IntoIterator<Item = (K, V)>) -> Result<Self, WebhookError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut head = Self::default();
+        let mut authorization: Option<String> = None;
+        let mut signature = SignatureHeaders::default();
+        let (mut has_id, mut has_timestamp) = (false, false);
+        for (name, value) in headers {
+            let (name, value) = (name.as_ref().trim(), value.as_ref());
+            if name.eq_ignore_ascii_case("authorization") {
+                set_once(&mut authorization, value, "authorization")?;
+            } else if name.eq_ignore_ascii_case("idempotency-key") {
+                set_once(&mut head.idempotency_key, value.trim(), "idempotency-key")?;
+            } else if name.eq_ignore_ascii_case("prefer") {
+                head.dry_run |= value.split(',').any(|p| p.trim().eq_ignore_ascii_case("dry-run"));
+            } else if name.eq_ignore_ascii_case("webhook-id") {
+                once(&mut has_id, "webhook-id")?;
+                signature.id = value.trim().to_owned();
+            } else if name.eq_ignore_ascii_case("webhook-timestamp") {
+                once(&mut has_timestamp, "webhook-timestamp")?;
+                signature.timestamp = value.trim().to_owned();
+            } else if name.eq_ignore_ascii_case("webhook-signature") {
+                if !signature.signatures.is_empty() {
+                    signature.signatures.push(' ');
+                }
+                signature.signatures.push_str(value.trim());
+            }
+        }
+        head.token = authorization.as_deref().and_then(token_from_authorization);
+        if let Some(key) = &head.idempotency_key {
+            check_idempotency_key(key)?;
+        }
+        if has_id || has_timestamp || !signature.signatures.is_empty() {
+            head.signature = Some(signature);
+        }
+        Ok(head)
+    }
+
+    /// The request, once the body is read.
+    pub(crate) fn into_request(
+        self,
+        process: ProcessUuid,
+        payload: Map<String, Value>,
+    ) -> WebhookStartRequest {
+        let mut request = WebhookStartRequest::new(process, self.token, payload);
+        request.idempotency_key = self.idempotency_key;
+        request.dry_run = self.dry_run;
+        request
+    }
+}
+
+fn set_once(slot: &mut Option<String>, value: &str, name: &'static str) -> Result<(), WebhookError> {
+    if slot.is_some() {
+        return Err(WebhookError::DuplicateHeader { name });
+    }
+    *slot = Some(value.to_owned());
+    Ok(())
+}
+
+fn once(seen: &mut bool, name: &'static str) -> Result<(), WebhookError> {
+    if std::mem::replace(seen, true) {
+        Err(WebhookError::DuplicateHeader { name })
+    } else {
+        Ok(())
+    }
+}
+
+/// The token of an `authorization` value: bare, or after `Bearer ` (any case).
+fn token_from_authorization(value: &str) -> Option<EnvironmentToken> {
+    let value = value.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    (!token.is_empty()).then(|| EnvironmentToken::new(token))
+}
+
+/// The `uid` query parameter of a full URL or a path with query.
+pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookError> {
+    let without_fragment = target.split_once('#').map_or(target, |(t, _)| t);
+    let query = without_fragment.split_once('?').map_or("", |(_, q)| q);
+    let mut uid = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "uid" {
+            if uid.is_some() {
+                return Err(WebhookError::InvalidUid);
+            }
+            uid = Some(value);
+        }
+    }
+    let uid = uid
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(WebhookError::MissingUid)?;
+    uid.trim().parse().map_err(|_| WebhookError::InvalidUid)
+}
+
+/// Reads a body as the JSON object of start fields; an empty (or all
+/// white-space) body is an empty payload.
+pub(crate) fn parse_payload(body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    serde_json::from_slice(body).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
+}
+
+pub(crate) fn check_body_size(body: &[u8], limit: usize) -> Result<(), WebhookError> {
+    if body.len() > limit {
+        Err(WebhookError::PayloadTooLarge { limit })
+    } else {
+        Ok(())
+    }
+}
+
+impl WebhookStartRequest {
+    /// Reads a raw HTTP call, with the default body limit of 1 MiB
+    /// ([`DEFAULT_BODY_LIMIT`]).
+    ///
+    /// - `target` is a full URL or a path with query
+    ///   (`/webhook/send?uid=…`); the process is the `uid` query parameter
+    ///   (percent-decoded, any case; other parameters are ignored). The path
+    ///   is not checked: mount the endpoint where you like.
+    /// - Header names are case-insensitive. `authorization` holds the token,
+    ///   bare or as `Bearer <token>`; `Idempotency-Key` the idempotency key;
+    ///   `Prefer: dry-run` marks a dry run; `webhook-id`, `webhook-timestamp`
+    ///   and `webhook-signature` a Standard Webhooks signature (the raw body
+    ///   is then kept to verify it).
+    /// - The body is the JSON object of start fields; an empty body is an
+    ///   empty payload.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, and nothing else happens:
+    /// `400 missing_uid` (no or empty `uid`), `400 invalid_uid` (not a UUID, or
+    /// given twice), `413 payload_too_large` (refused before parsing),
+    /// `400 duplicate_header` (`authorization`, `idempotency-key`,
+    /// `webhook-id` or `webhook-timestamp` more than once),
+    /// `400 invalid_idempotency_key`, `400 malformed_payload` (not JSON, not
+    /// an object, invalid UTF-8, nested deeper than 128 levels).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use process_webhook::WebhookStartRequest;
+    ///
+    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let request = WebhookStartRequest::from_parts(
+    ///     "/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555",
+    ///     [("Authorization", "Bearer s3cr3t"), ("Idempotency-Key", "order-123456")],
+    ///     br#"{"customerName": "John Doe"}"#,
+    /// )?;
+    /// assert_eq!(request.process().to_string(), "dd9759e0-cc94-11ed-938f-13cf60270555");
+    /// assert_eq!(request.token().map(|t| t.expose_secret()), Some("s3cr3t"));
+    /// assert_eq!(request.payload()["customerName"], "John Doe");
+    ///
+    /// let err = WebhookStartRequest::from_parts("/webhook/send?uid=42", [("authorization", "x")], b"{}").unwrap_err();
+    /// assert_eq!((err.status(), err.code()), (400, "invalid_uid"));
+    /// # Ok(())
+    /// # }
+    /// # example().unwrap();
+    /// ```
+    pub fn from_parts<K, V>(
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+    ) -> Result<Self, WebhookError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::from_parts_with_limit(target, headers, body, DEFAULT_BODY_LIMIT)
+    }
+
+    /// [`from_parts`](Self::from_parts) with a body limit of `limit` bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_parts`](Self::from_parts).
+    pub fn from_parts_with_limit<K, V>(
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+        limit: usize,
+    ) -> Result<Self, WebhookError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let process = process_from_target(target)?;
+        check_body_size(body, limit)?;
+        let mut head = RequestHead::parse_headers(headers)?;
+        let payload = parse_payload(body)?;
+        let signature = head.signature.take();
+        let mut request = head.into_request(process, payload);
+        request.signed = signature.map(|headers| SignedCall {
+            headers,
+            body: Arc::from(body),
+        });
+        Ok(request)
+    }
+
+    /// Reads a whole call carried as one JSON document (by a queue or a test
+    /// tool): `{"headers": {"authorization": "…", "idempotency-key": "…"},
+    /// "payload": {…}}`. Both members are optional; header names are
+    /// case-insensitive and their values strings.
+    ///
+    /// # Errors
+    ///
+    /// `400 malformed_payload` when the document is not such an object (or
+    /// `payload` is not an object), `400 duplicate_header`,
+    /// `400 invalid_idempotency_key`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use process_webhook::{ProcessUuid, WebhookStartRequest};
+    ///
+    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
+    /// let request = WebhookStartRequest::from_envelope_json(
+    ///     uuid,
+    ///     br#"{"headers": {"authorization": "s3cr3t"}, "payload": {"orderNumber": "123456"}}"#,
+    /// )?;
+    /// assert_eq!(request.payload()["orderNumber"], "123456");
+    /// # Ok(())
+    /// # }
+    /// # example().unwrap();
+    /// ```
+    pub fn from_envelope_json(process: ProcessUuid, json: &[u8]) -> Result<Self, WebhookError> {
+        // `headers` is an object; read it as a list of pairs so that a name
+        // given twice (in any case) is seen rather than silently merged.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope {
+            #[serde(default, deserialize_with = "pairs")]
+            headers: Vec<(String, String)>,
+            #[serde(default)]
+            payload: Map<String, Value>,
+        }
+        let envelope: Envelope =
+            serde_json::from_slice(json).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })?;
+        let head = RequestHead::parse_headers(envelope.headers)?;
+        Ok(head.into_request(process, envelope.payload))
+    }
+}
+
+/// Deserializes a JSON object of strings into its pairs, in order.
+fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of header names to string values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(pair) = map.next_entry::<String, String>()? {
+                out.push(pair);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Pairs)
+}
+
+/// An HTTP answer, independent of any web framework.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{HttpReply, WebhookError};
+///
+/// let reply = HttpReply::from_error(&WebhookError::MissingToken);
+/// assert_eq!(reply.status(), 401);
+/// assert_eq!(reply.content_type(), "application/problem+json");
+/// let doc: serde_json::Value = serde_json::from_slice(reply.body()).unwrap();
+/// assert_eq!(doc["code"], "missing_token");
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HttpReply {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// An answer with a JSON body.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    /// The problem document of `error`, with its status, and `Retry-After`
+    /// (in seconds) where the error has one.
+    pub fn from_error(error: &WebhookError) -> Self {
+        let mut reply = Self {
+            status: error.status(),
+            content_type: "application/problem+json",
+            headers: Vec::new(),
+            body: serde_json::to_vec(&error.to_problem_json()).unwrap_or_default(),
+        };
+        if let Some(after) = error.retry_after() {
+            reply = reply.with_header("retry-after", after.as_secs().max(1).to_string());
+        }
+        if let WebhookError::MethodNotAllowed { .. } = error {
+            reply = reply.with_header("allow", "GET, POST".to_owned());
+        }
+        reply
+    }
+
+    /// Replaces the `Content-Type`.
+    pub fn with_content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The `Content-Type`.
+    pub fn content_type(&self) -> &str {
+        self.content_type
+    }
+
+    #[cfg(feature = "axum")]
+    pub(crate) fn content_type_static(&self) -> &'static str {
+        self.content_type
+    }
+
+    /// Headers to send besides `Content-Type` (names in lower case).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (*n, v.as_str()))
+    }
+
+    /// The value of header `name` (case-insensitive), if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body, owned.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}

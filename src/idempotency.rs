@@ -1,0 +1,403 @@
+//! Idempotent starts: a store that remembers, per idempotency key, that a
+//! start is running or what it started, so that a repeated delivery replays
+//! the first outcome instead of starting another instance.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::id::{EnvironmentId, ProcessUuid};
+use crate::store::StoreError;
+use crate::webhook::StartOutcome;
+
+/// An idempotency key in its scope: the same key sent to another process or
+/// in another environment is another key.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct IdempotencyKey {
+    environment: EnvironmentId,
+    process: ProcessUuid,
+    key: String,
+}
+
+impl IdempotencyKey {
+    /// The key `key` for starts of `process` in `environment`.
+    pub fn new(environment: EnvironmentId, process: ProcessUuid, key: impl Into<String>) -> Self {
+        Self {
+            environment,
+            process,
+            key: key.into(),
+        }
+    }
+
+    /// The environment.
+    pub fn environment(&self) -> &EnvironmentId {
+        &self.environment
+    }
+
+    /// The process.
+    pub fn process(&self) -> &ProcessUuid {
+        &self.process
+    }
+
+    /// The caller's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The SHA-256 of a payload's canonical JSON (keys sorted), which tells a
+/// repeated call with the same payload from a reuse of the key with another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadFingerprint([u8; 32]);
+
+impl PayloadFingerprint {
+    /// The fingerprint of `payload`.
+    ///
+    /// ```
+    /// use process_webhook::PayloadFingerprint;
+    /// use serde_json::json;
+    ///
+    /// let a = json!({"a": 1, "b": 2});
+    /// let b: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+    /// assert_eq!(
+    ///     PayloadFingerprint::of(a.as_object().unwrap()),
+    ///     PayloadFingerprint::of(b.as_object().unwrap()),
+    /// );
+    /// ```
+    pub fn of(payload: &Map<String, Value>) -> Self {
+        // serde_json's `Map` keeps its keys sorted (without the
+        // `preserve_order` feature), so this text is canonical.
+        let mut hasher = Sha256::new();
+        let _ = serde_json::to_writer(HashWriter(&mut hasher), payload);
+        Self(hasher.finalize().into())
+    }
+
+    /// A fingerprint from its bytes (as a host stored them).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The fingerprint's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PayloadFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PayloadFingerprint(")?;
+        for b in &self.0[..6] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What [`IdempotencyStore::reserve`] found.
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub enum Reservation {
+    /// The key was free and is now reserved for the caller, who must later
+    /// [`complete`](IdempotencyStore::complete) or
+    /// [`release`](IdempotencyStore::release) it.
+    Reserved,
+    /// Another start holds the key and has not finished.
+    InProgress {
+        /// The fingerprint of that start's payload.
+        fingerprint: PayloadFingerprint,
+    },
+    /// A start with this key finished.
+    Completed {
+        /// The fingerprint of that start's payload.
+        fingerprint: PayloadFingerprint,
+        /// What it started.
+        outcome: StartOutcome,
+    },
+}
+
+/// Where idempotency keys are remembered.
+///
+/// # Contract
+///
+/// - `reserve` is atomic: of any number of concurrent calls for one key, at
+///   most one gets [`Reservation::Reserved`] until that reservation is
+///   released or expires.
+/// - `complete` records the outcome of a reserved key; later `reserve`s get
+///   [`Reservation::Completed`] until the retention time ends.
+/// - `release` frees a reserved key whose start failed, so that a retry can
+///   start; it does nothing to a completed key.
+/// - An `Err` means the store could not answer; the start is then refused
+///   with `503 store_unavailable` and the engine is not called.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Reserves `key` for a start of a payload with `fingerprint`, or reports
+    /// who has it.
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Records the outcome of the start that reserved `key`.
+    async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError>;
+
+    /// Frees `key`, reserved by a start that failed.
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+}
+
+/// The default retention of an idempotency key: 24 hours.
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The default bound on the keys [`InMemoryIdempotencyStore`] holds.
+pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
+
+/// Idempotency keys in memory, for tests and single-process hosts.
+///
+/// Keys are kept for a retention time (24 h by default,
+/// [`with_ttl`](Self::with_ttl)) measured from the reservation, and at most
+/// [`capacity`](Self::with_capacity) of them (100,000 by default). When it is
+/// full, expired keys are dropped first, then the oldest completed ones; if
+/// every key is a start still in progress, `reserve` fails with a
+/// [`StoreError`] (`503`). Clones share state.
+///
+/// A reservation whose start never ends (the process died) frees itself when
+/// the retention time ends.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use process_webhook::*;
+/// use serde_json::Map;
+///
+/// # tokio_test::block_on(async {
+/// let store = InMemoryIdempotencyStore::new().with_ttl(Duration::from_secs(3600));
+/// let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid::Uuid::nil().into(), "order-1");
+/// let fp = PayloadFingerprint::of(&Map::new());
+/// assert_eq!(store.reserve(&key, fp).await?, Reservation::Reserved);
+/// assert_eq!(store.reserve(&key, fp).await?, Reservation::InProgress { fingerprint: fp });
+/// store.release(&key).await?;
+/// assert_eq!(store.reserve(&key, fp).await?, Reservation::Reserved);
+/// # Ok::<(), StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct InMemoryIdempotencyStore {
+    inner: Arc<Mutex<HashMap<IdempotencyKey, Entry>>>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    created: Instant,
+    fingerprint: PayloadFingerprint,
+    outcome: Option<StartOutcome>,
+}
+
+impl Default for InMemoryIdempotencyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryIdempotencyStore {
+    /// An empty store with the default retention and capacity.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::default(),
+            ttl: DEFAULT_IDEMPOTENCY_TTL,
+            capacity: DEFAULT_IDEMPOTENCY_CAPACITY,
+        }
+    }
+
+    /// Sets how long a key is remembered.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets how many keys are kept at most (at least 1).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The number of keys held (expired ones included until dropped).
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes room for one more key; false when every key is in progress.
+    fn make_room(&self, map: &mut HashMap<IdempotencyKey, Entry>, now: Instant) -> bool {
+        if map.len() < self.capacity {
+            return true;
+        }
+        map.retain(|_, e| now.duration_since(e.created) < self.ttl);
+        if map.len() < self.capacity {
+            return true;
+        }
+        let oldest = map
+            .iter()
+            .filter(|(_, e)| e.outcome.is_some())
+            .min_by_key(|(_, e)| e.created)
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(key) => {
+                map.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for InMemoryIdempotencyStore {
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError> {
+        let now = Instant::now();
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = map.get(key) {
+            if now.duration_since(entry.created) < self.ttl {
+                return Ok(match &entry.outcome {
+                    None => Reservation::InProgress {
+                        fingerprint: entry.fingerprint,
+                    },
+                    Some(outcome) => Reservation::Completed {
+                        fingerprint: entry.fingerprint,
+                        outcome: outcome.clone(),
+                    },
+                });
+            }
+            map.remove(key);
+        }
+        if !self.make_room(&mut map, now) {
+            return Err(StoreError::new("idempotency store is full of starts in progress"));
+        }
+        map.insert(
+            key.clone(),
+            Entry {
+                created: now,
+                fingerprint,
+                outcome: None,
+            },
+        );
+        Ok(Reservation::Reserved)
+    }
+
+    async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(key) {
+            Some(entry) => {
+                entry.outcome = Some(outcome.clone());
+                Ok(())
+            }
+            None => Err(StoreError::new(
+                "completing an idempotency key that is not reserved",
+            )),
+        }
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.get(key).is_some_and(|e| e.outcome.is_none()) {
+            map.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{InstanceId, ProcessUuid};
+
+    fn key(k: &str) -> IdempotencyKey {
+        IdempotencyKey::new(
+            EnvironmentId::new("prod"),
+            ProcessUuid::from(uuid::Uuid::nil()),
+            k,
+        )
+    }
+
+    fn fp() -> PayloadFingerprint {
+        PayloadFingerprint::of(&Map::new())
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_forgotten() {
+        let store = InMemoryIdempotencyStore::new().with_ttl(Duration::ZERO);
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_store_drops_the_oldest_completed_key_and_never_one_in_progress() {
+        let store = InMemoryIdempotencyStore::new().with_capacity(2);
+        store.reserve(&key("a"), fp()).await.unwrap();
+        store.reserve(&key("b"), fp()).await.unwrap();
+        assert!(
+            store.reserve(&key("c"), fp()).await.is_err(),
+            "both keys are in progress"
+        );
+        let outcome = crate::webhook::tests_support::outcome(InstanceId::new("1"));
+        store.complete(&key("a"), &outcome).await.unwrap();
+        assert_eq!(
+            store.reserve(&key("c"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(store.len(), 2);
+        store.complete(&key("c"), &outcome).await.unwrap();
+        // `a` was dropped to make room for `c`: it is free again, not a replay.
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    #[tokio::test]
+    async fn release_does_not_forget_a_completed_key() {
+        let store = InMemoryIdempotencyStore::new();
+        store.reserve(&key("a"), fp()).await.unwrap();
+        let outcome = crate::webhook::tests_support::outcome(InstanceId::new("1"));
+        store.complete(&key("a"), &outcome).await.unwrap();
+        store.release(&key("a")).await.unwrap();
+        assert!(matches!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Completed { .. }
+        ));
+    }
+}

@@ -1,0 +1,223 @@
+//! In-memory implementations of the stores and the engine, for tests, doc
+//! examples and small hosts.
+//!
+//! All of them take `&self` for changes, so they can be shared in an `Arc`
+//! and changed while serving; clones share state. No lock is held across an
+//! `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+
+use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
+use crate::model::{Deployment, Environment, ProcessModel};
+use crate::store::{ModelStore, StoreError, TokenStore};
+use crate::token::{EnvironmentToken, TokenDigest};
+
+/// Process models and deployments in memory.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+///
+/// # tokio_test::block_on(async {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+/// let production = EnvironmentId::new("production");
+/// let models = InMemoryModelStore::new();
+/// models.insert_model(ProcessModel::new(uuid, OrganizationId::new("acme"), "Order intake"));
+/// models.deploy(Deployment::new(uuid, VersionTag::Released(1), production.clone(), StartForm::default()));
+/// models.deploy(Deployment::new(uuid, VersionTag::Released(2), production.clone(), StartForm::default()));
+/// let latest = models.deployment(&uuid, &production).await?.unwrap();
+/// assert_eq!(latest.version(), VersionTag::Released(2));
+/// # Ok::<(), StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct InMemoryModelStore {
+    inner: Arc<RwLock<Models>>,
+}
+
+#[derive(Default, Debug)]
+struct Models {
+    models: HashMap<ProcessUuid, ProcessModel>,
+    deployments: HashMap<ProcessUuid, HashMap<EnvironmentId, Deployment>>,
+}
+
+impl InMemoryModelStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a model, replacing one with the same UUID.
+    pub fn insert_model(&self, model: ProcessModel) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.models.insert(*model.uuid(), model);
+    }
+
+    /// Deploys a version: from now on, starts of its process in its
+    /// environment use it. It replaces an earlier deployment of the same
+    /// process to the same environment.
+    pub fn deploy(&self, deployment: Deployment) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .deployments
+            .entry(*deployment.process())
+            .or_default()
+            .insert(deployment.environment().clone(), deployment);
+    }
+
+    /// Removes the deployment of `process` in `environment`, returning it.
+    pub fn undeploy(&self, process: &ProcessUuid, environment: &EnvironmentId) -> Option<Deployment> {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.deployments.get_mut(process)?.remove(environment)
+    }
+}
+
+#[async_trait]
+impl ModelStore for InMemoryModelStore {
+    async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner.models.get(uuid).cloned())
+    }
+
+    async fn deployment(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner
+            .deployments
+            .get(uuid)
+            .and_then(|by_env| by_env.get(environment))
+            .cloned())
+    }
+}
+
+/// Environment tokens in memory, kept only as SHA-256 digests.
+///
+/// Look-ups hash the presented token and find its digest in a hash map whose
+/// key equality is constant-time ([`TokenDigest`]); the store never holds a
+/// token's text.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+///
+/// # tokio_test::block_on(async {
+/// let tokens = InMemoryTokenStore::new();
+/// let token = EnvironmentToken::generate();
+/// tokens.insert(&token, Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme")));
+/// assert!(tokens.environment(&token).await?.is_some());
+/// assert!(tokens.revoke(&token));
+/// assert!(tokens.environment(&token).await?.is_none());
+/// # Ok::<(), StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct InMemoryTokenStore {
+    inner: Arc<RwLock<HashMap<TokenDigest, Environment>>>,
+}
+
+impl InMemoryTokenStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `token` open `environment` (replacing what it opened before).
+    pub fn insert(&self, token: &EnvironmentToken, environment: Environment) {
+        self.insert_digest(token.digest(), environment);
+    }
+
+    /// Like [`insert`](Self::insert), for a host that only has the digest.
+    pub fn insert_digest(&self, digest: TokenDigest, environment: Environment) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.insert(digest, environment);
+    }
+
+    /// Revokes `token`; returns whether it was known.
+    pub fn revoke(&self, token: &EnvironmentToken) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.remove(&token.digest()).is_some()
+    }
+
+    /// The number of tokens stored.
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no token is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl TokenStore for InMemoryTokenStore {
+    async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+        let digest = token.digest();
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(inner.get(&digest).cloned())
+    }
+}
+
+/// An instance [`InMemoryEngine`] started, with the command that started it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct StartedInstance {
+    /// The instance's id (a random UUID).
+    pub id: InstanceId,
+    /// The command it was started with.
+    pub command: StartCommand,
+}
+
+/// An engine that records every start in memory and gives each instance a
+/// random UUID as its id. It never fails.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::InMemoryEngine;
+/// let engine = InMemoryEngine::new();
+/// assert!(engine.started().is_empty());
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct InMemoryEngine {
+    started: Arc<Mutex<Vec<StartedInstance>>>,
+}
+
+impl InMemoryEngine {
+    /// An engine that has started nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every instance started so far, oldest first.
+    pub fn started(&self) -> Vec<StartedInstance> {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Engine for InMemoryEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let id = InstanceId::new(uuid::Uuid::new_v4().to_string());
+        let mut instance = ProcessInstance::new(id.clone());
+        if let Some(key) = &command.idempotency_key {
+            instance = instance.with_business_key(key.clone());
+        }
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(StartedInstance { id, command });
+        Ok(instance)
+    }
+}

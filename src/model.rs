@@ -1,0 +1,251 @@
+//! Process models, their deployments, and the environments they are deployed to.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::form::StartForm;
+use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
+use crate::signature::SigningSecret;
+
+/// An environment of an organization (development, production, …), the scope
+/// of one [`EnvironmentToken`](crate::EnvironmentToken).
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{Environment, EnvironmentId, OrganizationId};
+///
+/// let env = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+/// assert_eq!(env.id().as_str(), "production");
+/// assert_eq!(env.organization().as_str(), "acme");
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Environment {
+    id: EnvironmentId,
+    organization: OrganizationId,
+    signing_secrets: Arc<[SigningSecret]>,
+}
+
+impl Environment {
+    /// The environment `id` of `organization`.
+    pub fn new(id: EnvironmentId, organization: OrganizationId) -> Self {
+        Self {
+            id,
+            organization,
+            signing_secrets: Arc::from([]),
+        }
+    }
+
+    /// Requires signed webhooks (Standard Webhooks) for this environment, and
+    /// accepts signatures made with `secret`. Call it again to accept more than
+    /// one secret at a time, e.g. while rotating.
+    pub fn with_signing_secret(mut self, secret: SigningSecret) -> Self {
+        let mut secrets = self.signing_secrets.to_vec();
+        secrets.push(secret);
+        self.signing_secrets = secrets.into();
+        self
+    }
+
+    /// The environment's id.
+    pub fn id(&self) -> &EnvironmentId {
+        &self.id
+    }
+
+    /// The organization the environment belongs to.
+    pub fn organization(&self) -> &OrganizationId {
+        &self.organization
+    }
+
+    /// The secrets a signed webhook may be signed with; empty when the
+    /// environment does not require signatures.
+    pub fn signing_secrets(&self) -> &[SigningSecret] {
+        &self.signing_secrets
+    }
+}
+
+/// A process model as designed in the studio: a UUID, an owner and a name.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{OrganizationId, ProcessModel, ProcessUuid};
+///
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
+/// let model = ProcessModel::new(uuid, OrganizationId::new("acme"), "Order intake");
+/// assert_eq!(model.name(), "Order intake");
+/// # Ok(())
+/// # }
+/// # example().unwrap();
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProcessModel {
+    uuid: ProcessUuid,
+    organization: OrganizationId,
+    name: String,
+}
+
+impl ProcessModel {
+    /// A model with this UUID, owned by `organization`.
+    pub fn new(uuid: ProcessUuid, organization: OrganizationId, name: impl Into<String>) -> Self {
+        Self {
+            uuid,
+            organization,
+            name: name.into(),
+        }
+    }
+
+    /// The model's UUID.
+    pub fn uuid(&self) -> &ProcessUuid {
+        &self.uuid
+    }
+
+    /// The organization that owns the model.
+    pub fn organization(&self) -> &OrganizationId {
+        &self.organization
+    }
+
+    /// The model's human-readable name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Which version of a model a deployment carries.
+///
+/// A `Draft` can be deployed (e.g. to try it in the studio) but can never be
+/// started by webhook. Serialized as `"draft"` or the version number.
+///
+/// ```
+/// use process_webhook::VersionTag;
+/// assert_eq!(VersionTag::Released(3).to_string(), "v3");
+/// assert_eq!(VersionTag::Draft.to_string(), "draft");
+/// assert!(VersionTag::Draft.is_draft());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VersionTag {
+    /// A version still being edited.
+    Draft,
+    /// A released version, numbered from 1.
+    Released(u32),
+}
+
+impl VersionTag {
+    /// Whether this is a draft.
+    pub fn is_draft(&self) -> bool {
+        matches!(self, Self::Draft)
+    }
+
+    /// The released version number, or `None` for a draft.
+    pub fn number(&self) -> Option<u32> {
+        match self {
+            Self::Draft => None,
+            Self::Released(n) => Some(*n),
+        }
+    }
+}
+
+impl fmt::Display for VersionTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Draft => f.write_str("draft"),
+            Self::Released(n) => write!(f, "v{n}"),
+        }
+    }
+}
+
+/// A version of a process model deployed to one environment, with the start
+/// form that a webhook payload is checked against.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{Deployment, EnvironmentId, FieldKind, FieldSpec, ProcessUuid, StartForm, VersionTag};
+///
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
+/// let form = StartForm::new([FieldSpec::mandatory("customerName", FieldKind::Text)]);
+/// let deployment = Deployment::new(uuid, VersionTag::Released(2), EnvironmentId::new("production"), form)
+///     .with_definition_key("order-intake");
+/// assert_eq!(deployment.definition_key(), "order-intake");
+/// assert_eq!(deployment.version(), VersionTag::Released(2));
+/// # Ok(())
+/// # }
+/// # example().unwrap();
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+pub struct Deployment {
+    id: DeploymentId,
+    process: ProcessUuid,
+    version: VersionTag,
+    environment: EnvironmentId,
+    start_form: Arc<StartForm>,
+    definition_key: String,
+}
+
+impl Deployment {
+    /// A deployment of `version` of `process` to `environment`, with a fresh
+    /// random [`DeploymentId`] and the process UUID's text as the engine's
+    /// definition key.
+    pub fn new(
+        process: ProcessUuid,
+        version: VersionTag,
+        environment: EnvironmentId,
+        start_form: StartForm,
+    ) -> Self {
+        Self {
+            id: DeploymentId::new_random(),
+            process,
+            version,
+            environment,
+            start_form: Arc::new(start_form),
+            definition_key: process.to_string(),
+        }
+    }
+
+    /// Sets the engine's key for the deployed definition (e.g. Camunda's
+    /// process definition key).
+    pub fn with_definition_key(mut self, key: impl Into<String>) -> Self {
+        self.definition_key = key.into();
+        self
+    }
+
+    /// Sets the id, for a host that loads deployments it stored earlier.
+    pub fn with_id(mut self, id: DeploymentId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// The deployment's id.
+    pub fn id(&self) -> DeploymentId {
+        self.id
+    }
+
+    /// The deployed process.
+    pub fn process(&self) -> &ProcessUuid {
+        &self.process
+    }
+
+    /// The deployed version.
+    pub fn version(&self) -> VersionTag {
+        self.version
+    }
+
+    /// The environment deployed to.
+    pub fn environment(&self) -> &EnvironmentId {
+        &self.environment
+    }
+
+    /// The start form a webhook payload must satisfy.
+    pub fn start_form(&self) -> &StartForm {
+        &self.start_form
+    }
+
+    /// The engine's key for the deployed definition.
+    pub fn definition_key(&self) -> &str {
+        &self.definition_key
+    }
+}

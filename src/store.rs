@@ -1,0 +1,161 @@
+//! The storage a start reads: process models and deployments, and the
+//! environments behind tokens.
+//!
+//! # Implementing a custom store
+//!
+//! A host keeps models and tokens wherever it likes (a database, a
+//! configuration file, a remote service) and implements these traits over it.
+//! Absence is `Ok(None)`; an `Err` means the store could not answer and makes
+//! the start fail with `503 store_unavailable`, without reaching the engine.
+//! Keep only token digests, never tokens:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use async_trait::async_trait;
+//! use process_webhook::{Environment, EnvironmentId, EnvironmentToken, OrganizationId, StoreError, TokenDigest, TokenStore};
+//!
+//! /// Tokens configured at start-up, e.g. read from a file of digests.
+//! struct ConfiguredTokens {
+//!     by_digest: HashMap<TokenDigest, Environment>,
+//! }
+//!
+//! #[async_trait]
+//! impl TokenStore for ConfiguredTokens {
+//!     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+//!         Ok(self.by_digest.get(&token.digest()).cloned())
+//!     }
+//! }
+//!
+//! # tokio_test::block_on(async {
+//! let token = EnvironmentToken::new("s3cr3t");
+//! let env = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+//! let store = ConfiguredTokens { by_digest: HashMap::from([(token.digest(), env.clone())]) };
+//! assert_eq!(store.environment(&token).await?, Some(env));
+//! assert_eq!(store.environment(&EnvironmentToken::new("guess")).await?, None);
+//! # Ok::<(), StoreError>(())
+//! # }).unwrap();
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::id::{EnvironmentId, ProcessUuid};
+use crate::model::{Deployment, Environment, ProcessModel};
+use crate::token::EnvironmentToken;
+
+/// Where process models and their deployments are kept.
+///
+/// # Contract
+///
+/// - `model` returns the model with that UUID, or `Ok(None)`.
+/// - `deployment` returns the deployment that webhook starts of `uuid` in
+///   `environment` use (the latest one), or `Ok(None)` when that process has
+///   never been deployed there.
+/// - An `Err` means the store could not answer (not "not found").
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    /// The model with this UUID.
+    async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError>;
+
+    /// The deployment of `uuid` that starts in `environment` use.
+    async fn deployment(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Result<Option<Deployment>, StoreError>;
+}
+
+/// Where the environment behind each token is kept.
+///
+/// # Contract
+///
+/// - `environment` returns the environment `token` belongs to, or `Ok(None)`
+///   for a token no environment has (or one that was revoked).
+/// - Implementations keep only [`TokenDigest`](crate::TokenDigest)s and compare
+///   in constant time; `TokenDigest`'s equality does that.
+/// - An `Err` means the store could not answer.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The environment of `token`.
+    async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError>;
+}
+
+#[async_trait]
+impl<T: ModelStore + ?Sized> ModelStore for std::sync::Arc<T> {
+    async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError> {
+        (**self).model(uuid).await
+    }
+
+    async fn deployment(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Result<Option<Deployment>, StoreError> {
+        (**self).deployment(uuid, environment).await
+    }
+}
+
+#[async_trait]
+impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+        (**self).environment(token).await
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A store could not answer.
+///
+/// Its message is for the host's logs; the webhook caller only sees
+/// `503 store_unavailable`.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::StoreError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "db timed out");
+/// let err = StoreError::new("loading deployment").with_source(io);
+/// assert_eq!(err.to_string(), "loading deployment");
+/// assert!(std::error::Error::source(&err).is_some());
+/// ```
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// An error with this message (for logs; never shown to a caller).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source`.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The message given to [`StoreError::new`].
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,255 @@
+//! Conformance suites (feature `testing`): run them against your own store
+//! implementations to check that they keep the traits' contracts. The
+//! crate's own tests run them against the in-memory stores, directly and
+//! through `dyn` trait objects.
+//!
+//! Each suite panics (like `assert!`) at the first broken rule, so call it
+//! from a test:
+//!
+//! ```
+//! use process_webhook::{InMemoryModelStore, testing};
+//!
+//! # tokio_test::block_on(async {
+//! let store = InMemoryModelStore::new();
+//! let fixtures = testing::model_fixtures();
+//! for model in &fixtures.models { store.insert_model(model.clone()); }
+//! for deployment in &fixtures.deployments { store.deploy(deployment.clone()); }
+//! testing::check_model_store(&store, &fixtures).await;
+//! # });
+//! ```
+
+use futures_util::future::join_all;
+use serde_json::Map;
+
+use crate::form::{FieldKind, FieldSpec, StartForm};
+use crate::id::{EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
+use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::store::{ModelStore, TokenStore};
+use crate::token::EnvironmentToken;
+use crate::webhook::{Prepared, StartOutcome};
+
+/// Models and deployments to put in a store before
+/// [`check_model_store`]: insert every model, then deploy every deployment
+/// in order (a later deployment of the same process to the same environment
+/// replaces the earlier).
+#[derive(Debug, Clone)]
+pub struct ModelFixtures {
+    /// The models.
+    pub models: Vec<ProcessModel>,
+    /// The deployments, in the order to deploy them.
+    pub deployments: Vec<Deployment>,
+}
+
+fn uuid(n: u128) -> ProcessUuid {
+    uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0000 | n).into()
+}
+
+/// Fixtures for [`check_model_store`].
+pub fn model_fixtures() -> ModelFixtures {
+    let (acme, globex) = (OrganizationId::new("acme"), OrganizationId::new("globex"));
+    let (prod, dev) = (
+        EnvironmentId::new("production"),
+        EnvironmentId::new("development"),
+    );
+    let form = StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]);
+    ModelFixtures {
+        models: vec![
+            ProcessModel::new(uuid(1), acme.clone(), "Order intake"),
+            ProcessModel::new(uuid(2), acme, "Refund"),
+            ProcessModel::new(uuid(3), globex, "Onboarding"),
+        ],
+        deployments: vec![
+            Deployment::new(uuid(1), VersionTag::Released(1), prod.clone(), form.clone()),
+            Deployment::new(uuid(1), VersionTag::Released(2), prod.clone(), form.clone())
+                .with_definition_key("order-intake"),
+            Deployment::new(uuid(1), VersionTag::Draft, dev, form.clone()),
+            Deployment::new(uuid(3), VersionTag::Released(7), prod, form),
+        ],
+    }
+}
+
+/// Checks a [`ModelStore`] holding [`model_fixtures`].
+///
+/// # Panics
+///
+/// When the store breaks the contract (or fails).
+pub async fn check_model_store<S: ModelStore + ?Sized>(store: &S, fixtures: &ModelFixtures) {
+    for model in &fixtures.models {
+        let found = store.model(model.uuid()).await.expect("model look-up failed");
+        assert_eq!(found.as_ref(), Some(model), "model {} as inserted", model.uuid());
+    }
+    assert_eq!(
+        store.model(&uuid(99)).await.expect("look-up failed"),
+        None,
+        "an unknown model is Ok(None)"
+    );
+    for deployment in &fixtures.deployments {
+        let latest = fixtures
+            .deployments
+            .iter()
+            .rev()
+            .find(|d| d.process() == deployment.process() && d.environment() == deployment.environment())
+            .expect("the deployment itself");
+        let found = store
+            .deployment(deployment.process(), deployment.environment())
+            .await
+            .expect("deployment look-up failed");
+        assert_eq!(
+            found.as_ref(),
+            Some(latest),
+            "the latest deployment of {} in {}",
+            deployment.process(),
+            deployment.environment()
+        );
+    }
+    let nowhere = EnvironmentId::new("nowhere");
+    assert_eq!(
+        store
+            .deployment(&uuid(1), &nowhere)
+            .await
+            .expect("look-up failed"),
+        None,
+        "a process not deployed to an environment is Ok(None)"
+    );
+    assert_eq!(
+        store
+            .deployment(&uuid(2), &EnvironmentId::new("production"))
+            .await
+            .expect("look-up failed"),
+        None,
+        "a model never deployed is Ok(None)"
+    );
+}
+
+/// Tokens and their environments to put in a store before
+/// [`check_token_store`].
+pub fn token_fixtures() -> Vec<(EnvironmentToken, Environment)> {
+    let acme = OrganizationId::new("acme");
+    vec![
+        (
+            EnvironmentToken::generate(),
+            Environment::new(EnvironmentId::new("production"), acme.clone()),
+        ),
+        (
+            EnvironmentToken::generate(),
+            Environment::new(EnvironmentId::new("development"), acme),
+        ),
+    ]
+}
+
+/// Checks a [`TokenStore`] holding [`token_fixtures`].
+///
+/// # Panics
+///
+/// When the store breaks the contract (or fails).
+pub async fn check_token_store<S: TokenStore + ?Sized>(
+    store: &S,
+    fixtures: &[(EnvironmentToken, Environment)],
+) {
+    for (token, environment) in fixtures {
+        let found = store.environment(token).await.expect("token look-up failed");
+        assert_eq!(
+            found.as_ref(),
+            Some(environment),
+            "the environment of a known token"
+        );
+        let mut near = token.expose_secret().to_owned();
+        near.pop();
+        let found = store
+            .environment(&EnvironmentToken::new(near))
+            .await
+            .expect("look-up failed");
+        assert_eq!(found, None, "a token one character short is unknown");
+    }
+    let found = store
+        .environment(&EnvironmentToken::new(""))
+        .await
+        .expect("look-up failed");
+    assert_eq!(found, None, "the empty token is unknown");
+}
+
+fn outcome(id: &str) -> StartOutcome {
+    let deployment = Deployment::new(
+        uuid(1),
+        VersionTag::Released(1),
+        EnvironmentId::new("production"),
+        StartForm::default(),
+    );
+    let prepared = Prepared {
+        deployment,
+        version: 1,
+        variables: Map::new(),
+        idempotency_key: None,
+    };
+    StartOutcome::new(InstanceId::new(id), &prepared)
+}
+
+/// Checks an empty [`IdempotencyStore`] (with a retention of at least a
+/// minute): reservation, completion, release, scoping, and that of 32
+/// concurrent reservations of one key exactly one wins.
+///
+/// # Panics
+///
+/// When the store breaks the contract (or fails).
+pub async fn check_idempotency_store<S: IdempotencyStore + ?Sized>(store: &S) {
+    let prod = EnvironmentId::new("production");
+    let key = IdempotencyKey::new(prod.clone(), uuid(1), "conformance-1");
+    let mut payload = Map::new();
+    let fp = PayloadFingerprint::of(&payload);
+    payload.insert("a".into(), 1.into());
+    let other_fp = PayloadFingerprint::of(&payload);
+    assert_ne!(fp, other_fp);
+
+    assert_eq!(
+        store.reserve(&key, fp).await.expect("reserve failed"),
+        Reservation::Reserved
+    );
+    assert_eq!(
+        store.reserve(&key, other_fp).await.expect("reserve failed"),
+        Reservation::InProgress { fingerprint: fp },
+        "a held key reports the first fingerprint"
+    );
+    store.release(&key).await.expect("release failed");
+    assert_eq!(
+        store.reserve(&key, fp).await.expect("reserve failed"),
+        Reservation::Reserved,
+        "a released key is free"
+    );
+    let done = outcome("instance-1");
+    store.complete(&key, &done).await.expect("complete failed");
+    assert_eq!(
+        store.reserve(&key, fp).await.expect("reserve failed"),
+        Reservation::Completed {
+            fingerprint: fp,
+            outcome: done.clone()
+        }
+    );
+    store.release(&key).await.expect("release failed");
+    assert!(
+        matches!(
+            store.reserve(&key, fp).await.expect("reserve failed"),
+            Reservation::Completed { .. }
+        ),
+        "release does not forget a completed key"
+    );
+
+    for scoped in [
+        IdempotencyKey::new(EnvironmentId::new("development"), uuid(1), "conformance-1"),
+        IdempotencyKey::new(prod.clone(), uuid(2), "conformance-1"),
+    ] {
+        assert_eq!(
+            store.reserve(&scoped, fp).await.expect("reserve failed"),
+            Reservation::Reserved,
+            "keys are scoped by environment and process"
+        );
+    }
+
+    let contested = IdempotencyKey::new(prod, uuid(1), "conformance-concurrent");
+    let results = join_all((0..32).map(|_| store.reserve(&contested, fp))).await;
+    let reserved = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Reserved)))
+        .count();
+    assert_eq!(reserved, 1, "exactly one of 32 concurrent reservations wins");
+}

@@ -1,0 +1,161 @@
+//! Environment tokens: the secret a webhook caller presents, and its digest,
+//! the only form in which a store should keep it.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The secret token of one environment, sent by a webhook caller in the
+/// `authorization` header.
+///
+/// It has no `Display` and no `Serialize`, and its `Debug` prints
+/// `EnvironmentToken([redacted])`, so that it cannot reach a log or an error by
+/// accident. Stores keep its [`TokenDigest`], never the token.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::EnvironmentToken;
+///
+/// let token = EnvironmentToken::generate();
+/// assert_eq!(format!("{token:?}"), "EnvironmentToken([redacted])");
+/// assert!(token.expose_secret().len() >= 22);
+/// ```
+#[derive(Clone)]
+pub struct EnvironmentToken(String);
+
+impl EnvironmentToken {
+    /// A token with this text (as sent by a caller, or as configured by an
+    /// operator).
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// A new token: 256 bits from the operating system's random source, as 43
+    /// characters of URL-safe base64 (no padding).
+    ///
+    /// # Panics
+    ///
+    /// Only when the operating system has no random source at all (which
+    /// `getrandom` reports as an error); a token made from anything weaker
+    /// would be worse than no token.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The secret text.
+    ///
+    /// # Security Warning
+    ///
+    /// Leaking the secret lets anyone start the environment's processes. Use it
+    /// only to send it (e.g. in an `authorization` header) or to show it once
+    /// to the operator who created it; never log or store it.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 digest of the token: what a [`TokenStore`](crate::TokenStore)
+    /// keeps and looks up by.
+    pub fn digest(&self) -> TokenDigest {
+        TokenDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for EnvironmentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvironmentToken([redacted])")
+    }
+}
+
+/// The SHA-256 digest of an [`EnvironmentToken`].
+///
+/// Equality is decided in constant time (`subtle`), so a map keyed by digests
+/// compares presented and stored tokens without a timing side channel; `Hash`
+/// lets such a map find the entry without scanning. Its `Debug` does not print
+/// the bytes.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{EnvironmentToken, TokenDigest};
+///
+/// let token = EnvironmentToken::new("s3cr3t");
+/// let stored: TokenDigest = token.digest();
+/// assert_eq!(EnvironmentToken::new("s3cr3t").digest(), stored);
+/// assert_ne!(EnvironmentToken::new("s3cr3T").digest(), stored);
+/// // A host that keeps digests in a database stores and reloads the bytes.
+/// assert_eq!(TokenDigest::from_bytes(*stored.as_bytes()), stored);
+/// ```
+#[derive(Clone, Copy)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// A digest from its 32 bytes (as a host stored them).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The digest's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for TokenDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenDigest {}
+
+impl Hash for TokenDigest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_distinct_url_safe_and_256_bits() {
+        let a = EnvironmentToken::generate();
+        let b = EnvironmentToken::generate();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), 43);
+        assert!(
+            a.expose_secret()
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+    }
+
+    #[test]
+    fn debug_of_token_and_digest_hides_the_secret() {
+        let token = EnvironmentToken::new("super-secret-value");
+        let shown = format!("{token:?} {:?} {token:#?}", token.digest());
+        assert!(!shown.contains("super-secret-value"));
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn digest_is_sha256_of_the_text() {
+        // SHA-256("abc") from FIPS 180-2.
+        let digest = EnvironmentToken::new("abc").digest();
+        assert_eq!(digest.as_bytes()[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+}
