@@ -132,6 +132,8 @@ fn token_from_authorization(value: &str) -> Option<EnvironmentToken> {
     let value = value.trim();
     let token = match value.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        // The scheme alone carries no token.
+        None if value.eq_ignore_ascii_case("bearer") => "",
         _ => value,
     };
     (!token.is_empty()).then(|| EnvironmentToken::new(token))
@@ -297,6 +299,11 @@ impl WebhookStartRequest {
             headers: Vec<(String, String)>,
             #[serde(default)]
             payload: Map<String, Value>,
+        }
+        // A derived struct would also read a JSON array; the envelope is an object.
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            let source = serde_json::from_slice::<Map<String, Value>>(json).err();
+            return Err(WebhookError::MalformedPayload { source });
         }
         let envelope: Envelope =
             serde_json::from_slice(json).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })?;

@@ -1,0 +1,215 @@
+//! Tokens and signing secrets never show: not in `Debug`, errors, problem
+//! documents, logs or panic messages.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use process_webhook::*;
+
+/// A `tracing` writer that keeps everything written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    (captured.clone(), tracing::subscriber::set_default(subscriber))
+}
+
+#[test]
+fn debug_of_everything_that_holds_a_token_hides_it() {
+    let world = World::new();
+    let secret = world.token.expose_secret().to_owned();
+    let request = world.request(ORDER_INTAKE, order_payload());
+    let shown = format!(
+        "{:?} {:#?} {:?} {:?} {:?} {:?}",
+        world.token,
+        request,
+        world.token.digest(),
+        world.tokens,
+        world.starter(),
+        WebhookStartRequest::from_parts(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", world.bearer())],
+            b"{}",
+        )
+        .unwrap(),
+    );
+    assert!(!shown.contains(&secret), "{shown}");
+    assert!(shown.contains("[redacted]"));
+}
+
+#[test]
+fn the_in_memory_token_store_keeps_digests_not_tokens() {
+    let tokens = InMemoryTokenStore::new();
+    let token = EnvironmentToken::new("plain-text-secret-123");
+    tokens.insert(
+        &token,
+        Environment::new(EnvironmentId::new("p"), OrganizationId::new("o")),
+    );
+    let shown = format!("{tokens:?}");
+    assert!(!shown.contains("plain-text-secret-123"));
+    assert!(shown.contains("TokenDigest"));
+    // A host that only has the digest can insert it, and the token opens it.
+    let other = InMemoryTokenStore::new();
+    other.insert_digest(
+        token.digest(),
+        Environment::new(EnvironmentId::new("p"), OrganizationId::new("o")),
+    );
+    let found = tokio_test::block_on(other.environment(&token)).unwrap();
+    assert_eq!(found.unwrap().id().as_str(), "p");
+}
+
+#[test]
+fn token_digests_compare_by_value() {
+    let a = EnvironmentToken::new("same").digest();
+    assert_eq!(a, EnvironmentToken::new("same").digest());
+    assert_ne!(a, EnvironmentToken::new("same ").digest());
+    assert_ne!(a, EnvironmentToken::new("Same").digest());
+}
+
+#[test]
+fn signing_secrets_hide_in_debug() {
+    let secret: SigningSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".parse().unwrap();
+    let env = Environment::new(EnvironmentId::new("p"), OrganizationId::new("o")).with_signing_secret(secret);
+    let shown = format!("{env:?}");
+    assert!(!shown.contains("C2FVsBQIhrscChlQIMV"), "{shown}");
+}
+
+#[tokio::test]
+async fn no_error_and_no_problem_document_contains_the_token() {
+    let world = World::new();
+    let secret = world.token.expose_secret().to_owned();
+    let starter = world.starter();
+    let target = webhook_url("/webhook/send", &uuid(DRAFT_ONLY));
+    let auth = world.bearer();
+    let cases: Vec<(String, &[u8])> = vec![
+        (target.clone(), b"{}"),
+        (target.clone(), b"not json"),
+        (webhook_url("/webhook/send", &uuid(ORDER_INTAKE)), b"{}"),
+        (webhook_url("/webhook/send", &uuid(UNDEPLOYED)), b"{}"),
+        (format!("/webhook/send?uid={secret}"), b"{}"),
+    ];
+    for (target, body) in cases {
+        let reply = starter
+            .handle(&target, [("authorization", auth.as_str())], body)
+            .await;
+        assert!(reply.status() >= 400);
+        let text = String::from_utf8_lossy(reply.body()).into_owned();
+        assert!(!text.contains(&secret), "{text}");
+    }
+    // An unknown token, echoed nowhere.
+    let reply = starter
+        .handle(&target, [("authorization", "Bearer my-guessed-token-xyz")], b"{}")
+        .await;
+    assert_reply(&reply, 401, "invalid_token");
+    assert!(!String::from_utf8_lossy(reply.body()).contains("my-guessed-token-xyz"));
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn logs_name_process_environment_and_code_but_never_the_token() {
+    let world = World::new();
+    let secret = world.token.expose_secret().to_owned();
+    let starter = world.starter();
+    let (captured, _guard) = capture_logs();
+    let auth = world.bearer();
+    let ok = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", auth.as_str())],
+            serde_json::to_vec(&order_payload()).unwrap().as_slice(),
+        )
+        .await;
+    assert_eq!(ok.status(), 202);
+    let refused = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(DRAFT_ONLY)),
+            [("authorization", auth.as_str())],
+            b"{}",
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    let broken = WebhookStarter::new(world.models.clone(), Arc::new(BrokenStore), world.engine.clone());
+    let failed = broken
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", auth.as_str())],
+            b"{}",
+        )
+        .await;
+    assert_eq!(failed.status(), 503);
+
+    let logs = captured.text();
+    assert_eq!(logs.lines().count(), 3, "one event per call:\n{logs}");
+    assert!(
+        logs.contains(ORDER_INTAKE) && logs.contains("production"),
+        "{logs}"
+    );
+    assert!(logs.contains("code=\"ok\"") || logs.contains("code=ok"), "{logs}");
+    assert!(logs.contains("draft_version"), "{logs}");
+    assert!(
+        logs.contains("store_unavailable") && logs.contains("db-7.internal"),
+        "causes go to the logs: {logs}"
+    );
+    assert!(logs.contains("duration_us"), "{logs}");
+    assert!(!logs.contains(&secret), "{logs}");
+}
+
+#[tokio::test]
+async fn a_panicking_engine_is_answered_500_and_the_panic_never_shows_the_token() {
+    let world = World::new();
+    let secret = world.token.expose_secret().to_owned();
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = messages.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| seen.lock().unwrap().push(info.to_string())));
+
+    let engine = Arc::new(FlakyEngine::panicking());
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
+    let reply = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", world.bearer())],
+            serde_json::to_vec(&order_payload()).unwrap().as_slice(),
+        )
+        .await;
+    std::panic::set_hook(previous);
+
+    assert_reply(&reply, 500, "internal_error");
+    assert_eq!(engine.calls(), 1);
+    let messages = messages.lock().unwrap();
+    assert_eq!(messages.len(), 1, "the engine's panic, caught");
+    assert!(messages[0].contains("engine bug"));
+    assert!(!messages.iter().any(|m| m.contains(&secret)));
+}
