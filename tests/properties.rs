@@ -1,0 +1,142 @@
+//! Property tests: no input panics the parser, valid payloads always start,
+//! and a missing mandatory field is always reported by name.
+
+mod common;
+
+use common::*;
+use process_webhook::*;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".*".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".*", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A valid value for each field of `typed_form`.
+fn arb_typed_payload() -> impl Strategy<Value = Map<String, Value>> {
+    (
+        "[a-zA-Z][a-zA-Z ]{0,20}",
+        any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        any::<i64>(),
+        any::<bool>(),
+        (1i32..=9999, 1u8..=12, 1u8..=28),
+        (1970i32..=2100, 0u8..24, 0u8..60, -12i8..=12),
+        prop::sample::select(vec!["S", "M", "L"]),
+        arb_json(),
+        prop::option::of(prop::sample::select(vec!["low", "high"])),
+    )
+        .prop_map(
+            |(name, amount, quantity, express, (y, m, d), (yy, hh, mm, off), size, extra, priority)| {
+                let extra = match extra {
+                    Value::Null => json!(0),
+                    Value::String(s) if s.trim().is_empty() => json!("x"),
+                    other => other,
+                };
+                let mut payload = object(json!({
+                    "name": name,
+                    "amount": amount,
+                    "quantity": quantity,
+                    "express": express,
+                    "deliveryDate": format!("{y:04}-{m:02}-{d:02}"),
+                    "orderedAt": format!("{yy:04}-01-31T{hh:02}:{mm:02}:00{off:+03}:00"),
+                    "size": size,
+                    "address": {"city": "Berlin"},
+                    "items": [],
+                    "extra": extra,
+                }));
+                if let Some(p) = priority {
+                    payload.insert("priority".into(), json!(p));
+                }
+                payload
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parser(
+        target in prop::collection::vec(any::<u8>(), 0..200),
+        name in ".{0,20}",
+        value in ".{0,40}",
+        body in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let target = String::from_utf8_lossy(&target).into_owned();
+        let result = WebhookStartRequest::from_parts(&target, [(name.as_str(), value.as_str())], &body);
+        if let Err(err) = result {
+            prop_assert!(matches!(err.status(), 400 | 413), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_the_parser(value in arb_json(), uid in prop::option::of(any::<u128>())) {
+        let target = match uid {
+            Some(n) => webhook_url("/webhook/send", &uuid::Uuid::from_u128(n).into()),
+            None => "/webhook/send".to_owned(),
+        };
+        let body = serde_json::to_vec(&value).unwrap();
+        let result = WebhookStartRequest::from_parts(&target, [("authorization", "t")], &body);
+        match (&value, uid, result) {
+            (Value::Object(map), Some(_), Ok(request)) => prop_assert_eq!(request.payload(), map),
+            (_, None, Err(err)) => prop_assert_eq!(err.code(), "missing_uid"),
+            (Value::Object(_), Some(_), Err(err)) => prop_assert!(false, "an object was refused: {err:?}"),
+            (_, Some(_), Err(err)) => prop_assert_eq!(err.code(), "malformed_payload"),
+            (_, _, Ok(_)) => prop_assert!(false, "a non-object was accepted"),
+        }
+    }
+
+    #[test]
+    fn arbitrary_envelopes_never_panic(value in arb_json()) {
+        let body = serde_json::to_vec(&value).unwrap();
+        let _ = WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), &body);
+    }
+
+    #[test]
+    fn valid_payloads_always_start(payload in arb_typed_payload()) {
+        let world = World::new();
+        let outcome = tokio_test::block_on(world.start(world.request(TYPED, payload.clone())));
+        prop_assert!(outcome.is_ok(), "{:?} for {}", outcome, Value::Object(payload.clone()));
+        let started = world.engine.started();
+        prop_assert_eq!(started.len(), 1);
+        for (name, value) in &payload {
+            prop_assert_eq!(&started[0].command.variables[name], value);
+        }
+    }
+
+    #[test]
+    fn removing_any_mandatory_field_is_reported_by_name(
+        payload in arb_typed_payload(),
+        removed in prop::sample::subsequence(
+            vec!["name", "amount", "quantity", "express", "deliveryDate", "orderedAt", "size", "address", "items", "extra"],
+            1..=10,
+        ),
+    ) {
+        let world = World::new();
+        let mut payload = payload;
+        for field in &removed {
+            payload.remove(*field);
+        }
+        let err = tokio_test::block_on(world.start(world.request(TYPED, payload))).unwrap_err();
+        prop_assert_eq!(err.code(), "invalid_payload");
+        let reported: Vec<&str> = err.violations().iter().map(FieldViolation::field).collect();
+        prop_assert_eq!(reported, removed);
+        prop_assert!(err.violations().iter().all(|v| v.violation() == &Violation::Missing));
+        prop_assert_eq!(world.started(), 0);
+    }
+}
