@@ -1,1 +1,113 @@
-fn main() {}
+//! A webhook server over the in-memory stores, seeded with the documented
+//! example: organization `acme`, environment `production`, the deployed
+//! process "Order intake" and a draft-only process.
+//!
+//! ```sh
+//! cargo run --example webhook_server --features axum
+//! ```
+//!
+//! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
+//! sets the production token (never printed), else one is generated and
+//! printed once. `RUST_LOG=process_webhook=info` shows one log line per call.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use process_webhook::*;
+
+const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
+const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
+
+/// The in-memory engine, printing one line for each start.
+struct PrintingEngine(InMemoryEngine);
+
+#[async_trait]
+impl Engine for PrintingEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let (process, environment) = (command.process, command.environment.clone());
+        let instance = self.0.start(command).await?;
+        println!("started instance {} of {process} in {environment}", instance.id());
+        Ok(instance)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+
+    let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+    let (token, generated) = match std::env::var("WEBHOOK_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => (EnvironmentToken::new(token.trim()), false),
+        _ => (EnvironmentToken::generate(), true),
+    };
+
+    let acme = OrganizationId::new("acme");
+    let production = EnvironmentId::new("production");
+    let order_intake: ProcessUuid = ORDER_INTAKE.parse()?;
+    let returns: ProcessUuid = RETURNS_DRAFT.parse()?;
+    let form = StartForm::new([
+        FieldSpec::mandatory("customerName", FieldKind::Text),
+        FieldSpec::mandatory("orderNumber", FieldKind::Text),
+        FieldSpec::mandatory("productCode", FieldKind::Text),
+    ]);
+    let models = Arc::new(InMemoryModelStore::new());
+    models.insert_model(ProcessModel::new(order_intake, acme.clone(), "Order intake"));
+    models.insert_model(ProcessModel::new(returns, acme.clone(), "Returns (draft)"));
+    models.deploy(Deployment::new(
+        order_intake,
+        VersionTag::Released(1),
+        production.clone(),
+        form.clone(),
+    ));
+    models.deploy(Deployment::new(
+        returns,
+        VersionTag::Draft,
+        production.clone(),
+        form,
+    ));
+    let tokens = Arc::new(InMemoryTokenStore::new());
+    tokens.insert(&token, Environment::new(production, acme));
+
+    let starter = WebhookStarter::new(models, tokens, Arc::new(PrintingEngine(InMemoryEngine::new())))
+        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
+    let app = router("/webhook/send", starter);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
+
+    let url = webhook_url(&format!("http://{local}/webhook/send"), &order_intake);
+    let shown_token = if generated {
+        token.expose_secret().to_owned()
+    } else {
+        "$WEBHOOK_TOKEN".to_owned()
+    };
+    println!("webhook server listening on http://{local}");
+    println!("Order intake:    {url}");
+    println!(
+        "Returns (draft): {}",
+        webhook_url(&format!("http://{local}/webhook/send"), &returns)
+    );
+    if generated {
+        println!("production token (shown once): {}", token.expose_secret());
+    } else {
+        println!("production token: from WEBHOOK_TOKEN");
+    }
+    println!();
+    println!("try:");
+    println!(
+        "  curl -i -X POST '{url}' -H 'authorization: Bearer {shown_token}' -H 'content-type: application/json' \\\n    -d '{{\"customerName\": \"John Doe\", \"orderNumber\": \"123456\", \"productCode\": \"ABC123\"}}'"
+    );
+    println!();
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! End to end over a real loopback socket: a real HTTP client against the
+//! axum router on an ephemeral port.
+#![cfg(feature = "axum")]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use process_webhook::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn serve(starter: WebhookStarter) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router("/webhook/send", starter))
+            .await
+            .unwrap()
+    });
+    addr
+}
+
+fn url(addr: SocketAddr, process: &str) -> String {
+    webhook_url(&format!("http://{addr}/webhook/send"), &uuid(process))
+}
+
+async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["code"], code, "{doc}");
+    doc
+}
+
+#[tokio::test]
+async fn a_start_over_http_answers_202_with_the_instance() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let response = reqwest::Client::new()
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    let started = world.engine.started();
+    assert_eq!(started.len(), 1);
+    assert_eq!(body["instanceId"], started[0].id.as_str());
+    assert_eq!(body["processUuid"], ORDER_INTAKE);
+    assert_eq!(started[0].command.variables, order_payload());
+}
+
+#[tokio::test]
+async fn refusals_over_http_carry_their_status_and_code_and_start_nothing() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let client = reqwest::Client::new();
+    let token = world.token.expose_secret();
+
+    let r = client
+        .post(url(addr, ORDER_INTAKE))
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "missing_token").await;
+    let r = client
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth("wrong")
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "invalid_token").await;
+    let r = client
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(token)
+        .json(&json!({"customerName": "John Doe"}))
+        .send()
+        .await
+        .unwrap();
+    let doc = problem(r, 422, "invalid_payload").await;
+    assert_eq!(doc["violations"].as_array().unwrap().len(), 2);
+    let r = client
+        .post(url(addr, DRAFT_ONLY))
+        .bearer_auth(token)
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "draft_version").await;
+    let r = client
+        .post(url(addr, UNDEPLOYED))
+        .bearer_auth(token)
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "not_deployed").await;
+    let r = client
+        .post(url(addr, FOREIGN))
+        .bearer_auth(token)
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 404, "unknown_process").await;
+    let r = client
+        .post(format!("http://{addr}/webhook/send?uid=x"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "invalid_uid").await;
+    let r = client
+        .post(format!("http://{addr}/webhook/send"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "missing_uid").await;
+    let r = client
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(token)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "malformed_payload").await;
+
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let client = reqwest::Client::new();
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let r = client
+            .request(method, url(addr, ORDER_INTAKE))
+            .bearer_auth(world.token.expose_secret())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["allow"], "GET, POST");
+        problem(r, 405, "method_not_allowed").await;
+    }
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413() {
+    let world = World::new();
+    let addr = serve(world.starter().with_body_limit(1024)).await;
+    let r = reqwest::Client::new()
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .body(vec![b' '; 4096])
+        .send()
+        .await
+        .unwrap();
+    problem(r, 413, "payload_too_large").await;
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_cut_off_at_the_limit() {
+    let world = World::new();
+    let addr = serve(world.starter().with_body_limit(1024)).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let path = url(addr, ORDER_INTAKE).replace(&format!("http://{addr}"), "");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        world.token.expose_secret()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..8 {
+        let chunk = vec![b' '; 512];
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn get_answers_the_json_schema_of_the_payload() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let r = reqwest::Client::new()
+        .get(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/schema+json");
+    let schema: Value = r.json().await.unwrap();
+    assert_eq!(
+        schema["required"],
+        json!(["customerName", "orderNumber", "productCode"])
+    );
+    let r = reqwest::Client::new()
+        .get(url(addr, ORDER_INTAKE))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "missing_token").await;
+}

@@ -1,0 +1,355 @@
+//! `Camunda7Engine` against a fake Camunda on loopback that records each
+//! request and answers with Camunda's documented bodies.
+#![cfg(feature = "camunda7")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use process_webhook::*;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Recorded {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A fake Camunda: answers every request with `status`, `headers` and
+/// `body`, after `delay`, and records what it was sent.
+struct FakeCamunda {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl FakeCamunda {
+    async fn start(status: u16, extra_headers: &'static str, body: Value, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let recorded = recorded.clone();
+                let body = body.to_string();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let mut lines = head.split("\r\n");
+                    let mut request_line = lines.next().unwrap().split(' ');
+                    let (method, path) = (
+                        request_line.next().unwrap().to_owned(),
+                        request_line.next().unwrap().to_owned(),
+                    );
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                        .collect();
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    while buf.len() < head_end + length {
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let sent: Value =
+                        serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
+                    recorded.lock().unwrap().push(Recorded {
+                        method,
+                        path,
+                        headers,
+                        body: sent,
+                    });
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Self { addr, requests }
+    }
+
+    async fn ok() -> Self {
+        Self::start(200, "", started_body(), Duration::ZERO).await
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/engine-rest", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Camunda's documented answer to a start.
+fn started_body() -> Value {
+    json!({
+        "links": [{"method": "GET", "href": "http://localhost:8080/rest-test/process-instance/anId", "rel": "self"}],
+        "id": "anId",
+        "definitionId": "aProcessDefinitionId",
+        "businessKey": "myBusinessKey",
+        "caseInstanceId": null,
+        "tenantId": null,
+        "ended": false,
+        "suspended": false
+    })
+}
+
+fn command(variables: Value, key: Option<&str>) -> StartCommand {
+    StartCommand {
+        process: uuid(ORDER_INTAKE),
+        deployment: DeploymentId::new_random(),
+        definition_key: "order-intake".into(),
+        version: 2,
+        environment: EnvironmentId::new("production"),
+        variables: object(variables),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn a_start_posts_typed_variables_and_the_business_key_to_the_definition_key() {
+    let camunda = FakeCamunda::ok().await;
+    let engine = Camunda7Engine::new(camunda.base()).with_basic_auth("demo", "s3cret");
+    let instance = engine
+        .start(command(
+            json!({
+                "customerName": "John Doe",
+                "quantity": 3,
+                "big": 3_000_000_000i64,
+                "price": 9.99,
+                "express": true,
+                "note": null,
+                "address": {"city": "Berlin"},
+                "items": ["ABC123"],
+            }),
+            Some("order-123456"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(instance.id().as_str(), "anId");
+    assert_eq!(instance.definition_id(), Some("aProcessDefinitionId"));
+    assert_eq!(instance.business_key(), Some("myBusinessKey"));
+
+    let requests = camunda.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.path,
+        "/engine-rest/process-definition/key/order-intake/start"
+    );
+    // base64("demo:s3cret")
+    assert_eq!(request.header("authorization"), Some("Basic ZGVtbzpzM2NyZXQ="));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(
+        request.body,
+        json!({
+            "variables": {
+                "customerName": {"value": "John Doe", "type": "String"},
+                "quantity": {"value": 3, "type": "Integer"},
+                "big": {"value": 3_000_000_000i64, "type": "Long"},
+                "price": {"value": 9.99, "type": "Double"},
+                "express": {"value": true, "type": "Boolean"},
+                "note": {"value": null, "type": "Null"},
+                "address": {"value": "{\"city\":\"Berlin\"}", "type": "Json"},
+                "items": {"value": "[\"ABC123\"]", "type": "Json"},
+            },
+            "businessKey": "order-123456",
+        })
+    );
+}
+
+#[tokio::test]
+async fn without_an_idempotency_key_there_is_no_business_key_and_no_auth() {
+    let camunda = FakeCamunda::ok().await;
+    Camunda7Engine::new(camunda.base())
+        .start(command(json!({}), None))
+        .await
+        .unwrap();
+    let request = &camunda.requests()[0];
+    assert_eq!(request.body, json!({"variables": {}}));
+    assert_eq!(request.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_tenant_uses_the_tenant_path_and_segments_are_percent_encoded() {
+    let camunda = FakeCamunda::ok().await;
+    let engine = Camunda7Engine::new(camunda.base()).with_tenant_id("acme corp/eu");
+    let mut cmd = command(json!({}), None);
+    cmd.definition_key = "order intake?v=1".into();
+    engine.start(cmd).await.unwrap();
+    assert_eq!(
+        camunda.requests()[0].path,
+        "/engine-rest/process-definition/key/order%20intake%3Fv%3D1/tenant-id/acme%20corp%2Feu/start"
+    );
+}
+
+#[tokio::test]
+async fn date_fields_of_the_start_form_are_sent_as_camunda_dates() {
+    let camunda = FakeCamunda::ok().await;
+    let world = World::new();
+    let engine = Arc::new(Camunda7Engine::new(camunda.base()).with_model_store(world.models.clone()));
+    start_via_webhook(
+        world.request(TYPED, typed_payload()),
+        &*world.models,
+        &*world.tokens,
+        &*engine,
+    )
+    .await
+    .unwrap();
+    let variables = &camunda.requests()[0].body["variables"];
+    assert_eq!(
+        variables["deliveryDate"],
+        json!({"value": "2024-02-29T00:00:00.000+0000", "type": "Date"})
+    );
+    assert_eq!(
+        variables["orderedAt"],
+        json!({"value": "2024-02-20T10:00:00.000+0100", "type": "Date"})
+    );
+    assert_eq!(variables["name"], json!({"value": "John Doe", "type": "String"}));
+    assert_eq!(variables["amount"], json!({"value": 12.5, "type": "Double"}));
+    assert_eq!(
+        variables["priority"],
+        json!({"value": "low", "type": "String"}),
+        "the default is sent too"
+    );
+}
+
+async fn failure(status: u16, headers: &'static str, body: Value) -> EngineError {
+    let camunda = FakeCamunda::start(status, headers, body, Duration::ZERO).await;
+    Camunda7Engine::new(camunda.base())
+        .start(command(json!({}), None))
+        .await
+        .unwrap_err()
+}
+
+fn problem_of(err: &EngineError) -> &CamundaProblem {
+    std::error::Error::source(err)
+        .and_then(|s| s.downcast_ref::<CamundaProblem>())
+        .expect("a CamundaProblem source")
+}
+
+#[tokio::test]
+async fn a_404_for_an_unknown_definition_is_a_refusal_carrying_camundas_type_and_message() {
+    let err = failure(404, "", json!({"type": "RestException", "message": "No matching process definition with key: order-intake and no tenant-id"})).await;
+    assert_eq!(err.kind(), EngineErrorKind::Refused);
+    assert!(!err.is_retryable());
+    let problem = problem_of(&err);
+    assert_eq!((problem.status(), problem.kind()), (404, "RestException"));
+    assert!(problem.message().starts_with("No matching process definition"));
+    assert!(
+        err.to_string().contains("No matching process definition"),
+        "the message is for the logs"
+    );
+}
+
+#[tokio::test]
+async fn a_400_is_a_refusal_with_its_code() {
+    let err = failure(400, "", json!({"type": "InvalidRequestException", "message": "Cannot instantiate process definition", "code": 0})).await;
+    assert_eq!(err.kind(), EngineErrorKind::Refused);
+    assert_eq!(problem_of(&err).code(), Some(&json!(0)));
+}
+
+#[tokio::test]
+async fn a_500_is_retryable_and_reaches_the_caller_only_as_engine_failed() {
+    let err = failure(
+        500,
+        "",
+        json!({"type": "ProcessEngineException", "message": "database deadlock in ACT_RU_EXECUTION"}),
+    )
+    .await;
+    assert_eq!(err.kind(), EngineErrorKind::Failed);
+    assert!(err.is_retryable());
+    let webhook = WebhookError::EngineFailed { source: err };
+    assert_eq!((webhook.status(), webhook.code()), (502, "engine_failed"));
+    assert!(!webhook.to_problem_json().to_string().contains("deadlock"));
+}
+
+#[tokio::test]
+async fn a_503_and_a_429_are_load_signals_with_retry_after() {
+    let err = failure(
+        503,
+        "retry-after: 30\r\n",
+        json!({"type": "X", "message": "maintenance"}),
+    )
+    .await;
+    assert_eq!(err.kind(), EngineErrorKind::Unavailable);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    let err = failure(429, "", json!({})).await;
+    assert_eq!(err.kind(), EngineErrorKind::Overloaded);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_200_without_an_id_is_an_error() {
+    let err = failure(200, "", json!({"links": []})).await;
+    assert_eq!(err.kind(), EngineErrorKind::Failed);
+    assert!(
+        !err.is_retryable(),
+        "the instance may have started: do not blindly retry"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_is_retryable() {
+    let camunda = FakeCamunda::start(200, "", started_body(), Duration::from_secs(5)).await;
+    let engine = Camunda7Engine::new(camunda.base()).with_timeout(Duration::from_millis(200));
+    let err = engine.start(command(json!({}), None)).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retryable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = Camunda7Engine::new(format!("http://{addr}/engine-rest"))
+        .start(command(json!({}), None))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("could not connect"), "{err}");
+}
+
+#[tokio::test]
+async fn debug_hides_the_password() {
+    let engine = Camunda7Engine::new("http://h").with_basic_auth("demo", "pa55word");
+    assert!(!format!("{engine:?}").contains("pa55word"));
+}
