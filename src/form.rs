@@ -77,13 +77,19 @@ impl FieldKind {
             }
             (Self::Boolean, Value::Bool(_)) => true,
             (Self::Date, Value::String(s)) => is_date(s),
-            (Self::DateTime, Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339).is_ok(),
+            (Self::DateTime, Value::String(s)) => is_date_time(s),
             (Self::Choice(options), Value::String(s)) => options.iter().any(|o| o == s),
             (Self::Object, Value::Object(_)) => true,
             (Self::Array, Value::Array(_)) => true,
             _ => false,
         }
     }
+}
+
+/// An RFC 3339 date-time with `T` (or `t`) between date and time, as JSON
+/// Schema's `date-time` format has it (RFC 3339 also allows a space there).
+fn is_date_time(s: &str) -> bool {
+    matches!(s.as_bytes().get(10), Some(b'T' | b't')) && OffsetDateTime::parse(s, &Rfc3339).is_ok()
 }
 
 /// `YYYY-MM-DD` with a four-digit year, and a date that exists.
@@ -446,6 +452,7 @@ mod tests {
         assert!(check(FieldKind::DateTime, json!("2024-01-01T10:00:00.5+02:00")));
         assert!(!check(FieldKind::DateTime, json!("2024-01-01T10:00:00")));
         assert!(!check(FieldKind::DateTime, json!("2024-01-01")));
+        assert!(!check(FieldKind::DateTime, json!("2024-01-01 10:00:00Z")));
         let choice = FieldKind::Choice(vec!["a".into(), "b".into()]);
         assert!(check(choice.clone(), json!("a")));
         assert!(!check(choice, json!("c")));
