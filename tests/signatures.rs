@@ -142,7 +142,7 @@ fn signed_headers(
 #[tokio::test]
 async fn an_environment_with_a_secret_starts_only_signed_calls() {
     let key = SigningSecret::generate();
-    let world = signed_world(&[key.clone()]);
+    let world = signed_world(std::slice::from_ref(&key));
     let starter = world.starter();
     let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
     let body = serde_json::to_vec(&order_payload()).unwrap();
@@ -188,7 +188,7 @@ async fn an_environment_with_a_secret_starts_only_signed_calls() {
 #[tokio::test]
 async fn the_signature_is_checked_before_the_body_is_parsed() {
     let key = SigningSecret::generate();
-    let world = signed_world(&[key.clone()]);
+    let world = signed_world(std::slice::from_ref(&key));
     let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
     let garbage = b"not json at all";
     let forged = signed_headers(&world, &SigningSecret::generate(), "msg_1", now(), garbage);
@@ -199,7 +199,7 @@ async fn the_signature_is_checked_before_the_body_is_parsed() {
 #[tokio::test]
 async fn from_parts_and_start_verify_signatures_too() {
     let key = SigningSecret::generate();
-    let world = signed_world(&[key.clone()]);
+    let world = signed_world(std::slice::from_ref(&key));
     let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
     let body = serde_json::to_vec(&order_payload()).unwrap();
     let good = WebhookStartRequest::from_parts(
@@ -228,7 +228,7 @@ async fn from_parts_and_start_verify_signatures_too() {
 #[tokio::test]
 async fn webhook_id_serves_as_the_idempotency_key() {
     let key = SigningSecret::generate();
-    let world = signed_world(&[key.clone()]);
+    let world = signed_world(std::slice::from_ref(&key));
     let starter = world
         .starter()
         .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
