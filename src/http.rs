@@ -64,13 +64,14 @@ impl RequestHead {
         V: AsRef<str>,
     {
         let mut head = Self::default();
-        let mut authorization: Option<String> = None;
+        let mut has_authorization = false;
         let mut signature = SignatureHeaders::default();
         let (mut has_id, mut has_timestamp) = (false, false);
         for (name, value) in headers {
             let (name, value) = (name.as_ref().trim(), value.as_ref());
             if name.eq_ignore_ascii_case("authorization") {
-                set_once(&mut authorization, value, "authorization")?;
+                once(&mut has_authorization, "authorization")?;
+                head.token = token_from_authorization(value);
             } else if name.eq_ignore_ascii_case("idempotency-key") {
                 set_once(&mut head.idempotency_key, value.trim(), "idempotency-key")?;
             } else if name.eq_ignore_ascii_case("prefer") {
@@ -88,7 +89,6 @@ impl RequestHead {
                 signature.signatures.push_str(value.trim());
             }
         }
-        head.token = authorization.as_deref().and_then(token_from_authorization);
         if let Some(key) = &head.idempotency_key {
             check_idempotency_key(key)?;
         }

@@ -84,7 +84,7 @@ impl Environment {
 pub struct ProcessModel {
     uuid: ProcessUuid,
     organization: OrganizationId,
-    name: String,
+    name: Arc<str>,
 }
 
 impl ProcessModel {
@@ -93,7 +93,7 @@ impl ProcessModel {
         Self {
             uuid,
             organization,
-            name: name.into(),
+            name: Arc::from(name.into()),
         }
     }
 
@@ -183,7 +183,7 @@ pub struct Deployment {
     version: VersionTag,
     environment: EnvironmentId,
     start_form: Arc<StartForm>,
-    definition_key: String,
+    definition_key: Arc<str>,
 }
 
 impl Deployment {
@@ -202,14 +202,14 @@ impl Deployment {
             version,
             environment,
             start_form: Arc::new(start_form),
-            definition_key: process.to_string(),
+            definition_key: Arc::from(process.to_string()),
         }
     }
 
     /// Sets the engine's key for the deployed definition (e.g. Camunda's
     /// process definition key).
     pub fn with_definition_key(mut self, key: impl Into<String>) -> Self {
-        self.definition_key = key.into();
+        self.definition_key = Arc::from(key.into());
         self
     }
 
