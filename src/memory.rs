@@ -5,7 +5,7 @@
 //! and changed while serving; clones share state. No lock is held across an
 //! `.await`.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -15,6 +15,12 @@ use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
 use crate::store::{ModelStore, StoreError, TokenStore};
 use crate::token::{EnvironmentToken, TokenDigest};
+
+/// The in-memory maps hash with foldhash (randomly seeded per process): a
+/// start does three look-ups, and SipHash was a visible part of its cost.
+/// Keys are inserted by the host, never by callers, so callers cannot
+/// flood a bucket.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// Process models and deployments in memory.
 ///
