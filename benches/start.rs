@@ -15,100 +15,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use process_webhook::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-/// An engine that does nothing but drop the command.
-struct NoopEngine;
-
-#[async_trait]
-impl Engine for NoopEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        drop(black_box(command));
-        Ok(ProcessInstance::new(InstanceId::new("instance")))
-    }
-}
-
-const PROCESS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
-
-struct Fixture {
-    models: InMemoryModelStore,
-    tokens: InMemoryTokenStore,
-    auth: String,
-    target: String,
-}
-
-/// The documented example, with `extra_models` more models (each deployed)
-/// and `extra_tokens` more tokens.
-fn fixture(extra_models: usize, extra_tokens: usize) -> Fixture {
-    let acme = OrganizationId::new("acme");
-    let prod = EnvironmentId::new("production");
-    let form = StartForm::new([
-        FieldSpec::mandatory("customerName", FieldKind::Text),
-        FieldSpec::mandatory("orderNumber", FieldKind::Text),
-        FieldSpec::mandatory("productCode", FieldKind::Text),
-    ]);
-    let process: ProcessUuid = PROCESS.parse().unwrap();
-    let models = InMemoryModelStore::new();
-    for i in 0..extra_models {
-        let uuid = ProcessUuid::from(uuid::Uuid::from_u128(i as u128 + 1));
-        models.insert_model(ProcessModel::new(uuid, acme.clone(), format!("model {i}")));
-        models.deploy(Deployment::new(
-            uuid,
-            VersionTag::Released(1),
-            prod.clone(),
-            form.clone(),
-        ));
-    }
-    models.insert_model(ProcessModel::new(process, acme.clone(), "Order intake"));
-    models.deploy(Deployment::new(
-        process,
-        VersionTag::Released(1),
-        prod.clone(),
-        form,
-    ));
-    let tokens = InMemoryTokenStore::new();
-    for i in 0..extra_tokens {
-        let env = Environment::new(
-            EnvironmentId::new(format!("env-{i}")),
-            OrganizationId::new(format!("org-{i}")),
-        );
-        tokens.insert(&EnvironmentToken::generate(), env);
-    }
-    let token = EnvironmentToken::generate();
-    tokens.insert(&token, Environment::new(prod, acme));
-    Fixture {
-        models,
-        tokens,
-        auth: format!("Bearer {}", token.expose_secret()),
-        target: webhook_url("/webhook/send", &process),
-    }
-}
-
-/// The documented payload, padded with an `items` array to about `size` bytes.
-fn body(size: usize) -> Vec<u8> {
-    let mut payload = json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"});
-    if size > 100 {
-        let mut items = Vec::new();
-        let mut i = 0;
-        while serde_json::to_vec(&payload).unwrap().len() < size {
-            items.push(json!({"sku": format!("SKU-{i:06}"), "quantity": i % 7 + 1, "price": 19.99, "note": "gift wrap"}));
-            payload["items"] = Value::Array(items.clone());
-            i += 1;
-        }
-    }
-    serde_json::to_vec(&payload).unwrap()
-}
-
-async fn start(f: &Fixture, body: &[u8]) -> StartOutcome {
-    let request =
-        WebhookStartRequest::from_parts(&f.target, [("authorization", f.auth.as_str())], body).unwrap();
-    start_via_webhook(request, &f.models, &f.tokens, &NoopEngine)
-        .await
-        .unwrap()
-}
+mod common;
+use common::{block_on, body, fixture, start};
 
 fn start_vs_parse(c: &mut Criterion) {
     let f = fixture(0, 0);
@@ -120,7 +31,7 @@ fn start_vs_parse(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<Map<String, Value>>(black_box(body)).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("whole_start", label), &body, |b, body| {
-            b.iter(|| futures_executor_block_on(start(&f, black_box(body))))
+            b.iter(|| block_on(start(&f, black_box(body))))
         });
     }
     group.finish();
@@ -132,10 +43,10 @@ fn store_size(c: &mut Criterion) {
     let body = body(75);
     let mut group = c.benchmark_group("store_size");
     group.bench_function("10_models_10_tokens", |b| {
-        b.iter(|| futures_executor_block_on(start(&small, black_box(&body))))
+        b.iter(|| block_on(start(&small, black_box(&body))))
     });
     group.bench_function("10k_models_100k_tokens", |b| {
-        b.iter(|| futures_executor_block_on(start(&large, black_box(&body))))
+        b.iter(|| block_on(start(&large, black_box(&body))))
     });
     group.finish();
 }
@@ -175,18 +86,6 @@ fn cores(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// Polls a future that never waits (the in-memory stores and the no-op
-/// engine are ready at once) without a runtime's overhead.
-fn futures_executor_block_on<F: Future>(future: F) -> F::Output {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => panic!("the in-memory path never waits"),
-    }
 }
 
 criterion_group!(benches, start_vs_parse, store_size, cores);

@@ -9,6 +9,10 @@
 //! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
 //! sets the production token (never printed), else one is generated and
 //! printed once. `RUST_LOG=process_webhook=info` shows one log line per call.
+//!
+//! With `--features axum,camunda7` and `CAMUNDA_URL` set (e.g.
+//! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
+//! of the in-memory engine.
 
 use std::sync::Arc;
 
@@ -18,17 +22,34 @@ use process_webhook::*;
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
-/// The in-memory engine, printing one line for each start.
-struct PrintingEngine(InMemoryEngine);
+/// An engine that prints one line for each start.
+struct PrintingEngine<E>(E);
 
 #[async_trait]
-impl Engine for PrintingEngine {
+impl<E: Engine> Engine for PrintingEngine<E> {
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
         let (process, environment) = (command.process, command.environment.clone());
         let instance = self.0.start(command).await?;
         println!("started instance {} of {process} in {environment}", instance.id());
         Ok(instance)
     }
+}
+
+/// The in-memory engine, or, with the `camunda7` feature and `CAMUNDA_URL`
+/// set, a Camunda 7 (the deployment's definition key is `CAMUNDA_DEFINITION_KEY`,
+/// default `order-intake`).
+fn engine(models: &Arc<InMemoryModelStore>) -> Arc<dyn Engine> {
+    #[cfg(feature = "camunda7")]
+    if let Ok(url) = std::env::var("CAMUNDA_URL") {
+        let mut engine = Camunda7Engine::new(&url).with_model_store(models.clone());
+        if let (Ok(user), Ok(password)) = (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD")) {
+            engine = engine.with_basic_auth(user, password);
+        }
+        println!("starting instances on Camunda 7 at {url}");
+        return Arc::new(PrintingEngine(engine));
+    }
+    let _ = models;
+    Arc::new(PrintingEngine(InMemoryEngine::new()))
 }
 
 #[tokio::main]
@@ -73,7 +94,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokens = Arc::new(InMemoryTokenStore::new());
     tokens.insert(&token, Environment::new(production, acme));
 
-    let starter = WebhookStarter::new(models, tokens, Arc::new(PrintingEngine(InMemoryEngine::new())))
+    let engine = engine(&models);
+    let starter = WebhookStarter::new(models, tokens, engine)
         .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
     let app = router("/webhook/send", starter);
     let listener = tokio::net::TcpListener::bind(&addr).await?;

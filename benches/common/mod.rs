@@ -1,0 +1,113 @@
+//! Fixtures shared by the benchmarks.
+#![allow(dead_code)]
+
+use std::hint::black_box;
+
+use async_trait::async_trait;
+use process_webhook::*;
+use serde_json::{Value, json};
+
+/// An engine that does nothing but drop the command.
+pub struct NoopEngine;
+
+#[async_trait]
+impl Engine for NoopEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        drop(black_box(command));
+        Ok(ProcessInstance::new(InstanceId::new("instance")))
+    }
+}
+
+pub const PROCESS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
+
+pub struct Fixture {
+    pub models: InMemoryModelStore,
+    pub tokens: InMemoryTokenStore,
+    pub token: EnvironmentToken,
+    pub auth: String,
+    pub target: String,
+}
+
+/// The documented example, with `extra_models` more models (each deployed)
+/// and `extra_tokens` more tokens.
+pub fn fixture(extra_models: usize, extra_tokens: usize) -> Fixture {
+    let acme = OrganizationId::new("acme");
+    let prod = EnvironmentId::new("production");
+    let form = StartForm::new([
+        FieldSpec::mandatory("customerName", FieldKind::Text),
+        FieldSpec::mandatory("orderNumber", FieldKind::Text),
+        FieldSpec::mandatory("productCode", FieldKind::Text),
+    ]);
+    let process: ProcessUuid = PROCESS.parse().unwrap();
+    let models = InMemoryModelStore::new();
+    for i in 0..extra_models {
+        let uuid = ProcessUuid::from(uuid::Uuid::from_u128(i as u128 + 1));
+        models.insert_model(ProcessModel::new(uuid, acme.clone(), format!("model {i}")));
+        models.deploy(Deployment::new(
+            uuid,
+            VersionTag::Released(1),
+            prod.clone(),
+            form.clone(),
+        ));
+    }
+    models.insert_model(ProcessModel::new(process, acme.clone(), "Order intake"));
+    models.deploy(Deployment::new(
+        process,
+        VersionTag::Released(1),
+        prod.clone(),
+        form,
+    ));
+    let tokens = InMemoryTokenStore::new();
+    for i in 0..extra_tokens {
+        let env = Environment::new(
+            EnvironmentId::new(format!("env-{i}")),
+            OrganizationId::new(format!("org-{i}")),
+        );
+        tokens.insert(&EnvironmentToken::generate(), env);
+    }
+    let token = EnvironmentToken::generate();
+    tokens.insert(&token, Environment::new(prod, acme));
+    Fixture {
+        models,
+        tokens,
+        auth: format!("Bearer {}", token.expose_secret()),
+        token,
+        target: webhook_url("/webhook/send", &process),
+    }
+}
+
+/// The documented payload, padded with an `items` array to at least `size`
+/// bytes (75 bytes: the documented payload alone).
+pub fn body(size: usize) -> Vec<u8> {
+    let mut payload = json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"});
+    let mut items = Vec::new();
+    let mut len = serde_json::to_vec(&payload).unwrap().len();
+    while len < size {
+        let item = json!({"sku": format!("SKU-{:06}", items.len()), "quantity": items.len() % 7 + 1, "price": 19.99, "note": "gift wrap"});
+        len += serde_json::to_vec(&item).unwrap().len() + 1;
+        items.push(item);
+    }
+    if !items.is_empty() {
+        payload["items"] = Value::Array(items);
+    }
+    serde_json::to_vec(&payload).unwrap()
+}
+
+/// Polls a future that never waits (the in-memory stores and the no-op
+/// engine are ready at once) without a runtime's overhead.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("the in-memory path never waits"),
+    }
+}
+
+/// A whole start from raw parts.
+pub async fn start(f: &Fixture, body: &[u8]) -> StartOutcome {
+    let request =
+        WebhookStartRequest::from_parts(&f.target, [("authorization", f.auth.as_str())], body).unwrap();
+    start_via_webhook(request, &f.models, &f.tokens, &NoopEngine)
+        .await
+        .unwrap()
+}

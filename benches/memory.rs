@@ -1,0 +1,127 @@
+//! Peak memory with 10,000 starts in flight: every start is parsed,
+//! checked and handed to an engine that holds it until all 10,000 have
+//! arrived, against the floor of 10,000 parsed bodies held at once. A
+//! counting allocator measures the peak of live heap bytes. Prints a table
+//! (not criterion: this is a one-shot measurement of bytes, not time).
+//!
+//! Run with `cargo bench --bench memory`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use process_webhook::*;
+use serde_json::{Map, Value};
+
+mod common;
+use common::{body, fixture};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const IN_FLIGHT: usize = 10_000;
+
+/// Holds every command until `IN_FLIGHT` are held, like a slow engine.
+#[derive(Default)]
+struct HoldingEngine {
+    held: Mutex<Vec<StartCommand>>,
+    all_in: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Engine for HoldingEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let notified = self.all_in.notified();
+        let full = {
+            let mut held = self.held.lock().unwrap();
+            held.push(command);
+            held.len() == IN_FLIGHT
+        };
+        if full {
+            self.all_in.notify_waiters();
+        } else {
+            notified.await;
+        }
+        Ok(ProcessInstance::new(InstanceId::new("instance")))
+    }
+}
+
+fn measure(f: impl FnOnce()) -> usize {
+    let base = LIVE.load(Ordering::SeqCst);
+    PEAK.store(base, Ordering::SeqCst);
+    f();
+    PEAK.load(Ordering::SeqCst) - base
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{:<8} {:>16} {:>16} {:>7}",
+        "body", "floor peak", "starts peak", "ratio"
+    );
+    for (label, size) in [("75B", 75), ("4KiB", 4096)] {
+        let f = Arc::new(fixture(0, 0));
+        let body: Arc<[u8]> = body(size).into();
+        let floor = measure(|| {
+            let held: Vec<Map<String, Value>> = (0..IN_FLIGHT)
+                .map(|_| serde_json::from_slice(&body).unwrap())
+                .collect();
+            drop(std::hint::black_box(held));
+        });
+        let engine = Arc::new(HoldingEngine::default());
+        let starter = WebhookStarter::new(
+            Arc::new(f.models.clone()),
+            Arc::new(f.tokens.clone()),
+            engine.clone(),
+        );
+        let starts = measure(|| {
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..IN_FLIGHT)
+                    .map(|_| {
+                        let (starter, f, body) = (starter.clone(), f.clone(), body.clone());
+                        tokio::spawn(async move {
+                            let request = WebhookStartRequest::from_parts(
+                                &f.target,
+                                [("authorization", f.auth.as_str())],
+                                &body,
+                            )
+                            .unwrap();
+                            starter.start(request).await.unwrap()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            engine.held.lock().unwrap().clear();
+        });
+        println!(
+            "{label:<8} {:>13} KiB {:>13} KiB {:>6.2}x",
+            floor / 1024,
+            starts / 1024,
+            starts as f64 / floor as f64
+        );
+    }
+}
