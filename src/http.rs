@@ -68,25 +68,27 @@ impl RequestHead {
         let mut signature = SignatureHeaders::default();
         let (mut has_id, mut has_timestamp) = (false, false);
         for (name, value) in headers {
-            let (name, value) = (name.as_ref().trim(), value.as_ref());
+            let (name, value) = (name.as_ref().trim_ascii(), value.as_ref());
             if name.eq_ignore_ascii_case("authorization") {
                 once(&mut has_authorization, "authorization")?;
                 head.token = token_from_authorization(value);
             } else if name.eq_ignore_ascii_case("idempotency-key") {
-                set_once(&mut head.idempotency_key, value.trim(), "idempotency-key")?;
+                set_once(&mut head.idempotency_key, value.trim_ascii(), "idempotency-key")?;
             } else if name.eq_ignore_ascii_case("prefer") {
-                head.dry_run |= value.split(',').any(|p| p.trim().eq_ignore_ascii_case("dry-run"));
+                head.dry_run |= value
+                    .split(',')
+                    .any(|p| p.trim_ascii().eq_ignore_ascii_case("dry-run"));
             } else if name.eq_ignore_ascii_case("webhook-id") {
                 once(&mut has_id, "webhook-id")?;
-                signature.id = value.trim().to_owned();
+                signature.id = value.trim_ascii().to_owned();
             } else if name.eq_ignore_ascii_case("webhook-timestamp") {
                 once(&mut has_timestamp, "webhook-timestamp")?;
-                signature.timestamp = value.trim().to_owned();
+                signature.timestamp = value.trim_ascii().to_owned();
             } else if name.eq_ignore_ascii_case("webhook-signature") {
                 if !signature.signatures.is_empty() {
                     signature.signatures.push(' ');
                 }
-                signature.signatures.push_str(value.trim());
+                signature.signatures.push_str(value.trim_ascii());
             }
         }
         if let Some(key) = &head.idempotency_key {
@@ -129,9 +131,9 @@ fn once(seen: &mut bool, name: &'static str) -> Result<(), WebhookError> {
 
 /// The token of an `authorization` value: bare, or after `Bearer ` (any case).
 fn token_from_authorization(value: &str) -> Option<EnvironmentToken> {
-    let value = value.trim();
+    let value = value.trim_ascii();
     let token = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim_ascii(),
         // The scheme alone carries no token.
         None if value.eq_ignore_ascii_case("bearer") => "",
         _ => value,

@@ -107,5 +107,10 @@ pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 #[cfg(feature = "axum")]
 pub use crate::axum::router;
+
+/// The README's examples, compiled and run as doc-tests.
+#[cfg(all(doctest, feature = "camunda7"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 #[cfg(feature = "camunda7")]
 pub use crate::camunda7::{Camunda7Engine, CamundaProblem};

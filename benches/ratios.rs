@@ -1,0 +1,139 @@
+//! The ratios of issue 5, measured interleaved: each round times the
+//! subject and its floor back to back, and the report is the median of the
+//! per-round ratios, so that the machine's drifting load (these machines
+//! are noisy) cancels instead of landing on one side. The criterion groups
+//! in `start.rs` measure the same pairs the usual way.
+//!
+//! Run with `cargo bench --bench ratios`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+mod common;
+use common::{Fixture, block_on, body, fixture, start};
+
+const ROUNDS: usize = 41;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Times `iters` calls of `f`.
+fn time(iters: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed()
+}
+
+/// Median over rounds of (subject time / floor time), with the median
+/// per-call times of each.
+fn ratio(iters: u32, mut floor: impl FnMut(), mut subject: impl FnMut()) -> (f64, f64, f64) {
+    let (mut ratios, mut floors, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
+    time(iters, &mut floor);
+    time(iters, &mut subject);
+    for round in 0..ROUNDS {
+        // Alternate which goes first.
+        let (f, s) = if round % 2 == 0 {
+            let f = time(iters, &mut floor);
+            (f, time(iters, &mut subject))
+        } else {
+            let s = time(iters, &mut subject);
+            (time(iters, &mut floor), s)
+        };
+        ratios.push(s.as_secs_f64() / f.as_secs_f64());
+        floors.push(f.as_secs_f64() / iters as f64);
+        subjects.push(s.as_secs_f64() / iters as f64);
+    }
+    (median(ratios), median(floors), median(subjects))
+}
+
+fn show(name: &str, floor_name: &str, (r, f, s): (f64, f64, f64), unit: &str) {
+    let scale = if unit == "us" { 1e6 } else { 1e9 };
+    println!(
+        "{name:<34} {r:>6.2}x   ({floor_name} {:.1} {unit}, subject {:.1} {unit})",
+        f * scale,
+        s * scale
+    );
+}
+
+fn starts_per_second(
+    runtime: &tokio::runtime::Runtime,
+    f: &Arc<Fixture>,
+    body: &Arc<[u8]>,
+    parse_only: bool,
+) {
+    const STARTS: usize = 8_192;
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (f, body) = (f.clone(), body.clone());
+                tokio::spawn(async move {
+                    for _ in 0..STARTS / 64 {
+                        if parse_only {
+                            black_box(serde_json::from_slice::<Map<String, Value>>(&body).unwrap());
+                        } else {
+                            black_box(start(&f, &body).await);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+fn main() {
+    println!("{:<34} {:>7}", "target", "ratio");
+    let f = fixture(0, 0);
+    for (label, size, iters) in [("75B", 75, 2_000), ("4KiB", 4096, 100), ("64KiB", 65536, 8)] {
+        let body = body(size);
+        let r = ratio(
+            iters,
+            || {
+                drop(black_box(
+                    serde_json::from_slice::<Map<String, Value>>(black_box(&body)).unwrap(),
+                ))
+            },
+            || drop(black_box(block_on(start(&f, black_box(&body))))),
+        );
+        show(&format!("whole start / parse, {label}"), "parse", r, "us");
+    }
+
+    let small = fixture(10, 10);
+    let large = fixture(10_000, 100_000);
+    let body = body(75);
+    let r = ratio(
+        2_000,
+        || drop(black_box(block_on(start(&small, black_box(&body))))),
+        || drop(black_box(block_on(start(&large, black_box(&body))))),
+    );
+    show("100k tokens+10k models / 10 each", "small", r, "us");
+
+    let f = Arc::new(fixture(0, 0));
+    let body: Arc<[u8]> = body.into();
+    let one = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let two = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for (label, parse_only) in [("parse only (control)", true), ("whole start", false)] {
+        // Throughput ratio: time with 1 worker / time with 2 workers.
+        let r = ratio(
+            1,
+            || starts_per_second(&two, &f, &body, parse_only),
+            || starts_per_second(&one, &f, &body, parse_only),
+        );
+        show(&format!("2 workers / 1 worker, {label}"), "2 workers", r, "us");
+    }
+}
