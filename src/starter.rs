@@ -502,9 +502,9 @@ fn chain(error: &dyn StdError) -> String {
 /// The one event of a call: process, environment, status, code, duration.
 /// Never a token: neither the request nor its headers are logged.
 fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, started: Instant) {
-    let process = observed.process.map(|p| p.to_string());
-    let process = process.as_deref().unwrap_or("-");
-    let environment = observed.environment.as_ref().map_or("-", EnvironmentId::as_str);
+    // Formatted only when a subscriber records the event.
+    let process = observed.process.as_ref().map(tracing::field::display);
+    let environment = observed.environment.as_ref().map(EnvironmentId::as_str);
     let duration_us = started.elapsed().as_micros() as u64;
     match result {
         Ok(status) => tracing::info!(
