@@ -373,7 +373,7 @@ mod tests {
             store.reserve(&key("c"), fp()).await.is_err(),
             "both keys are in progress"
         );
-        let outcome = crate::webhook::tests_support::outcome(InstanceId::new("1"));
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         assert_eq!(
             store.reserve(&key("c"), fp()).await.unwrap(),
@@ -392,7 +392,7 @@ mod tests {
     async fn release_does_not_forget_a_completed_key() {
         let store = InMemoryIdempotencyStore::new();
         store.reserve(&key("a"), fp()).await.unwrap();
-        let outcome = crate::webhook::tests_support::outcome(InstanceId::new("1"));
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         store.release(&key("a")).await.unwrap();
         assert!(matches!(

@@ -27,7 +27,7 @@ use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, R
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
-use crate::webhook::{Prepared, StartOutcome};
+use crate::webhook::sample_outcome;
 
 /// Models and deployments to put in a store before
 /// [`check_model_store`]: insert every model, then deploy every deployment
@@ -169,22 +169,6 @@ pub async fn check_token_store<S: TokenStore + ?Sized>(
     assert_eq!(found, None, "the empty token is unknown");
 }
 
-fn outcome(id: &str) -> StartOutcome {
-    let deployment = Deployment::new(
-        uuid(1),
-        VersionTag::Released(1),
-        EnvironmentId::new("production"),
-        StartForm::default(),
-    );
-    let prepared = Prepared {
-        deployment,
-        version: 1,
-        variables: Map::new(),
-        idempotency_key: None,
-    };
-    StartOutcome::new(InstanceId::new(id), &prepared)
-}
-
 /// Checks an empty [`IdempotencyStore`] (with a retention of at least a
 /// minute): reservation, completion, release, scoping, and that of 32
 /// concurrent reservations of one key exactly one wins.
@@ -216,7 +200,7 @@ pub async fn check_idempotency_store<S: IdempotencyStore + ?Sized>(store: &S) {
         Reservation::Reserved,
         "a released key is free"
     );
-    let done = outcome("instance-1");
+    let done = sample_outcome(InstanceId::new("instance-1"));
     store.complete(&key, &done).await.expect("complete failed");
     assert_eq!(
         store.reserve(&key, fp).await.expect("reserve failed"),

@@ -387,24 +387,21 @@ pub(crate) fn check_idempotency_key(key: &str) -> Result<(), WebhookError> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use super::*;
-
-    /// An outcome for unit tests of the stores.
-    pub(crate) fn outcome(id: InstanceId) -> StartOutcome {
-        let deployment = Deployment::new(
-            ProcessUuid::from(uuid::Uuid::nil()),
-            VersionTag::Released(1),
-            EnvironmentId::new("prod"),
-            Default::default(),
-        );
-        let prepared = Prepared {
-            deployment,
-            version: 1,
-            variables: Map::new(),
-            idempotency_key: None,
-        };
-        StartOutcome::new(id, &prepared)
-    }
+/// An outcome of a released deployment of the nil process in `production`,
+/// for the idempotency stores' unit tests and the conformance suite.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn sample_outcome(id: InstanceId) -> StartOutcome {
+    let deployment = Deployment::new(
+        ProcessUuid::from(uuid::Uuid::nil()),
+        VersionTag::Released(1),
+        EnvironmentId::new("production"),
+        Default::default(),
+    );
+    let prepared = Prepared {
+        deployment,
+        version: 1,
+        variables: Map::new(),
+        idempotency_key: None,
+    };
+    StartOutcome::new(id, &prepared)
 }

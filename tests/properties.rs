@@ -123,7 +123,7 @@ proptest! {
     fn removing_any_mandatory_field_is_reported_by_name(
         payload in arb_typed_payload(),
         removed in prop::sample::subsequence(
-            vec!["name", "amount", "quantity", "express", "deliveryDate", "orderedAt", "size", "address", "items", "extra"],
+            TYPED_MANDATORY.to_vec(),
             1..=10,
         ),
     ) {

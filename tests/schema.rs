@@ -142,21 +142,7 @@ fn the_schema_has_types_required_enums_formats_and_defaults() {
     let schema = typed_form().json_schema();
     assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert_eq!(schema["type"], "object");
-    assert_eq!(
-        schema["required"],
-        json!([
-            "name",
-            "amount",
-            "quantity",
-            "express",
-            "deliveryDate",
-            "orderedAt",
-            "size",
-            "address",
-            "items",
-            "extra"
-        ])
-    );
+    assert_eq!(schema["required"], json!(TYPED_MANDATORY));
     let p = &schema["properties"];
     assert_eq!(p["quantity"]["type"], "integer");
     assert_eq!(p["deliveryDate"]["format"], "date");

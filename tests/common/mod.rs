@@ -37,6 +37,20 @@ pub fn order_form() -> StartForm {
     ])
 }
 
+/// The mandatory fields of [`typed_form`], in its order.
+pub const TYPED_MANDATORY: [&str; 10] = [
+    "name",
+    "amount",
+    "quantity",
+    "express",
+    "deliveryDate",
+    "orderedAt",
+    "size",
+    "address",
+    "items",
+    "extra",
+];
+
 /// A form with one field of every kind.
 pub fn typed_form() -> StartForm {
     StartForm::new([
