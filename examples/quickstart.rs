@@ -36,7 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let url = webhook_url(DEFAULT_WEBHOOK_BASE, &order_intake);
     let auth = format!("Bearer {}", token.expose_secret());
-    let calls: [(&str, Vec<(&str, &str)>, &[u8]); 3] = [
+    /// What the call is, its headers and its body.
+    type Call<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8]);
+    let calls: [Call<'_>; 3] = [
         (
             "the documented call",
             vec![("authorization", &auth)],
