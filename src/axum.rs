@@ -22,6 +22,9 @@ use crate::starter::WebhookStarter;
 /// byte is read, and a body that grows over it is cut off, both with
 /// `413 payload_too_large`.
 ///
+/// Each exchange runs in its own tokio task, so a start is not cut short
+/// when the caller hangs up mid-request.
+///
 /// Merge it into a host's own router, or serve it alone:
 ///
 /// ```no_run
@@ -58,18 +61,27 @@ async fn serve(State(starter): State<WebhookStarter>, request: Request) -> Respo
         Ok(bytes) => bytes,
         Err(reply) => return into_response(reply),
     };
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())));
-    let reply = starter
-        .handle_method(parts.method.as_str(), &target, headers, &body)
-        .await;
-    into_response(reply)
+    // The exchange runs in its own task: when the caller hangs up and hyper
+    // drops this future, a start that reached the engine still completes and
+    // records its outcome, so the caller's retry gets the replay instead of
+    // a key held by an abandoned start.
+    let exchange = tokio::spawn(async move {
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())));
+        starter
+            .handle_method(parts.method.as_str(), target, headers, &body)
+            .await
+    });
+    match exchange.await {
+        Ok(reply) => into_response(reply),
+        Err(_) => into_response(HttpReply::from_error(&WebhookError::Internal)),
+    }
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, HttpReply> {

@@ -144,6 +144,9 @@ pub enum Reservation {
 ///   [`Reservation::Completed`] until the retention time ends.
 /// - `release` frees a reserved key whose start failed, so that a retry can
 ///   start; it does nothing to a completed key.
+/// - A reservation that is neither completed nor released (the start's
+///   future was dropped) must not hold the key for ever: free it after a
+///   lease longer than the engine's timeout.
 /// - An `Err` means the store could not answer; the start is then refused
 ///   with `503 store_unavailable` and the engine is not called.
 #[async_trait]
@@ -166,6 +169,11 @@ pub trait IdempotencyStore: Send + Sync {
 /// The default retention of an idempotency key: 24 hours.
 pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a start may hold an idempotency key in
+/// [`InMemoryIdempotencyStore`] before its reservation counts as abandoned:
+/// 5 minutes.
+pub const DEFAULT_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(5 * 60);
+
 /// The default bound on the keys [`InMemoryIdempotencyStore`] holds.
 pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 
@@ -178,8 +186,11 @@ pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 /// every key is a start still in progress, `reserve` fails with a
 /// [`StoreError`] (`503`). Clones share state.
 ///
-/// A reservation whose start never ends (the process died) frees itself when
-/// the retention time ends.
+/// A reservation whose start never finishes (its future was dropped, say
+/// because the caller hung up and the host cancelled the request) is
+/// abandoned after a lease of 5 minutes ([`with_lease`](Self::with_lease)):
+/// the next call with that key reserves it again. Keep the lease longer than
+/// the engine's timeout.
 ///
 /// # Example
 ///
@@ -203,6 +214,7 @@ pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 pub struct InMemoryIdempotencyStore {
     inner: Arc<Mutex<HashMap<IdempotencyKey, Entry>>>,
     ttl: Duration,
+    lease: Duration,
     capacity: usize,
 }
 
@@ -225,6 +237,7 @@ impl InMemoryIdempotencyStore {
         Self {
             inner: Arc::default(),
             ttl: DEFAULT_IDEMPOTENCY_TTL,
+            lease: DEFAULT_IDEMPOTENCY_LEASE,
             capacity: DEFAULT_IDEMPOTENCY_CAPACITY,
         }
     }
@@ -232,6 +245,13 @@ impl InMemoryIdempotencyStore {
     /// Sets how long a key is remembered.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Sets how long a start may hold a key before its reservation counts as
+    /// abandoned (default 5 minutes).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -285,7 +305,9 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let now = Instant::now();
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = map.get(key) {
-            if now.duration_since(entry.created) < self.ttl {
+            let age = now.duration_since(entry.created);
+            let abandoned = entry.outcome.is_none() && age >= self.lease;
+            if age < self.ttl && !abandoned {
                 return Ok(match &entry.outcome {
                     None => Reservation::InProgress {
                         fingerprint: entry.fingerprint,
@@ -349,6 +371,25 @@ mod tests {
 
     fn fp() -> PayloadFingerprint {
         PayloadFingerprint::of(&Map::new())
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_reservation_is_free_after_the_lease_but_a_completed_key_is_kept() {
+        let store = InMemoryIdempotencyStore::new().with_lease(Duration::ZERO);
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        store.complete(&key("a"), &outcome).await.unwrap();
+        assert!(matches!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Completed { .. }
+        ));
     }
 
     #[tokio::test]

@@ -92,8 +92,8 @@ pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation
 pub use crate::http::{DEFAULT_BODY_LIMIT, DEFAULT_WEBHOOK_BASE, HttpReply, webhook_url};
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStore,
-    InMemoryIdempotencyStore, PayloadFingerprint, Reservation,
+    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
+    IdempotencyStore, InMemoryIdempotencyStore, PayloadFingerprint, Reservation,
 };
 pub use crate::memory::{InMemoryEngine, InMemoryModelStore, InMemoryTokenStore, StartedInstance};
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};

@@ -225,3 +225,39 @@ async fn get_answers_the_json_schema_of_the_payload() {
         .unwrap();
     problem(r, 401, "missing_token").await;
 }
+
+#[tokio::test]
+async fn a_start_completes_when_the_caller_hangs_up_and_its_retry_is_a_replay() {
+    let world = World::new();
+    let engine = std::sync::Arc::new(FlakyEngine::slow(std::time::Duration::from_millis(300)));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone())
+        .with_idempotency(std::sync::Arc::new(InMemoryIdempotencyStore::new()));
+    let addr = serve(starter).await;
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let path = url(addr, ORDER_INTAKE).replace(&format!("http://{addr}"), "");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\nidempotency-key: hang-up\r\ncontent-length: {}\r\n\r\n",
+        world.token.expose_secret(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    drop(stream); // the caller hangs up while the engine works
+
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(engine.inner.started().len(), 1, "the start went through");
+    let retry = reqwest::Client::new()
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .header("idempotency-key", "hang-up")
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status().as_u16(), 202);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(engine.calls(), 1);
+}
