@@ -358,6 +358,17 @@ fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>
     d.deserialize_map(Pairs)
 }
 
+/// `value` as JSON, in a buffer sized for the answers this crate sends (a
+/// start's outcome is about 170 bytes) so that it is written without
+/// growing.
+fn json_bytes(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
 /// An HTTP answer, independent of any web framework.
 ///
 /// # Example
@@ -386,7 +397,7 @@ impl HttpReply {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body: serde_json::to_vec(body).unwrap_or_default(),
+            body: json_bytes(body),
         }
     }
 
@@ -397,7 +408,7 @@ impl HttpReply {
             status: error.status(),
             content_type: "application/problem+json",
             headers: Vec::new(),
-            body: serde_json::to_vec(&error.to_problem_json()).unwrap_or_default(),
+            body: json_bytes(&error.to_problem_json()),
         };
         if let Some(after) = error.retry_after() {
             reply = reply.with_header("retry-after", after.as_secs().max(1).to_string());
