@@ -13,27 +13,20 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use axum::routing::post;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use process_webhook::*;
-use serde_json::{Map, Value};
 
 mod common;
-use common::{NoopEngine, body, fixture};
+use common::{body, fixture};
+
+#[path = "../examples/shared/bench_app.rs"]
+#[allow(dead_code)]
+mod bench_app;
+use bench_app::{NoopEngine, bare};
 
 const REQUESTS: usize = 512;
 const IN_FLIGHT: usize = 32;
-
-async fn bare(body: Bytes) -> StatusCode {
-    match serde_json::from_slice::<Map<String, Value>>(&body) {
-        Ok(map) => {
-            drop(std::hint::black_box(map));
-            StatusCode::ACCEPTED
-        }
-        Err(_) => StatusCode::BAD_REQUEST,
-    }
-}
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

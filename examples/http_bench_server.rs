@@ -12,36 +12,10 @@
 //! `BENCH_ADDR` sets the address (default `127.0.0.1:8090`), `BENCH_WORKERS`
 //! the runtime's worker threads (default: all cores).
 
-use std::sync::Arc;
+#[path = "shared/bench_app.rs"]
+mod bench_app;
 
-use async_trait::async_trait;
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::StatusCode;
-use axum::routing::post;
-use process_webhook::*;
-use serde_json::{Map, Value};
-
-struct NoopEngine;
-
-#[async_trait]
-impl Engine for NoopEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        drop(command);
-        Ok(ProcessInstance::new(InstanceId::new("instance")))
-    }
-}
-
-/// The floor: parse the body, answer 202.
-async fn bare(body: Bytes) -> StatusCode {
-    match serde_json::from_slice::<Map<String, Value>>(&body) {
-        Ok(map) => {
-            drop(std::hint::black_box(map));
-            StatusCode::ACCEPTED
-        }
-        Err(_) => StatusCode::BAD_REQUEST,
-    }
-}
+use process_webhook::EnvironmentToken;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = std::env::var("BENCH_WORKERS").ok().and_then(|w| w.parse().ok());
@@ -56,33 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("BENCH_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".to_owned());
     let token = EnvironmentToken::new(std::env::var("BENCH_TOKEN").unwrap_or_else(|_| "bench".to_owned()));
-    let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
-    let (acme, prod) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
-    let models = Arc::new(InMemoryModelStore::new());
-    models.insert_model(ProcessModel::new(process, acme.clone(), "Order intake"));
-    let form = StartForm::new([
-        FieldSpec::mandatory("customerName", FieldKind::Text),
-        FieldSpec::mandatory("orderNumber", FieldKind::Text),
-        FieldSpec::mandatory("productCode", FieldKind::Text),
-    ]);
-    models.deploy(Deployment::new(
-        process,
-        VersionTag::Released(1),
-        prod.clone(),
-        form,
-    ));
-    let tokens = Arc::new(InMemoryTokenStore::new());
-    tokens.insert(&token, Environment::new(prod, acme));
-    let starter = WebhookStarter::new(models, tokens, Arc::new(NoopEngine));
-    let app = Router::new()
-        .route("/bare", post(bare))
-        .merge(router("/webhook/send", starter));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
         "serving /webhook/send and /bare on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
+    axum::serve(listener, bench_app::app(&token))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

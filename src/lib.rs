@@ -63,7 +63,6 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod engine;
 mod error;

@@ -82,28 +82,25 @@ fn pool(field: &str) -> Vec<Option<Value>> {
     common.into_iter().chain(specific.into_iter().map(Some)).collect()
 }
 
-const FIELDS: [&str; 12] = [
-    "name",
-    "amount",
-    "quantity",
-    "express",
-    "deliveryDate",
-    "orderedAt",
-    "size",
-    "address",
-    "items",
-    "extra",
-    "priority",
-    "note",
-];
+/// Every field of `typed_form`: the mandatory ones, then the optional.
+fn fields() -> Vec<&'static str> {
+    TYPED_MANDATORY
+        .iter()
+        .copied()
+        .chain(["priority", "note"])
+        .collect()
+}
 
 fn arb_payload() -> impl Strategy<Value = Map<String, Value>> {
-    let per_field: Vec<_> = FIELDS.iter().map(|f| prop::sample::select(pool(f))).collect();
+    let per_field: Vec<_> = fields()
+        .into_iter()
+        .map(|f| prop::sample::select(pool(f)))
+        .collect();
     (per_field, prop::option::of(".{0,8}")).prop_map(|(values, unknown)| {
         let mut payload = Map::new();
-        for (field, value) in FIELDS.iter().zip(values) {
+        for (field, value) in fields().into_iter().zip(values) {
             if let Some(value) = value {
-                payload.insert((*field).to_owned(), value);
+                payload.insert(field.to_owned(), value);
             }
         }
         if let Some(v) = unknown {
@@ -115,7 +112,7 @@ fn arb_payload() -> impl Strategy<Value = Map<String, Value>> {
 
 /// Mostly-valid payloads, so that acceptance is exercised as much as refusal.
 fn arb_nearly_valid() -> impl Strategy<Value = Map<String, Value>> {
-    (arb_payload(), prop::sample::select(FIELDS.to_vec())).prop_map(|(noise, field)| {
+    (arb_payload(), prop::sample::select(fields())).prop_map(|(noise, field)| {
         let mut payload = typed_payload();
         match noise.get(field) {
             Some(v) => payload.insert(field.to_owned(), v.clone()),
