@@ -2,7 +2,7 @@
 //! start is running or what it started, so that a repeated delivery replays
 //! the first outcome instead of starting another instance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -182,9 +182,10 @@ pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 /// Keys are kept for a retention time (24 h by default,
 /// [`with_ttl`](Self::with_ttl)) measured from the reservation, and at most
 /// [`capacity`](Self::with_capacity) of them (100,000 by default). When it is
-/// full, expired keys are dropped first, then the oldest completed ones; if
-/// every key is a start still in progress, `reserve` fails with a
-/// [`StoreError`] (`503`). Clones share state.
+/// full, the oldest keys that are expired, abandoned or completed make room,
+/// in reservation order, in amortized constant time; if every key is a start
+/// still in progress, `reserve` fails with a [`StoreError`] (`503`). Clones
+/// share state.
 ///
 /// A reservation whose start never finishes (its future was dropped, say
 /// because the caller hung up and the host cancelled the request) is
@@ -212,10 +213,20 @@ pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 /// ```
 #[derive(Clone, Debug)]
 pub struct InMemoryIdempotencyStore {
-    inner: Arc<Mutex<HashMap<IdempotencyKey, Entry>>>,
+    inner: Arc<Mutex<Keys>>,
     ttl: Duration,
     lease: Duration,
     capacity: usize,
+}
+
+/// The keys, and the order they were reserved in, oldest first, so that
+/// making room does not scan the whole map. An order record whose key was
+/// since removed or reserved anew (its `created` differs) is stale and
+/// skipped; the queue is compacted when stale records outnumber live ones.
+#[derive(Debug, Default)]
+struct Keys {
+    map: HashMap<IdempotencyKey, Entry>,
+    order: VecDeque<(Instant, IdempotencyKey)>,
 }
 
 #[derive(Debug)]
@@ -263,7 +274,11 @@ impl InMemoryIdempotencyStore {
 
     /// The number of keys held (expired ones included until dropped).
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
     }
 
     /// Whether no key is held.
@@ -271,27 +286,37 @@ impl InMemoryIdempotencyStore {
         self.len() == 0
     }
 
-    /// Makes room for one more key; false when every key is in progress.
-    fn make_room(&self, map: &mut HashMap<IdempotencyKey, Entry>, now: Instant) -> bool {
-        if map.len() < self.capacity {
-            return true;
-        }
-        map.retain(|_, e| now.duration_since(e.created) < self.ttl);
-        if map.len() < self.capacity {
-            return true;
-        }
-        let oldest = map
-            .iter()
-            .filter(|(_, e)| e.outcome.is_some())
-            .min_by_key(|(_, e)| e.created)
-            .map(|(k, _)| k.clone());
-        match oldest {
-            Some(key) => {
-                map.remove(&key);
-                true
+    /// Whether an entry no longer holds its key at `now`.
+    fn is_dead(&self, entry: &Entry, now: Instant) -> bool {
+        let age = now.duration_since(entry.created);
+        age >= self.ttl || (entry.outcome.is_none() && age >= self.lease)
+    }
+
+    /// Makes room for one more key: drops dead keys and then the oldest
+    /// completed one, oldest first; false when every key is a start still in
+    /// progress. Amortized O(1): each order record is looked at once, except
+    /// the in-progress ones at the front, as many as starts run at once.
+    fn make_room(&self, keys: &mut Keys, now: Instant) -> bool {
+        let mut kept = Vec::new();
+        let mut room = keys.map.len() < self.capacity;
+        while !room {
+            let Some((created, key)) = keys.order.pop_front() else {
+                break;
+            };
+            let Some(entry) = keys.map.get(&key).filter(|e| e.created == created) else {
+                continue; // stale record
+            };
+            if self.is_dead(entry, now) || entry.outcome.is_some() {
+                keys.map.remove(&key);
+                room = true;
+            } else {
+                kept.push((created, key));
             }
-            None => false,
         }
+        for record in kept.into_iter().rev() {
+            keys.order.push_front(record);
+        }
+        room
     }
 }
 
@@ -303,11 +328,10 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         fingerprint: PayloadFingerprint,
     ) -> Result<Reservation, StoreError> {
         let now = Instant::now();
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = map.get(key) {
-            let age = now.duration_since(entry.created);
-            let abandoned = entry.outcome.is_none() && age >= self.lease;
-            if age < self.ttl && !abandoned {
+        let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let keys = &mut *keys;
+        if let Some(entry) = keys.map.get(key) {
+            if !self.is_dead(entry, now) {
                 return Ok(match &entry.outcome {
                     None => Reservation::InProgress {
                         fingerprint: entry.fingerprint,
@@ -318,12 +342,18 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                     },
                 });
             }
-            map.remove(key);
+            keys.map.remove(key);
         }
-        if !self.make_room(&mut map, now) {
+        if !self.make_room(keys, now) {
             return Err(StoreError::new("idempotency store is full of starts in progress"));
         }
-        map.insert(
+        if keys.order.len() > 2 * keys.map.len() + 64 {
+            let map = &keys.map;
+            keys.order
+                .retain(|(created, k)| map.get(k).is_some_and(|e| e.created == *created));
+        }
+        keys.order.push_back((now, key.clone()));
+        keys.map.insert(
             key.clone(),
             Entry {
                 created: now,
@@ -335,8 +365,8 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get_mut(key) {
+        let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match keys.map.get_mut(key) {
             Some(entry) => {
                 entry.outcome = Some(outcome.clone());
                 Ok(())
@@ -348,9 +378,9 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-        let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.get(key).is_some_and(|e| e.outcome.is_none()) {
-            map.remove(key);
+        let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.map.get(key).is_some_and(|e| e.outcome.is_none()) {
+            keys.map.remove(key);
         }
         Ok(())
     }
@@ -425,6 +455,38 @@ mod tests {
         // `a` was dropped to make room for `c`: it is free again, not a replay.
         assert_eq!(
             store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_store_keeps_its_bound_under_churn_and_frees_the_oldest_first() {
+        let store = InMemoryIdempotencyStore::new().with_capacity(3);
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        for i in 0..1_000 {
+            let k = key(&format!("k{i}"));
+            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            if i % 2 == 0 {
+                store.complete(&k, &outcome).await.unwrap();
+            } else {
+                store.release(&k).await.unwrap();
+            }
+            assert!(store.len() <= 3);
+        }
+        {
+            let keys = store.inner.lock().unwrap();
+            assert!(
+                keys.order.len() <= 2 * keys.map.len() + 65,
+                "stale records are compacted"
+            );
+        }
+        // The newest completed keys are still remembered; the oldest are not.
+        assert!(matches!(
+            store.reserve(&key("k998"), fp()).await.unwrap(),
+            Reservation::Completed { .. }
+        ));
+        assert_eq!(
+            store.reserve(&key("k0"), fp()).await.unwrap(),
             Reservation::Reserved
         );
     }
