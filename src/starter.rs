@@ -228,6 +228,11 @@ impl WebhookStarter {
     /// The JSON Schema of the payload that `token` may start `process` with:
     /// that of the deployment its environment would start.
     ///
+    /// An environment that requires signed webhooks also requires a signed
+    /// `GET` (over an empty body): this method has no signature to check, so
+    /// it answers `401 invalid_signature` there; serve such environments
+    /// through [`handle_method`](Self::handle_method).
+    ///
     /// # Errors
     ///
     /// As a start would fail before validation: `401`, `404 unknown_process`,
