@@ -277,3 +277,30 @@ async fn rotated_secrets_are_both_accepted_by_the_starter() {
     }
     assert_eq!(world.started(), 2);
 }
+
+#[tokio::test]
+async fn a_signed_environment_serves_its_schema_only_to_a_signed_get() {
+    let key = SigningSecret::generate();
+    let world = signed_world(std::slice::from_ref(&key));
+    let starter = world.starter();
+    let err = starter
+        .schema(&uuid(ORDER_INTAKE), Some(&world.token))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status(), err.code()), (401, "invalid_signature"));
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let reply = starter
+        .handle_method(
+            "GET",
+            &target,
+            signed_headers(&world, &key, "msg_get", now(), b""),
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.content_type(), "application/schema+json");
+    let unsigned = starter
+        .handle_method("GET", &target, [("authorization", world.bearer())], b"")
+        .await;
+    assert_reply(&unsigned, 401, "invalid_signature");
+}
