@@ -66,14 +66,15 @@ impl RequestHead {
         let mut head = Self::default();
         let mut has_authorization = false;
         let mut signature = SignatureHeaders::default();
-        let (mut has_id, mut has_timestamp) = (false, false);
+        let (mut has_key, mut has_id, mut has_timestamp) = (false, false, false);
         for (name, value) in headers {
             let (name, value) = (name.as_ref().trim_ascii(), value.as_ref());
             if name.eq_ignore_ascii_case("authorization") {
                 once(&mut has_authorization, "authorization")?;
                 head.token = token_from_authorization(value);
             } else if name.eq_ignore_ascii_case("idempotency-key") {
-                set_once(&mut head.idempotency_key, value.trim_ascii(), "idempotency-key")?;
+                once(&mut has_key, "idempotency-key")?;
+                head.idempotency_key = Some(value.trim_ascii().to_owned());
             } else if name.eq_ignore_ascii_case("prefer") {
                 head.dry_run |= value
                     .split(',')
@@ -113,14 +114,7 @@ impl RequestHead {
     }
 }
 
-fn set_once(slot: &mut Option<String>, value: &str, name: &'static str) -> Result<(), WebhookError> {
-    if slot.is_some() {
-        return Err(WebhookError::DuplicateHeader { name });
-    }
-    *slot = Some(value.to_owned());
-    Ok(())
-}
-
+/// Marks header `name` as seen; an error when it was seen before.
 fn once(seen: &mut bool, name: &'static str) -> Result<(), WebhookError> {
     if std::mem::replace(seen, true) {
         Err(WebhookError::DuplicateHeader { name })
