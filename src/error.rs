@@ -151,6 +151,21 @@ pub enum WebhookError {
     Internal,
 }
 
+/// A store that could not answer: `503 store_unavailable`.
+impl From<StoreError> for WebhookError {
+    fn from(source: StoreError) -> Self {
+        Self::StoreUnavailable { source }
+    }
+}
+
+/// An engine that could not start: `502 engine_failed` (or `429`/`503`, by
+/// its [`kind`](EngineError::kind)).
+impl From<EngineError> for WebhookError {
+    fn from(source: EngineError) -> Self {
+        Self::EngineFailed { source }
+    }
+}
+
 impl WebhookError {
     /// The HTTP status of the answer.
     ///

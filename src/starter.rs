@@ -23,7 +23,10 @@ use crate::model::{Environment, VersionTag};
 use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
-use crate::webhook::{Prepared, StartOutcome, WebhookStartRequest, authenticate, prepare, resolve};
+use crate::webhook::{
+    Prepared, StartOutcome, WebhookStartRequest, authenticate, authenticate_request, prepare, resolve,
+    start_on,
+};
 
 /// Starts processes from webhook calls: the stores, the engine and the
 /// options, shared (it is cheap to clone) between all requests.
@@ -368,14 +371,7 @@ impl WebhookStarter {
     }
 
     async fn authenticate_request(&self, request: &WebhookStartRequest) -> Result<Environment, WebhookError> {
-        let signed = request.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
-        authenticate(
-            request.token.as_ref(),
-            signed,
-            &*self.tokens,
-            self.signature_tolerance,
-        )
-        .await
+        authenticate_request(request, &*self.tokens, self.signature_tolerance).await
     }
 
     async fn dry_run_authenticated(
@@ -428,7 +424,7 @@ impl WebhookStarter {
         let Some((store, key, fingerprint)) = idempotent else {
             return self.call_engine(prepared).await;
         };
-        match store.reserve(&key, fingerprint).await.map_err(store_failed)? {
+        match store.reserve(&key, fingerprint).await? {
             Reservation::Reserved => {}
             Reservation::InProgress { fingerprint: held } => {
                 return Err(if held == fingerprint {
@@ -468,20 +464,8 @@ impl WebhookStarter {
     }
 
     async fn call_engine(&self, prepared: Prepared) -> Result<StartOutcome, WebhookError> {
-        let (prepared, command) = prepared.into_command();
-        let instance = catch_panic(async {
-            self.engine
-                .start(command)
-                .await
-                .map_err(|source| WebhookError::EngineFailed { source })
-        })
-        .await?;
-        Ok(StartOutcome::new(instance.id().clone(), &prepared))
+        catch_panic(start_on(prepared, &*self.engine)).await
     }
-}
-
-fn store_failed(source: crate::store::StoreError) -> WebhookError {
-    WebhookError::StoreUnavailable { source }
 }
 
 /// Runs `future`, turning a panic into `500 internal_error`.

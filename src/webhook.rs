@@ -149,13 +149,13 @@ pub struct StartOutcome {
 }
 
 impl StartOutcome {
-    pub(crate) fn new(instance_id: InstanceId, command: &Prepared) -> Self {
+    pub(crate) fn new(instance_id: InstanceId, deployment: &Deployment, version: u32) -> Self {
         Self {
             instance_id,
-            process: *command.deployment.process(),
-            version: command.version,
-            environment: command.deployment.environment().clone(),
-            deployment_id: command.deployment.id(),
+            process: *deployment.process(),
+            version,
+            environment: deployment.environment().clone(),
+            deployment_id: deployment.id(),
             replayed: false,
         }
     }
@@ -260,21 +260,20 @@ where
     if request.dry_run {
         return Err(WebhookError::DryRunNotStarted);
     }
-    let signed = request.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
-    let environment = authenticate(
-        request.token.as_ref(),
-        signed,
-        tokens,
-        DEFAULT_SIGNATURE_TOLERANCE,
-    )
-    .await?;
+    let environment = authenticate_request(&request, tokens, DEFAULT_SIGNATURE_TOLERANCE).await?;
     let prepared = prepare(request, &environment, models).await?;
-    let (prepared, command) = prepared.into_command();
-    let instance = engine
-        .start(command)
-        .await
-        .map_err(|source| WebhookError::EngineFailed { source })?;
-    Ok(StartOutcome::new(instance.id().clone(), &prepared))
+    start_on(prepared, engine).await
+}
+
+/// Step 1 for a request: its token, and its signature where it was built
+/// from raw parts.
+pub(crate) async fn authenticate_request<T: TokenStore + ?Sized>(
+    request: &WebhookStartRequest,
+    tokens: &T,
+    tolerance: Duration,
+) -> Result<Environment, WebhookError> {
+    let signed = request.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
+    authenticate(request.token.as_ref(), signed, tokens, tolerance).await
 }
 
 /// Step 1: the token's environment, and the signature it may require
@@ -288,8 +287,7 @@ pub(crate) async fn authenticate<T: TokenStore + ?Sized>(
     let token = token.ok_or(WebhookError::MissingToken)?;
     let environment = tokens
         .environment(token)
-        .await
-        .map_err(|source| WebhookError::StoreUnavailable { source })?
+        .await?
         .ok_or(WebhookError::InvalidToken)?;
     if !environment.signing_secrets().is_empty() {
         let (headers, body) = signed.ok_or(WebhookError::InvalidSignature)?;
@@ -308,19 +306,20 @@ pub(crate) struct Prepared {
     pub(crate) idempotency_key: Option<String>,
 }
 
-impl Prepared {
-    /// Moves the variables into the engine's command, keeping what the answer
-    /// needs.
-    pub(crate) fn into_command(mut self) -> (Self, StartCommand) {
-        let variables = std::mem::take(&mut self.variables);
-        let command = StartCommand::for_deployment(
-            &self.deployment,
-            self.version,
-            variables,
-            self.idempotency_key.clone(),
-        );
-        (self, command)
-    }
+/// Step 5: hands the variables (moved, not copied) to the engine.
+pub(crate) async fn start_on<E: Engine + ?Sized>(
+    prepared: Prepared,
+    engine: &E,
+) -> Result<StartOutcome, WebhookError> {
+    let Prepared {
+        deployment,
+        version,
+        variables,
+        idempotency_key,
+    } = prepared;
+    let command = StartCommand::for_deployment(&deployment, version, variables, idempotency_key);
+    let instance = engine.start(command).await?;
+    Ok(StartOutcome::new(instance.id().clone(), &deployment, version))
 }
 
 /// Steps 2 to 4, for an authenticated call.
@@ -361,16 +360,14 @@ pub(crate) async fn resolve<M: ModelStore + ?Sized>(
     environment: &Environment,
     models: &M,
 ) -> Result<Deployment, WebhookError> {
-    let store_failed = |source| WebhookError::StoreUnavailable { source };
-    let model = models.model(process).await.map_err(store_failed)?;
+    let model = models.model(process).await?;
     match model {
         Some(model) if model.organization() == environment.organization() => {}
         _ => return Err(WebhookError::UnknownProcess { process: *process }),
     }
     models
         .deployment(process, environment.id())
-        .await
-        .map_err(store_failed)?
+        .await?
         .ok_or_else(|| WebhookError::NotDeployed {
             process: *process,
             environment: environment.id().clone(),
@@ -397,11 +394,5 @@ pub(crate) fn sample_outcome(id: InstanceId) -> StartOutcome {
         EnvironmentId::new("production"),
         Default::default(),
     );
-    let prepared = Prepared {
-        deployment,
-        version: 1,
-        variables: Map::new(),
-        idempotency_key: None,
-    };
-    StartOutcome::new(id, &prepared)
+    StartOutcome::new(id, &deployment, 1)
 }
