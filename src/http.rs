@@ -101,16 +101,20 @@ impl RequestHead {
         Ok(head)
     }
 
-    /// The request, once the body is read.
+    /// The request, once the body is read, and the signature headers to
+    /// verify. A signed call without an idempotency key uses its
+    /// `webhook-id` as one.
     pub(crate) fn into_request(
         self,
         process: ProcessUuid,
         payload: Map<String, Value>,
-    ) -> WebhookStartRequest {
+    ) -> (WebhookStartRequest, Option<SignatureHeaders>) {
         let mut request = WebhookStartRequest::new(process, self.token, payload);
-        request.idempotency_key = self.idempotency_key;
+        request.idempotency_key = self
+            .idempotency_key
+            .or_else(|| self.signature.as_ref().map(|s| s.id.clone()));
         request.dry_run = self.dry_run;
-        request
+        (request, self.signature)
     }
 }
 
@@ -272,10 +276,9 @@ impl WebhookStartRequest {
     {
         let process = process_from_target(target)?;
         check_body_size(body, limit)?;
-        let mut head = RequestHead::parse_headers(headers)?;
+        let head = RequestHead::parse_headers(headers)?;
         let payload = parse_payload(body)?;
-        let signature = head.signature.take();
-        let mut request = head.into_request(process, payload);
+        let (mut request, signature) = head.into_request(process, payload);
         request.signed = signature.map(|headers| SignedCall {
             headers,
             body: Arc::from(body),
@@ -329,7 +332,9 @@ impl WebhookStartRequest {
         let envelope: Envelope =
             serde_json::from_slice(json).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })?;
         let head = RequestHead::parse_headers(envelope.headers)?;
-        Ok(head.into_request(process, envelope.payload))
+        // An envelope carries no raw body to verify a signature over: an
+        // environment that requires one refuses it (`invalid_signature`).
+        Ok(head.into_request(process, envelope.payload).0)
     }
 }
 

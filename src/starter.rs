@@ -354,11 +354,8 @@ impl WebhookStarter {
                 .map(Success::Schema);
         }
         let payload = parse_payload(body)?;
-        let webhook_id = head.signature.as_ref().map(|s| s.id.clone());
-        let mut request = head.into_request(process, payload);
-        if request.idempotency_key.is_none() {
-            request.idempotency_key = webhook_id;
-        }
+        // The signature was verified above, over the raw body.
+        let (request, _) = head.into_request(process, payload);
         if request.dry_run {
             self.dry_run_authenticated(request, &environment)
                 .await
@@ -450,8 +447,8 @@ impl WebhookStarter {
             Err(_) => store.release(&key).await,
         };
         if let Err(error) = recorded {
-            // The start's own result stands; a key left reserved frees itself
-            // when its retention ends.
+            // The start's own result stands; a key left reserved counts as
+            // abandoned once the store's lease ends.
             tracing::error!(
                 target: "process_webhook",
                 process = %key.process(),

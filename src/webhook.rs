@@ -104,9 +104,7 @@ impl WebhookStartRequest {
     /// The caller's idempotency key (or, for a signed call without one, its
     /// `webhook-id`).
     pub fn idempotency_key(&self) -> Option<&str> {
-        self.idempotency_key
-            .as_deref()
-            .or_else(|| self.signed.as_ref().map(|s| s.headers.id.as_str()))
+        self.idempotency_key.as_deref()
     }
 }
 
