@@ -16,6 +16,7 @@ use time::macros::format_description;
 use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
 use crate::form::{FieldKind, StartForm};
 use crate::id::InstanceId;
+use crate::model::Deployment;
 use crate::store::ModelStore;
 
 /// Path segments keep only RFC 3986 unreserved characters unescaped.
@@ -167,7 +168,9 @@ impl Camunda7Engine {
         }
     }
 
-    async fn start_form(&self, command: &StartCommand) -> Result<Option<Arc<StartForm>>, EngineError> {
+    /// The deployment the command starts, for its start form (only with a
+    /// model store, and only while it is still the deployment in use).
+    async fn deployment(&self, command: &StartCommand) -> Result<Option<Deployment>, EngineError> {
         let Some(models) = &self.models else {
             return Ok(None);
         };
@@ -179,9 +182,7 @@ impl Camunda7Engine {
                     .with_source(e)
                     .retryable()
             })?;
-        Ok(deployment
-            .filter(|d| d.id() == command.deployment)
-            .map(|d| Arc::new(d.start_form().clone())))
+        Ok(deployment.filter(|d| d.id() == command.deployment))
     }
 }
 
@@ -309,8 +310,8 @@ struct StartedBody {
 #[async_trait]
 impl Engine for Camunda7Engine {
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let form = self.start_form(&command).await?;
-        let body = start_body(&command, form.as_deref());
+        let deployment = self.deployment(&command).await?;
+        let body = start_body(&command, deployment.as_ref().map(Deployment::start_form));
         let mut request = self
             .client
             .post(self.start_url(&command.definition_key))
