@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 mod common;
-use common::{Fixture, block_on, body, fixture, start};
+use common::{block_on, body, fixture, spread_starts, start};
 
 const ROUNDS: usize = 41;
 
@@ -62,34 +62,6 @@ fn show(name: &str, floor_name: &str, (r, f, s): (f64, f64, f64), unit: &str) {
     );
 }
 
-fn starts_per_second(
-    runtime: &tokio::runtime::Runtime,
-    f: &Arc<Fixture>,
-    body: &Arc<[u8]>,
-    parse_only: bool,
-) {
-    const STARTS: usize = 8_192;
-    runtime.block_on(async {
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let (f, body) = (f.clone(), body.clone());
-                tokio::spawn(async move {
-                    for _ in 0..STARTS / 64 {
-                        if parse_only {
-                            black_box(serde_json::from_slice::<Map<String, Value>>(&body).unwrap());
-                        } else {
-                            black_box(start(&f, &body).await);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-}
-
 fn main() {
     println!("{:<34} {:>7}", "target", "ratio");
     let f = fixture(0, 0);
@@ -131,8 +103,8 @@ fn main() {
         // Throughput ratio: time with 1 worker / time with 2 workers.
         let r = ratio(
             1,
-            || starts_per_second(&two, &f, &body, parse_only),
-            || starts_per_second(&one, &f, &body, parse_only),
+            || spread_starts(&two, &f, &body, 8_192, parse_only),
+            || spread_starts(&one, &f, &body, 8_192, parse_only),
         );
         show(&format!("2 workers / 1 worker, {label}"), "2 workers", r, "us");
     }

@@ -19,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde_json::{Map, Value};
 
 mod common;
-use common::{block_on, body, fixture, start};
+use common::{block_on, body, fixture, spread_starts, start};
 
 fn start_vs_parse(c: &mut Criterion) {
     let f = fixture(0, 0);
@@ -64,25 +64,7 @@ fn cores(c: &mut Criterion) {
             .build()
             .unwrap();
         group.bench_function(BenchmarkId::new("starts", format!("{workers}_workers")), |b| {
-            b.iter(|| {
-                runtime.block_on(async {
-                    // One task per worker-sized share, so that scheduling
-                    // overhead does not dominate.
-                    let tasks: Vec<_> = (0..64)
-                        .map(|_| {
-                            let (f, body) = (f.clone(), body.clone());
-                            tokio::spawn(async move {
-                                for _ in 0..STARTS / 64 {
-                                    black_box(start(&f, &body).await);
-                                }
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                })
-            })
+            b.iter(|| spread_starts(&runtime, &f, &body, STARTS, false))
         });
     }
     group.finish();

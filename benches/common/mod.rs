@@ -111,3 +111,35 @@ pub async fn start(f: &Fixture, body: &[u8]) -> StartOutcome {
         .await
         .unwrap()
 }
+
+/// Runs `starts` whole starts (or, with `parse_only`, body parses) on
+/// `runtime`, spread over 64 tasks so that scheduling does not dominate.
+pub fn spread_starts(
+    runtime: &tokio::runtime::Runtime,
+    f: &std::sync::Arc<Fixture>,
+    body: &std::sync::Arc<[u8]>,
+    starts: usize,
+    parse_only: bool,
+) {
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (f, body) = (f.clone(), body.clone());
+                tokio::spawn(async move {
+                    for _ in 0..starts / 64 {
+                        if parse_only {
+                            black_box(
+                                serde_json::from_slice::<serde_json::Map<String, Value>>(&body).unwrap(),
+                            );
+                        } else {
+                            black_box(start(&f, &body).await);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+}
