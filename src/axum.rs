@@ -1,37 +1,61 @@
-//! A ready `axum` integration (feature `axum`).
+//! A ready `axum` integration (feature `axum`): the router, and a server
+//! loop with the connection limits a public endpoint needs ([`serve`]).
+
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 
 use crate::error::WebhookError;
 use crate::http::HttpReply;
-use crate::starter::WebhookStarter;
+use crate::protect::BodyBytes;
+use crate::starter::{Observed, WebhookStarter, catch_panic};
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`
 /// answers the payload's JSON Schema, any other method is
 /// `405 method_not_allowed`.
 ///
-/// The body limit ([`WebhookStarter::with_body_limit`]) is enforced while the
-/// body is read: a declared `Content-Length` over it is refused before any
-/// byte is read, and a body that grows over it is cut off, both with
-/// `413 payload_too_large`.
+/// What it does before reading a body, so that unauthenticated callers
+/// cannot make it hold memory:
 ///
-/// Each exchange runs in its own tokio task, so a start is not cut short
-/// when the caller hangs up mid-request.
+/// - the target and headers are checked, and a declared `Content-Length`
+///   over the body limit ([`WebhookStarter::with_body_limit`]) is
+///   `413 payload_too_large`;
+/// - the token on the request is looked up: a missing or unknown one is
+///   `401`, answered without reading the body (a `POST` without an
+///   `authorization` header is the exception: its token may be inside an
+///   envelope body, see [`WebhookStarter::handle`]; turn envelopes off with
+///   [`WebhookStarter::with_envelope_bodies`] to refuse it unread as well).
 ///
-/// Merge it into a host's own router, or serve it alone:
+/// While reading a body: a body that grows over the limit is cut off with
+/// `413`; one that has not fully arrived after the body timeout
+/// ([`WebhookStarter::with_body_timeout`], default 10 s) is `408 body_timeout`;
+/// and the bytes of all bodies being read and handled at once are bounded
+/// ([`WebhookStarter::with_max_body_bytes_in_flight`], default 64 MiB):
+/// past it a call is `503 server_busy` with `Retry-After`.
+///
+/// Each exchange runs in its own tokio task once its body is read, so a
+/// start is not cut short when the caller hangs up mid-request. The client
+/// address, where the server provides it (`ConnectInfo<SocketAddr>`, as
+/// [`serve`] and `axum::serve(…into_make_service_with_connect_info…)` do),
+/// goes to the log of failed authentications
+/// ([`WebhookStarter::handle_method_from`]).
+///
+/// Merge it into a host's own router, or serve it with [`serve`], which adds
+/// header, idle and connection limits:
 ///
 /// ```no_run
 /// use std::sync::Arc;
 /// use process_webhook::*;
 ///
-/// # async fn serve() -> std::io::Result<()> {
+/// # async fn run() -> std::io::Result<()> {
 /// let starter = WebhookStarter::new(
 ///     Arc::new(InMemoryModelStore::new()),
 ///     Arc::new(InMemoryTokenStore::new()),
@@ -39,47 +63,61 @@ use crate::starter::WebhookStarter;
 /// );
 /// let app = router("/webhook/send", starter);
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-/// axum::serve(listener, app).await
+/// serve(listener, app, ServeOptions::default(), std::future::pending()).await
 /// # }
 /// ```
 pub fn router(path: &str, starter: WebhookStarter) -> Router {
-    Router::new().route(path, any(serve)).with_state(starter)
+    Router::new().route(path, any(serve_call)).with_state(starter)
 }
 
-async fn serve(State(starter): State<WebhookStarter>, request: Request) -> Response {
+async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = starter.body_limit();
+    let started = Instant::now();
+    let mut observed = Observed::from_peer(
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip()),
+    );
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return into_response(HttpReply::from_error(&WebhookError::PayloadTooLarge { limit }));
-    }
-    let body = match read_limited(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(reply) => return into_response(reply),
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|len| usize::try_from(len).unwrap_or(usize::MAX));
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())));
+    let admitted =
+        catch_panic(starter.admit(parts.method.as_str(), target, headers, declared, &mut observed)).await;
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        // Refused on its head: the body is never read.
+        Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
     };
-    // The exchange runs in its own task: when the caller hangs up and hyper
+    let (body, held) = match read_body(body, &starter, declared).await {
+        Ok(read) => read,
+        Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
+    };
+    // The rest runs in its own task: when the caller hangs up and hyper
     // drops this future, a start that reached the engine still completes and
     // records its outcome, so the caller's retry gets the replay instead of
     // a key held by an abandoned start.
     // Boxed: the exchange's future is a few KiB, and the task would
     // otherwise copy it on every move (profiled: a third of the handler's
     // instructions were memcpy, about 15% of all).
+    let task_starter = starter.clone();
     let exchange = tokio::spawn(Box::pin(async move {
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())));
-        starter
-            .handle_method(parts.method.as_str(), target, headers, &body)
-            .await
+        let starter = task_starter;
+        let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
+        let reply = starter.reply(result, &observed, started);
+        drop(held);
+        reply
     }));
     match exchange.await {
         Ok(reply) => into_response(reply),
@@ -87,15 +125,44 @@ async fn serve(State(starter): State<WebhookStarter>, request: Request) -> Respo
     }
 }
 
-async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, HttpReply> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => {
-            Err(HttpReply::from_error(&WebhookError::PayloadTooLarge { limit }))
+/// Reads a body within the starter's limits: its size, its time, and the
+/// bytes all bodies may hold at once (the claim on them is returned, to be
+/// dropped when the call is done).
+async fn read_body(
+    mut body: Body,
+    starter: &WebhookStarter,
+    declared: Option<usize>,
+) -> Result<(Vec<u8>, BodyBytes), WebhookError> {
+    let limit = starter.body_limit();
+    let mut held = starter.body_budget().claim();
+    // A declared length is claimed whole before any byte is read.
+    if let Some(len) = declared.filter(|len| *len > 0) {
+        if !held.grow(len) {
+            return Err(WebhookError::ServerBusy);
         }
-        Err(_) => Err(HttpReply::from_error(&WebhookError::MalformedPayload {
-            source: None,
-        })),
+    }
+    let read = async {
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(64 * 1024));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| WebhookError::MalformedPayload { source: None })?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            let len = bytes.len() + data.len();
+            if len > limit {
+                return Err(WebhookError::PayloadTooLarge { limit });
+            }
+            if len > held.bytes() && !held.grow(len - held.bytes()) {
+                return Err(WebhookError::ServerBusy);
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok(bytes)
+    };
+    let limit = starter.body_timeout();
+    match tokio::time::timeout(limit, read).await {
+        Ok(result) => result.map(|bytes| (bytes, held)),
+        Err(_) => Err(WebhookError::BodyTimeout { limit }),
     }
 }
 

@@ -21,8 +21,9 @@ use crate::store::StoreError;
 /// | status | code | when |
 /// |---|---|---|
 /// | 400 | `missing_uid` | the target has no (or an empty) `uid` query parameter |
-/// | 400 | `invalid_uid` | `uid` is not a UUID (or is given twice) |
-/// | 400 | `malformed_payload` | the body is not a JSON object |
+/// | 400 | `invalid_uid` | `uid` is not a UUID in the hyphenated or `urn:uuid:` form, or is given twice |
+/// | 400 | `malformed_payload` | the body is not a JSON object, or an envelope body is malformed |
+/// | 400 | `conflicting_headers` | a header on the request and the same header in an envelope body differ |
 /// | 400 | `invalid_idempotency_key` | the key is not 1 to 255 printable ASCII characters |
 /// | 400 | `duplicate_header` | a header that must appear once appears more often |
 /// | 400 | `dry_run_not_started` | a request marked as a dry run was handed to a start |
@@ -34,8 +35,9 @@ use crate::store::StoreError;
 /// | 405 | `method_not_allowed` | a method other than `POST` (or `GET` for the schema) |
 /// | 409 | `not_deployed` | the process has no deployment in the token's environment |
 /// | 409 | `draft_version` | the deployment is a draft |
+/// | 408 | `body_timeout` | the body did not arrive within the time limit |
 /// | 409 | `start_in_progress` | a start with the same idempotency key is still running |
-/// | 413 | `payload_too_large` | the body is over the limit |
+/// | 413 | `payload_too_large` | the body is over the byte limit, or holds more JSON values than allowed |
 /// | 422 | `invalid_payload` | the payload does not satisfy the start form |
 /// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
 /// | 429 | `engine_overloaded` | the engine is overloaded |
@@ -43,15 +45,22 @@ use crate::store::StoreError;
 /// | 502 | `engine_failed` | the engine failed or refused |
 /// | 503 | `engine_unavailable` | the engine is unavailable for now |
 /// | 503 | `store_unavailable` | a store could not answer |
+/// | 503 | `idempotency_store_full` | the idempotency store has no room for another unexpired key |
+/// | 503 | `server_busy` | the server is reading as many body bytes as it allows at once |
+/// | 503 | `too_many_connections` | the server holds as many connections as it allows |
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebhookError {
     /// The target has no `uid` query parameter, or an empty one.
     #[error("the webhook target has no `uid` query parameter")]
     MissingUid,
-    /// The `uid` query parameter is not a UUID.
-    #[error("the `uid` query parameter is not a UUID")]
+    /// The `uid` query parameter is not a UUID in the hyphenated form (any
+    /// case) or its `urn:uuid:` form.
+    #[error("the `uid` query parameter is not a UUID in the hyphenated form")]
     InvalidUid,
+    /// The `uid` query parameter is given more than once (code `invalid_uid`).
+    #[error("the `uid` query parameter is given more than once")]
+    RepeatedUid,
     /// The body is not a JSON object.
     #[error("the payload is not a JSON object")]
     MalformedPayload {
@@ -59,11 +68,51 @@ pub enum WebhookError {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// A body read as an envelope (`{"headers": {…}, "payload": {…}}`) is
+    /// malformed (code `malformed_payload`).
+    #[error("the envelope body is malformed: {problem}")]
+    MalformedEnvelope {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A header sent on the request and the same header inside an envelope
+    /// body have different values.
+    #[error("the `{name}` header on the request differs from the one in the envelope body")]
+    ConflictingHeaders {
+        /// The header's name, in lower case.
+        name: &'static str,
+    },
     /// The body is over the limit.
     #[error("the payload is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
         /// The limit, in bytes.
         limit: usize,
+    },
+    /// The body holds more JSON values than allowed (code
+    /// `payload_too_large`): the limit keeps a call's memory a small
+    /// multiple of its bytes.
+    #[error("the payload holds more than {limit} JSON values")]
+    TooManyJsonValues {
+        /// The limit, in JSON values.
+        limit: usize,
+    },
+    /// The body did not arrive within the time limit.
+    #[error("the request body did not arrive within {} seconds", limit.as_secs_f64())]
+    BodyTimeout {
+        /// The time limit for the whole body.
+        limit: Duration,
+    },
+    /// The server is reading as many body bytes at once as it allows.
+    #[error("the server is busy reading other requests")]
+    ServerBusy,
+    /// The server holds as many connections as it allows.
+    #[error("the server holds too many connections")]
+    TooManyConnections,
+    /// The idempotency store has no room for another key before some expire.
+    #[error("the idempotency store is full")]
+    IdempotencyStoreFull {
+        /// When a key is expected to expire, if the store knows.
+        retry_after: Option<Duration>,
     },
     /// The idempotency key is not 1 to 255 printable ASCII characters.
     #[error("the idempotency key must be 1 to 255 printable ASCII characters")]
@@ -178,22 +227,29 @@ impl WebhookError {
         match self {
             Self::MissingUid
             | Self::InvalidUid
+            | Self::RepeatedUid
             | Self::MalformedPayload { .. }
+            | Self::MalformedEnvelope { .. }
+            | Self::ConflictingHeaders { .. }
             | Self::InvalidIdempotencyKey
             | Self::DuplicateHeader { .. }
             | Self::DryRunNotStarted => 400,
             Self::MissingToken | Self::InvalidToken | Self::InvalidSignature | Self::StaleTimestamp => 401,
             Self::UnknownProcess { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
-            Self::PayloadTooLarge { .. } => 413,
+            Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
             Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
             Self::EngineFailed { source } => match source.kind() {
                 EngineErrorKind::Overloaded => 429,
                 EngineErrorKind::Unavailable => 503,
                 _ => 502,
             },
-            Self::StoreUnavailable { .. } => 503,
+            Self::StoreUnavailable { .. }
+            | Self::IdempotencyStoreFull { .. }
+            | Self::ServerBusy
+            | Self::TooManyConnections => 503,
             Self::Internal => 500,
         }
     }
@@ -202,9 +258,14 @@ impl WebhookError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingUid => "missing_uid",
-            Self::InvalidUid => "invalid_uid",
-            Self::MalformedPayload { .. } => "malformed_payload",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::InvalidUid | Self::RepeatedUid => "invalid_uid",
+            Self::MalformedPayload { .. } | Self::MalformedEnvelope { .. } => "malformed_payload",
+            Self::ConflictingHeaders { .. } => "conflicting_headers",
+            Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::ServerBusy => "server_busy",
+            Self::TooManyConnections => "too_many_connections",
+            Self::IdempotencyStoreFull { .. } => "idempotency_store_full",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::DuplicateHeader { .. } => "duplicate_header",
             Self::DryRunNotStarted => "dry_run_not_started",
@@ -242,7 +303,13 @@ impl WebhookError {
     /// progress.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::StoreUnavailable { .. } | Self::StartInProgress | Self::Internal => true,
+            Self::StoreUnavailable { .. }
+            | Self::StartInProgress
+            | Self::Internal
+            | Self::BodyTimeout { .. }
+            | Self::ServerBusy
+            | Self::TooManyConnections
+            | Self::IdempotencyStoreFull { .. } => true,
             Self::EngineFailed { source } => source.is_retryable(),
             _ => false,
         }
@@ -262,6 +329,10 @@ impl WebhookError {
                 Some(source.retry_after().unwrap_or(Duration::from_secs(5)))
             }
             Self::StoreUnavailable { .. } => Some(Duration::from_secs(5)),
+            Self::ServerBusy | Self::TooManyConnections => Some(Duration::from_secs(1)),
+            Self::IdempotencyStoreFull { retry_after } => {
+                Some(retry_after.unwrap_or(Duration::from_secs(60)))
+            }
             _ => None,
         }
     }
@@ -273,6 +344,7 @@ impl WebhookError {
             401 => "Unauthorized",
             404 => "Unknown process",
             405 => "Method not allowed",
+            408 => "Request timeout",
             409 => "Conflict",
             413 => "Payload too large",
             422 => "Unprocessable payload",

@@ -53,6 +53,8 @@ pub(crate) struct RequestHead {
     pub(crate) token: Option<EnvironmentToken>,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) signature: Option<SignatureHeaders>,
+    /// Whether a `Prefer` header was sent, and whether it asks for a dry run.
+    pub(crate) prefer: bool,
     pub(crate) dry_run: bool,
 }
 
@@ -76,6 +78,7 @@ impl RequestHead {
                 once(&mut has_key, "idempotency-key")?;
                 head.idempotency_key = Some(value.trim_ascii().to_owned());
             } else if name.eq_ignore_ascii_case("prefer") {
+                head.prefer = true;
                 head.dry_run |= value
                     .split(',')
                     .any(|p| p.trim_ascii().eq_ignore_ascii_case("dry-run"));
@@ -110,12 +113,90 @@ impl RequestHead {
         payload: Map<String, Value>,
     ) -> (WebhookStartRequest, Option<SignatureHeaders>) {
         let mut request = WebhookStartRequest::new(process, self.token, payload);
-        request.idempotency_key = self
-            .idempotency_key
-            .or_else(|| self.signature.as_ref().map(|s| s.id.clone()));
+        // Only a `webhook-id` that was sent stands in for the key: signature
+        // headers without one are the signature check's business, not a
+        // malformed key.
+        request.idempotency_key = self.idempotency_key.or_else(|| {
+            self.signature
+                .as_ref()
+                .filter(|s| !s.id.is_empty())
+                .map(|s| s.id.clone())
+        });
         request.dry_run = self.dry_run;
         (request, self.signature)
     }
+
+    /// Takes in the headers of an envelope body. A header given in both
+    /// places must have the same meaning there (the same token, the same key,
+    /// the same preferences), else `400 conflicting_headers`; one given only
+    /// in the envelope counts as if it had been sent on the request.
+    /// Signature headers count only on the request.
+    pub(crate) fn merge_envelope(&mut self, envelope: RequestHead) -> Result<(), WebhookError> {
+        match (&self.token, envelope.token) {
+            // Digests compare in constant time.
+            (Some(ours), Some(theirs)) if ours.digest() != theirs.digest() => {
+                return Err(WebhookError::ConflictingHeaders {
+                    name: "authorization",
+                });
+            }
+            (None, theirs) => self.token = theirs,
+            _ => {}
+        }
+        match (&self.idempotency_key, envelope.idempotency_key) {
+            (Some(ours), Some(theirs)) if *ours != theirs => {
+                return Err(WebhookError::ConflictingHeaders {
+                    name: "idempotency-key",
+                });
+            }
+            (None, theirs) => self.idempotency_key = theirs,
+            _ => {}
+        }
+        if envelope.prefer {
+            if self.prefer && self.dry_run != envelope.dry_run {
+                return Err(WebhookError::ConflictingHeaders { name: "prefer" });
+            }
+            self.prefer = true;
+            self.dry_run = envelope.dry_run;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a body is an envelope: a JSON object whose top-level keys are
+/// exactly `headers` and `payload`.
+pub(crate) fn is_envelope(body: &Map<String, Value>) -> bool {
+    body.len() == 2 && body.contains_key("headers") && body.contains_key("payload")
+}
+
+/// Opens an envelope body (see [`is_envelope`]): the headers inside it
+/// (signature headers left out: they count only on the request) and the
+/// payload.
+///
+/// # Errors
+///
+/// `400 malformed_payload` naming what is wrong (`headers` not an object of
+/// strings, `payload` not an object), and the errors of the headers
+/// themselves (`duplicate_header`, `invalid_idempotency_key`).
+pub(crate) fn open_envelope(
+    mut body: Map<String, Value>,
+) -> Result<(RequestHead, Map<String, Value>), WebhookError> {
+    let malformed = |problem| WebhookError::MalformedEnvelope { problem };
+    let Some(Value::Object(headers)) = body.remove("headers") else {
+        return Err(malformed("`headers` must be an object"));
+    };
+    let Some(Value::Object(payload)) = body.remove("payload") else {
+        return Err(malformed("`payload` must be an object"));
+    };
+    let mut pairs = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        match value {
+            Value::String(value) => pairs.push((name, value)),
+            _ => return Err(malformed("every value in `headers` must be a string")),
+        }
+    }
+    let mut head = RequestHead::parse_headers(pairs)?;
+    head.signature = None;
+    Ok((head, payload))
 }
 
 /// Marks header `name` as seen; an error when it was seen before.
@@ -170,30 +251,106 @@ pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookEr
         };
         if name == "uid" {
             if uid.is_some() {
-                return Err(WebhookError::InvalidUid);
+                return Err(WebhookError::RepeatedUid);
             }
             uid = Some(value);
         }
     }
     let uid = uid.ok_or(WebhookError::MissingUid)?;
-    let uid = uid.trim();
+    parse_uid(&uid)
+}
+
+/// The `uid` of a webhook URL: a UUID in the hyphenated form (any case) or
+/// its `urn:uuid:` form (the two RFC 9562 names), with ASCII white space
+/// around it trimmed. Braces, the form without hyphens and other white
+/// space are refused, so that one process has one spelling (give or take
+/// case) in URLs.
+pub(crate) fn parse_uid(uid: &str) -> Result<ProcessUuid, WebhookError> {
+    let uid = uid.trim_ascii();
     if uid.is_empty() {
         return Err(WebhookError::MissingUid);
     }
-    uid.parse().map_err(|_| WebhookError::InvalidUid)
+    const URN: &str = "urn:uuid:";
+    let hyphenated = match uid.get(..URN.len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(URN) => &uid[URN.len()..],
+        _ => uid,
+    };
+    let bytes = hyphenated.as_bytes();
+    let shaped = bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if !shaped {
+        return Err(WebhookError::InvalidUid);
+    }
+    uuid::Uuid::try_parse(hyphenated)
+        .map(ProcessUuid::from)
+        .map_err(|_| WebhookError::InvalidUid)
+}
+
+/// The default bound on the JSON values in one payload: 10,000.
+pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
+
+/// Counts the JSON values of `body` (every scalar, array and object, the
+/// outermost included), stopping as soon as the count passes `limit`.
+///
+/// One pass over the bytes, no allocation: it runs before the body is parsed,
+/// so that a body of many tiny values is refused before it is turned into a
+/// tree several times its size. For a body that is not valid JSON the count
+/// is meaningless, and the parser reports the real problem.
+pub(crate) fn json_values_exceed(body: &[u8], limit: usize) -> bool {
+    let mut count: usize = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    // Right after `[` or `{`: the next token starts the first element, if
+    // the container is not empty.
+    let mut opened = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if std::mem::take(&mut opened) && b != b']' && b != b'}' {
+            count += 1; // the first element of a non-empty container
+        }
+        match b {
+            b'[' | b'{' => opened = true,
+            b',' => count += 1, // every further element
+            b'"' => in_string = true,
+            _ => {}
+        }
+        if count >= limit {
+            return true;
+        }
+    }
+    // The outermost value.
+    count + 1 > limit
 }
 
 /// Reads a body as the JSON object of start fields; an empty (or all
 /// white-space) body is an empty payload.
-pub(crate) fn parse_payload(body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
+pub(crate) fn parse_payload(body: &[u8], max_values: usize) -> Result<Map<String, Value>, WebhookError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
+    }
+    if json_values_exceed(body, max_values) {
+        return Err(WebhookError::TooManyJsonValues { limit: max_values });
     }
     serde_json::from_slice(body).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
 }
 
-pub(crate) fn check_body_size(body: &[u8], limit: usize) -> Result<(), WebhookError> {
-    if body.len() > limit {
+pub(crate) fn check_body_size(len: usize, limit: usize) -> Result<(), WebhookError> {
+    if len > limit {
         Err(WebhookError::PayloadTooLarge { limit })
     } else {
         Ok(())
@@ -275,9 +432,9 @@ impl WebhookStartRequest {
         V: AsRef<str>,
     {
         let process = process_from_target(target)?;
-        check_body_size(body, limit)?;
+        check_body_size(body.len(), limit)?;
         let head = RequestHead::parse_headers(headers)?;
-        let payload = parse_payload(body)?;
+        let payload = parse_payload(body, DEFAULT_MAX_JSON_VALUES)?;
         let (mut request, signature) = head.into_request(process, payload);
         request.signed = signature.map(|headers| SignedCall {
             headers,

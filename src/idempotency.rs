@@ -70,10 +70,8 @@ impl PayloadFingerprint {
     /// );
     /// ```
     pub fn of(payload: &Map<String, Value>) -> Self {
-        // serde_json's `Map` keeps its keys sorted (without the
-        // `preserve_order` feature), so this text is canonical.
         let mut hasher = Sha256::new();
-        let _ = serde_json::to_writer(HashWriter(&mut hasher), payload);
+        write_canonical_object(&mut HashWriter(&mut hasher), payload);
         Self(hasher.finalize().into())
     }
 
@@ -95,6 +93,52 @@ impl fmt::Debug for PayloadFingerprint {
             write!(f, "{b:02x}")?;
         }
         write!(f, "…)")
+    }
+}
+
+/// Writes `object` as JSON with its keys sorted at every depth, whatever
+/// order the map keeps them in (serde_json's `preserve_order` feature, which
+/// any crate in a host's build may turn on, keeps insertion order).
+fn write_canonical_object(out: &mut HashWriter<'_>, object: &Map<String, Value>) {
+    out.0.update(b"{");
+    // Without `preserve_order` the keys are sorted already: no allocation.
+    if object.keys().is_sorted() {
+        write_members(out, object.iter());
+    } else {
+        let mut members: Vec<_> = object.iter().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        write_members(out, members.into_iter());
+    }
+    out.0.update(b"}");
+}
+
+fn write_members<'a>(out: &mut HashWriter<'_>, members: impl Iterator<Item = (&'a String, &'a Value)>) {
+    for (i, (key, value)) in members.enumerate() {
+        if i > 0 {
+            out.0.update(b",");
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.0.update(b":");
+        write_canonical(out, value);
+    }
+}
+
+fn write_canonical(out: &mut HashWriter<'_>, value: &Value) {
+    match value {
+        Value::Object(object) => write_canonical_object(out, object),
+        Value::Array(items) => {
+            out.0.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.0.update(b",");
+                }
+                write_canonical(out, item);
+            }
+            out.0.update(b"]");
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
 }
 
@@ -123,6 +167,14 @@ pub enum Reservation {
     InProgress {
         /// The fingerprint of that start's payload.
         fingerprint: PayloadFingerprint,
+    },
+    /// The store has no room for another key before some expire (and, for
+    /// a store that shares its room between environments, this key's
+    /// environment holds its share): the start is refused with
+    /// `503 idempotency_store_full`, and nothing is started.
+    Full {
+        /// When room is expected, if the store knows.
+        retry_after: Option<Duration>,
     },
     /// A start with this key finished.
     Completed {
@@ -180,18 +232,29 @@ pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 /// Idempotency keys in memory, for tests and single-process hosts.
 ///
 /// Keys are kept for a retention time (24 h by default,
-/// [`with_ttl`](Self::with_ttl)) measured from the reservation, and at most
-/// [`capacity`](Self::with_capacity) of them (100,000 by default). When it is
-/// full, the oldest keys that are expired, abandoned or completed make room,
-/// in reservation order, in amortized constant time; if every key is a start
-/// still in progress, `reserve` fails with a [`StoreError`] (`503`). Clones
-/// share state.
+/// [`with_ttl`](Self::with_ttl)) measured from the reservation, and never
+/// forgotten before it ends. The store holds at most
+/// [`capacity`](Self::with_capacity) keys (100,000 by default): when it is
+/// full, expired and abandoned keys are reclaimed first (oldest first, in
+/// amortized constant time), and if none is, `reserve` answers
+/// [`Reservation::Full`] with the time until the oldest key expires (the
+/// start is refused with `503 idempotency_store_full`).
+///
+/// **Shares.** So that one environment's traffic cannot crowd out another's,
+/// an environment holds at most a share of the capacity: by default the
+/// *fair share*, the capacity divided by the number of environments holding
+/// keys (counting the one asking), so a store used by one environment gives
+/// it all of its room, and with two each may fill half. A fixed bound per
+/// environment replaces the fair share with
+/// [`with_environment_limit`](Self::with_environment_limit). Keys an
+/// environment already holds are never dropped to honour a share; it gets
+/// `Full` until its own keys expire.
 ///
 /// A reservation whose start never finishes (its future was dropped, say
 /// because the caller hung up and the host cancelled the request) is
 /// abandoned after a lease of 5 minutes ([`with_lease`](Self::with_lease)):
 /// the next call with that key reserves it again. Keep the lease longer than
-/// the engine's timeout.
+/// the engine's timeout. Clones share state.
 ///
 /// # Example
 ///
@@ -217,16 +280,19 @@ pub struct InMemoryIdempotencyStore {
     ttl: Duration,
     lease: Duration,
     capacity: usize,
+    environment_limit: Option<usize>,
 }
 
 /// The keys, and the order they were reserved in, oldest first, so that
-/// making room does not scan the whole map. An order record whose key was
+/// reclaiming does not scan the whole map. An order record whose key was
 /// since removed or reserved anew (its `created` differs) is stale and
 /// skipped; the queue is compacted when stale records outnumber live ones.
 #[derive(Debug, Default)]
 struct Keys {
     map: HashMap<IdempotencyKey, Entry>,
     order: VecDeque<(Instant, IdempotencyKey)>,
+    /// How many keys of `map` each environment holds (no zero counts).
+    per_environment: HashMap<EnvironmentId, usize>,
 }
 
 #[derive(Debug)]
@@ -236,6 +302,29 @@ struct Entry {
     outcome: Option<StartOutcome>,
 }
 
+impl Keys {
+    fn insert(&mut self, key: IdempotencyKey, entry: Entry) {
+        *self.per_environment.entry(key.environment.clone()).or_insert(0) += 1;
+        self.order.push_back((entry.created, key.clone()));
+        self.map.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &IdempotencyKey) {
+        if self.map.remove(key).is_some() {
+            if let Some(count) = self.per_environment.get_mut(&key.environment) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_environment.remove(&key.environment);
+                }
+            }
+        }
+    }
+
+    fn held_by(&self, environment: &EnvironmentId) -> usize {
+        self.per_environment.get(environment).copied().unwrap_or(0)
+    }
+}
+
 impl Default for InMemoryIdempotencyStore {
     fn default() -> Self {
         Self::new()
@@ -243,13 +332,15 @@ impl Default for InMemoryIdempotencyStore {
 }
 
 impl InMemoryIdempotencyStore {
-    /// An empty store with the default retention and capacity.
+    /// An empty store with the default retention, lease and capacity, and
+    /// fair shares between environments.
     pub fn new() -> Self {
         Self {
             inner: Arc::default(),
             ttl: DEFAULT_IDEMPOTENCY_TTL,
             lease: DEFAULT_IDEMPOTENCY_LEASE,
             capacity: DEFAULT_IDEMPOTENCY_CAPACITY,
+            environment_limit: None,
         }
     }
 
@@ -272,7 +363,14 @@ impl InMemoryIdempotencyStore {
         self
     }
 
-    /// The number of keys held (expired ones included until dropped).
+    /// Bounds the keys one environment may hold to `keys` (at least 1),
+    /// instead of the fair share (see the type's docs).
+    pub fn with_environment_limit(mut self, keys: usize) -> Self {
+        self.environment_limit = Some(keys.max(1));
+        self
+    }
+
+    /// The number of keys held (expired ones included until reclaimed).
     pub fn len(&self) -> usize {
         self.inner
             .lock()
@@ -292,31 +390,41 @@ impl InMemoryIdempotencyStore {
         age >= self.ttl || (entry.outcome.is_none() && age >= self.lease)
     }
 
-    /// Makes room for one more key: drops dead keys and then the oldest
-    /// completed one, oldest first; false when every key is a start still in
-    /// progress. Amortized O(1): each order record is looked at once, except
-    /// the in-progress ones at the front, as many as starts run at once.
-    fn make_room(&self, keys: &mut Keys, now: Instant) -> bool {
-        let mut kept = Vec::new();
-        let mut room = keys.map.len() < self.capacity;
-        while !room {
-            let Some((created, key)) = keys.order.pop_front() else {
-                break;
-            };
-            let Some(entry) = keys.map.get(&key).filter(|e| e.created == created) else {
-                continue; // stale record
-            };
-            if self.is_dead(entry, now) || entry.outcome.is_some() {
-                keys.map.remove(&key);
-                room = true;
-            } else {
-                kept.push((created, key));
+    /// Drops the dead keys at the front of the reservation order (and stale
+    /// records), stopping at the first live key: keys are reserved in order
+    /// and share one retention time, so the keys behind a live one have not
+    /// expired either. Amortized O(1): each record is popped once.
+    fn reclaim(&self, keys: &mut Keys, now: Instant) {
+        while let Some((created, key)) = keys.order.front() {
+            match keys.map.get(key) {
+                Some(entry) if entry.created == *created => {
+                    if !self.is_dead(entry, now) {
+                        break;
+                    }
+                    let key = key.clone();
+                    keys.remove(&key);
+                }
+                _ => {} // a stale record
             }
+            keys.order.pop_front();
         }
-        for record in kept.into_iter().rev() {
-            keys.order.push_front(record);
+    }
+
+    /// How many keys `environment` may hold: the fixed limit, or the fair
+    /// share of the capacity.
+    fn share(&self, keys: &Keys, environment: &EnvironmentId) -> usize {
+        if let Some(limit) = self.environment_limit {
+            return limit.min(self.capacity);
         }
-        room
+        let others = keys.per_environment.len() - usize::from(keys.held_by(environment) > 0);
+        (self.capacity / (others + 1)).max(1)
+    }
+
+    /// The time until the oldest live key expires, when the store is full.
+    fn room_after(&self, keys: &Keys, now: Instant) -> Option<Duration> {
+        let (created, _) = keys.order.front()?;
+        let expires = created.checked_add(self.ttl)?;
+        Some(expires.saturating_duration_since(now))
     }
 }
 
@@ -342,18 +450,27 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                     },
                 });
             }
-            keys.map.remove(key);
+            keys.remove(key);
         }
-        if !self.make_room(keys, now) {
-            return Err(StoreError::new("idempotency store is full of starts in progress"));
+        if keys.map.len() >= self.capacity
+            || keys.held_by(&key.environment) >= self.share(keys, &key.environment)
+        {
+            self.reclaim(keys, now);
+        }
+        if keys.map.len() >= self.capacity {
+            return Ok(Reservation::Full {
+                retry_after: self.room_after(keys, now),
+            });
+        }
+        if keys.held_by(&key.environment) >= self.share(keys, &key.environment) {
+            return Ok(Reservation::Full { retry_after: None });
         }
         if keys.order.len() > 2 * keys.map.len() + 64 {
             let map = &keys.map;
             keys.order
                 .retain(|(created, k)| map.get(k).is_some_and(|e| e.created == *created));
         }
-        keys.order.push_back((now, key.clone()));
-        keys.map.insert(
+        keys.insert(
             key.clone(),
             Entry {
                 created: now,
@@ -380,7 +497,7 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.map.get(key).is_some_and(|e| e.outcome.is_none()) {
-            keys.map.remove(key);
+            keys.remove(key);
         }
         Ok(())
     }
@@ -435,33 +552,46 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_full_store_drops_the_oldest_completed_key_and_never_one_in_progress() {
-        let store = InMemoryIdempotencyStore::new().with_capacity(2);
-        store.reserve(&key("a"), fp()).await.unwrap();
-        store.reserve(&key("b"), fp()).await.unwrap();
-        assert!(
-            store.reserve(&key("c"), fp()).await.is_err(),
-            "both keys are in progress"
-        );
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
-        store.complete(&key("a"), &outcome).await.unwrap();
-        assert_eq!(
-            store.reserve(&key("c"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(store.len(), 2);
-        store.complete(&key("c"), &outcome).await.unwrap();
-        // `a` was dropped to make room for `c`: it is free again, not a replay.
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+    fn key_in(environment: &str, k: &str) -> IdempotencyKey {
+        IdempotencyKey::new(
+            EnvironmentId::new(environment),
+            ProcessUuid::from(uuid::Uuid::nil()),
+            k,
+        )
     }
 
     #[tokio::test]
-    async fn a_full_store_keeps_its_bound_under_churn_and_frees_the_oldest_first() {
-        let store = InMemoryIdempotencyStore::new().with_capacity(3);
+    async fn a_full_store_forgets_no_unexpired_key_and_says_when_room_comes() {
+        let store = InMemoryIdempotencyStore::new()
+            .with_capacity(2)
+            .with_ttl(Duration::from_secs(3600));
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        for k in ["a", "b"] {
+            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+            store.complete(&key(k), &outcome).await.unwrap();
+        }
+        let Reservation::Full {
+            retry_after: Some(after),
+        } = store.reserve(&key("c"), fp()).await.unwrap()
+        else {
+            panic!("a full store refuses a new key");
+        };
+        assert!(after > Duration::from_secs(3590) && after <= Duration::from_secs(3600));
+        // Both earlier keys are still replayed.
+        for k in ["a", "b"] {
+            assert!(matches!(
+                store.reserve(&key(k), fp()).await.unwrap(),
+                Reservation::Completed { .. }
+            ));
+        }
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn expired_keys_make_room_oldest_first_and_the_bound_holds_under_churn() {
+        let store = InMemoryIdempotencyStore::new()
+            .with_capacity(3)
+            .with_ttl(Duration::ZERO);
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         for i in 0..1_000 {
             let k = key(&format!("k{i}"));
@@ -473,22 +603,108 @@ mod tests {
             }
             assert!(store.len() <= 3);
         }
-        {
-            let keys = store.inner.lock().unwrap();
-            assert!(
-                keys.order.len() <= 2 * keys.map.len() + 65,
-                "stale records are compacted"
-            );
-        }
-        // The newest completed keys are still remembered; the oldest are not.
-        assert!(matches!(
-            store.reserve(&key("k998"), fp()).await.unwrap(),
-            Reservation::Completed { .. }
-        ));
+        let keys = store.inner.lock().unwrap();
+        assert!(
+            keys.order.len() <= 2 * keys.map.len() + 65,
+            "stale records are compacted"
+        );
         assert_eq!(
-            store.reserve(&key("k0"), fp()).await.unwrap(),
+            keys.per_environment.values().sum::<usize>(),
+            keys.map.len(),
+            "the counts per environment agree with the keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_environment_cannot_crowd_out_another() {
+        let store = InMemoryIdempotencyStore::new().with_capacity(4);
+        // Alone, an environment may fill the whole store.
+        for i in 0..4 {
+            let k = key_in("noisy", &format!("n{i}"));
+            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+        }
+        // The store is full; a quiet environment is refused, but the noisy
+        // one's keys are all kept.
+        assert!(matches!(
+            store.reserve(&key_in("quiet", "q0"), fp()).await.unwrap(),
+            Reservation::Full { .. }
+        ));
+        for i in 0..4 {
+            assert!(matches!(
+                store
+                    .reserve(&key_in("noisy", &format!("n{i}")), fp())
+                    .await
+                    .unwrap(),
+                Reservation::InProgress { .. }
+            ));
+        }
+        // Two environments: each may hold half.
+        let store = InMemoryIdempotencyStore::new().with_capacity(4);
+        assert_eq!(
+            store.reserve(&key_in("quiet", "q0"), fp()).await.unwrap(),
             Reservation::Reserved
         );
+        for i in 0..2 {
+            let k = key_in("noisy", &format!("n{i}"));
+            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+        }
+        assert_eq!(
+            store.reserve(&key_in("noisy", "n2"), fp()).await.unwrap(),
+            Reservation::Full { retry_after: None },
+            "the noisy environment holds its half"
+        );
+        assert_eq!(
+            store.reserve(&key_in("quiet", "q1"), fp()).await.unwrap(),
+            Reservation::Reserved,
+            "the quiet one still gets its half"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fixed_environment_limit_replaces_the_fair_share() {
+        let store = InMemoryIdempotencyStore::new()
+            .with_capacity(10)
+            .with_environment_limit(2);
+        for i in 0..2 {
+            let k = key_in("a", &format!("k{i}"));
+            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+        }
+        assert_eq!(
+            store.reserve(&key_in("a", "k2"), fp()).await.unwrap(),
+            Reservation::Full { retry_after: None }
+        );
+        assert_eq!(
+            store.reserve(&key_in("b", "k0"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_at_every_depth() {
+        // Built in two orders; with serde_json's `preserve_order` the maps
+        // keep those orders, without it both are sorted.
+        let mut inner_ab = Map::new();
+        inner_ab.insert("a".into(), Value::from(1));
+        inner_ab.insert("b".into(), Value::from(vec![Value::from(2)]));
+        let mut inner_ba = Map::new();
+        inner_ba.insert("b".into(), Value::from(vec![Value::from(2)]));
+        inner_ba.insert("a".into(), Value::from(1));
+        let mut x = Map::new();
+        x.insert("z".into(), Value::Object(inner_ab.clone()));
+        x.insert("y".into(), Value::from("text"));
+        let mut y = Map::new();
+        y.insert("y".into(), Value::from("text"));
+        y.insert("z".into(), Value::Object(inner_ba));
+        assert_eq!(PayloadFingerprint::of(&x), PayloadFingerprint::of(&y));
+        // The canonical text is the sorted JSON.
+        let mut hasher = Sha256::new();
+        hasher.update(br#"{"y":"text","z":{"a":1,"b":[2]}}"#);
+        let expected: [u8; 32] = hasher.finalize().into();
+        assert_eq!(PayloadFingerprint::of(&x).as_bytes(), &expected);
+        // And another payload has another fingerprint.
+        let mut other = x.clone();
+        other.insert("y".into(), Value::from("other"));
+        assert_ne!(PayloadFingerprint::of(&x), PayloadFingerprint::of(&other));
     }
 
     #[tokio::test]

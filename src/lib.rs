@@ -72,6 +72,7 @@ mod id;
 mod idempotency;
 mod memory;
 mod model;
+mod protect;
 mod signature;
 mod starter;
 mod store;
@@ -82,20 +83,27 @@ mod webhook;
 mod axum;
 #[cfg(feature = "camunda7")]
 mod camunda7;
+#[cfg(feature = "axum")]
+mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use crate::engine::{Engine, EngineError, EngineErrorKind, ProcessInstance, StartCommand};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
-pub use crate::http::{DEFAULT_BODY_LIMIT, DEFAULT_WEBHOOK_BASE, HttpReply, webhook_url};
+pub use crate::http::{
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, DEFAULT_WEBHOOK_BASE, HttpReply, webhook_url,
+};
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
     IdempotencyStore, InMemoryIdempotencyStore, PayloadFingerprint, Reservation,
 };
-pub use crate::memory::{InMemoryEngine, InMemoryModelStore, InMemoryTokenStore, StartedInstance};
+pub use crate::memory::{
+    DEFAULT_ENGINE_HISTORY, InMemoryEngine, InMemoryModelStore, InMemoryTokenStore, StartedInstance,
+};
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+pub use crate::protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 pub use crate::signature::{
     DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SigningSecret, verify_signature,
 };
@@ -106,6 +114,11 @@ pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 #[cfg(feature = "axum")]
 pub use crate::axum::router;
+#[cfg(feature = "axum")]
+pub use crate::serve::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
+    ServeOptions, serve,
+};
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(all(doctest, feature = "camunda7"))]

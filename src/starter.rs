@@ -4,6 +4,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +16,19 @@ use serde_json::{Map, Value};
 use crate::engine::Engine;
 use crate::error::WebhookError;
 use crate::http::{
-    DEFAULT_BODY_LIMIT, HttpReply, RequestHead, check_body_size, parse_payload, process_from_target,
+    DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size, is_envelope,
+    open_envelope, parse_payload, process_from_target,
 };
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
 use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
-use crate::model::{Environment, VersionTag};
+use crate::model::{Deployment, Environment, VersionTag};
+use crate::protect::{AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::webhook::{
-    Prepared, StartOutcome, WebhookStartRequest, authenticate, authenticate_request, prepare, resolve,
-    start_on,
+    Prepared, StartOutcome, WebhookStartRequest, authenticate, authenticate_request, check_idempotency_key,
+    environment_of, prepare, prepare_resolved, resolve, start_on, verify_signed,
 };
 
 /// Starts processes from webhook calls: the stores, the engine and the
@@ -69,7 +72,12 @@ pub struct WebhookStarter {
     engine: Arc<dyn Engine>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     body_limit: usize,
+    max_json_values: usize,
+    body_timeout: Duration,
+    body_budget: Arc<BodyBudget>,
+    envelopes: bool,
     signature_tolerance: Duration,
+    auth_failures: Arc<AuthFailures>,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -77,6 +85,10 @@ impl fmt::Debug for WebhookStarter {
         f.debug_struct("WebhookStarter")
             .field("idempotency", &self.idempotency.is_some())
             .field("body_limit", &self.body_limit)
+            .field("max_json_values", &self.max_json_values)
+            .field("body_timeout", &self.body_timeout)
+            .field("body_budget", &self.body_budget)
+            .field("envelopes", &self.envelopes)
             .field("signature_tolerance", &self.signature_tolerance)
             .finish_non_exhaustive()
     }
@@ -133,13 +145,35 @@ impl DryRun {
 
 /// What one call's log event says.
 #[derive(Default)]
-struct Observed {
+pub(crate) struct Observed {
     process: Option<ProcessUuid>,
     environment: Option<EnvironmentId>,
+    peer: Option<IpAddr>,
+}
+
+impl Observed {
+    pub(crate) fn from_peer(peer: Option<IpAddr>) -> Self {
+        Self {
+            peer,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a call's method, target and headers established, before its body is
+/// read.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    get: bool,
+    process: ProcessUuid,
+    head: RequestHead,
+    /// The environment of the token on the request; `None` for a `POST`
+    /// without one, whose token can only be inside an envelope body.
+    environment: Option<Environment>,
 }
 
 /// What a successful call answers.
-enum Success {
+pub(crate) enum Success {
     Started(StartOutcome),
     DryRun(DryRun),
     Schema(Value),
@@ -158,8 +192,67 @@ impl WebhookStarter {
             engine,
             idempotency: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            max_json_values: DEFAULT_MAX_JSON_VALUES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            body_budget: BodyBudget::new(DEFAULT_MAX_BODY_BYTES_IN_FLIGHT),
+            envelopes: true,
             signature_tolerance: DEFAULT_SIGNATURE_TOLERANCE,
+            auth_failures: Arc::default(),
         }
+    }
+
+    /// Sets the most JSON values (scalars, arrays and objects, counted
+    /// before the body is parsed) a payload may hold; more is
+    /// `413 payload_too_large`. The default, 10,000
+    /// ([`DEFAULT_MAX_JSON_VALUES`](crate::DEFAULT_MAX_JSON_VALUES)), keeps
+    /// the memory of a call a small multiple of its bytes.
+    pub fn with_max_json_values(mut self, values: usize) -> Self {
+        self.max_json_values = values;
+        self
+    }
+
+    /// Sets how long the whole body of a call may take to arrive in the
+    /// [`router`](crate::router) (default 10 s,
+    /// [`DEFAULT_BODY_TIMEOUT`](crate::DEFAULT_BODY_TIMEOUT)); a slower body
+    /// is `408 body_timeout` and its buffer is freed.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Sets how many body bytes the [`router`](crate::router) reads and
+    /// holds at once, across all calls (default 64 MiB,
+    /// [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`](crate::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT));
+    /// a call that would pass it is `503 server_busy` with `Retry-After`.
+    /// Clones made before this call keep the bound they had.
+    pub fn with_max_body_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.body_budget = BodyBudget::new(bytes);
+        self
+    }
+
+    /// Turns reading envelope bodies on or off (default on). An envelope is
+    /// a body whose top-level keys are exactly `headers` (an object of
+    /// strings) and `payload` (an object), the shape of the product's
+    /// documented example: its `payload` is the start's payload and its
+    /// `headers` count as the call's headers. See
+    /// [`handle`](Self::handle) for the rules.
+    pub fn with_envelope_bodies(mut self, on: bool) -> Self {
+        self.envelopes = on;
+        self
+    }
+
+    /// The bytes of bodies the [`router`](crate::router) holds now.
+    pub fn body_bytes_in_flight(&self) -> usize {
+        self.body_budget.held()
+    }
+
+    /// The body time limit.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    pub(crate) fn body_budget(&self) -> &Arc<BodyBudget> {
+        &self.body_budget
     }
 
     /// Sets the largest body [`handle`](Self::handle) reads, in bytes; a
@@ -200,7 +293,7 @@ impl WebhookStarter {
     pub async fn start(&self, request: WebhookStartRequest) -> Result<StartOutcome, WebhookError> {
         let mut observed = Observed {
             process: Some(request.process),
-            environment: None,
+            ..Observed::default()
         };
         let started = Instant::now();
         let result = catch_panic(async {
@@ -251,7 +344,7 @@ impl WebhookStarter {
 
     /// The whole HTTP exchange of a `POST`, without any web framework: reads
     /// the call (as [`WebhookStartRequest::from_parts`] does, with this
-    /// starter's body limit), starts it, and answers:
+    /// starter's limits), starts it, and answers:
     ///
     /// - `202` with the [`StartOutcome`] as `application/json` (a replay also
     ///   has `idempotent-replayed: true`);
@@ -262,10 +355,70 @@ impl WebhookStarter {
     ///   it has one).
     ///
     /// The order of checks: target (`missing_uid`, `invalid_uid`), body size
-    /// (`413`), headers (`duplicate_header`, `invalid_idempotency_key`), token
-    /// and signature (`401`, the signature over the raw body), then the body
-    /// is parsed (`malformed_payload`) and the start goes on as
-    /// [`start`](Self::start).
+    /// (`413`), headers (`duplicate_header`, `invalid_idempotency_key`), the
+    /// token on the request (`401`), the body (`413` for too many JSON
+    /// values, `malformed_payload`), the signature over the raw body, and
+    /// the start goes on as [`start`](Self::start).
+    ///
+    /// # Envelope bodies
+    ///
+    /// The product documents a webhook call as one JSON document,
+    /// `{"headers": {"authorization": "…"}, "payload": {…}}`. A body of
+    /// exactly that shape (top-level keys exactly `headers` and `payload`)
+    /// is read as the call's headers and payload, unless the host turned
+    /// this off ([`with_envelope_bodies`](Self::with_envelope_bodies)) or
+    /// the deployment's start form itself names a field `headers` or
+    /// `payload` (its bodies are then always plain payloads, so that no
+    /// valid payload is reinterpreted).
+    ///
+    /// - Header names in the envelope are case-insensitive; `authorization`,
+    ///   `idempotency-key` and `prefer` count there. A header sent both on
+    ///   the request and in the envelope must mean the same (the same token,
+    ///   bare or `Bearer`; the same key; the same preferences), else
+    ///   `400 conflicting_headers`.
+    /// - Signature headers (`webhook-*`) count only on the request, and the
+    ///   signature is always over the raw body as received.
+    /// - The instance's variables are the envelope's `payload`; the `headers`
+    ///   object never reaches the engine, a log or an answer.
+    /// - `headers` that is not an object of strings, or `payload` that is not
+    ///   an object, is `400 malformed_payload` saying which.
+    /// - A call without an `authorization` header can only be authenticated
+    ///   by an envelope, so its body is read before its token is checked; a
+    ///   call whose header token is unknown is refused before its body is
+    ///   read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use process_webhook::*;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    /// let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    /// let models = Arc::new(InMemoryModelStore::new());
+    /// models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
+    /// models.deploy(Deployment::new(uuid, VersionTag::Released(1), production.clone(),
+    ///     StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)])));
+    /// let tokens = Arc::new(InMemoryTokenStore::new());
+    /// let token = EnvironmentToken::generate();
+    /// tokens.insert(&token, Environment::new(production, acme));
+    /// let engine = Arc::new(InMemoryEngine::new());
+    /// let starter = WebhookStarter::new(models, tokens, engine.clone());
+    ///
+    /// // The documented call, as one JSON document in the body.
+    /// let body = serde_json::json!({
+    ///     "headers": {"authorization": token.expose_secret()},
+    ///     "payload": {"orderNumber": "123456"},
+    /// });
+    /// let target = webhook_url("/webhook/send", &uuid);
+    /// let no_headers: [(&str, &str); 0] = [];
+    /// let reply = starter.handle(&target, no_headers, body.to_string().as_bytes()).await;
+    /// assert_eq!(reply.status(), 202);
+    /// let started = &engine.started()[0].command.variables;
+    /// assert_eq!(serde_json::Value::Object(started.clone()), serde_json::json!({"orderNumber": "123456"}));
+    /// # });
+    /// ```
     pub async fn handle<K, V>(
         &self,
         target: &str,
@@ -276,7 +429,7 @@ impl WebhookStarter {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        self.handle_method("POST", target, headers, body).await
+        self.handle_method_from(None, "POST", target, headers, body).await
     }
 
     /// [`handle`](Self::handle) for any method: `POST` starts, `GET` answers
@@ -294,9 +447,45 @@ impl WebhookStarter {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut observed = Observed::default();
+        self.handle_method_from(None, method, target, headers, body).await
+    }
+
+    /// [`handle_method`](Self::handle_method) for a call from the client
+    /// address `peer`. Failed authentications are then logged at `warn` with
+    /// that address, at most one event a second per address with the number
+    /// of failures since the last (so that a guessing run is seen without
+    /// flooding the log).
+    pub async fn handle_method_from<K, V>(
+        &self,
+        peer: Option<IpAddr>,
+        method: &str,
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+    ) -> HttpReply
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut observed = Observed::from_peer(peer);
         let started = Instant::now();
-        let result = catch_panic(self.exchange(method, target, headers, body, &mut observed)).await;
+        let result = catch_panic(async {
+            let admitted = self
+                .admit(method, target, headers, Some(body.len()), &mut observed)
+                .await?;
+            self.finish(admitted, body, &mut observed).await
+        })
+        .await;
+        self.reply(result, &observed, started)
+    }
+
+    /// The answer to a call's result, with its one log event.
+    pub(crate) fn reply(
+        &self,
+        result: Result<Success, WebhookError>,
+        observed: &Observed,
+        started: Instant,
+    ) -> HttpReply {
         let reply = match &result {
             Ok(Success::Started(outcome)) => {
                 let reply = HttpReply::json(202, outcome);
@@ -310,58 +499,131 @@ impl WebhookStarter {
             Ok(Success::Schema(schema)) => {
                 HttpReply::json(200, schema).with_content_type("application/schema+json")
             }
-            Err(error) => HttpReply::from_error(error),
+            Err(error) => {
+                if let (401, Some(peer)) = (error.status(), observed.peer) {
+                    self.auth_failures.record(peer, error.code());
+                }
+                HttpReply::from_error(error)
+            }
         };
-        log_call(&observed, result.as_ref().map(|_| reply.status()), started);
+        log_call(observed, result.as_ref().map(|_| reply.status()), started);
         reply
     }
 
-    async fn exchange<K, V>(
+    /// The part of a call that needs no body: method, target, size, headers,
+    /// and the token on the request. `body_len` is the body's size where it
+    /// is known.
+    pub(crate) async fn admit<K, V>(
         &self,
         method: &str,
         target: &str,
         headers: impl IntoIterator<Item = (K, V)>,
-        body: &[u8],
+        body_len: Option<usize>,
         observed: &mut Observed,
-    ) -> Result<Success, WebhookError>
+    ) -> Result<Admitted, WebhookError>
     where
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let is_get = method.eq_ignore_ascii_case("GET");
-        if !is_get && !method.eq_ignore_ascii_case("POST") {
+        let get = method.eq_ignore_ascii_case("GET");
+        if !get && !method.eq_ignore_ascii_case("POST") {
             return Err(WebhookError::MethodNotAllowed {
                 method: method.chars().take(32).collect(),
             });
         }
         let process = process_from_target(target)?;
         observed.process = Some(process);
-        check_body_size(body, self.body_limit)?;
+        if let Some(len) = body_len {
+            check_body_size(len, self.body_limit)?;
+        }
         let head = RequestHead::parse_headers(headers)?;
-        let signed = head.signature.as_ref().map(|s| (s, body));
-        let environment = authenticate(
-            head.token.as_ref(),
-            signed,
-            &*self.tokens,
-            self.signature_tolerance,
-        )
-        .await?;
-        observed.environment = Some(environment.id().clone());
-        if is_get {
+        let environment = if head.token.is_none() && !get && self.envelopes {
+            None
+        } else {
+            let environment = environment_of(head.token.as_ref(), &*self.tokens).await?;
+            observed.environment = Some(environment.id().clone());
+            Some(environment)
+        };
+        Ok(Admitted {
+            get,
+            process,
+            head,
+            environment,
+        })
+    }
+
+    /// The rest of a call, once its body is read.
+    pub(crate) async fn finish(
+        &self,
+        admitted: Admitted,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let Admitted {
+            get,
+            process,
+            mut head,
+            environment,
+        } = admitted;
+        let signature = head.signature.clone();
+        let verify = |environment: &Environment| {
+            verify_signed(
+                environment,
+                signature.as_ref().map(|s| (s, body)),
+                self.signature_tolerance,
+            )
+        };
+        if get {
+            // `admit` looked the token up for every GET.
+            let environment = environment.ok_or(WebhookError::MissingToken)?;
+            verify(&environment)?;
             return self
                 .schema_authenticated(&process, &environment)
                 .await
                 .map(Success::Schema);
         }
-        let payload = parse_payload(body)?;
-        // The signature was verified above, over the raw body.
+        if let Some(environment) = &environment {
+            // The signature is checked over the raw body, before it is parsed.
+            verify(environment)?;
+        }
+        let parsed = parse_payload(body, self.max_json_values);
+        let (environment, from_envelope, mut payload) = match environment {
+            Some(environment) => (environment, false, parsed?),
+            None => {
+                // No token on the request: only an envelope can carry one.
+                let payload = match parsed {
+                    Ok(payload) if is_envelope(&payload) => payload,
+                    _ => return Err(WebhookError::MissingToken),
+                };
+                let (inner, payload) = open_envelope(payload)?;
+                head.merge_envelope(inner)?;
+                let environment = environment_of(head.token.as_ref(), &*self.tokens).await?;
+                observed.environment = Some(environment.id().clone());
+                verify(&environment)?;
+                (environment, true, payload)
+            }
+        };
+        let deployment = resolve(&process, &environment, &*self.models).await?;
+        let envelopes_here = self.envelopes && !names_envelope_fields(&deployment);
+        if from_envelope && !envelopes_here {
+            // The deployment takes its bodies as plain payloads: the token
+            // read from the body does not count.
+            return Err(WebhookError::MissingToken);
+        }
+        if !from_envelope && envelopes_here && is_envelope(&payload) {
+            let (inner, inner_payload) = open_envelope(payload)?;
+            head.merge_envelope(inner)?;
+            payload = inner_payload;
+        }
         let (request, _) = head.into_request(process, payload);
+        if let Some(key) = request.idempotency_key() {
+            check_idempotency_key(key)?;
+        }
         if request.dry_run {
-            self.dry_run_authenticated(request, &environment)
-                .await
-                .map(Success::DryRun)
+            let prepared = prepare_resolved(request, deployment)?;
+            Ok(Success::DryRun(DryRun::from(prepared)))
         } else {
-            self.start_authenticated(request, &environment)
+            self.start_resolved(request, &environment, deployment)
                 .await
                 .map(Success::Started)
         }
@@ -377,15 +639,7 @@ impl WebhookStarter {
         environment: &Environment,
     ) -> Result<DryRun, WebhookError> {
         let prepared = prepare(request, environment, &*self.models).await?;
-        Ok(DryRun {
-            dry_run: true,
-            process_uuid: *prepared.deployment.process(),
-            version: prepared.version,
-            environment: prepared.deployment.environment().clone(),
-            deployment_id: prepared.deployment.id(),
-            definition_key: prepared.deployment.definition_key().to_owned(),
-            variables: prepared.variables,
-        })
+        Ok(DryRun::from(prepared))
     }
 
     async fn schema_authenticated(
@@ -409,6 +663,20 @@ impl WebhookStarter {
         request: WebhookStartRequest,
         environment: &Environment,
     ) -> Result<StartOutcome, WebhookError> {
+        if let Some(key) = request.idempotency_key() {
+            check_idempotency_key(key)?;
+        }
+        let deployment = resolve(&request.process, environment, &*self.models).await?;
+        self.start_resolved(request, environment, deployment).await
+    }
+
+    /// A start whose deployment is known: checks, idempotency, the engine.
+    async fn start_resolved(
+        &self,
+        request: WebhookStartRequest,
+        environment: &Environment,
+        deployment: Deployment,
+    ) -> Result<StartOutcome, WebhookError> {
         let idempotent = match (&self.idempotency, request.idempotency_key()) {
             (Some(store), Some(key)) => Some((
                 store,
@@ -417,12 +685,21 @@ impl WebhookStarter {
             )),
             _ => None,
         };
-        let prepared = prepare(request, environment, &*self.models).await?;
+        let prepared = prepare_resolved(request, deployment)?;
         let Some((store, key, fingerprint)) = idempotent else {
             return self.call_engine(prepared).await;
         };
         match store.reserve(&key, fingerprint).await? {
             Reservation::Reserved => {}
+            Reservation::Full { retry_after } => {
+                tracing::error!(
+                    target: "process_webhook",
+                    process = %key.process(),
+                    environment = %key.environment(),
+                    "the idempotency store is full: an idempotent start was refused"
+                );
+                return Err(WebhookError::IdempotencyStoreFull { retry_after });
+            }
             Reservation::InProgress { fingerprint: held } => {
                 return Err(if held == fingerprint {
                     WebhookError::StartInProgress
@@ -465,8 +742,34 @@ impl WebhookStarter {
     }
 }
 
+impl From<Prepared> for DryRun {
+    fn from(prepared: Prepared) -> Self {
+        Self {
+            dry_run: true,
+            process_uuid: *prepared.deployment.process(),
+            version: prepared.version,
+            environment: prepared.deployment.environment().clone(),
+            deployment_id: prepared.deployment.id(),
+            definition_key: prepared.deployment.definition_key().to_owned(),
+            variables: prepared.variables,
+        }
+    }
+}
+
+/// Whether a deployment's start form names a field `headers` or `payload`:
+/// its bodies are then never read as envelopes.
+fn names_envelope_fields(deployment: &Deployment) -> bool {
+    deployment
+        .start_form()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.name(), "headers" | "payload"))
+}
+
 /// Runs `future`, turning a panic into `500 internal_error`.
-async fn catch_panic<T>(future: impl Future<Output = Result<T, WebhookError>>) -> Result<T, WebhookError> {
+pub(crate) async fn catch_panic<T>(
+    future: impl Future<Output = Result<T, WebhookError>>,
+) -> Result<T, WebhookError> {
     match AssertUnwindSafe(future).catch_unwind().await {
         Ok(result) => result,
         Err(_) => Err(WebhookError::Internal),
@@ -487,7 +790,7 @@ fn chain(error: &dyn StdError) -> String {
 
 /// The one event of a call: process, environment, status, code, duration.
 /// Never a token: neither the request nor its headers are logged.
-fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, started: Instant) {
+pub(crate) fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, started: Instant) {
     // Formatted only when a subscriber records the event.
     let process = observed.process.as_ref().map(tracing::field::display);
     let environment = observed.environment.as_ref().map(EnvironmentId::as_str);
@@ -496,6 +799,12 @@ fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, started: In
         Ok(status) => tracing::info!(
             target: "process_webhook",
             process, environment, status, code = "ok", duration_us,
+            "webhook call"
+        ),
+        // Refusals that guard the server: worth seeing at `warn`.
+        Err(error) if matches!(error.status(), 408 | 413) || error.code() == "server_busy" => tracing::warn!(
+            target: "process_webhook",
+            process, environment, status = error.status(), code = error.code(), duration_us,
             "webhook call"
         ),
         Err(error) if error.status() >= 500 => tracing::error!(

@@ -282,16 +282,31 @@ pub(crate) async fn authenticate<T: TokenStore + ?Sized>(
     tokens: &T,
     tolerance: Duration,
 ) -> Result<Environment, WebhookError> {
+    let environment = environment_of(token, tokens).await?;
+    verify_signed(&environment, signed, tolerance)?;
+    Ok(environment)
+}
+
+/// The first half of step 1: the environment of the token, from the store.
+pub(crate) async fn environment_of<T: TokenStore + ?Sized>(
+    token: Option<&EnvironmentToken>,
+    tokens: &T,
+) -> Result<Environment, WebhookError> {
     let token = token.ok_or(WebhookError::MissingToken)?;
-    let environment = tokens
-        .environment(token)
-        .await?
-        .ok_or(WebhookError::InvalidToken)?;
+    tokens.environment(token).await?.ok_or(WebhookError::InvalidToken)
+}
+
+/// The second half of step 1: the signature an environment may require.
+pub(crate) fn verify_signed(
+    environment: &Environment,
+    signed: Option<(&SignatureHeaders, &[u8])>,
+    tolerance: Duration,
+) -> Result<(), WebhookError> {
     if !environment.signing_secrets().is_empty() {
         let (headers, body) = signed.ok_or(WebhookError::InvalidSignature)?;
         headers.verify(environment.signing_secrets(), body, SystemTime::now(), tolerance)?;
     }
-    Ok(environment)
+    Ok(())
 }
 
 /// A call that passed every check: what the engine gets, and what the answer
@@ -326,16 +341,24 @@ pub(crate) async fn prepare<M: ModelStore + ?Sized>(
     environment: &Environment,
     models: &M,
 ) -> Result<Prepared, WebhookError> {
-    let idempotency_key = request.idempotency_key().map(str::to_owned);
-    if let Some(key) = &idempotency_key {
+    if let Some(key) = &request.idempotency_key {
         check_idempotency_key(key)?;
     }
     let deployment = resolve(&request.process, environment, models).await?;
+    prepare_resolved(request, deployment)
+}
+
+/// Steps 3 and 4, once the deployment is known.
+pub(crate) fn prepare_resolved(
+    request: WebhookStartRequest,
+    deployment: Deployment,
+) -> Result<Prepared, WebhookError> {
+    let idempotency_key = request.idempotency_key;
     let version = match deployment.version() {
         VersionTag::Draft => {
             return Err(WebhookError::DraftVersion {
                 process: request.process,
-                environment: environment.id().clone(),
+                environment: deployment.environment().clone(),
             });
         }
         VersionTag::Released(n) => n,

@@ -37,8 +37,8 @@ fn cases(world: &World) -> Vec<Case> {
         status,
         code,
     };
-    let deep_object = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
-    let deep_array = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(1_000), "}".repeat(1_000));
+    let deep_array = format!("{{\"a\":{}{}}}", "[".repeat(1_000), "]".repeat(1_000));
     let huge = format!("{{\"a\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let long_key = "k".repeat(256);
     let mut all = vec![
