@@ -98,3 +98,96 @@ async fn logs_name_process_environment_and_code_but_never_the_token() {
     assert!(logs.contains("duration_us"), "{logs}");
     assert!(!logs.contains(&secret), "{logs}");
 }
+
+#[tokio::test]
+async fn a_token_inside_an_envelope_body_is_never_logged() {
+    let world = World::new();
+    let secret = world.token.expose_secret().to_owned();
+    let starter = world.starter();
+    let (captured, _guard) = capture_logs();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let no_headers: [(&str, &str); 0] = [];
+    let ok = serde_json::json!({"headers": {"authorization": secret}, "payload": order_payload()});
+    let reply = starter
+        .handle(&target, no_headers, ok.to_string().as_bytes())
+        .await;
+    assert_eq!(reply.status(), 202);
+    let guessed = "guessed-token-0123456789abcdef";
+    let bad = serde_json::json!({"headers": {"authorization": guessed}, "payload": {}});
+    let reply = starter
+        .handle(&target, no_headers, bad.to_string().as_bytes())
+        .await;
+    assert_eq!(reply.status(), 401);
+    let conflict = serde_json::json!({"headers": {"authorization": guessed}, "payload": {}});
+    let auth = world.bearer();
+    let reply = starter
+        .handle(
+            &target,
+            [("authorization", auth.as_str())],
+            conflict.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status(), 400);
+
+    let logs = captured.text();
+    assert_eq!(logs.lines().count(), 3, "one event per call:\n{logs}");
+    assert!(!logs.contains(&secret), "{logs}");
+    assert!(!logs.contains(guessed), "{logs}");
+    assert!(!logs.contains("payload"), "{logs}");
+}
+
+#[tokio::test]
+async fn failed_authentications_are_logged_per_client_at_most_once_a_second() {
+    let world = World::new();
+    let starter = world.starter();
+    let (captured, _guard) = capture_logs();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let guesser: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let other: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+    for i in 0..5 {
+        let guess = format!("guess-{i}");
+        let reply = starter
+            .handle_method_from(
+                Some(guesser),
+                "POST",
+                &target,
+                [("authorization", guess.as_str())],
+                b"{}",
+            )
+            .await;
+        assert_eq!(reply.status(), 401);
+    }
+    let reply = starter
+        .handle_method_from(Some(other), "POST", &target, [("authorization", "nope")], b"{}")
+        .await;
+    assert_eq!(reply.status(), 401);
+    let warnings = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("WARN") && l.contains("failed authentications"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let logged = warnings(&captured.text());
+    assert_eq!(logged.len(), 2, "the first failure of each client: {logged:?}");
+    assert!(logged[0].contains("192.0.2.7") && logged[0].contains("failures=1"));
+    assert!(logged[1].contains("198.51.100.1"));
+    // A second later, the next failure reports the ones held back.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let reply = starter
+        .handle_method_from(
+            Some(guesser),
+            "POST",
+            &target,
+            [("authorization", "guess-5")],
+            b"{}",
+        )
+        .await;
+    assert_eq!(reply.status(), 401);
+    let logged = warnings(&captured.text());
+    assert_eq!(logged.len(), 3, "{logged:?}");
+    assert!(
+        logged[2].contains("192.0.2.7") && logged[2].contains("failures=5"),
+        "{logged:?}"
+    );
+    assert!(!captured.text().contains("guess-"), "guesses are never logged");
+}
