@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tower_service::Service as _;
 
@@ -257,6 +257,7 @@ async fn serve_connection(
                     connection.as_mut().graceful_shutdown();
                 }
             }
+            () = activity.moved.notified() => {}
             () = tokio::time::sleep_until(deadline.into()) => {
                 if let Some(reason) = activity.expired(options, Instant::now()) {
                     tracing::warn!(target: "process_webhook", client = %peer.ip(), reason, "connection closed");
@@ -277,6 +278,8 @@ struct Activity {
     /// The first byte read while no request was being handled.
     head_started: AtomicU64,
     calls: AtomicUsize,
+    /// Wakes the connection's loop when its deadline moves.
+    moved: Notify,
 }
 
 const NONE: u64 = u64::MAX;
@@ -288,6 +291,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
             calls: AtomicUsize::new(0),
+            moved: Notify::new(),
         }
     }
 
@@ -303,9 +307,12 @@ impl Activity {
     fn read(&self) {
         if self.calls.load(Ordering::Acquire) == 0 {
             let now = self.now();
-            let _ = self
+            let started = self
                 .head_started
                 .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Acquire);
+            if started.is_ok() {
+                self.moved.notify_one();
+            }
         }
     }
 
@@ -352,6 +359,7 @@ impl Drop for CallGuard {
         let activity = &self.0;
         activity.idle_since.store(activity.now(), Ordering::Release);
         activity.calls.fetch_sub(1, Ordering::AcqRel);
+        activity.moved.notify_one();
     }
 }
 

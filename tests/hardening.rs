@@ -1,0 +1,292 @@
+//! Hostile traffic against the ready server (`router` + `serve`) over real
+//! loopback sockets: callers without a valid token cannot make it hold
+//! memory, slow or idle connections are closed, the connection bound refuses
+//! rather than locks everyone out, and shutdown lets calls in flight finish.
+#![cfg(feature = "axum")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use process_webhook::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PATH: &str = "/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555";
+
+async fn start_server(starter: WebhookStarter, options: ServeOptions) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router("/webhook/send", starter);
+    tokio::spawn(serve(listener, app, options, std::future::pending()));
+    addr
+}
+
+/// Sends a request head (with `content-length: declared`) and `body_part`,
+/// and leaves the connection open.
+async fn send_head(addr: SocketAddr, auth: Option<&str>, declared: usize, body_part: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let auth = auth.map_or(String::new(), |a| format!("authorization: {a}\r\n"));
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: test\r\n{auth}content-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body_part).await.unwrap();
+    stream
+}
+
+/// Reads one answer: its status and its body as JSON (if it has one).
+async fn read_answer(stream: &mut TcpStream) -> (u16, String, Value) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let text = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                break text;
+            }
+        }
+        assert!(n > 0, "the connection closed before a whole answer: {text}");
+    };
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Whether the server closed the connection (within 5 s).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_token_is_refused_before_a_byte_of_the_body_is_read() {
+    let world = World::new();
+    let starter = world.starter();
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    // 1 MiB - 1 declared, nothing sent: the answer cannot wait for the body.
+    let mut stream = send_head(addr, Some("Bearer guessed"), 1024 * 1024 - 1, b"").await;
+    let (status, _, doc) = read_answer(&mut stream).await;
+    assert_eq!((status, doc["code"].as_str()), (401, Some("invalid_token")));
+    assert_eq!(starter.body_bytes_in_flight(), 0, "nothing was buffered");
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn without_envelopes_a_missing_token_is_refused_unread_too() {
+    let world = World::new();
+    let starter = world.starter().with_envelope_bodies(false);
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    let mut stream = send_head(addr, None, 1024 * 1024 - 1, b"{").await;
+    let (status, _, doc) = read_answer(&mut stream).await;
+    assert_eq!((status, doc["code"].as_str()), (401, Some("missing_token")));
+    assert_eq!(starter.body_bytes_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_and_its_bytes_are_given_back() {
+    let world = World::new();
+    let starter = world.starter().with_body_timeout(Duration::from_millis(200));
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    let mut stream = send_head(addr, Some(&world.bearer()), 100, br#"{"customerName""#).await;
+    let (status, _, doc) = read_answer(&mut stream).await;
+    assert_eq!((status, doc["code"].as_str()), (408, Some("body_timeout")));
+    assert_eq!(starter.body_bytes_in_flight(), 0);
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn bodies_in_flight_are_bounded_and_calls_over_the_bound_get_503() {
+    let world = World::new();
+    let starter = world.starter().with_max_body_bytes_in_flight(1_000);
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    // One authenticated caller holds 800 bytes and stalls.
+    let mut staller = send_head(addr, Some(&world.bearer()), 800, b"{").await;
+    for _ in 0..100 {
+        if starter.body_bytes_in_flight() == 800 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(starter.body_bytes_in_flight(), 800);
+    // The next one would pass the bound.
+    let mut second = send_head(addr, Some(&world.bearer()), 800, b"").await;
+    let (status, head, doc) = read_answer(&mut second).await;
+    assert_eq!((status, doc["code"].as_str()), (503, Some("server_busy")));
+    assert!(head.contains("retry-after: 1"), "{head}");
+    // A small call still fits.
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut small = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    let (status, _, _) = read_answer(&mut small).await;
+    assert_eq!(status, 202);
+    // When the staller is gone, its bytes are given back.
+    staller.shutdown().await.unwrap();
+    drop(staller);
+    for _ in 0..100 {
+        if starter.body_bytes_in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(starter.body_bytes_in_flight(), 0);
+    assert_eq!(world.started(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_head_is_closed_after_the_header_timeout() {
+    let world = World::new();
+    let options = ServeOptions::default().header_read_timeout(Duration::from_millis(200));
+    let addr = start_server(world.starter(), options).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // One byte now and then, never a whole head (slowloris).
+    stream.write_all(b"P").await.unwrap();
+    let mut feeding = true;
+    let mut ticks = 0;
+    while feeding && ticks < 50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        feeding = stream.write_all(b"O").await.is_ok();
+        ticks += 1;
+    }
+    assert!(
+        !feeding || closed(&mut stream).await,
+        "the slow sender was cut off"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+    let world = World::new();
+    let options = ServeOptions::default()
+        .idle_timeout(Duration::from_millis(200))
+        .header_read_timeout(Duration::from_secs(30));
+    let addr = start_server(world.starter(), options).await;
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed(&mut idle).await,
+        "a connection that sends nothing is closed"
+    );
+
+    // After a complete request, the kept-alive connection idles out too.
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut kept = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    let (status, _, _) = read_answer(&mut kept).await;
+    assert_eq!(status, 202);
+    assert!(closed(&mut kept).await);
+}
+
+#[tokio::test]
+async fn over_the_connection_bound_new_connections_are_refused_not_queued() {
+    let world = World::new();
+    let options = ServeOptions::default().max_connections(2);
+    let addr = start_server(world.starter(), options).await;
+    let held = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let (status, head, doc) = read_answer(&mut third).await;
+    assert_eq!(
+        (status, doc["code"].as_str()),
+        (503, Some("too_many_connections"))
+    );
+    assert!(head.contains("retry-after: 1"));
+    assert!(closed(&mut third).await);
+    // Once the held connections go, a caller is served again.
+    drop(held);
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut call = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+        status = read_answer(&mut call).await.0;
+        if status == 202 {
+            break;
+        }
+    }
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_start_in_flight_finish_then_returns() {
+    let world = World::new();
+    let engine = Arc::new(FlakyEngine::slow(Duration::from_millis(300)));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        router("/webhook/send", starter),
+        ServeOptions::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut call = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let (status, _, _) = read_answer(&mut call).await;
+    assert_eq!(status, 202, "the start in flight finished");
+    server.await.unwrap().unwrap();
+    assert_eq!(engine.inner.started().len(), 1);
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let world = World::new();
+    let engine = Arc::new(FlakyEngine::slow(Duration::from_secs(600)));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        router("/webhook/send", starter),
+        ServeOptions::default().shutdown_grace(Duration::from_millis(100)),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let _call = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    while engine.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("serve returns after the grace period, not after the engine")
+        .unwrap()
+        .unwrap();
+}
