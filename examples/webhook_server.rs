@@ -7,8 +7,10 @@
 //! ```
 //!
 //! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
-//! sets the production token (never printed), else one is generated and
-//! printed once. `RUST_LOG=process_webhook=info` shows one log line per call.
+//! sets the production token (at least 32 characters; never printed), else
+//! one is generated and printed once. `RUST_LOG=process_webhook=info` shows
+//! one log line per call. It serves with [`serve`]'s default limits and stops
+//! gracefully on Ctrl-C or SIGTERM (calls in flight get up to 10 s).
 //!
 //! With `--features axum,camunda7` and `CAMUNDA_URL` set (e.g.
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
@@ -21,6 +23,9 @@ use process_webhook::*;
 
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
+
+/// A shorter token could be guessed online.
+const MIN_TOKEN_CHARS: usize = 32;
 
 /// An engine that prints one line for each start.
 struct PrintingEngine<E>(E);
@@ -63,7 +68,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let (token, generated) = match std::env::var("WEBHOOK_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => (EnvironmentToken::new(token.trim()), false),
+        Ok(token) if !token.trim().is_empty() => {
+            let token = token.trim();
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                eprintln!(
+                    "WEBHOOK_TOKEN is too short: a token must have at least {MIN_TOKEN_CHARS} characters \
+                     (unset it to have a random one generated)"
+                );
+                std::process::exit(2);
+            }
+            (EnvironmentToken::new(token), false)
+        }
         _ => (EnvironmentToken::generate(), true),
     };
 
@@ -125,11 +140,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            println!("shutting down");
-        })
-        .await?;
+    serve(listener, app, ServeOptions::default(), stop_signal()).await?;
+    println!("stopped");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what container runtimes and service managers send).
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    println!("shutting down: finishing the calls in flight");
 }

@@ -1,5 +1,5 @@
 //! A ready `axum` integration (feature `axum`): the router, and a server
-//! loop with the connection limits a public endpoint needs ([`serve`]).
+//! loop with the connection limits a public endpoint needs ([`serve`](crate::serve())).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -39,16 +39,19 @@ use crate::starter::{Observed, WebhookStarter, catch_panic};
 /// ([`WebhookStarter::with_body_timeout`], default 10 s) is `408 body_timeout`;
 /// and the bytes of all bodies being read and handled at once are bounded
 /// ([`WebhookStarter::with_max_body_bytes_in_flight`], default 64 MiB):
-/// past it a call is `503 server_busy` with `Retry-After`.
+/// past it a call is `503 server_busy` with `Retry-After`. Bodies of calls
+/// without a token on the request (whose token can only be in an envelope
+/// body) may take at most half of that bound together, so that they never
+/// crowd out authenticated callers.
 ///
 /// Each exchange runs in its own tokio task once its body is read, so a
 /// start is not cut short when the caller hangs up mid-request. The client
 /// address, where the server provides it (`ConnectInfo<SocketAddr>`, as
-/// [`serve`] and `axum::serve(…into_make_service_with_connect_info…)` do),
+/// [`serve`](crate::serve()) and `axum::serve(…into_make_service_with_connect_info…)` do),
 /// goes to the log of failed authentications
 /// ([`WebhookStarter::handle_method_from`]).
 ///
-/// Merge it into a host's own router, or serve it with [`serve`], which adds
+/// Merge it into a host's own router, or serve it with [`serve`](crate::serve()), which adds
 /// header, idle and connection limits:
 ///
 /// ```no_run
@@ -100,7 +103,8 @@ async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> 
         // Refused on its head: the body is never read.
         Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
     };
-    let (body, held) = match read_body(body, &starter, declared).await {
+    let authenticated = admitted.is_authenticated();
+    let (body, held) = match read_body(body, &starter, declared, authenticated).await {
         Ok(read) => read,
         Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
     };
@@ -132,9 +136,10 @@ async fn read_body(
     mut body: Body,
     starter: &WebhookStarter,
     declared: Option<usize>,
+    authenticated: bool,
 ) -> Result<(Vec<u8>, BodyBytes), WebhookError> {
     let limit = starter.body_limit();
-    let mut held = starter.body_budget().claim();
+    let mut held = starter.body_budget().claim(authenticated);
     // A declared length is claimed whole before any byte is read.
     if let Some(len) = declared.filter(|len| *len > 0) {
         if !held.grow(len) {

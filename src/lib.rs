@@ -56,9 +56,11 @@
 //!
 //! # Features
 //!
-//! - `axum`: [`router`], a ready `axum::Router` for the webhook endpoint.
-//! - `camunda7`: [`Camunda7Engine`], an [`Engine`] over Camunda 7's REST API.
-//! - `testing`: [`testing`], conformance suites for a host's own stores.
+//! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
+//!   `serve`, a server loop with header, idle and connection limits.
+//! - `camunda7`: `Camunda7Engine`, an [`Engine`] over Camunda 7's REST API.
+//! - `testing`: the `testing` module, conformance suites for a host's own
+//!   stores.
 
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]

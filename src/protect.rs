@@ -19,14 +19,20 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
     held: AtomicUsize,
+    // Only the axum router reads bodies against the budget.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     max: usize,
 }
 
 /// Bytes taken from a [`BodyBudget`], given back when dropped.
+#[cfg(feature = "axum")]
 #[derive(Debug)]
 pub(crate) struct BodyBytes {
     budget: Arc<BodyBudget>,
     bytes: usize,
+    /// The most that all claims of this kind may hold together: the whole
+    /// budget, or half of it for calls not yet authenticated.
+    ceiling: usize,
 }
 
 impl BodyBudget {
@@ -42,15 +48,21 @@ impl BodyBudget {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// An empty claim, to grow as bytes arrive.
-    pub(crate) fn claim(self: &Arc<Self>) -> BodyBytes {
+    /// An empty claim, to grow as bytes arrive. The bodies of calls that
+    /// are not authenticated yet (their token, if any, is in the body) may
+    /// together take at most half of the budget, so that they never crowd
+    /// out authenticated callers.
+    #[cfg(feature = "axum")]
+    pub(crate) fn claim(self: &Arc<Self>, authenticated: bool) -> BodyBytes {
         BodyBytes {
             budget: self.clone(),
             bytes: 0,
+            ceiling: if authenticated { self.max } else { self.max / 2 },
         }
     }
 }
 
+#[cfg(feature = "axum")]
 impl BodyBytes {
     /// The bytes taken so far.
     pub(crate) fn bytes(&self) -> usize {
@@ -60,11 +72,11 @@ impl BodyBytes {
     /// Takes `more` bytes; false (and nothing taken) when that would pass the
     /// bound.
     pub(crate) fn grow(&mut self, more: usize) -> bool {
-        let budget = &self.budget;
+        let (budget, ceiling) = (&self.budget, self.ceiling);
         let taken = budget
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(more).filter(|&total| total <= budget.max)
+                held.checked_add(more).filter(|&total| total <= ceiling)
             })
             .is_ok();
         if taken {
@@ -74,6 +86,7 @@ impl BodyBytes {
     }
 }
 
+#[cfg(feature = "axum")]
 impl Drop for BodyBytes {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -154,11 +167,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_failure_log_remembers_a_bounded_number_of_sources() {
+        let failures = AuthFailures::default();
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            failures.record(IpAddr::from(i.to_be_bytes()), "invalid_token");
+        }
+        let sources = failures.sources.lock().unwrap();
+        assert_eq!(
+            sources.len(),
+            MAX_SOURCES,
+            "sources past the bound are logged unmerged"
+        );
+        let first = &sources[&IpAddr::from(0u32.to_be_bytes())];
+        assert_eq!(first.unlogged, 0, "a source's first failure is logged at once");
+        assert!(first.logged.is_some());
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
     fn a_budget_gives_bytes_back_when_a_claim_is_dropped() {
         let budget = BodyBudget::new(100);
-        let mut a = budget.claim();
+        let mut a = budget.claim(true);
         assert!(a.grow(60));
-        let mut b = budget.claim();
+        let mut b = budget.claim(true);
         assert!(!b.grow(41), "60 + 41 is over the bound");
         assert!(b.grow(40));
         assert_eq!(budget.held(), 100);
@@ -166,5 +197,16 @@ mod tests {
         assert_eq!(budget.held(), 40);
         drop(b);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn calls_not_yet_authenticated_share_half_of_the_budget() {
+        let budget = BodyBudget::new(100);
+        let mut anonymous = budget.claim(false);
+        assert!(anonymous.grow(50));
+        assert!(!budget.claim(false).grow(1), "half is taken");
+        let mut known = budget.claim(true);
+        assert!(known.grow(50), "authenticated callers keep the other half");
+        assert!(!known.grow(1));
     }
 }

@@ -172,6 +172,15 @@ pub(crate) struct Admitted {
     environment: Option<Environment>,
 }
 
+impl Admitted {
+    /// Whether the token on the request was checked (else the body is read
+    /// before the call is authenticated).
+    #[cfg(feature = "axum")]
+    pub(crate) fn is_authenticated(&self) -> bool {
+        self.environment.is_some()
+    }
+}
+
 /// What a successful call answers.
 pub(crate) enum Success {
     Started(StartOutcome),
@@ -212,7 +221,7 @@ impl WebhookStarter {
     }
 
     /// Sets how long the whole body of a call may take to arrive in the
-    /// [`router`](crate::router) (default 10 s,
+    /// `router` (feature `axum`) (default 10 s,
     /// [`DEFAULT_BODY_TIMEOUT`](crate::DEFAULT_BODY_TIMEOUT)); a slower body
     /// is `408 body_timeout` and its buffer is freed.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
@@ -220,11 +229,12 @@ impl WebhookStarter {
         self
     }
 
-    /// Sets how many body bytes the [`router`](crate::router) reads and
+    /// Sets how many body bytes the `router` (feature `axum`) reads and
     /// holds at once, across all calls (default 64 MiB,
     /// [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`](crate::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT));
     /// a call that would pass it is `503 server_busy` with `Retry-After`.
-    /// Clones made before this call keep the bound they had.
+    /// Bodies of calls without a token on the request may take at most half
+    /// of it together. Clones made before this call keep the bound they had.
     pub fn with_max_body_bytes_in_flight(mut self, bytes: usize) -> Self {
         self.body_budget = BodyBudget::new(bytes);
         self
@@ -241,7 +251,7 @@ impl WebhookStarter {
         self
     }
 
-    /// The bytes of bodies the [`router`](crate::router) holds now.
+    /// The bytes of bodies the `router` (feature `axum`) holds now.
     pub fn body_bytes_in_flight(&self) -> usize {
         self.body_budget.held()
     }
@@ -251,6 +261,7 @@ impl WebhookStarter {
         self.body_timeout
     }
 
+    #[cfg(feature = "axum")]
     pub(crate) fn body_budget(&self) -> &Arc<BodyBudget> {
         &self.body_budget
     }
