@@ -32,12 +32,13 @@ use crate::store::StoreError;
 /// | 401 | `invalid_signature` | the environment requires signed webhooks and the signature is absent or wrong |
 /// | 401 | `stale_timestamp` | the signed timestamp is outside the tolerance window |
 /// | 404 | `unknown_process` | no such process in the token's organization |
-/// | 405 | `method_not_allowed` | a method other than `POST` (or `GET` for the schema) |
+/// | 405 | `method_not_allowed` | a method other than `POST`, `GET`, `HEAD` or `OPTIONS` |
 /// | 409 | `not_deployed` | the process has no deployment in the token's environment |
 /// | 409 | `draft_version` | the deployment is a draft |
 /// | 408 | `body_timeout` | the body did not arrive within the time limit |
 /// | 409 | `start_in_progress` | a start with the same idempotency key is still running |
 /// | 413 | `payload_too_large` | the body is over the byte limit, or holds more JSON values than allowed |
+/// | 415 | `unsupported_media_type` | a `Content-Type` was sent and it is not JSON |
 /// | 422 | `invalid_payload` | the payload does not satisfy the start form |
 /// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
 /// | 429 | `engine_overloaded` | the engine is overloaded |
@@ -102,6 +103,10 @@ pub enum WebhookError {
         /// The time limit for the whole body.
         limit: Duration,
     },
+    /// The body's `Content-Type` is not JSON (`application/json` or a
+    /// `+json` type).
+    #[error("the body must be JSON (`application/json`)")]
+    UnsupportedMediaType,
     /// The server is reading as many body bytes at once as it allows.
     #[error("the server is busy reading other requests")]
     ServerBusy,
@@ -240,6 +245,7 @@ impl WebhookError {
             Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
+            Self::UnsupportedMediaType => 415,
             Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
             Self::EngineFailed { source } => match source.kind() {
                 EngineErrorKind::Overloaded => 429,
@@ -263,6 +269,7 @@ impl WebhookError {
             Self::ConflictingHeaders { .. } => "conflicting_headers",
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ServerBusy => "server_busy",
             Self::TooManyConnections => "too_many_connections",
             Self::IdempotencyStoreFull { .. } => "idempotency_store_full",
@@ -347,6 +354,7 @@ impl WebhookError {
             408 => "Request timeout",
             409 => "Conflict",
             413 => "Payload too large",
+            415 => "Unsupported media type",
             422 => "Unprocessable payload",
             429 => "Engine overloaded",
             502 => "Engine failed",

@@ -15,7 +15,7 @@ use time::macros::format_description;
 /// |---|---|
 /// | `Text` | a string |
 /// | `Number` | any number |
-/// | `Integer` | a number with no fractional part (`2`, and also `2.0`, as JSON Schema counts integers) |
+/// | `Integer` | a number with no fractional part between `i64::MIN` and `i64::MAX` (`2`, and also `2.0` or `2e3`, as JSON Schema counts integers; such a value reaches the engine as the integer `2` / `2000`) |
 /// | `Boolean` | `true` or `false` |
 /// | `Date` | a string `YYYY-MM-DD` that is a real calendar date |
 /// | `DateTime` | an RFC 3339 date-time string, with offset |
@@ -97,6 +97,23 @@ fn is_date(s: &str) -> bool {
     s.len() == 10 && time::Date::parse(s, format_description!("[year]-[month]-[day]")).is_ok()
 }
 
+/// The value of an `Integer` field as the engine gets it: an `i64`, or
+/// `None` when the integer is beyond `i64`.
+fn as_engine_integer(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    if n.is_u64() {
+        return None; // beyond i64::MAX
+    }
+    // A float with no fraction (`2.0`, `1e3`): within i64 when in
+    // [-2^63, 2^63); the bounds are exact in f64.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    n.as_f64()
+        .filter(|f| *f >= -TWO_63 && *f < TWO_63)
+        .map(|f| f as i64)
+}
+
 /// A JSON Schema `pattern` that a blank string fails.
 const NOT_BLANK: &str = "\\S";
 
@@ -173,7 +190,7 @@ impl FieldSpec {
         let (types, extra): (&[&str], Value) = match &self.kind {
             FieldKind::Text => (&["string"], json!({})),
             FieldKind::Number => (&["number"], json!({})),
-            FieldKind::Integer => (&["integer"], json!({})),
+            FieldKind::Integer => (&["integer"], json!({"minimum": i64::MIN, "maximum": i64::MAX})),
             FieldKind::Boolean => (&["boolean"], json!({})),
             FieldKind::Date => (&["string"], json!({"format": "date"})),
             FieldKind::DateTime => (&["string"], json!({"format": "date-time"})),
@@ -192,15 +209,18 @@ impl FieldSpec {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let mut types: Vec<Value> = types.iter().map(|t| json!(t)).collect();
         if self.mandatory {
-            // Absent, null and blank strings are all "missing"; `pattern`
-            // only constrains strings.
-            schema.insert("pattern".into(), json!(NOT_BLANK));
+            // Absent, null and blank strings are all "missing": `pattern`
+            // only where a string is allowed.
+            if types.is_empty() || types.contains(&"string") {
+                schema.insert("pattern".into(), json!(NOT_BLANK));
+            }
             if types.is_empty() {
                 schema.insert("not".into(), json!({"type": "null"}));
             }
-        } else if !types.is_empty() {
+        }
+        let mut types: Vec<Value> = types.iter().map(|t| json!(t)).collect();
+        if !self.mandatory && !types.is_empty() {
             types.push(json!("null"));
         }
         match types.len() {
@@ -324,16 +344,23 @@ impl StartForm {
                     }
                 }
                 Some(Value::Null) => {}
-                Some(value) => {
-                    if !field.kind.accepts(value) {
-                        violations.push(FieldViolation::new(
-                            &field.name,
-                            Violation::WrongType {
-                                expected: field.kind.clone(),
-                            },
-                        ));
-                    }
+                Some(value) if !field.kind.accepts(value) => {
+                    violations.push(FieldViolation::new(
+                        &field.name,
+                        Violation::WrongType {
+                            expected: field.kind.clone(),
+                        },
+                    ));
                 }
+                Some(Value::Number(n)) if field.kind == FieldKind::Integer => match as_engine_integer(n) {
+                    // `2.0` or `1e3`: the engine gets the integer.
+                    Some(i) if !n.is_i64() => {
+                        payload.insert(field.name.clone(), Value::from(i));
+                    }
+                    Some(_) => {}
+                    None => violations.push(FieldViolation::new(&field.name, Violation::OutOfRange)),
+                },
+                Some(_) => {}
             }
         }
         if violations.is_empty() {
@@ -355,14 +382,19 @@ pub enum Violation {
         /// The kind the form asks for.
         expected: FieldKind,
     },
+    /// An `Integer` field's value is an integer beyond `i64` (what engines
+    /// store as a long).
+    OutOfRange,
 }
 
 impl Violation {
-    /// A stable machine-readable name: `missing` or `wrong_type`.
+    /// A stable machine-readable name: `missing`, `wrong_type` or
+    /// `out_of_range`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Missing => "missing",
             Self::WrongType { .. } => "wrong_type",
+            Self::OutOfRange => "out_of_range",
         }
     }
 }
@@ -407,6 +439,13 @@ impl fmt::Display for FieldViolation {
             Violation::WrongType { expected } => {
                 write!(f, "field `{}` must be {}", self.field, expected.describe())
             }
+            Violation::OutOfRange => write!(
+                f,
+                "field `{}` must be an integer from {} to {}",
+                self.field,
+                i64::MIN,
+                i64::MAX
+            ),
         }
     }
 }

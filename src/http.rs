@@ -15,6 +15,27 @@ use crate::webhook::{SignedCall, WebhookStartRequest, check_idempotency_key};
 /// The base of every process's webhook URL.
 pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
 
+/// The methods the webhook URL serves, as its `Allow` header lists them.
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS, POST";
+
+/// The realm of the `WWW-Authenticate` challenge of a `401`.
+const REALM: &str = "process-webhook";
+
+/// Whether a `Content-Type` value is JSON: `application/json` or any
+/// `…/…+json` type, with any parameters, in any case.
+pub(crate) fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim_ascii();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let ends_with_json = subtype.len() > 5
+        && subtype.is_char_boundary(subtype.len() - 5)
+        && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json");
+    !kind.is_empty()
+        && ((kind.eq_ignore_ascii_case("application") && subtype.eq_ignore_ascii_case("json"))
+            || ends_with_json)
+}
+
 /// The default limit on a webhook body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -56,6 +77,8 @@ pub(crate) struct RequestHead {
     /// Whether a `Prefer` header was sent, and whether it asks for a dry run.
     pub(crate) prefer: bool,
     pub(crate) dry_run: bool,
+    /// Whether a `Content-Type` was sent that is not JSON.
+    pub(crate) not_json: bool,
 }
 
 impl RequestHead {
@@ -82,6 +105,8 @@ impl RequestHead {
                 head.dry_run |= value
                     .split(',')
                     .any(|p| p.trim_ascii().eq_ignore_ascii_case("dry-run"));
+            } else if name.eq_ignore_ascii_case("content-type") {
+                head.not_json |= !is_json_media_type(value);
             } else if name.eq_ignore_ascii_case("webhook-id") {
                 once(&mut has_id, "webhook-id")?;
                 signature.id = value.trim_ascii().to_owned();
@@ -380,8 +405,11 @@ impl WebhookStartRequest {
     /// given twice), `413 payload_too_large` (refused before parsing),
     /// `400 duplicate_header` (`authorization`, `idempotency-key`,
     /// `webhook-id` or `webhook-timestamp` more than once),
-    /// `400 invalid_idempotency_key`, `400 malformed_payload` (not JSON, not
-    /// an object, invalid UTF-8, nested deeper than 128 levels).
+    /// `400 invalid_idempotency_key`, `415 unsupported_media_type` (a
+    /// `Content-Type` that is not JSON; none is fine),
+    /// `413 payload_too_large` (more than 10,000 JSON values),
+    /// `400 malformed_payload` (not JSON, not an object, invalid UTF-8,
+    /// nested deeper than 128 levels).
     ///
     /// # Example
     ///
@@ -434,6 +462,9 @@ impl WebhookStartRequest {
         let process = process_from_target(target)?;
         check_body_size(body.len(), limit)?;
         let head = RequestHead::parse_headers(headers)?;
+        if head.not_json {
+            return Err(WebhookError::UnsupportedMediaType);
+        }
         let payload = parse_payload(body, DEFAULT_MAX_JSON_VALUES)?;
         let (mut request, signature) = head.into_request(process, payload);
         request.signed = signature.map(|headers| SignedCall {
@@ -569,10 +600,42 @@ impl HttpReply {
         if let Some(after) = error.retry_after() {
             reply = reply.with_header("retry-after", after.as_secs().max(1).to_string());
         }
-        if let WebhookError::MethodNotAllowed { .. } = error {
-            reply = reply.with_header("allow", "GET, POST".to_owned());
+        match error {
+            WebhookError::MethodNotAllowed { .. } => {
+                reply = reply.with_header("allow", ALLOWED_METHODS.to_owned());
+            }
+            WebhookError::UnsupportedMediaType => {
+                reply = reply.with_header("accept-post", "application/json".to_owned());
+            }
+            // RFC 9110 §11.6.1: a 401 says how to authenticate.
+            WebhookError::InvalidToken => {
+                reply = reply.with_header(
+                    "www-authenticate",
+                    format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+                );
+            }
+            _ if error.status() == 401 => {
+                reply = reply.with_header("www-authenticate", format!("Bearer realm=\"{REALM}\""));
+            }
+            _ => {}
         }
         reply
+    }
+
+    /// An answer without a body (`204`, say).
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The same answer without its body (the answer to a `HEAD`).
+    pub fn without_body(mut self) -> Self {
+        self.body = Vec::new();
+        self
     }
 
     /// Replaces the `Content-Type`.

@@ -16,8 +16,8 @@ use serde_json::{Map, Value};
 use crate::engine::Engine;
 use crate::error::WebhookError;
 use crate::http::{
-    DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size, is_envelope,
-    open_envelope, parse_payload, process_from_target,
+    ALLOWED_METHODS, DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size,
+    is_envelope, open_envelope, parse_payload, process_from_target,
 };
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
 use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
@@ -164,7 +164,7 @@ impl Observed {
 /// read.
 #[derive(Debug)]
 pub(crate) struct Admitted {
-    get: bool,
+    method: Method,
     process: ProcessUuid,
     head: RequestHead,
     /// The environment of the token on the request; `None` for a `POST`
@@ -181,11 +181,41 @@ impl Admitted {
     }
 }
 
+/// The methods the webhook URL serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Method {
+    Post,
+    Get,
+    Head,
+    Options,
+}
+
+impl Method {
+    fn parse(method: &str) -> Result<Self, WebhookError> {
+        [
+            ("POST", Self::Post),
+            ("GET", Self::Get),
+            ("HEAD", Self::Head),
+            ("OPTIONS", Self::Options),
+        ]
+        .into_iter()
+        .find(|(name, _)| method.eq_ignore_ascii_case(name))
+        .map(|(_, m)| m)
+        .ok_or_else(|| WebhookError::MethodNotAllowed {
+            method: method.chars().take(32).collect(),
+        })
+    }
+}
+
 /// What a successful call answers.
 pub(crate) enum Success {
     Started(StartOutcome),
     DryRun(DryRun),
     Schema(Value),
+    /// The answer to `HEAD`: the schema's headers, without its body.
+    SchemaHead(Value),
+    /// The answer to `OPTIONS`.
+    Options,
 }
 
 impl WebhookStarter {
@@ -445,8 +475,18 @@ impl WebhookStarter {
 
     /// [`handle`](Self::handle) for any method: `POST` starts, `GET` answers
     /// the payload's JSON Schema ([`schema`](Self::schema)) as
-    /// `application/schema+json`, and anything else is
-    /// `405 method_not_allowed` with `Allow: GET, POST`.
+    /// `application/schema+json`, `HEAD` answers as `GET` without the body
+    /// (RFC 9110 §9.3.2), `OPTIONS` answers `204` with
+    /// `Allow: GET, HEAD, OPTIONS, POST` (no token needed), and anything else
+    /// is `405 method_not_allowed` with that `Allow`.
+    ///
+    /// A `POST` whose `Content-Type` is present and not JSON
+    /// (`application/json` or a `+json` type, any parameters) is
+    /// `415 unsupported_media_type` with `Accept-Post: application/json`; a
+    /// missing `Content-Type` is accepted, since senders often omit it. Every
+    /// `401` carries `WWW-Authenticate: Bearer realm="process-webhook"` (with
+    /// `error="invalid_token"` for a token no environment has), and a dry
+    /// run's answer `Preference-Applied: dry-run`.
     pub async fn handle_method<K, V>(
         &self,
         method: &str,
@@ -506,10 +546,16 @@ impl WebhookStarter {
                     reply
                 }
             }
-            Ok(Success::DryRun(dry_run)) => HttpReply::json(200, dry_run),
+            Ok(Success::DryRun(dry_run)) => {
+                HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
+            }
             Ok(Success::Schema(schema)) => {
                 HttpReply::json(200, schema).with_content_type("application/schema+json")
             }
+            Ok(Success::SchemaHead(schema)) => HttpReply::json(200, schema)
+                .with_content_type("application/schema+json")
+                .without_body(),
+            Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
             Err(error) => {
                 if let (401, Some(peer)) = (error.status(), observed.peer) {
                     self.auth_failures.record(peer, error.code());
@@ -536,10 +582,13 @@ impl WebhookStarter {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let get = method.eq_ignore_ascii_case("GET");
-        if !get && !method.eq_ignore_ascii_case("POST") {
-            return Err(WebhookError::MethodNotAllowed {
-                method: method.chars().take(32).collect(),
+        let method = Method::parse(method)?;
+        if method == Method::Options {
+            return Ok(Admitted {
+                method,
+                process: ProcessUuid::from(uuid::Uuid::nil()),
+                head: RequestHead::default(),
+                environment: None,
             });
         }
         let process = process_from_target(target)?;
@@ -548,7 +597,10 @@ impl WebhookStarter {
             check_body_size(len, self.body_limit)?;
         }
         let head = RequestHead::parse_headers(headers)?;
-        let environment = if head.token.is_none() && !get && self.envelopes {
+        if method == Method::Post && head.not_json {
+            return Err(WebhookError::UnsupportedMediaType);
+        }
+        let environment = if head.token.is_none() && method == Method::Post && self.envelopes {
             None
         } else {
             let environment = environment_of(head.token.as_ref(), &*self.tokens).await?;
@@ -556,7 +608,7 @@ impl WebhookStarter {
             Some(environment)
         };
         Ok(Admitted {
-            get,
+            method,
             process,
             head,
             environment,
@@ -571,11 +623,14 @@ impl WebhookStarter {
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
         let Admitted {
-            get,
+            method,
             process,
             mut head,
             environment,
         } = admitted;
+        if method == Method::Options {
+            return Ok(Success::Options);
+        }
         let signature = head.signature.clone();
         let verify = |environment: &Environment| {
             verify_signed(
@@ -584,14 +639,16 @@ impl WebhookStarter {
                 self.signature_tolerance,
             )
         };
-        if get {
-            // `admit` looked the token up for every GET.
+        if method != Method::Post {
+            // `admit` looked the token up for every GET and HEAD.
             let environment = environment.ok_or(WebhookError::MissingToken)?;
             verify(&environment)?;
-            return self
-                .schema_authenticated(&process, &environment)
-                .await
-                .map(Success::Schema);
+            let schema = self.schema_authenticated(&process, &environment).await?;
+            return Ok(if method == Method::Head {
+                Success::SchemaHead(schema)
+            } else {
+                Success::Schema(schema)
+            });
         }
         if let Some(environment) = &environment {
             // The signature is checked over the raw body, before it is parsed.

@@ -152,7 +152,7 @@ async fn other_methods_are_405() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.headers()["allow"], "GET, POST");
+        assert_eq!(r.headers()["allow"], "GET, HEAD, OPTIONS, POST");
         problem(r, 405, "method_not_allowed").await;
     }
     assert_eq!(world.started(), 0);

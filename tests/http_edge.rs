@@ -327,7 +327,7 @@ async fn handle_answers_each_refusal_with_its_problem_document() {
         .handle_method("DELETE", TARGET, [("authorization", auth.as_str())], &payload)
         .await;
     assert_reply(&reply, 405, "method_not_allowed");
-    assert_eq!(reply.header("allow"), Some("GET, POST"));
+    assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
 
     assert_eq!(world.started(), 0);
 }
