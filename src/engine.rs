@@ -20,6 +20,16 @@ use crate::model::Deployment;
 ///   retryable [`EngineError`]; the `idempotency_key` of the command, when
 ///   there is one, lets it recognise a repeated start.
 /// - It must not block the executor: do I/O asynchronously.
+///
+/// # Methods, as you write them
+///
+/// With [`#[async_trait]`](crate::async_trait) (re-exported here):
+///
+/// ```text
+/// async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
+/// ```
+///
+/// The crate docs have a complete implementation.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Starts an instance.

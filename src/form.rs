@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +23,11 @@ use time::macros::format_description;
 /// | `Object` | an object |
 /// | `Array` | an array |
 /// | `Any` | anything |
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// Serialized as `{"type": "text"}`, `{"type": "dateTime"}`, …, and
+/// `{"type": "choice", "options": ["S", "M"]}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", content = "options", rename_all = "camelCase")]
 #[non_exhaustive]
 pub enum FieldKind {
     /// A JSON string.
@@ -130,11 +134,15 @@ const NOT_BLANK: &str = "\\S";
 /// assert!(!priority.is_mandatory());
 /// assert_eq!(priority.default_value(), Some(&json!("low")));
 /// ```
-#[derive(Clone, PartialEq, Debug)]
+///
+/// Serialized as `{"name": "priority", "kind": {"type": "text"},
+/// "mandatory": false, "default": "low"}` (`default` only when there is one).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct FieldSpec {
     name: String,
     kind: FieldKind,
     mandatory: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     default: Option<Value>,
 }
 
@@ -256,9 +264,25 @@ impl FieldSpec {
 /// assert_eq!(violations.len(), 1);
 /// assert_eq!(violations[0].field(), "quantity");
 /// ```
-#[derive(Clone, PartialEq, Debug, Default)]
+///
+/// Serialized as `{"fields": [FieldSpec, …]}`; reading it back applies
+/// [`new`](Self::new)'s rule (of two fields with one name, the later wins).
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "StartFormFields")]
 pub struct StartForm {
     fields: Vec<FieldSpec>,
+}
+
+/// The serialized form of a [`StartForm`], read through [`StartForm::new`].
+#[derive(Deserialize)]
+struct StartFormFields {
+    fields: Vec<FieldSpec>,
+}
+
+impl From<StartFormFields> for StartForm {
+    fn from(form: StartFormFields) -> Self {
+        Self::new(form.fields)
+    }
 }
 
 impl StartForm {

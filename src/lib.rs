@@ -54,6 +54,205 @@
 //! # });
 //! ```
 //!
+//! # Implementing your own stores and engine
+//!
+//! A host keeps models, tokens and idempotency keys wherever it likes (a
+//! database, a configuration file, a remote service) and starts instances
+//! on whatever engine it runs, by implementing four small traits:
+//! [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] and [`Engine`].
+//! They are `#[async_trait]` traits; the attribute is re-exported as
+//! [`process_webhook::async_trait`](crate::async_trait), so this crate is
+//! the only dependency an implementation needs. The rules:
+//!
+//! - Absence is `Ok(None)`; an `Err(StoreError)` means the store could not
+//!   answer, and the start is refused with `503 store_unavailable` without
+//!   reaching the engine.
+//! - Token stores keep [`TokenDigest`]s, never tokens; its equality is
+//!   constant-time.
+//! - A deployment keeps the id it was created with ([`Deployment::new`]
+//!   makes a random one).
+//! - An idempotency store never forgets a key before its retention ends;
+//!   see [`IdempotencyStore`]'s contract.
+//! - The `testing` feature has conformance suites
+//!   (`testing::check_model_store`, `check_token_store`,
+//!   `check_idempotency_store`) to run against your implementations.
+//!
+//! A complete example, with only this crate and `serde_json`:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Arc, Mutex};
+//! use std::time::{Duration, Instant};
+//! use process_webhook::*;
+//!
+//! /// Models and deployments, as a host might keep them after loading
+//! /// them from its database.
+//! #[derive(Default)]
+//! struct MyModels {
+//!     models: HashMap<ProcessUuid, ProcessModel>,
+//!     deployments: HashMap<(ProcessUuid, EnvironmentId), Deployment>,
+//! }
+//!
+//! #[async_trait]
+//! impl ModelStore for MyModels {
+//!     async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError> {
+//!         Ok(self.models.get(uuid).cloned())
+//!     }
+//!
+//!     async fn deployment(
+//!         &self,
+//!         uuid: &ProcessUuid,
+//!         environment: &EnvironmentId,
+//!     ) -> Result<Option<Deployment>, StoreError> {
+//!         Ok(self.deployments.get(&(*uuid, environment.clone())).cloned())
+//!     }
+//! }
+//!
+//! /// Environments by token digest, e.g. from a configuration file.
+//! struct MyTokens(HashMap<TokenDigest, Environment>);
+//!
+//! #[async_trait]
+//! impl TokenStore for MyTokens {
+//!     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+//!         Ok(self.0.get(&token.digest()).cloned())
+//!     }
+//! }
+//!
+//! /// Idempotency keys with their retention and lease, behind one lock.
+//! #[derive(Default)]
+//! struct MyKeys(Mutex<HashMap<IdempotencyKey, (Instant, PayloadFingerprint, Option<StartOutcome>)>>);
+//!
+//! const RETENTION: Duration = DEFAULT_IDEMPOTENCY_TTL;
+//! const LEASE: Duration = DEFAULT_IDEMPOTENCY_LEASE;
+//!
+//! #[async_trait]
+//! impl IdempotencyStore for MyKeys {
+//!     async fn reserve(&self, key: &IdempotencyKey, fingerprint: PayloadFingerprint)
+//!         -> Result<Reservation, StoreError>
+//!     {
+//!         let mut keys = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
+//!         if let Some((since, held, outcome)) = keys.get(key) {
+//!             let age = since.elapsed();
+//!             let alive = age < RETENTION && (outcome.is_some() || age < LEASE);
+//!             if alive {
+//!                 return Ok(match outcome {
+//!                     Some(outcome) => Reservation::Completed { fingerprint: *held, outcome: outcome.clone() },
+//!                     None => Reservation::InProgress { fingerprint: *held },
+//!                 });
+//!             }
+//!         }
+//!         keys.insert(key.clone(), (Instant::now(), fingerprint, None));
+//!         Ok(Reservation::Reserved)
+//!     }
+//!
+//!     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
+//!         let mut keys = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
+//!         match keys.get_mut(key) {
+//!             Some(entry) => Ok(entry.2 = Some(outcome.clone())),
+//!             None => Err(StoreError::new("completing a key that is not reserved")),
+//!         }
+//!     }
+//!
+//!     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+//!         let mut keys = self.0.lock().map_err(|_| StoreError::new("lock poisoned"))?;
+//!         if keys.get(key).is_some_and(|entry| entry.2.is_none()) {
+//!             keys.remove(key);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// An engine that hands starts to the host's own workflow runner.
+//! #[derive(Default)]
+//! struct MyEngine(Mutex<Vec<StartCommand>>);
+//!
+//! #[async_trait]
+//! impl Engine for MyEngine {
+//!     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+//!         let mut started = self.0.lock().map_err(|_| EngineError::new("runner unavailable"))?;
+//!         started.push(command);
+//!         Ok(ProcessInstance::new(InstanceId::new(format!("run-{}", started.len()))))
+//!     }
+//! }
+//!
+//! # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+//! #     // A minimal executor, so that this example needs no runtime crate.
+//! #     struct Unpark(std::thread::Thread);
+//! #     impl std::task::Wake for Unpark {
+//! #         fn wake(self: Arc<Self>) { self.0.unpark(); }
+//! #     }
+//! #     let waker = Arc::new(Unpark(std::thread::current())).into();
+//! #     let mut cx = std::task::Context::from_waker(&waker);
+//! #     let mut future = std::pin::pin!(future);
+//! #     loop {
+//! #         if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) { return out; }
+//! #         std::thread::park();
+//! #     }
+//! # }
+//! # block_on(async {
+//! let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+//! let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+//! let mut models = MyModels::default();
+//! models.models.insert(uuid, ProcessModel::new(uuid, acme.clone(), "Order intake"));
+//! let form = StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]);
+//! let deployment = Deployment::new(uuid, VersionTag::Released(1), production.clone(), form);
+//! models.deployments.insert((uuid, production.clone()), deployment);
+//! let token = EnvironmentToken::generate();
+//! let tokens = MyTokens(HashMap::from([(token.digest(), Environment::new(production, acme))]));
+//! let engine = Arc::new(MyEngine::default());
+//!
+//! let starter = WebhookStarter::new(Arc::new(models), Arc::new(tokens), engine.clone())
+//!     .with_idempotency(Arc::new(MyKeys::default()));
+//! let target = webhook_url("/webhook/send", &uuid);
+//! let auth = format!("Bearer {}", token.expose_secret());
+//! let headers = [("authorization", auth.as_str()), ("idempotency-key", "order-1")];
+//! let body = serde_json::json!({"orderNumber": "123456"}).to_string();
+//! assert_eq!(starter.handle(&target, headers, body.as_bytes()).await.status(), 202);
+//! let again = starter.handle(&target, headers, body.as_bytes()).await;
+//! assert_eq!(again.header("idempotent-replayed"), Some("true"));
+//! assert_eq!(engine.0.lock().unwrap().len(), 1);
+//!
+//! // With the `testing` feature, the conformance suites check a store
+//! // against the traits' contracts, e.g.
+//! // `process_webhook::testing::check_idempotency_store(&MyKeys::default()).await`.
+//! # #[cfg(feature = "testing")]
+//! # process_webhook::testing::check_idempotency_store(&MyKeys::default()).await;
+//! # });
+//! ```
+//!
+//! # Serving it with axum
+//!
+//! With the `axum` feature, `router` and `serve` are ready, and `axum` and
+//! `tokio` are re-exported (`process_webhook::axum`,
+//! `process_webhook::tokio`), so the versions always match (axum 0.8 on
+//! tokio 1). A complete `main`:
+//!
+//! ```no_run
+//! # #[cfg(feature = "axum")]
+//! # mod server {
+//! use std::sync::Arc;
+//! use process_webhook::*;
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let starter = WebhookStarter::new(
+//!         Arc::new(InMemoryModelStore::new()), // or your own stores and engine
+//!         Arc::new(InMemoryTokenStore::new()),
+//!         Arc::new(InMemoryEngine::new()),
+//!     );
+//!     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//!     runtime.block_on(async {
+//!         let app = router("/webhook/send", starter); // an axum::Router: merge it into yours
+//!         let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!         serve(listener, app, ServeOptions::default(), async {
+//!             let _ = tokio::signal::ctrl_c().await;
+//!         })
+//!         .await
+//!     })
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! # Features
 //!
 //! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
@@ -82,13 +281,24 @@ mod token;
 mod webhook;
 
 #[cfg(feature = "axum")]
-mod axum;
+mod axum_edge;
 #[cfg(feature = "camunda7")]
 mod camunda7;
 #[cfg(feature = "axum")]
 mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// The `axum` this crate's router is built with (feature `axum`).
+#[cfg(feature = "axum")]
+pub use ::axum;
+/// The `tokio` this crate's server runs on (feature `axum`).
+#[cfg(feature = "axum")]
+pub use ::tokio;
+/// The attribute the traits are written with: `#[async_trait]` on an
+/// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
+/// [`Engine`].
+pub use async_trait::async_trait;
 
 pub use crate::engine::{Engine, EngineError, EngineErrorKind, ProcessInstance, StartCommand};
 pub use crate::error::WebhookError;
@@ -115,7 +325,7 @@ pub use crate::token::{EnvironmentToken, TokenDigest};
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 #[cfg(feature = "axum")]
-pub use crate::axum::router;
+pub use crate::axum_edge::router;
 #[cfg(feature = "axum")]
 pub use crate::serve::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,

@@ -21,10 +21,18 @@ use crate::signature::SigningSecret;
 /// assert_eq!(env.id().as_str(), "production");
 /// assert_eq!(env.organization().as_str(), "acme");
 /// ```
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// # Serialized form
+///
+/// `{"id": "production", "organization": "acme"}`. Signing secrets are
+/// secrets: they are never serialized (a deserialized environment has none);
+/// keep them where you keep secrets and add them with
+/// [`with_signing_secret`](Self::with_signing_secret).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Environment {
     id: EnvironmentId,
     organization: OrganizationId,
+    #[serde(skip)]
     signing_secrets: Arc<[SigningSecret]>,
 }
 
@@ -80,7 +88,11 @@ impl Environment {
 /// # }
 /// # example().unwrap();
 /// ```
-#[derive(Clone, PartialEq, Eq, Debug)]
+///
+/// # Serialized form
+///
+/// `{"uuid": "dd9759e0-…", "organization": "acme", "name": "Order intake"}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ProcessModel {
     uuid: ProcessUuid,
     organization: OrganizationId,
@@ -176,7 +188,22 @@ impl fmt::Display for VersionTag {
 /// # }
 /// # example().unwrap();
 /// ```
-#[derive(Clone, PartialEq, Debug)]
+///
+/// # Its id
+///
+/// [`Deployment::new`] gives the deployment a **random** id
+/// ([`DeploymentId`]), which start outcomes report. A store must keep that id
+/// with the deployment (or give it one with [`with_id`](Self::with_id) when
+/// it reads the deployment back), so that the same deployment has the same
+/// id every time it is read.
+///
+/// # Serialized form
+///
+/// `{"id": "…", "process": "dd9759e0-…", "version": {"released": 1}` (or
+/// `"draft"`)`, "environment": "production", "startForm": {"fields": […]},
+/// "definitionKey": "order-intake"}`: the id is kept.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Deployment {
     id: DeploymentId,
     process: ProcessUuid,

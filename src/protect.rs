@@ -199,6 +199,7 @@ mod tests {
         assert_eq!(budget.held(), 0);
     }
 
+    #[cfg(feature = "axum")]
     #[test]
     fn calls_not_yet_authenticated_share_half_of_the_budget() {
         let budget = BodyBudget::new(100);

@@ -1,40 +1,8 @@
 //! The storage a start reads: process models and deployments, and the
 //! environments behind tokens.
 //!
-//! # Implementing a custom store
-//!
-//! A host keeps models and tokens wherever it likes (a database, a
-//! configuration file, a remote service) and implements these traits over it.
-//! Absence is `Ok(None)`; an `Err` means the store could not answer and makes
-//! the start fail with `503 store_unavailable`, without reaching the engine.
-//! Keep only token digests, never tokens:
-//!
-//! ```
-//! use std::collections::HashMap;
-//! use async_trait::async_trait;
-//! use process_webhook::{Environment, EnvironmentId, EnvironmentToken, OrganizationId, StoreError, TokenDigest, TokenStore};
-//!
-//! /// Tokens configured at start-up, e.g. read from a file of digests.
-//! struct ConfiguredTokens {
-//!     by_digest: HashMap<TokenDigest, Environment>,
-//! }
-//!
-//! #[async_trait]
-//! impl TokenStore for ConfiguredTokens {
-//!     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
-//!         Ok(self.by_digest.get(&token.digest()).cloned())
-//!     }
-//! }
-//!
-//! # tokio_test::block_on(async {
-//! let token = EnvironmentToken::new("s3cr3t");
-//! let env = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
-//! let store = ConfiguredTokens { by_digest: HashMap::from([(token.digest(), env.clone())]) };
-//! assert_eq!(store.environment(&token).await?, Some(env));
-//! assert_eq!(store.environment(&EnvironmentToken::new("guess")).await?, None);
-//! # Ok::<(), StoreError>(())
-//! # }).unwrap();
-//! ```
+//! How to implement them: the crate docs' section "Implementing your own
+//! stores and engine".
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -53,7 +21,23 @@ use crate::token::EnvironmentToken;
 /// - `deployment` returns the deployment that webhook starts of `uuid` in
 ///   `environment` use (the latest one), or `Ok(None)` when that process has
 ///   never been deployed there.
+/// - A deployment comes back with the id it was stored with:
+///   [`Deployment::new`](crate::Deployment::new) gives each a random id, so
+///   a store keeps it (or restores it with
+///   [`Deployment::with_id`](crate::Deployment::with_id)).
 /// - An `Err` means the store could not answer (not "not found").
+///
+/// # Methods, as you write them
+///
+/// With [`#[async_trait]`](crate::async_trait) (re-exported here):
+///
+/// ```text
+/// async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError>;
+/// async fn deployment(&self, uuid: &ProcessUuid, environment: &EnvironmentId)
+///     -> Result<Option<Deployment>, StoreError>;
+/// ```
+///
+/// The crate docs have a complete implementation.
 #[async_trait]
 pub trait ModelStore: Send + Sync {
     /// The model with this UUID.
@@ -76,6 +60,16 @@ pub trait ModelStore: Send + Sync {
 /// - Implementations keep only [`TokenDigest`](crate::TokenDigest)s and compare
 ///   in constant time; `TokenDigest`'s equality does that.
 /// - An `Err` means the store could not answer.
+///
+/// # Methods, as you write them
+///
+/// With [`#[async_trait]`](crate::async_trait) (re-exported here):
+///
+/// ```text
+/// async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError>;
+/// ```
+///
+/// The crate docs have a complete implementation.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// The environment of `token`.

@@ -95,6 +95,17 @@ pub async fn check_model_store<S: ModelStore + ?Sized>(store: &S, fixtures: &Mod
             .deployment(deployment.process(), deployment.environment())
             .await
             .expect("deployment look-up failed");
+        if let Some(found) = &found {
+            assert_eq!(
+                found.id(),
+                latest.id(),
+                "the deployment of {} in {} came back with another id: `Deployment::new` gives \
+                 each deployment a random id, which the store must keep with it (or restore with \
+                 `Deployment::with_id` when it reads the deployment back)",
+                deployment.process(),
+                deployment.environment()
+            );
+        }
         assert_eq!(
             found.as_ref(),
             Some(latest),

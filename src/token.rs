@@ -2,6 +2,7 @@
 //! the only form in which a store should keep it.
 
 use std::fmt;
+
 use std::hash::{Hash, Hasher};
 
 use base64::Engine as _;
@@ -118,6 +119,46 @@ impl Eq for TokenDigest {}
 impl Hash for TokenDigest {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state);
+    }
+}
+
+/// A digest is serialized as its 64 lower-case hex digits (a digest is not
+/// the token: storing it is the point). Tokens themselves are never
+/// serialized.
+impl serde::Serialize for TokenDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut hex = [0u8; 64];
+        for (i, byte) in self.0.iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(byte >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        serializer.serialize_str(std::str::from_utf8(&hex).unwrap_or_default())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl<'de> serde::Deserialize<'de> for TokenDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        };
+        let bytes = text.as_bytes();
+        let mut digest = [0u8; 32];
+        if bytes.len() != 64 {
+            return Err(serde::de::Error::invalid_length(bytes.len(), &"64 hex digits"));
+        }
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(high), Some(low)) => digest[i] = high << 4 | low,
+                _ => return Err(serde::de::Error::custom("a token digest is 64 hex digits")),
+            }
+        }
+        Ok(Self(digest))
     }
 }
 
