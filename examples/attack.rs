@@ -4,7 +4,7 @@
 //! ```sh
 //! ulimit -n 8192
 //! WEBHOOK_TOKEN=$(head -c 32 /dev/urandom | base64) \
-//!   target/release/examples/webhook_server &
+//!   target/release/webhook_server &
 //! cargo run --release --example attack -- --pid $! --token "$WEBHOOK_TOKEN"
 //! ```
 //!

@@ -3,7 +3,7 @@
 //! process "Order intake" and a draft-only process.
 //!
 //! ```sh
-//! cargo run --example webhook_server --features axum
+//! cargo run --features server
 //! ```
 //!
 //! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
@@ -12,7 +12,7 @@
 //! one log line per call. It serves with [`serve`]'s default limits and stops
 //! gracefully on Ctrl-C or SIGTERM (calls in flight get up to 10 s).
 //!
-//! With `--features axum,camunda7` and `CAMUNDA_URL` set (e.g.
+//! With `--features server,camunda7` and `CAMUNDA_URL` set (e.g.
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
 
