@@ -270,22 +270,11 @@ mod error;
 mod form;
 mod http;
 mod id;
-mod idempotency;
-mod memory;
 mod model;
-mod protect;
-mod signature;
-mod starter;
 mod store;
 mod token;
 mod webhook;
 
-#[cfg(feature = "axum")]
-mod axum_edge;
-#[cfg(feature = "camunda7")]
-mod camunda7;
-#[cfg(feature = "axum")]
-mod serve;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -300,41 +289,35 @@ pub use ::tokio;
 /// [`Engine`].
 pub use async_trait::async_trait;
 
-pub use crate::engine::{Engine, EngineError, EngineErrorKind, ProcessInstance, StartCommand};
+#[cfg(feature = "camunda7")]
+pub use crate::engine::{Camunda7Engine, CamundaProblem};
+pub use crate::engine::{
+    DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, ProcessInstance,
+    StartCommand, StartedInstance,
+};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
 pub use crate::http::{
-    DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, DEFAULT_WEBHOOK_BASE, HttpReply, webhook_url,
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_JSON_VALUES,
+    DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE, DryRun, HttpReply, WebhookStarter, verify_signature,
+    webhook_url,
+};
+#[cfg(feature = "axum")]
+pub use crate::http::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
+    ServeOptions, router, serve,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
-pub use crate::idempotency::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
-    IdempotencyStore, InMemoryIdempotencyStore, PayloadFingerprint, Reservation,
-};
-pub use crate::memory::{
-    DEFAULT_ENGINE_HISTORY, InMemoryEngine, InMemoryModelStore, InMemoryTokenStore, StartedInstance,
-};
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
-pub use crate::protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
-pub use crate::signature::{
-    DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SigningSecret, verify_signature,
+pub use crate::store::{
+    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
+    IdempotencyStore, InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore, ModelStore,
+    PayloadFingerprint, Reservation, StoreError, TokenStore,
 };
-pub use crate::starter::{DryRun, WebhookStarter};
-pub use crate::store::{ModelStore, StoreError, TokenStore};
-pub use crate::token::{EnvironmentToken, TokenDigest};
+pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, TokenDigest};
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
-
-#[cfg(feature = "axum")]
-pub use crate::axum_edge::router;
-#[cfg(feature = "axum")]
-pub use crate::serve::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
-    ServeOptions, serve,
-};
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(all(doctest, feature = "camunda7"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-#[cfg(feature = "camunda7")]
-pub use crate::camunda7::{Camunda7Engine, CamundaProblem};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::form::StartForm;
 use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
-use crate::signature::SigningSecret;
+use crate::token::SigningSecret;
 
 /// An environment of an organization (development, production, …), the scope
 /// of one [`EnvironmentToken`](crate::EnvironmentToken).

@@ -23,8 +23,8 @@ use serde_json::Map;
 
 use crate::form::{FieldKind, FieldSpec, StartForm};
 use crate::id::{EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
-use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::webhook::sample_outcome;

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::engine::{Engine, StartCommand};
 use crate::error::WebhookError;
+use crate::http::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders};
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::{Deployment, Environment, VersionTag};
-use crate::signature::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
 

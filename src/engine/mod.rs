@@ -5,6 +5,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+#[cfg(feature = "camunda7")]
+mod camunda7;
+mod memory;
+
+#[cfg(feature = "camunda7")]
+pub use camunda7::{Camunda7Engine, CamundaProblem};
+pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

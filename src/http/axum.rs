@@ -14,8 +14,8 @@ use http_body_util::BodyExt as _;
 
 use crate::error::WebhookError;
 use crate::http::HttpReply;
-use crate::protect::BodyBytes;
-use crate::starter::{Observed, WebhookStarter, catch_panic};
+use crate::http::protect::BodyBytes;
+use crate::http::starter::{Observed, WebhookStarter, catch_panic};
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`

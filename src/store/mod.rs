@@ -9,6 +9,15 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+mod idempotency;
+mod memory;
+
+pub use idempotency::{
+    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
+    IdempotencyStore, PayloadFingerprint, Reservation,
+};
+pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore};
+
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
 use crate::token::EnvironmentToken;

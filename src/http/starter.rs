@@ -15,15 +15,17 @@ use serde_json::{Map, Value};
 
 use crate::engine::Engine;
 use crate::error::WebhookError;
+use crate::http::DEFAULT_SIGNATURE_TOLERANCE;
+use crate::http::protect::{
+    AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+};
 use crate::http::{
     ALLOWED_METHODS, DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size,
     is_envelope, open_envelope, parse_payload, process_from_target,
 };
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
-use crate::idempotency::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::model::{Deployment, Environment, VersionTag};
-use crate::protect::{AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
-use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
+use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::webhook::{

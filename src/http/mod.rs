@@ -4,11 +4,30 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
+
+#[cfg(feature = "axum")]
+mod axum;
+mod protect;
+#[cfg(feature = "axum")]
+mod serve;
+mod signature;
+mod starter;
+
+#[cfg(feature = "axum")]
+pub use self::axum::router;
+pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 use serde_json::{Map, Value};
+#[cfg(feature = "axum")]
+pub use serve::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
+    ServeOptions, serve,
+};
+pub(crate) use signature::SignatureHeaders;
+pub use signature::{DEFAULT_SIGNATURE_TOLERANCE, verify_signature};
+pub use starter::{DryRun, WebhookStarter};
 
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
-use crate::signature::SignatureHeaders;
 use crate::token::EnvironmentToken;
 use crate::webhook::{SignedCall, WebhookStartRequest, check_idempotency_key};
 

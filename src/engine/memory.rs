@@ -1,0 +1,108 @@
+//! [`InMemoryEngine`]: an engine that records starts in memory, for tests,
+//! doc examples and small hosts.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::id::InstanceId;
+
+/// An instance [`InMemoryEngine`] started, with the command that started it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct StartedInstance {
+    /// The instance's id (a random UUID).
+    pub id: InstanceId,
+    /// The command it was started with.
+    pub command: StartCommand,
+}
+
+/// The default number of starts [`InMemoryEngine`] remembers: 10,000.
+pub const DEFAULT_ENGINE_HISTORY: usize = 10_000;
+
+/// An engine that records starts in memory and gives each instance a
+/// random UUID as its id. It never fails.
+///
+/// It remembers the last 10,000 starts ([`with_capacity`](Self::with_capacity)
+/// sets another bound), so that a long-running host does not grow without
+/// end; [`started`](Self::started) lists those, oldest first, and
+/// [`total_started`](Self::total_started) counts every start. Clones share
+/// state.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::InMemoryEngine;
+/// let engine = InMemoryEngine::new();
+/// assert!(engine.started().is_empty());
+/// assert_eq!(engine.total_started(), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct InMemoryEngine {
+    started: Arc<Mutex<History>>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    recent: VecDeque<StartedInstance>,
+    total: u64,
+}
+
+impl Default for InMemoryEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryEngine {
+    /// An engine that has started nothing and remembers the last 10,000
+    /// starts.
+    pub fn new() -> Self {
+        Self {
+            started: Arc::default(),
+            capacity: DEFAULT_ENGINE_HISTORY,
+        }
+    }
+
+    /// Sets how many of the latest starts are remembered (0 keeps none).
+    pub fn with_capacity(mut self, starts: usize) -> Self {
+        self.capacity = starts;
+        self
+    }
+
+    /// The remembered instances, oldest first.
+    pub fn started(&self) -> Vec<StartedInstance> {
+        self.history().recent.iter().cloned().collect()
+    }
+
+    /// How many instances were started in all, remembered or not.
+    pub fn total_started(&self) -> u64 {
+        self.history().total
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.started.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Engine for InMemoryEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let id = InstanceId::new(uuid::Uuid::new_v4().to_string());
+        let mut instance = ProcessInstance::new(id.clone());
+        if let Some(key) = &command.idempotency_key {
+            instance = instance.with_business_key(key.clone());
+        }
+        let mut history = self.history();
+        history.total += 1;
+        if self.capacity > 0 {
+            if history.recent.len() >= self.capacity {
+                history.recent.pop_front();
+            }
+            history.recent.push_back(StartedInstance { id, command });
+        }
+        Ok(instance)
+    }
+}
