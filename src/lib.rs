@@ -258,6 +258,8 @@
 //! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
 //!   `serve`, a server loop with header, idle and connection limits.
 //! - `camunda7`: `Camunda7Engine`, an [`Engine`] over Camunda 7's REST API.
+//! - `postgres`: `PostgresStore`, models, tokens and idempotency keys in
+//!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
 //!   stores.
 
@@ -313,6 +315,10 @@ pub use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
     IdempotencyStore, InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore, ModelStore,
     PayloadFingerprint, Reservation, StoreError, TokenStore,
+};
+#[cfg(feature = "postgres")]
+pub use crate::store::{
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
 };
 pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, TokenDigest};
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};

@@ -113,6 +113,16 @@ pub async fn check_model_store<S: ModelStore + ?Sized>(store: &S, fixtures: &Mod
             deployment.process(),
             deployment.environment()
         );
+        let both = store
+            .model_with_deployment(deployment.process(), deployment.environment())
+            .await
+            .expect("model_with_deployment failed")
+            .expect("the model of a deployment");
+        assert_eq!(
+            (both.0.uuid(), both.1.as_ref()),
+            (deployment.process(), Some(latest)),
+            "model_with_deployment agrees with model and deployment"
+        );
     }
     let nowhere = EnvironmentId::new("nowhere");
     assert_eq!(

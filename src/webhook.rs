@@ -158,6 +158,25 @@ impl StartOutcome {
         }
     }
 
+    /// An outcome from its stored parts (a store reading one back).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn from_parts(
+        instance_id: InstanceId,
+        process: ProcessUuid,
+        version: u32,
+        environment: EnvironmentId,
+        deployment_id: DeploymentId,
+    ) -> Self {
+        Self {
+            instance_id,
+            process,
+            version,
+            environment,
+            deployment_id,
+            replayed: false,
+        }
+    }
+
     /// The same outcome, marked as a replay of an earlier start.
     pub(crate) fn into_replay(mut self) -> Self {
         self.replayed = true;
@@ -375,24 +394,22 @@ pub(crate) fn prepare_resolved(
     })
 }
 
-/// Step 2: the deployment of `process` in the token's environment.
+/// Step 2: the deployment of `process` in the token's environment, read
+/// with one store call.
 pub(crate) async fn resolve<M: ModelStore + ?Sized>(
     process: &ProcessUuid,
     environment: &Environment,
     models: &M,
 ) -> Result<Deployment, WebhookError> {
-    let model = models.model(process).await?;
-    match model {
-        Some(model) if model.organization() == environment.organization() => {}
+    let found = models.model_with_deployment(process, environment.id()).await?;
+    let deployment = match found {
+        Some((model, deployment)) if model.organization() == environment.organization() => deployment,
         _ => return Err(WebhookError::UnknownProcess { process: *process }),
-    }
-    models
-        .deployment(process, environment.id())
-        .await?
-        .ok_or_else(|| WebhookError::NotDeployed {
-            process: *process,
-            environment: environment.id().clone(),
-        })
+    };
+    deployment.ok_or_else(|| WebhookError::NotDeployed {
+        process: *process,
+        environment: environment.id().clone(),
+    })
 }
 
 /// An idempotency key is 1 to 255 printable ASCII characters (space to `~`).

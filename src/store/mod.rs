@@ -11,12 +11,18 @@ use async_trait::async_trait;
 
 mod idempotency;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 pub use idempotency::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
     IdempotencyStore, PayloadFingerprint, Reservation,
 };
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore};
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
+};
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
@@ -58,6 +64,24 @@ pub trait ModelStore: Send + Sync {
         uuid: &ProcessUuid,
         environment: &EnvironmentId,
     ) -> Result<Option<Deployment>, StoreError>;
+
+    /// The model with this UUID and, if it has one, its deployment that
+    /// starts in `environment` use: what a start reads, in one call.
+    ///
+    /// The default asks [`model`](Self::model), then
+    /// [`deployment`](Self::deployment). A database-backed store overrides
+    /// it to answer in one round trip.
+    async fn model_with_deployment(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
+        let Some(model) = self.model(uuid).await? else {
+            return Ok(None);
+        };
+        let deployment = self.deployment(uuid, environment).await?;
+        Ok(Some((model, deployment)))
+    }
 }
 
 /// Where the environment behind each token is kept.
@@ -97,6 +121,14 @@ impl<T: ModelStore + ?Sized> ModelStore for std::sync::Arc<T> {
         environment: &EnvironmentId,
     ) -> Result<Option<Deployment>, StoreError> {
         (**self).deployment(uuid, environment).await
+    }
+
+    async fn model_with_deployment(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
+        (**self).model_with_deployment(uuid, environment).await
     }
 }
 
