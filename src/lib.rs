@@ -324,6 +324,6 @@ pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, To
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 /// The README's examples, compiled and run as doc-tests.
-#[cfg(all(doctest, feature = "camunda7"))]
+#[cfg(all(doctest, feature = "camunda7", feature = "postgres", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -39,6 +39,37 @@ pub async fn bare(body: Bytes) -> StatusCode {
     }
 }
 
+/// The models and deployments of the bench: "Order intake", deployed to
+/// `production` with its three mandatory text fields.
+#[allow(dead_code)]
+pub fn seed() -> (Vec<ProcessModel>, Vec<Deployment>) {
+    let process: ProcessUuid = PROCESS.parse().expect("a UUID");
+    let form = StartForm::new([
+        FieldSpec::mandatory("customerName", FieldKind::Text),
+        FieldSpec::mandatory("orderNumber", FieldKind::Text),
+        FieldSpec::mandatory("productCode", FieldKind::Text),
+    ]);
+    (
+        vec![ProcessModel::new(
+            process,
+            OrganizationId::new("acme"),
+            "Order intake",
+        )],
+        vec![Deployment::new(
+            process,
+            VersionTag::Released(1),
+            EnvironmentId::new("production"),
+            form,
+        )],
+    )
+}
+
+/// The environment the bench token opens.
+#[allow(dead_code)]
+pub fn environment() -> Environment {
+    Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"))
+}
+
 /// Both routes; `token` opens the `production` environment where "Order
 /// intake" is deployed with its three mandatory text fields.
 pub fn app(token: &EnvironmentToken) -> Router {

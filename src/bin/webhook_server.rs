@@ -12,6 +12,10 @@
 //! one log line per call. It serves with [`serve`]'s default limits and stops
 //! gracefully on Ctrl-C or SIGTERM (calls in flight get up to 10 s).
 //!
+//! With `--features server,postgres` and `DATABASE_URL` set, models, tokens
+//! and idempotency keys live in PostgreSQL (migrated and seeded at start,
+//! idempotently, so that several replicas can share the database).
+//!
 //! With `--features server,camunda7` and `CAMUNDA_URL` set (e.g.
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
@@ -43,7 +47,7 @@ impl<E: Engine> Engine for PrintingEngine<E> {
 /// The in-memory engine, or, with the `camunda7` feature and `CAMUNDA_URL`
 /// set, a Camunda 7 (the deployment's definition key is `CAMUNDA_DEFINITION_KEY`,
 /// default `order-intake`).
-fn engine(models: &Arc<InMemoryModelStore>) -> Arc<dyn Engine> {
+fn engine(models: &Arc<dyn ModelStore>) -> Arc<dyn Engine> {
     #[cfg(feature = "camunda7")]
     if let Ok(url) = std::env::var("CAMUNDA_URL") {
         let mut engine = Camunda7Engine::new(&url).with_model_store(models.clone());
@@ -55,6 +59,103 @@ fn engine(models: &Arc<InMemoryModelStore>) -> Arc<dyn Engine> {
     }
     let _ = models;
     Arc::new(PrintingEngine(InMemoryEngine::new()))
+}
+
+/// The demo data: organization `acme`, its `production` environment and
+/// token, the deployed "Order intake" and the draft-only "Returns". The
+/// deployments have fixed ids, so that seeding a database twice (or from
+/// two replicas at once) adds nothing the second time.
+struct Seed {
+    models: Vec<ProcessModel>,
+    deployments: Vec<Deployment>,
+    token: EnvironmentToken,
+    environment: Environment,
+}
+
+impl Seed {
+    fn new(token: &EnvironmentToken) -> Self {
+        let acme = OrganizationId::new("acme");
+        let production = EnvironmentId::new("production");
+        let order_intake: ProcessUuid = ORDER_INTAKE.parse().expect("a UUID");
+        let returns: ProcessUuid = RETURNS_DRAFT.parse().expect("a UUID");
+        let form = StartForm::new([
+            FieldSpec::mandatory("customerName", FieldKind::Text),
+            FieldSpec::mandatory("orderNumber", FieldKind::Text),
+            FieldSpec::mandatory("productCode", FieldKind::Text),
+        ]);
+        let definition_key =
+            std::env::var("CAMUNDA_DEFINITION_KEY").unwrap_or_else(|_| "order-intake".to_owned());
+        Self {
+            models: vec![
+                ProcessModel::new(order_intake, acme.clone(), "Order intake"),
+                ProcessModel::new(returns, acme.clone(), "Returns (draft)"),
+            ],
+            deployments: vec![
+                Deployment::new(
+                    order_intake,
+                    VersionTag::Released(1),
+                    production.clone(),
+                    form.clone(),
+                )
+                .with_id(uuid::Uuid::from_u128(0x5eed_0001_0000_4000_8000_0000_0000_0001).into())
+                .with_definition_key(definition_key),
+                Deployment::new(returns, VersionTag::Draft, production.clone(), form)
+                    .with_id(uuid::Uuid::from_u128(0x5eed_0002_0000_4000_8000_0000_0000_0002).into()),
+            ],
+            token: token.clone(),
+            environment: Environment::new(production, acme),
+        }
+    }
+}
+
+/// The stores the server uses.
+struct Stores {
+    models: Arc<dyn ModelStore>,
+    tokens: Arc<dyn TokenStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+}
+
+/// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else memory;
+/// seeded either way.
+async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        let store = PostgresStore::connect(&url).await?;
+        store.migrate().await?;
+        for model in &seed.models {
+            store.insert_model(model.clone()).await?;
+        }
+        for deployment in &seed.deployments {
+            store.deploy(deployment.clone()).await?;
+        }
+        store.insert(&seed.token, seed.environment.clone()).await?;
+        store.spawn_purger(std::time::Duration::from_secs(60));
+        println!(
+            "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens and idempotency keys",
+            store.schema()
+        );
+        let store = Arc::new(store);
+        return Ok(Stores {
+            models: store.clone(),
+            tokens: store.clone(),
+            idempotency: store,
+        });
+    }
+    let models = InMemoryModelStore::new();
+    for model in &seed.models {
+        models.insert_model(model.clone());
+    }
+    for deployment in &seed.deployments {
+        models.deploy(deployment.clone());
+    }
+    let tokens = InMemoryTokenStore::new();
+    tokens.insert(&seed.token, seed.environment.clone());
+    println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
+    Ok(Stores {
+        models: Arc::new(models),
+        tokens: Arc::new(tokens),
+        idempotency: Arc::new(InMemoryIdempotencyStore::new()),
+    })
 }
 
 #[tokio::main]
@@ -82,36 +183,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => (EnvironmentToken::generate(), true),
     };
 
-    let acme = OrganizationId::new("acme");
-    let production = EnvironmentId::new("production");
     let order_intake: ProcessUuid = ORDER_INTAKE.parse()?;
     let returns: ProcessUuid = RETURNS_DRAFT.parse()?;
-    let form = StartForm::new([
-        FieldSpec::mandatory("customerName", FieldKind::Text),
-        FieldSpec::mandatory("orderNumber", FieldKind::Text),
-        FieldSpec::mandatory("productCode", FieldKind::Text),
-    ]);
-    let models = Arc::new(InMemoryModelStore::new());
-    models.insert_model(ProcessModel::new(order_intake, acme.clone(), "Order intake"));
-    models.insert_model(ProcessModel::new(returns, acme.clone(), "Returns (draft)"));
-    models.deploy(Deployment::new(
-        order_intake,
-        VersionTag::Released(1),
-        production.clone(),
-        form.clone(),
-    ));
-    models.deploy(Deployment::new(
-        returns,
-        VersionTag::Draft,
-        production.clone(),
-        form,
-    ));
-    let tokens = Arc::new(InMemoryTokenStore::new());
-    tokens.insert(&token, Environment::new(production, acme));
-
+    let seed = Seed::new(&token);
+    let stores = stores(&seed).await?;
+    let models = stores.models.clone();
     let engine = engine(&models);
-    let starter = WebhookStarter::new(models, tokens, engine)
-        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
+    let starter =
+        WebhookStarter::new(stores.models, stores.tokens, engine).with_idempotency(stores.idempotency);
     let app = router("/webhook/send", starter);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
