@@ -250,6 +250,7 @@ impl WebhookError {
             Self::EngineFailed { source } => match source.kind() {
                 EngineErrorKind::Overloaded => 429,
                 EngineErrorKind::Unavailable => 503,
+                EngineErrorKind::KeyReused => 422,
                 _ => 502,
             },
             Self::StoreUnavailable { .. }
@@ -290,6 +291,7 @@ impl WebhookError {
             Self::EngineFailed { source } => match source.kind() {
                 EngineErrorKind::Overloaded => "engine_overloaded",
                 EngineErrorKind::Unavailable => "engine_unavailable",
+                EngineErrorKind::KeyReused => "idempotency_key_reused",
                 _ => "engine_failed",
             },
             Self::StoreUnavailable { .. } => "store_unavailable",

@@ -258,6 +258,8 @@
 //! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
 //!   `serve`, a server loop with header, idle and connection limits.
 //! - `camunda7`: `Camunda7Engine`, an [`Engine`] over Camunda 7's REST API.
+//! - `temporal`: `TemporalEngine`, an [`Engine`] that starts Temporal
+//!   workflows through Temporal's HTTP API, exactly once per idempotency key.
 //! - `postgres`: `PostgresStore`, models, tokens and idempotency keys in
 //!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
@@ -297,6 +299,8 @@ pub use crate::engine::{
     DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, ProcessInstance,
     StartCommand, StartedInstance,
 };
+#[cfg(feature = "temporal")]
+pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
 pub use crate::http::{

@@ -16,6 +16,11 @@
 //! and idempotency keys live in PostgreSQL (migrated and seeded at start,
 //! idempotently, so that several replicas can share the database).
 //!
+//! With `--features server,temporal` and `TEMPORAL_URL` set (the frontend's
+//! HTTP API, e.g. `http://127.0.0.1:7243`), starts become Temporal workflows
+//! (`TEMPORAL_NAMESPACE`, default `default`; `TEMPORAL_TASK_QUEUE`, default
+//! `process-webhook`; `TEMPORAL_API_KEY` if the server wants one).
+//!
 //! With `--features server,camunda7` and `CAMUNDA_URL` set (e.g.
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
@@ -54,10 +59,22 @@ fn engine(models: &Arc<dyn ModelStore>) -> Arc<dyn Engine> {
         if let (Ok(user), Ok(password)) = (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD")) {
             engine = engine.with_basic_auth(user, password);
         }
-        println!("starting instances on Camunda 7 at {url}");
+        println!("engine: Camunda 7 at {url}");
+        return Arc::new(PrintingEngine(engine));
+    }
+    #[cfg(feature = "temporal")]
+    if let Ok(url) = std::env::var("TEMPORAL_URL") {
+        let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+        let queue = std::env::var("TEMPORAL_TASK_QUEUE").unwrap_or_else(|_| "process-webhook".to_owned());
+        let mut engine = TemporalEngine::new(&url, namespace.clone(), queue.clone());
+        if let Ok(key) = std::env::var("TEMPORAL_API_KEY") {
+            engine = engine.with_api_key(key);
+        }
+        println!("engine: Temporal at {url} (namespace {namespace}, task queue {queue})");
         return Arc::new(PrintingEngine(engine));
     }
     let _ = models;
+    println!("engine: in memory");
     Arc::new(PrintingEngine(InMemoryEngine::new()))
 }
 

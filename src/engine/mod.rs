@@ -9,12 +9,16 @@ use async_trait::async_trait;
 #[cfg(feature = "camunda7")]
 mod camunda7;
 mod memory;
+#[cfg(feature = "temporal")]
+mod temporal;
 
 #[cfg(feature = "camunda7")]
 pub use camunda7::{Camunda7Engine, CamundaProblem};
 pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};
 use serde::Serialize;
 use serde_json::{Map, Value};
+#[cfg(feature = "temporal")]
+pub use temporal::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::Deployment;
@@ -160,6 +164,10 @@ pub enum EngineErrorKind {
     Unavailable,
     /// The engine is overloaded: `429 engine_overloaded`, with `Retry-After`.
     Overloaded,
+    /// The engine already started an instance for this idempotency key with
+    /// other variables: `422 idempotency_key_reused`, as the idempotency
+    /// store answers. Engines that deduplicate starts by key say this.
+    KeyReused,
 }
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -209,6 +217,12 @@ impl EngineError {
     /// The engine is overloaded (retryable).
     pub fn overloaded(message: impl Into<String>) -> Self {
         Self::of_kind(EngineErrorKind::Overloaded, message).retryable()
+    }
+
+    /// The engine already holds an instance for this start's idempotency key,
+    /// started with other variables.
+    pub fn key_reused(message: impl Into<String>) -> Self {
+        Self::of_kind(EngineErrorKind::KeyReused, message)
     }
 
     fn of_kind(kind: EngineErrorKind, message: impl Into<String>) -> Self {

@@ -1,0 +1,375 @@
+//! [`TemporalEngine`] (feature `temporal`): starts a workflow per start
+//! through the Temporal frontend's HTTP API.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
+use crate::store::PayloadFingerprint;
+
+/// The default timeout of one call to Temporal: 10 seconds.
+pub const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts instances as Temporal workflows, over the frontend's HTTP API
+/// (`temporal server start-dev` serves it on `--http-port`, 7243 here).
+///
+/// A start is
+/// `POST {base}/api/v1/namespaces/{namespace}/workflows/{workflowId}` with:
+///
+/// - `workflowType.name`: the deployment's definition key;
+/// - `taskQueue.name`: the engine's task queue;
+/// - `input`: the variables as the workflow's single argument, a `json/plain`
+///   payload;
+/// - `memo`: `processUuid`, `version`, `environment`, `deploymentId`;
+/// - `requestId`, and the workflow id reuse policy `REJECT_DUPLICATE`.
+///
+/// # Exactly once in Temporal
+///
+/// With an idempotency key, the workflow id is
+/// `webhook-{process}-{h}`, where `h` is the first 32 hex digits of
+/// SHA-256(`"{environment}\n{process}\n{key}"`): URL-safe, 77 characters,
+/// the same on every replica. The request id is the SHA-256 of that
+/// workflow id and the variables' canonical fingerprint. So a repeated start
+/// (a retry after a lost answer, or a second replica without a shared
+/// idempotency store) gets the **same run** back and never starts a second
+/// one; the same key with other variables is refused by Temporal
+/// (`WorkflowExecutionAlreadyStarted`) and answered
+/// `422 idempotency_key_reused`, never silently replayed, even after the
+/// workflow closed. Without a key, each start gets a fresh workflow id
+/// `webhook-{process}-{random UUID}`.
+///
+/// The [`ProcessInstance`]'s id is the run id and its business key the
+/// workflow id.
+///
+/// # Errors
+///
+/// Temporal answers errors as a JSON status with a gRPC `code` (kept in the
+/// [`TemporalProblem`] source, never shown to the caller):
+///
+/// | Temporal | [`EngineError`] | caller sees |
+/// |---|---|---|
+/// | HTTP 429, `RESOURCE_EXHAUSTED` (8) | overloaded | `429` + `Retry-After` |
+/// | HTTP 503, `UNAVAILABLE` (14) | unavailable | `503` + `Retry-After` |
+/// | `ALREADY_EXISTS` (6) for a keyed start | key reused | `422 idempotency_key_reused` |
+/// | `INVALID_ARGUMENT` (3), `NOT_FOUND` (5, e.g. the namespace), `PERMISSION_DENIED` (7), `UNAUTHENTICATED` (16), other 4xx | refused | `502` |
+/// | other 5xx, timeouts, connection failures | failed, retryable | `502` |
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use process_webhook::TemporalEngine;
+///
+/// let engine = TemporalEngine::new("http://127.0.0.1:7243", "default", "process-webhook")
+///     .with_timeout(Duration::from_secs(5));
+/// ```
+#[derive(Clone)]
+pub struct TemporalEngine {
+    base: String,
+    namespace: String,
+    task_queue: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for TemporalEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemporalEngine")
+            .field("base", &self.base)
+            .field("namespace", &self.namespace)
+            .field("task_queue", &self.task_queue)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemporalEngine {
+    /// An engine on the HTTP API at `base_url` (e.g.
+    /// `http://127.0.0.1:7243`), starting workflows in `namespace` on
+    /// `task_queue`.
+    pub fn new(base_url: &str, namespace: impl Into<String>, task_queue: impl Into<String>) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            namespace: namespace.into(),
+            task_queue: task_queue.into(),
+            api_key: None,
+            timeout: DEFAULT_TEMPORAL_TIMEOUT,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `Authorization: Bearer {key}` (Temporal Cloud's API keys).
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the timeout of one call (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Uses this HTTP client (for its TLS, proxy and pool settings).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The workflow id a start of `process` in `environment` with
+    /// idempotency key `key` gets: how a host finds that start's workflow in
+    /// Temporal.
+    ///
+    /// ```
+    /// use process_webhook::{EnvironmentId, ProcessUuid, TemporalEngine};
+    ///
+    /// let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    /// let id = TemporalEngine::workflow_id_for(&EnvironmentId::new("production"), &process, "order-1");
+    /// assert!(id.starts_with("webhook-dd9759e0-cc94-11ed-938f-13cf60270555-"));
+    /// assert_eq!(id.len(), 77);
+    /// ```
+    pub fn workflow_id_for(environment: &EnvironmentId, process: &ProcessUuid, key: &str) -> String {
+        let scope = format!("{environment}\n{process}\n{key}");
+        let digest = Sha256::digest(scope.as_bytes());
+        format!("webhook-{process}-{}", hex(&digest[..16]))
+    }
+
+    /// The workflow id and request id of a start (see the type's docs).
+    fn ids(command: &StartCommand) -> (String, String) {
+        match &command.idempotency_key {
+            Some(key) => {
+                let workflow_id = Self::workflow_id_for(&command.environment, &command.process, key);
+                let fingerprint = PayloadFingerprint::of(&command.variables);
+                let mut request = Sha256::new();
+                request.update(workflow_id.as_bytes());
+                request.update(fingerprint.as_bytes());
+                (workflow_id, hex(&request.finalize()[..16]))
+            }
+            None => {
+                let run = uuid::Uuid::new_v4();
+                (
+                    format!("webhook-{}-{run}", command.process),
+                    uuid::Uuid::new_v4().to_string(),
+                )
+            }
+        }
+    }
+
+    fn start_url(&self, workflow_id: &str) -> String {
+        format!(
+            "{}/api/v1/namespaces/{}/workflows/{}",
+            self.base,
+            utf8_percent_encode(&self.namespace, NON_ALPHANUMERIC),
+            utf8_percent_encode(workflow_id, NON_ALPHANUMERIC),
+        )
+    }
+}
+
+/// `value` as a Temporal `json/plain` payload.
+fn payload(value: &Value) -> Value {
+    json!({
+        "metadata": {"encoding": STANDARD.encode("json/plain")},
+        "data": STANDARD.encode(value.to_string()),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What Temporal answered to a start it did not carry out: the source of
+/// the [`EngineError`], for the host's logs.
+#[derive(Debug, Clone)]
+pub struct TemporalProblem {
+    status: u16,
+    code: Option<i64>,
+    message: String,
+}
+
+impl TemporalProblem {
+    /// The HTTP status Temporal answered with.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The gRPC status code, when Temporal sent one (e.g. 5 for not found).
+    pub fn code(&self) -> Option<i64> {
+        self.code
+    }
+
+    /// Temporal's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TemporalProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "temporal answered {}", self.status)?;
+        if let Some(code) = self.code {
+            write!(f, " (code {code})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TemporalProblem {}
+
+#[derive(Deserialize, Default)]
+struct StatusBody {
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartedBody {
+    run_id: String,
+}
+
+#[async_trait]
+impl Engine for TemporalEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let (workflow_id, request_id) = Self::ids(&command);
+        let memo = json!({
+            "processUuid": payload(&json!(command.process.to_string())),
+            "version": payload(&json!(command.version)),
+            "environment": payload(&json!(command.environment.as_str())),
+            "deploymentId": payload(&json!(command.deployment.to_string())),
+        });
+        let keyed = command.idempotency_key.is_some();
+        let body = json!({
+            "workflowType": {"name": command.definition_key},
+            "taskQueue": {"name": self.task_queue},
+            "input": {"payloads": [payload(&Value::Object(command.variables))]},
+            "memo": {"fields": memo},
+            "requestId": request_id,
+            "workflowIdReusePolicy": "WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE",
+        });
+        let mut request = self
+            .client
+            .post(self.start_url(&workflow_id))
+            .timeout(self.timeout)
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        if (200..300).contains(&status) {
+            let started: StartedBody = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::new("temporal's answer to a start has no run id").with_source(e))?;
+            return Ok(ProcessInstance::new(InstanceId::new(started.run_id)).with_business_key(workflow_id));
+        }
+        let answer: StatusBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let problem = TemporalProblem {
+            status,
+            code: answer.code,
+            message: answer.message,
+        };
+        let message = format!("temporal did not start {}: {problem}", command.definition_key);
+        let mut error = match (status, problem.code) {
+            (429, _) | (_, Some(8)) => EngineError::overloaded(message),
+            (503, _) | (_, Some(14)) => EngineError::unavailable(message),
+            (_, Some(6)) if keyed => EngineError::key_reused(message),
+            (_, Some(3 | 5 | 6 | 7 | 16)) | (400..=499, _) => EngineError::refused(message),
+            _ => EngineError::new(message).retryable(),
+        };
+        if let Some(after) = retry_after {
+            error = error.with_retry_after(after);
+        }
+        Err(error.with_source(problem))
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> EngineError {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    EngineError::new(format!("the request to temporal {what}"))
+        .retryable()
+        .with_source(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::DeploymentId;
+
+    fn command(key: Option<&str>, order: &str) -> StartCommand {
+        let mut variables = serde_json::Map::new();
+        variables.insert("orderNumber".into(), json!(order));
+        StartCommand {
+            process: ProcessUuid::from(uuid::Uuid::nil()),
+            deployment: DeploymentId::from(uuid::Uuid::nil()),
+            definition_key: "order-intake".into(),
+            version: 1,
+            environment: EnvironmentId::new("production"),
+            variables,
+            idempotency_key: key.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn keyed_ids_are_stable_url_safe_and_bounded_and_the_request_id_follows_the_variables() {
+        let (workflow, request) = TemporalEngine::ids(&command(Some("order 1/2?"), "1"));
+        assert_eq!(
+            TemporalEngine::ids(&command(Some("order 1/2?"), "1")),
+            (workflow.clone(), request.clone())
+        );
+        assert_eq!(workflow.len(), 77);
+        assert!(workflow.starts_with("webhook-00000000-0000-0000-0000-000000000000-"));
+        assert!(workflow.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        let (same_key, other_request) = TemporalEngine::ids(&command(Some("order 1/2?"), "2"));
+        assert_eq!(same_key, workflow, "the workflow id depends on the key alone");
+        assert_ne!(other_request, request, "other variables, another request id");
+        let (other_workflow, _) = TemporalEngine::ids(&command(Some("order 3"), "1"));
+        assert_ne!(other_workflow, workflow);
+        let (a, _) = TemporalEngine::ids(&command(None, "1"));
+        let (b, _) = TemporalEngine::ids(&command(None, "1"));
+        assert_ne!(a, b, "without a key, a fresh workflow id each time");
+    }
+
+    #[test]
+    fn payloads_are_json_plain() {
+        let p = payload(&json!({"a": 1}));
+        assert_eq!(p["metadata"]["encoding"], STANDARD.encode("json/plain"));
+        assert_eq!(
+            STANDARD.decode(p["data"].as_str().unwrap()).unwrap(),
+            br#"{"a":1}"#
+        );
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_api_key() {
+        let engine = TemporalEngine::new("http://t", "default", "q").with_api_key("secret-key");
+        assert!(!format!("{engine:?}").contains("secret-key"));
+    }
+}

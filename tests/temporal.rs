@@ -1,0 +1,195 @@
+//! `TemporalEngine` against a real Temporal server (`TEMPORAL_URL`, the
+//! frontend's HTTP API): what the workflow holds, checked through
+//! Temporal's own API; one execution for concurrent duplicate starts; a
+//! different payload under a key refused; an unknown namespace refused.
+#![cfg(feature = "temporal")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use process_webhook::*;
+use serde_json::{Value, json};
+
+fn temporal_url() -> Option<String> {
+    match std::env::var("TEMPORAL_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("TEMPORAL_URL is not set: in CI the Temporal tests must run")
+        }
+        Err(_) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: TEMPORAL_URL is not set (e.g. http://127.0.0.1:7243)"
+            );
+            None
+        }
+    }
+}
+
+/// A key no other test run has used (the server keeps workflows for its
+/// lifetime).
+fn fresh_key() -> String {
+    format!("order-{}", uuid::Uuid::new_v4())
+}
+
+/// The example world with Order intake's definition key, on Temporal.
+fn world_on(url: &str, namespace: &str) -> (World, Arc<TemporalEngine>) {
+    let world = World::new();
+    let engine = Arc::new(TemporalEngine::new(url, namespace, "process-webhook-tests"));
+    (world, engine)
+}
+
+async fn get(url: String) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_start_is_a_workflow_with_exactly_the_variables_as_input_and_the_memo() {
+    let Some(url) = temporal_url() else { return };
+    let (world, engine) = world_on(&url, "default");
+    let key = fresh_key();
+    let request = world
+        .request(ORDER_INTAKE, order_payload())
+        .with_idempotency_key(key.clone());
+    let outcome = start_via_webhook(request, &*world.models, &*world.tokens, &*engine)
+        .await
+        .unwrap();
+    let workflow_id =
+        TemporalEngine::workflow_id_for(&EnvironmentId::new("production"), &uuid(ORDER_INTAKE), &key);
+
+    let described = get(format!("{url}/api/v1/namespaces/default/workflows/{workflow_id}")).await;
+    let info = &described["workflowExecutionInfo"];
+    assert_eq!(
+        info["execution"]["runId"],
+        outcome.instance_id().as_str(),
+        "the instance id is the run id"
+    );
+    assert_eq!(
+        info["type"]["name"], "order-intake",
+        "the workflow type is the definition key"
+    );
+    assert_eq!(info["taskQueue"], "process-webhook-tests");
+    let memo = &info["memo"]["fields"];
+    assert_eq!(memo["processUuid"], ORDER_INTAKE);
+    assert_eq!(memo["version"], 2);
+    assert_eq!(memo["environment"], "production");
+    assert_eq!(memo["deploymentId"], world.order_deployment.to_string());
+
+    let history = get(format!(
+        "{url}/api/v1/namespaces/default/workflows/{workflow_id}/history"
+    ))
+    .await;
+    let started = &history["history"]["events"][0]["workflowExecutionStartedEventAttributes"];
+    assert_eq!(
+        started["input"],
+        json!([Value::Object(order_payload())]),
+        "one argument: the variables"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicate_starts_with_one_key_make_one_execution() {
+    let Some(url) = temporal_url() else { return };
+    let (world, engine) = world_on(&url, "default");
+    let key = fresh_key();
+    // No idempotency store: the engine alone must deduplicate, as for two
+    // replicas that share none.
+    let starts = (0..16).map(|_| {
+        let request = world
+            .request(ORDER_INTAKE, order_payload())
+            .with_idempotency_key(key.clone());
+        let (models, tokens, engine) = (world.models.clone(), world.tokens.clone(), engine.clone());
+        tokio::spawn(async move { start_via_webhook(request, &*models, &*tokens, &*engine).await })
+    });
+    let mut runs = std::collections::BTreeSet::new();
+    for start in starts.collect::<Vec<_>>() {
+        runs.insert(start.await.unwrap().unwrap().instance_id().as_str().to_owned());
+    }
+    assert_eq!(runs.len(), 1, "every start answered the same run: {runs:?}");
+    let workflow_id =
+        TemporalEngine::workflow_id_for(&EnvironmentId::new("production"), &uuid(ORDER_INTAKE), &key);
+    let history = get(format!(
+        "{url}/api/v1/namespaces/default/workflows/{workflow_id}/history"
+    ))
+    .await;
+    let starts = history["history"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED")
+        .count();
+    assert_eq!(starts, 1);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_payload_is_refused_as_a_reused_key() {
+    let Some(url) = temporal_url() else { return };
+    let (world, engine) = world_on(&url, "default");
+    let key = fresh_key();
+    let first = world
+        .request(ORDER_INTAKE, order_payload())
+        .with_idempotency_key(key.clone());
+    let outcome = start_via_webhook(first, &*world.models, &*world.tokens, &*engine)
+        .await
+        .unwrap();
+    let mut other = order_payload();
+    other.insert("orderNumber".into(), json!("999999"));
+    let second = world
+        .request(ORDER_INTAKE, other)
+        .with_idempotency_key(key.clone());
+    let err = assert_refused(
+        start_via_webhook(second, &*world.models, &*world.tokens, &*engine).await,
+        422,
+        "idempotency_key_reused",
+    );
+    let source = std::error::Error::source(&err).and_then(std::error::Error::source);
+    let problem = source
+        .and_then(|s| s.downcast_ref::<TemporalProblem>())
+        .expect("Temporal's answer is the source");
+    assert_eq!(problem.code(), Some(6));
+    assert!(
+        !err.to_problem_json().to_string().contains("already"),
+        "Temporal's text stays in the source"
+    );
+    // The first payload again is the same run.
+    let again = world
+        .request(ORDER_INTAKE, order_payload())
+        .with_idempotency_key(key);
+    let replayed = start_via_webhook(again, &*world.models, &*world.tokens, &*engine)
+        .await
+        .unwrap();
+    assert_eq!(replayed.instance_id(), outcome.instance_id());
+}
+
+#[tokio::test]
+async fn a_namespace_that_does_not_exist_is_a_refusal() {
+    let Some(url) = temporal_url() else { return };
+    let (world, engine) = world_on(&url, &format!("missing-{}", uuid::Uuid::new_v4().simple()));
+    let request = world.request(ORDER_INTAKE, order_payload());
+    let err = assert_refused(
+        start_via_webhook(request, &*world.models, &*world.tokens, &*engine).await,
+        502,
+        "engine_failed",
+    );
+    let WebhookError::EngineFailed { source } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(source.kind(), EngineErrorKind::Refused);
+    assert!(!source.is_retryable());
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_a_retryable_failure() {
+    let (world, _) = world_on("http://127.0.0.1:9", "default");
+    let engine = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
+    let request = world.request(ORDER_INTAKE, order_payload());
+    let err = assert_refused(
+        start_via_webhook(request, &*world.models, &*world.tokens, &engine).await,
+        502,
+        "engine_failed",
+    );
+    assert!(err.is_retryable());
+}
