@@ -258,6 +258,9 @@
 //! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
 //!   `serve`, a server loop with header, idle and connection limits.
 //! - `camunda7`: `Camunda7Engine`, an [`Engine`] over Camunda 7's REST API.
+//! - `camunda8`: `Camunda8Engine`, an [`Engine`] over Camunda 8's
+//!   Orchestration Cluster REST API (none, basic, bearer or OAuth client
+//!   credentials).
 //! - `temporal`: `TemporalEngine`, an [`Engine`] that starts Temporal
 //!   workflows through Temporal's HTTP API, exactly once per idempotency key.
 //! - `postgres`: `PostgresStore`, models, tokens and idempotency keys in
@@ -295,6 +298,8 @@ pub use async_trait::async_trait;
 
 #[cfg(feature = "camunda7")]
 pub use crate::engine::{Camunda7Engine, CamundaProblem};
+#[cfg(feature = "camunda8")]
+pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use crate::engine::{
     DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, ProcessInstance,
     StartCommand, StartedInstance,

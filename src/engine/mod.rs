@@ -8,12 +8,16 @@ use async_trait::async_trait;
 
 #[cfg(feature = "camunda7")]
 mod camunda7;
+#[cfg(feature = "camunda8")]
+mod camunda8;
 mod memory;
 #[cfg(feature = "temporal")]
 mod temporal;
 
 #[cfg(feature = "camunda7")]
 pub use camunda7::{Camunda7Engine, CamundaProblem};
+#[cfg(feature = "camunda8")]
+pub use camunda8::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};
 use serde::Serialize;
 use serde_json::{Map, Value};

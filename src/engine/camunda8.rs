@@ -1,0 +1,438 @@
+//! [`Camunda8Engine`] (feature `camunda8`): starts process instances through
+//! Camunda 8's Orchestration Cluster REST API.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::id::InstanceId;
+
+/// The default timeout of one call to Camunda 8: 10 seconds.
+pub const DEFAULT_CAMUNDA8_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long before it expires a cached OAuth access token is renewed.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+
+/// How [`Camunda8Engine`] authenticates.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Camunda8Auth {
+    /// No authentication (a local cluster).
+    None,
+    /// HTTP basic authentication.
+    Basic {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A static bearer token.
+    Bearer(String),
+    /// OAuth 2.0 client credentials: an access token is fetched from
+    /// `token_url`, cached until shortly before it expires, and fetched anew
+    /// once when a call is answered `401`.
+    ClientCredentials {
+        /// The token endpoint.
+        token_url: String,
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        client_secret: String,
+        /// The audience (e.g. `orchestration-api`), if the issuer wants one.
+        audience: Option<String>,
+    },
+}
+
+impl fmt::Debug for Camunda8Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("password", &"[redacted]")
+                .finish(),
+            Self::Bearer(_) => f.write_str("Bearer([redacted])"),
+            Self::ClientCredentials {
+                token_url,
+                client_id,
+                audience,
+                ..
+            } => f
+                .debug_struct("ClientCredentials")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("client_secret", &"[redacted]")
+                .field("audience", audience)
+                .finish(),
+        }
+    }
+}
+
+/// Starts instances on Camunda 8 through its Orchestration Cluster REST API.
+///
+/// A start is `POST {base}/v2/process-instances` with `processDefinitionId`
+/// = the deployment's definition key (the BPMN process id), the variables as
+/// they are, `tenantId` when one is configured, and the idempotency key as
+/// `businessId`.
+///
+/// The [`ProcessInstance`]'s id is `processInstanceKey` (a string: it exceeds
+/// JavaScript's safe integers), its definition id `processDefinitionKey`,
+/// and its business key the idempotency key.
+///
+/// # Duplicates
+///
+/// With Camunda's business-id uniqueness control on, a second start with a
+/// key while an instance with that business id is active is answered `409`.
+/// The create endpoint does not name the existing instance, so this engine
+/// answers a **refusal** (`502 engine_failed`) whose message names the
+/// conflict, rather than guessing an instance; pair it with an idempotency
+/// store ([`WebhookStarter::with_idempotency`](crate::WebhookStarter::with_idempotency))
+/// so that retries are replays before they reach Camunda.
+///
+/// # Errors
+///
+/// Camunda 8 answers RFC 9457 problem documents; their title and detail stay
+/// in the [`Camunda8Problem`] source, never shown to the caller:
+///
+/// | Camunda | [`EngineError`] | caller sees |
+/// |---|---|---|
+/// | `503` whose title says `RESOURCE_EXHAUSTED` (backpressure), `429` | overloaded | `429` + `Retry-After` |
+/// | other `503` | unavailable | `503` + `Retry-After` |
+/// | `400`, `404`, `409`, `401`/`403` (after one token refresh) | refused | `502` |
+/// | other `5xx` (`504` included), timeouts, connection failures | failed, retryable | `502` |
+///
+/// # Example
+///
+/// ```no_run
+/// use process_webhook::{Camunda8Auth, Camunda8Engine};
+///
+/// let engine = Camunda8Engine::new("https://cluster.example/v2-api-base")
+///     .with_auth(Camunda8Auth::ClientCredentials {
+///         token_url: "https://login.example/oauth/token".into(),
+///         client_id: "webhooks".into(),
+///         client_secret: std::env::var("CAMUNDA_CLIENT_SECRET").unwrap_or_default(),
+///         audience: Some("orchestration-api".into()),
+///     })
+///     .with_tenant_id("acme");
+/// ```
+#[derive(Clone)]
+pub struct Camunda8Engine {
+    base: String,
+    auth: Camunda8Auth,
+    tenant: Option<String>,
+    timeout: Duration,
+    client: reqwest::Client,
+    token: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl fmt::Debug for Camunda8Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Camunda8Engine")
+            .field("base", &self.base)
+            .field("auth", &self.auth)
+            .field("tenant", &self.tenant)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Camunda8Engine {
+    /// An engine on the REST API at `base_url` (the part before `/v2`, e.g.
+    /// `http://localhost:8080`), without authentication.
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            auth: Camunda8Auth::None,
+            tenant: None,
+            timeout: DEFAULT_CAMUNDA8_TIMEOUT,
+            client: reqwest::Client::new(),
+            token: Arc::default(),
+        }
+    }
+
+    /// Sets how it authenticates.
+    pub fn with_auth(mut self, auth: Camunda8Auth) -> Self {
+        self.auth = auth;
+        self.token = Arc::default();
+        self
+    }
+
+    /// Starts instances of this tenant's definitions.
+    pub fn with_tenant_id(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Sets the timeout of one call (default 10 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Uses this HTTP client (for its TLS, proxy and pool settings).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The OAuth access token: the cached one, or a new one when it is
+    /// missing, about to expire, or `stale`.
+    async fn access_token(&self, stale: bool) -> Result<Option<String>, EngineError> {
+        let Camunda8Auth::ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            audience,
+        } = &self.auth
+        else {
+            return Ok(None);
+        };
+        if !stale {
+            let cached = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((token, expires)) = cached.as_ref() {
+                if Instant::now() + TOKEN_MARGIN < *expires {
+                    return Ok(Some(token.clone()));
+                }
+            }
+        }
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", client_secret.as_str()),
+        ];
+        if let Some(audience) = audience {
+            form.push(("audience", audience.as_str()));
+        }
+        let response = self
+            .client
+            .post(token_url)
+            .timeout(self.timeout)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport_error("the token endpoint", e))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(EngineError::refused(format!(
+                "the OAuth token endpoint answered {status}"
+            )));
+        }
+        #[derive(Deserialize)]
+        struct Issued {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let issued: Issued = response
+            .json()
+            .await
+            .map_err(|e| EngineError::new("the OAuth token endpoint sent no access token").with_source(e))?;
+        let expires = Instant::now() + Duration::from_secs(issued.expires_in.unwrap_or(300));
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((issued.access_token.clone(), expires));
+        Ok(Some(issued.access_token))
+    }
+
+    async fn send(&self, body: &Value, stale_token: bool) -> Result<reqwest::Response, EngineError> {
+        let mut request = self
+            .client
+            .post(format!("{}/v2/process-instances", self.base))
+            .timeout(self.timeout)
+            .json(body);
+        match &self.auth {
+            Camunda8Auth::None => {}
+            Camunda8Auth::Basic { user, password } => request = request.basic_auth(user, Some(password)),
+            Camunda8Auth::Bearer(token) => request = request.bearer_auth(token),
+            Camunda8Auth::ClientCredentials { .. } => {
+                if let Some(token) = self.access_token(stale_token).await? {
+                    request = request.bearer_auth(token);
+                }
+            }
+        }
+        request.send().await.map_err(|e| transport_error("camunda", e))
+    }
+}
+
+/// What Camunda 8 answered to a start it did not carry out (its RFC 9457
+/// problem document): the source of the [`EngineError`], for the host's
+/// logs.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Camunda8Problem {
+    #[serde(skip)]
+    status: u16,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+}
+
+impl Camunda8Problem {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The problem's title (e.g. `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`).
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The problem's detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for Camunda8Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "camunda 8 answered {}", self.status)?;
+        if !self.title.is_empty() {
+            write!(f, " {}", self.title)?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Camunda8Problem {}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    process_instance_key: Value,
+    #[serde(default)]
+    process_definition_key: Option<Value>,
+}
+
+/// A key as Camunda sends it: a string (or, from older versions, a number).
+fn key_text(key: &Value) -> Option<String> {
+    match key {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Engine for Camunda8Engine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let mut body = json!({
+            "processDefinitionId": command.definition_key,
+            "variables": Value::Object(command.variables),
+        });
+        if let Some(tenant) = &self.tenant {
+            body["tenantId"] = json!(tenant);
+        }
+        if let Some(key) = &command.idempotency_key {
+            body["businessId"] = json!(key);
+        }
+        let mut response = self.send(&body, false).await?;
+        if response.status().as_u16() == 401 && matches!(self.auth, Camunda8Auth::ClientCredentials { .. }) {
+            // The token may have been revoked or expired early: once more.
+            response = self.send(&body, true).await?;
+        }
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("camunda", e))?;
+        if (200..300).contains(&status) {
+            let created: Created = serde_json::from_slice(&bytes).map_err(|e| {
+                EngineError::new("camunda 8's answer has no processInstanceKey").with_source(e)
+            })?;
+            let id = key_text(&created.process_instance_key)
+                .ok_or_else(|| EngineError::new("camunda 8's processInstanceKey is not a key"))?;
+            let mut instance = ProcessInstance::new(InstanceId::new(id));
+            if let Some(definition) = created.process_definition_key.as_ref().and_then(key_text) {
+                instance = instance.with_definition_id(definition);
+            }
+            if let Some(key) = &command.idempotency_key {
+                instance = instance.with_business_key(key.clone());
+            }
+            return Ok(instance);
+        }
+        let mut problem: Camunda8Problem = serde_json::from_slice(&bytes).unwrap_or_default();
+        problem.status = status;
+        let message = match status {
+            409 => format!(
+                "camunda 8 did not start {}: an active instance with business id {:?} exists ({problem})",
+                command.definition_key,
+                command.idempotency_key.as_deref().unwrap_or_default()
+            ),
+            _ => format!("camunda 8 did not start {}: {problem}", command.definition_key),
+        };
+        let mut error = match status {
+            503 if problem.title.contains("RESOURCE_EXHAUSTED") => EngineError::overloaded(message),
+            429 => EngineError::overloaded(message),
+            503 => EngineError::unavailable(message),
+            400..=499 => EngineError::refused(message),
+            _ => EngineError::new(message).retryable(),
+        };
+        if let Some(after) = retry_after {
+            error = error.with_retry_after(after);
+        }
+        Err(error.with_source(problem))
+    }
+}
+
+fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    EngineError::new(format!("the request to {to} {what}"))
+        .retryable()
+        .with_source(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let engine = Camunda8Engine::new("http://c").with_auth(Camunda8Auth::ClientCredentials {
+            token_url: "http://t".into(),
+            client_id: "id".into(),
+            client_secret: "s3cr3t-client".into(),
+            audience: None,
+        });
+        assert!(!format!("{engine:?}").contains("s3cr3t-client"));
+        let basic = Camunda8Auth::Basic {
+            user: "demo".into(),
+            password: "pa55word".into(),
+        };
+        assert!(!format!("{basic:?}").contains("pa55word"));
+        assert!(!format!("{:?}", Camunda8Auth::Bearer("tok-123".into())).contains("tok-123"));
+    }
+
+    #[test]
+    fn keys_are_read_as_text_whether_strings_or_numbers() {
+        assert_eq!(
+            key_text(&json!("2251799813686019")).as_deref(),
+            Some("2251799813686019")
+        );
+        assert_eq!(
+            key_text(&json!(2251799813686019u64)).as_deref(),
+            Some("2251799813686019")
+        );
+        assert_eq!(key_text(&json!(null)), None);
+    }
+}

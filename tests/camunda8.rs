@@ -1,0 +1,319 @@
+//! `Camunda8Engine` against a recording fake of Camunda 8's Orchestration
+//! Cluster REST API on loopback (no Camunda 8 can run here). The fake's
+//! shapes follow Camunda's published reference for
+//! `POST /v2/process-instances`: the `CreateProcessInstanceResult` fields
+//! (`processInstanceKey` and the other keys as strings) and RFC 9457
+//! problem documents (`type`, `title`, `status`, `detail`, `instance`).
+#![cfg(all(feature = "camunda8", feature = "axum"))]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use common::*;
+use process_webhook::*;
+use serde_json::{Value, json};
+
+/// What the fake was sent: path, headers, body.
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+#[derive(Clone, Default)]
+struct Fake {
+    seen: Seen,
+    /// Scripted answers to `/v2/process-instances`, in order; when empty, a
+    /// created instance.
+    answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    tokens_issued: Arc<Mutex<u32>>,
+}
+
+const CREATED_KEY: &str = "2251799813686019";
+
+async fn create(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Response {
+    fake.seen
+        .lock()
+        .unwrap()
+        .push(("/v2/process-instances".into(), headers, body));
+    match fake.answers.lock().unwrap().pop_front() {
+        Some((status, doc)) => (
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/problem+json")],
+            doc.to_string(),
+        )
+            .into_response(),
+        None => json_answer(json!({
+            "processDefinitionId": "order-intake",
+            "processDefinitionVersion": 3,
+            "processDefinitionKey": "2251799813685249",
+            "processInstanceKey": CREATED_KEY,
+            "tenantId": "<default>",
+            "variables": {},
+        })),
+    }
+}
+
+async fn token(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Response {
+    fake.seen
+        .lock()
+        .unwrap()
+        .push(("/oauth/token".into(), headers, body));
+    let mut issued = fake.tokens_issued.lock().unwrap();
+    *issued += 1;
+    json_answer(
+        json!({"access_token": format!("access-{issued}"), "token_type": "Bearer", "expires_in": 3600}),
+    )
+}
+
+fn json_answer(doc: Value) -> Response {
+    ([("content-type", "application/json")], doc.to_string()).into_response()
+}
+
+async fn start_fake() -> (SocketAddr, Fake) {
+    let fake = Fake::default();
+    let app = axum::Router::new()
+        .route("/v2/process-instances", post(create))
+        .route("/oauth/token", post(token))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, fake)
+}
+
+fn problem(status: u16, title: &str, detail: &str) -> (u16, Value) {
+    (
+        status,
+        json!({"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": "/v2/process-instances"}),
+    )
+}
+
+async fn start(
+    world: &World,
+    engine: &Camunda8Engine,
+    key: Option<&str>,
+) -> Result<StartOutcome, WebhookError> {
+    let mut request = world.request(ORDER_INTAKE, order_payload());
+    if let Some(key) = key {
+        request = request.with_idempotency_key(key);
+    }
+    start_via_webhook(request, &*world.models, &*world.tokens, engine).await
+}
+
+#[tokio::test]
+async fn a_start_posts_the_definition_the_variables_the_tenant_and_the_business_id() {
+    let (addr, fake) = start_fake().await;
+    let world = World::new();
+    let engine = Camunda8Engine::new(&format!("http://{addr}/")).with_tenant_id("acme");
+    let outcome = start(&world, &engine, Some("order-123456")).await.unwrap();
+    assert_eq!(
+        outcome.instance_id().as_str(),
+        CREATED_KEY,
+        "the instance id is processInstanceKey, as text"
+    );
+    let seen = fake.seen.lock().unwrap();
+    let (path, headers, body) = &seen[0];
+    assert_eq!(path, "/v2/process-instances");
+    assert!(headers.get("authorization").is_none());
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "processDefinitionId": "order-intake",
+            "variables": Value::Object(order_payload()),
+            "tenantId": "acme",
+            "businessId": "order-123456",
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_engine_reports_the_instance_and_definition_keys() {
+    let (addr, _fake) = start_fake().await;
+    let engine = Camunda8Engine::new(&format!("http://{addr}"));
+    let command = StartCommand {
+        process: uuid(ORDER_INTAKE),
+        deployment: DeploymentId::new_random(),
+        definition_key: "order-intake".into(),
+        version: 1,
+        environment: EnvironmentId::new("production"),
+        variables: order_payload(),
+        idempotency_key: Some("k".into()),
+    };
+    let instance = engine.start(command).await.unwrap();
+    assert_eq!(instance.id().as_str(), CREATED_KEY);
+    assert_eq!(instance.definition_id(), Some("2251799813685249"));
+    assert_eq!(instance.business_key(), Some("k"));
+}
+
+#[tokio::test]
+async fn basic_and_bearer_authentication_are_sent() {
+    let (addr, fake) = start_fake().await;
+    let world = World::new();
+    let basic = Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::Basic {
+        user: "demo".into(),
+        password: "demo".into(),
+    });
+    start(&world, &basic, None).await.unwrap();
+    let bearer =
+        Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::Bearer("static-token".into()));
+    start(&world, &bearer, None).await.unwrap();
+    let seen = fake.seen.lock().unwrap();
+    assert_eq!(seen[0].1["authorization"], "Basic ZGVtbzpkZW1v");
+    assert_eq!(seen[1].1["authorization"], "Bearer static-token");
+}
+
+#[tokio::test]
+async fn client_credentials_are_exchanged_once_cached_and_refreshed_once_on_401() {
+    let (addr, fake) = start_fake().await;
+    let world = World::new();
+    let engine = Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::ClientCredentials {
+        token_url: format!("http://{addr}/oauth/token"),
+        client_id: "webhooks".into(),
+        client_secret: "client-s3cret".into(),
+        audience: Some("orchestration-api".into()),
+    });
+    start(&world, &engine, None).await.unwrap();
+    start(&world, &engine, None).await.unwrap();
+    assert_eq!(*fake.tokens_issued.lock().unwrap(), 1, "the token is cached");
+    // A token revoked early: 401, a new token, the call again.
+    fake.answers
+        .lock()
+        .unwrap()
+        .push_back(problem(401, "UNAUTHORIZED", "token expired"));
+    start(&world, &engine, None).await.unwrap();
+    assert_eq!(*fake.tokens_issued.lock().unwrap(), 2);
+    let seen = fake.seen.lock().unwrap();
+    let token_request = &seen.iter().find(|(p, _, _)| p == "/oauth/token").unwrap().2;
+    for part in [
+        "grant_type=client_credentials",
+        "client_id=webhooks",
+        "client_secret=client-s3cret",
+        "audience=orchestration-api",
+    ] {
+        assert!(token_request.contains(part), "{token_request}");
+    }
+    let calls: Vec<_> = seen
+        .iter()
+        .filter(|(p, _, _)| p == "/v2/process-instances")
+        .collect();
+    assert_eq!(calls.len(), 4);
+    assert_eq!(calls[0].1["authorization"], "Bearer access-1");
+    assert_eq!(calls[2].1["authorization"], "Bearer access-1");
+    assert_eq!(calls[3].1["authorization"], "Bearer access-2");
+    assert_eq!(world.started(), 0, "the in-memory engine was not used");
+}
+
+#[tokio::test]
+async fn a_401_that_persists_is_a_refusal_after_one_refresh() {
+    let (addr, fake) = start_fake().await;
+    let world = World::new();
+    let engine = Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::ClientCredentials {
+        token_url: format!("http://{addr}/oauth/token"),
+        client_id: "webhooks".into(),
+        client_secret: "x".into(),
+        audience: None,
+    });
+    for _ in 0..2 {
+        fake.answers
+            .lock()
+            .unwrap()
+            .push_back(problem(401, "UNAUTHORIZED", "no"));
+    }
+    let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
+    let WebhookError::EngineFailed { source } = &err else {
+        panic!()
+    };
+    assert_eq!(source.kind(), EngineErrorKind::Refused);
+    assert_eq!(*fake.tokens_issued.lock().unwrap(), 2, "one refresh, no more");
+}
+
+#[tokio::test]
+async fn camunda_problems_map_to_the_documented_answers_and_stay_in_the_source() {
+    let cases = [
+        (
+            problem(503, "RESOURCE_EXHAUSTED", "backpressure"),
+            429,
+            "engine_overloaded",
+            true,
+        ),
+        (
+            problem(503, "UNAVAILABLE", "leader change"),
+            503,
+            "engine_unavailable",
+            true,
+        ),
+        (
+            problem(400, "INVALID_ARGUMENT", "no process with id order-intake"),
+            502,
+            "engine_failed",
+            false,
+        ),
+        (
+            problem(404, "NOT_FOUND", "no such definition"),
+            502,
+            "engine_failed",
+            false,
+        ),
+        (
+            problem(409, "CONFLICT", "business id order-1 is in use"),
+            502,
+            "engine_failed",
+            false,
+        ),
+        (problem(500, "INTERNAL", "boom"), 502, "engine_failed", true),
+        (
+            problem(504, "DEADLINE_EXCEEDED", "gateway timeout"),
+            502,
+            "engine_failed",
+            true,
+        ),
+    ];
+    for ((status, doc), want_status, want_code, retryable) in cases {
+        let (addr, fake) = start_fake().await;
+        let world = World::new();
+        fake.answers.lock().unwrap().push_back((status, doc.clone()));
+        let engine = Camunda8Engine::new(&format!("http://{addr}"));
+        let err = assert_refused(
+            start(&world, &engine, Some("order-1")).await,
+            want_status,
+            want_code,
+        );
+        assert_eq!(err.is_retryable(), retryable, "{status} {doc}");
+        let shown = err.to_problem_json().to_string();
+        assert!(
+            !shown.contains(doc["detail"].as_str().unwrap()),
+            "Camunda's detail is not shown: {shown}"
+        );
+        let source = std::error::Error::source(&err).and_then(std::error::Error::source);
+        let problem = source
+            .and_then(|s| s.downcast_ref::<Camunda8Problem>())
+            .expect("the problem is the source");
+        assert_eq!(
+            (problem.status(), problem.title()),
+            (status, doc["title"].as_str().unwrap())
+        );
+        if status == 409 {
+            let WebhookError::EngineFailed { source } = &err else {
+                panic!()
+            };
+            assert!(
+                source.message().contains("business id \"order-1\""),
+                "{}",
+                source.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_camunda_is_a_retryable_failure() {
+    let world = World::new();
+    let engine = Camunda8Engine::new("http://127.0.0.1:9");
+    let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
+    assert!(err.is_retryable());
+}
