@@ -42,6 +42,7 @@ use crate::store::StoreError;
 /// | 422 | `invalid_payload` | the payload does not satisfy the start form |
 /// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
 /// | 429 | `engine_overloaded` | the engine is overloaded |
+/// | 429 | `rate_limited` | over the environment's rate limit, or a client over its limit of failed authentications |
 /// | 500 | `internal_error` | a store or engine panicked |
 /// | 502 | `engine_failed` | the engine failed or refused |
 /// | 503 | `engine_unavailable` | the engine is unavailable for now |
@@ -107,6 +108,13 @@ pub enum WebhookError {
     /// `+json` type).
     #[error("the body must be JSON (`application/json`)")]
     UnsupportedMediaType,
+    /// The caller is over a rate limit (its environment's, or its client
+    /// address's for failed authentications).
+    #[error("too many calls: over the rate limit")]
+    RateLimited {
+        /// When a call would be allowed again.
+        retry_after: Duration,
+    },
     /// The server is reading as many body bytes at once as it allows.
     #[error("the server is busy reading other requests")]
     ServerBusy,
@@ -246,6 +254,7 @@ impl WebhookError {
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
             Self::UnsupportedMediaType => 415,
+            Self::RateLimited { .. } => 429,
             Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
             Self::EngineFailed { source } => match source.kind() {
                 EngineErrorKind::Overloaded => 429,
@@ -271,6 +280,7 @@ impl WebhookError {
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ServerBusy => "server_busy",
             Self::TooManyConnections => "too_many_connections",
             Self::IdempotencyStoreFull { .. } => "idempotency_store_full",
@@ -318,7 +328,8 @@ impl WebhookError {
             | Self::BodyTimeout { .. }
             | Self::ServerBusy
             | Self::TooManyConnections
-            | Self::IdempotencyStoreFull { .. } => true,
+            | Self::IdempotencyStoreFull { .. }
+            | Self::RateLimited { .. } => true,
             Self::EngineFailed { source } => source.is_retryable(),
             _ => false,
         }
@@ -339,6 +350,7 @@ impl WebhookError {
             }
             Self::StoreUnavailable { .. } => Some(Duration::from_secs(5)),
             Self::ServerBusy | Self::TooManyConnections => Some(Duration::from_secs(1)),
+            Self::RateLimited { retry_after } => Some(*retry_after),
             Self::IdempotencyStoreFull { retry_after } => {
                 Some(retry_after.unwrap_or(Duration::from_secs(60)))
             }
@@ -358,6 +370,7 @@ impl WebhookError {
             413 => "Payload too large",
             415 => "Unsupported media type",
             422 => "Unprocessable payload",
+            429 if self.code() == "rate_limited" => "Too many requests",
             429 => "Engine overloaded",
             502 => "Engine failed",
             503 => "Service unavailable",

@@ -263,6 +263,8 @@
 //!   credentials).
 //! - `temporal`: `TemporalEngine`, an [`Engine`] that starts Temporal
 //!   workflows through Temporal's HTTP API, exactly once per idempotency key.
+//! - `redis`: `RedisIdempotencyStore` and `RedisRateLimiter`, idempotency
+//!   keys and rate limits shared by replicas through Redis.
 //! - `postgres`: `PostgresStore`, models, tokens and idempotency keys in
 //!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
@@ -277,6 +279,7 @@ mod error;
 mod form;
 mod http;
 mod id;
+mod limit;
 mod model;
 mod store;
 mod token;
@@ -319,6 +322,11 @@ pub use crate::http::{
     ServeOptions, router, serve,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+#[cfg(feature = "redis")]
+pub use crate::limit::RedisRateLimiter;
+pub use crate::limit::{
+    InMemoryRateLimiter, InvalidQuota, OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter,
+};
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 pub use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
@@ -329,6 +337,8 @@ pub use crate::store::{
 pub use crate::store::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
 };
+#[cfg(feature = "redis")]
+pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
 pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, TokenDigest};
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 

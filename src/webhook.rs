@@ -159,7 +159,7 @@ impl StartOutcome {
     }
 
     /// An outcome from its stored parts (a store reading one back).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
     pub(crate) fn from_parts(
         instance_id: InstanceId,
         process: ProcessUuid,

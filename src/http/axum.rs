@@ -101,7 +101,7 @@ async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> 
     let admitted = match admitted {
         Ok(admitted) => admitted,
         // Refused on its head: the body is never read.
-        Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
+        Err(error) => return into_response(starter.settle(Err(error), &observed, started).await),
     };
     let authenticated = admitted.is_authenticated();
     let (body, held) = match read_body(body, &starter, declared, authenticated).await {
@@ -119,7 +119,7 @@ async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> 
     let exchange = tokio::spawn(Box::pin(async move {
         let starter = task_starter;
         let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
-        let reply = starter.reply(result, &observed, started);
+        let reply = starter.settle(result, &observed, started).await;
         drop(held);
         reply
     }));

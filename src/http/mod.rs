@@ -617,7 +617,10 @@ impl HttpReply {
             body: json_bytes(&error.to_problem_json()),
         };
         if let Some(after) = error.retry_after() {
-            reply = reply.with_header("retry-after", after.as_secs().max(1).to_string());
+            // Whole seconds, rounded up: a caller that waits that long is
+            // not refused again for waiting too little.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            reply = reply.with_header("retry-after", secs.max(1).to_string());
         }
         match error {
             WebhookError::MethodNotAllowed { .. } => {

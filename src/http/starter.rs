@@ -24,9 +24,10 @@ use crate::http::{
     is_envelope, open_envelope, parse_payload, process_from_target,
 };
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
+use crate::limit::{OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter};
 use crate::model::{Deployment, Environment, VersionTag};
 use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
-use crate::store::{ModelStore, TokenStore};
+use crate::store::{ModelStore, StoreError, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::webhook::{
     Prepared, StartOutcome, WebhookStartRequest, authenticate, authenticate_request, check_idempotency_key,
@@ -80,6 +81,7 @@ pub struct WebhookStarter {
     envelopes: bool,
     signature_tolerance: Duration,
     auth_failures: Arc<AuthFailures>,
+    limiter: Option<(Arc<dyn RateLimiter>, RateLimitPolicy)>,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -92,6 +94,7 @@ impl fmt::Debug for WebhookStarter {
             .field("body_budget", &self.body_budget)
             .field("envelopes", &self.envelopes)
             .field("signature_tolerance", &self.signature_tolerance)
+            .field("rate_limit", &self.limiter.as_ref().map(|(_, policy)| policy))
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +154,9 @@ pub(crate) struct Observed {
     process: Option<ProcessUuid>,
     environment: Option<EnvironmentId>,
     peer: Option<IpAddr>,
+    /// The environment's limit and what it decided, for the answer's
+    /// `RateLimit` fields.
+    rate: Option<(Quota, RateDecision)>,
 }
 
 impl Observed {
@@ -239,7 +245,113 @@ impl WebhookStarter {
             envelopes: true,
             signature_tolerance: DEFAULT_SIGNATURE_TOLERANCE,
             auth_failures: Arc::default(),
+            limiter: None,
         }
+    }
+
+    /// Limits calls with `limiter` as `policy` says: per environment (after
+    /// authentication, before validation, the idempotency store and the
+    /// engine; dry runs and schema requests count too), and failed
+    /// authentications per client address (a client over that limit is
+    /// refused before the token store is consulted). Over a limit a call is
+    /// `429 rate_limited` with `Retry-After`, and nothing is started or
+    /// reserved. Every answer to a limited environment carries the
+    /// `RateLimit-Policy` and `RateLimit` fields of the IETF draft
+    /// (`"environment";q=100;w=1` and `"environment";r=42;t=1`).
+    ///
+    /// When the limiter cannot answer, `policy`'s
+    /// [`OnLimiterError`](crate::OnLimiterError) decides: let the call
+    /// through and log an error (the default), or refuse it with
+    /// `503 store_unavailable`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use process_webhook::*;
+    ///
+    /// # fn starter() -> WebhookStarter { WebhookStarter::new(Arc::new(InMemoryModelStore::new()), Arc::new(InMemoryTokenStore::new()), Arc::new(InMemoryEngine::new())) }
+    /// let starter = starter().with_rate_limit(
+    ///     Arc::new(InMemoryRateLimiter::new()),
+    ///     RateLimitPolicy::default()
+    ///         .per_environment("100/s".parse().unwrap())
+    ///         .failed_authentications_per_client(Quota::per_minute(30)),
+    /// );
+    /// # let _ = starter;
+    /// ```
+    pub fn with_rate_limit(mut self, limiter: Arc<dyn RateLimiter>, policy: RateLimitPolicy) -> Self {
+        self.limiter = Some((limiter, policy));
+        self
+    }
+
+    /// Takes one unit of `environment`'s limit.
+    async fn limit_environment(
+        &self,
+        environment: &Environment,
+        observed: &mut Observed,
+    ) -> Result<(), WebhookError> {
+        let Some((limiter, policy)) = &self.limiter else {
+            return Ok(());
+        };
+        let Some(quota) = policy.per_environment else {
+            return Ok(());
+        };
+        let key = format!("env:{}/{}", environment.organization(), environment.id());
+        match limiter.acquire(&key, quota).await {
+            Ok(decision) => {
+                observed.rate = Some((quota, decision));
+                if decision.allowed() {
+                    Ok(())
+                } else {
+                    Err(WebhookError::RateLimited {
+                        retry_after: decision.retry_after(),
+                    })
+                }
+            }
+            Err(error) => limiter_failed(error, policy.on_error),
+        }
+    }
+
+    /// Refuses a client over its limit of failed authentications, before its
+    /// token is looked up.
+    async fn check_client(&self, observed: &Observed) -> Result<(), WebhookError> {
+        let (Some((limiter, policy)), Some(peer)) = (&self.limiter, observed.peer) else {
+            return Ok(());
+        };
+        let Some(quota) = policy.failed_auth else {
+            return Ok(());
+        };
+        match limiter.peek(&format!("auth:{peer}"), quota).await {
+            Ok(decision) if decision.allowed() => Ok(()),
+            Ok(decision) => Err(WebhookError::RateLimited {
+                retry_after: decision.retry_after(),
+            }),
+            Err(error) => limiter_failed(error, policy.on_error),
+        }
+    }
+
+    /// Counts a failed authentication against the client's limit.
+    async fn note_failed_auth(&self, peer: Option<IpAddr>) {
+        let (Some((limiter, policy)), Some(peer)) = (&self.limiter, peer) else {
+            return;
+        };
+        if let Some(quota) = policy.failed_auth {
+            if let Err(error) = limiter.acquire(&format!("auth:{peer}"), quota).await {
+                let _ = limiter_failed(error, OnLimiterError::Allow);
+            }
+        }
+    }
+
+    /// The answer to a call's result, after counting a failed
+    /// authentication against its client.
+    pub(crate) async fn settle(
+        &self,
+        result: Result<Success, WebhookError>,
+        observed: &Observed,
+        started: Instant,
+    ) -> HttpReply {
+        if matches!(&result, Err(error) if error.status() == 401) {
+            self.note_failed_auth(observed.peer).await;
+        }
+        self.reply(result, observed, started)
     }
 
     /// Sets the most JSON values (scalars, arrays and objects, counted
@@ -345,6 +457,7 @@ impl WebhookStarter {
             }
             let environment = self.authenticate_request(&request).await?;
             observed.environment = Some(environment.id().clone());
+            self.limit_environment(&environment, &mut observed).await?;
             self.start_authenticated(request, &environment).await
         })
         .await;
@@ -361,6 +474,8 @@ impl WebhookStarter {
     /// The [`WebhookError`] the start would fail with (before the engine).
     pub async fn dry_run(&self, request: WebhookStartRequest) -> Result<DryRun, WebhookError> {
         let environment = self.authenticate_request(&request).await?;
+        self.limit_environment(&environment, &mut Observed::default())
+            .await?;
         self.dry_run_authenticated(request, &environment).await
     }
 
@@ -382,6 +497,8 @@ impl WebhookStarter {
         token: Option<&EnvironmentToken>,
     ) -> Result<Value, WebhookError> {
         let environment = authenticate(token, None, &*self.tokens, self.signature_tolerance).await?;
+        self.limit_environment(&environment, &mut Observed::default())
+            .await?;
         self.schema_authenticated(process, &environment).await
     }
 
@@ -529,7 +646,7 @@ impl WebhookStarter {
             self.finish(admitted, body, &mut observed).await
         })
         .await;
-        self.reply(result, &observed, started)
+        self.settle(result, &observed, started).await
     }
 
     /// The answer to a call's result, with its one log event.
@@ -564,6 +681,26 @@ impl WebhookStarter {
                 }
                 HttpReply::from_error(error)
             }
+        };
+        let reply = match observed.rate {
+            Some((quota, decision)) => reply
+                .with_header(
+                    "ratelimit-policy",
+                    format!(
+                        "\"environment\";q={};w={}",
+                        quota.count(),
+                        whole_seconds(quota.period())
+                    ),
+                )
+                .with_header(
+                    "ratelimit",
+                    format!(
+                        "\"environment\";r={};t={}",
+                        decision.remaining(),
+                        whole_seconds(decision.reset_after())
+                    ),
+                ),
+            None => reply,
         };
         log_call(observed, result.as_ref().map(|_| reply.status()), started);
         reply
@@ -602,11 +739,13 @@ impl WebhookStarter {
         if method == Method::Post && head.not_json {
             return Err(WebhookError::UnsupportedMediaType);
         }
+        self.check_client(observed).await?;
         let environment = if head.token.is_none() && method == Method::Post && self.envelopes {
             None
         } else {
             let environment = environment_of(head.token.as_ref(), &*self.tokens).await?;
             observed.environment = Some(environment.id().clone());
+            self.limit_environment(&environment, observed).await?;
             Some(environment)
         };
         Ok(Admitted {
@@ -669,6 +808,7 @@ impl WebhookStarter {
                 head.merge_envelope(inner)?;
                 let environment = environment_of(head.token.as_ref(), &*self.tokens).await?;
                 observed.environment = Some(environment.id().clone());
+                self.limit_environment(&environment, observed).await?;
                 verify(&environment)?;
                 (environment, true, payload)
             }
@@ -824,6 +964,25 @@ impl From<Prepared> for DryRun {
             variables: prepared.variables,
         }
     }
+}
+
+/// What the starter does when its limiter fails: logs it, then lets the
+/// call through or refuses it.
+fn limiter_failed(error: StoreError, on_error: OnLimiterError) -> Result<(), WebhookError> {
+    tracing::error!(
+        target: "process_webhook",
+        error = %chain(&error),
+        "the rate limiter could not answer"
+    );
+    match on_error {
+        OnLimiterError::Refuse => Err(WebhookError::StoreUnavailable { source: error }),
+        _ => Ok(()),
+    }
+}
+
+/// A duration in whole seconds, rounded up.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// Whether a deployment's start form names a field `headers` or `payload`:

@@ -227,6 +227,37 @@ pub const DEFAULT_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(5 * 60);
 /// The default bound on the keys [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) holds.
 pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 
+/// An outcome as a store keeps it: `{"instanceId", "processUuid",
+/// "version", "environment", "deploymentId"}`.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+pub(crate) fn stored_outcome(outcome: &StartOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "instanceId": outcome.instance_id().as_str(),
+        "processUuid": outcome.process().to_string(),
+        "version": outcome.version(),
+        "environment": outcome.environment().as_str(),
+        "deploymentId": outcome.deployment_id().to_string(),
+    })
+}
+
+/// An outcome read back from [`stored_outcome`]'s form.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+pub(crate) fn outcome_from_stored(stored: &Value) -> Result<StartOutcome, StoreError> {
+    let bad = || StoreError::new("a stored outcome could not be read");
+    let text = |name: &str| stored.get(name).and_then(Value::as_str).ok_or_else(bad);
+    Ok(StartOutcome::from_parts(
+        crate::id::InstanceId::new(text("instanceId")?),
+        text("processUuid")?.parse().map_err(|_| bad())?,
+        stored
+            .get("version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(bad)?,
+        EnvironmentId::new(text("environment")?),
+        text("deploymentId")?.parse().map_err(|_| bad())?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-mod idempotency;
+pub(crate) mod idempotency;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use idempotency::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
@@ -23,6 +25,8 @@ pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStor
 pub use postgres::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
 };
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

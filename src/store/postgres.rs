@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor as _, Row as _};
 
-use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::store::idempotency::{outcome_from_stored, stored_outcome};
 use crate::store::{
     DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStore, ModelStore,
     PayloadFingerprint, Reservation, StoreError, TokenStore,
@@ -733,7 +734,7 @@ impl IdempotencyStore for PostgresStore {
                 None => Reservation::InProgress { fingerprint: held },
                 Some(outcome) => Reservation::Completed {
                     fingerprint: held,
-                    outcome: outcome_from(&outcome)?,
+                    outcome: outcome_from_stored(&outcome)?,
                 },
             });
         }
@@ -743,13 +744,7 @@ impl IdempotencyStore for PostgresStore {
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
-        let stored = json!({
-            "instanceId": outcome.instance_id().as_str(),
-            "processUuid": outcome.process().to_string(),
-            "version": outcome.version(),
-            "environment": outcome.environment().as_str(),
-            "deploymentId": outcome.deployment_id().to_string(),
-        });
+        let stored = stored_outcome(outcome);
         let query = sqlx::query(&self.sql.complete)
             .bind(key.environment().as_str())
             .bind(key.process().as_uuid())
@@ -772,22 +767,6 @@ impl IdempotencyStore for PostgresStore {
         self.run("releasing a key", query.execute(&self.pool)).await?;
         Ok(())
     }
-}
-
-fn outcome_from(stored: &Value) -> Result<StartOutcome, StoreError> {
-    let bad = || StoreError::new("postgres: a stored outcome could not be read");
-    let text = |name: &str| stored.get(name).and_then(Value::as_str).ok_or_else(bad);
-    Ok(StartOutcome::from_parts(
-        InstanceId::new(text("instanceId")?),
-        text("processUuid")?.parse().map_err(|_| bad())?,
-        stored
-            .get("version")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(bad)?,
-        EnvironmentId::new(text("environment")?),
-        text("deploymentId")?.parse().map_err(|_| bad())?,
-    ))
 }
 
 /// The statements, with the schema put in once.
