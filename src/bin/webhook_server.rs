@@ -16,6 +16,11 @@
 //! and idempotency keys live in PostgreSQL (migrated and seeded at start,
 //! idempotently, so that several replicas can share the database).
 //!
+//! With `--features server,redis` and `REDIS_URL` set, idempotency keys
+//! (in preference to PostgreSQL's) and rate limits live in Redis.
+//! `WEBHOOK_RATE_LIMIT` (`100/s`, `6000/min`; unset: no limit) limits each
+//! environment's calls.
+//!
 //! With `--features server,temporal` and `TEMPORAL_URL` set (the frontend's
 //! HTTP API, e.g. `http://127.0.0.1:7243`), starts become Temporal workflows
 //! (`TEMPORAL_NAMESPACE`, default `default`; `TEMPORAL_TASK_QUEUE`, default
@@ -130,6 +135,38 @@ struct Stores {
     models: Arc<dyn ModelStore>,
     tokens: Arc<dyn TokenStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+/// `WEBHOOK_RATE_LIMIT` (`100/s`, `6000/min`), if set.
+fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
+    match std::env::var("WEBHOOK_RATE_LIMIT") {
+        Ok(text) if !text.trim().is_empty() => {
+            let quota: Quota = text
+                .parse()
+                .map_err(|e| format!("WEBHOOK_RATE_LIMIT={text}: {e}"))?;
+            println!("rate limit: {text} per environment");
+            Ok(Some(quota))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Redis for idempotency keys and the rate limiter when `REDIS_URL` is set
+/// (feature `redis`), replacing whatever `base` chose for them.
+async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let keys = RedisIdempotencyStore::connect(&url).await?;
+        let limiter = RedisRateLimiter::new(keys.connection());
+        println!("stores: Redis from REDIS_URL for idempotency keys and rate limits");
+        return Ok(Stores {
+            idempotency: Arc::new(keys),
+            limiter: Arc::new(limiter),
+            ..base
+        });
+    }
+    Ok(base)
 }
 
 /// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else memory;
@@ -152,11 +189,13 @@ async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
             store.schema()
         );
         let store = Arc::new(store);
-        return Ok(Stores {
+        return with_redis(Stores {
             models: store.clone(),
             tokens: store.clone(),
             idempotency: store,
-        });
+            limiter: Arc::new(InMemoryRateLimiter::new()),
+        })
+        .await;
     }
     let models = InMemoryModelStore::new();
     for model in &seed.models {
@@ -168,11 +207,13 @@ async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
     let tokens = InMemoryTokenStore::new();
     tokens.insert(&seed.token, seed.environment.clone());
     println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
-    Ok(Stores {
+    with_redis(Stores {
         models: Arc::new(models),
         tokens: Arc::new(tokens),
         idempotency: Arc::new(InMemoryIdempotencyStore::new()),
+        limiter: Arc::new(InMemoryRateLimiter::new()),
     })
+    .await
 }
 
 #[tokio::main]
@@ -206,8 +247,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stores = stores(&seed).await?;
     let models = stores.models.clone();
     let engine = engine(&models);
-    let starter =
+    let mut starter =
         WebhookStarter::new(stores.models, stores.tokens, engine).with_idempotency(stores.idempotency);
+    if let Some(limit) = rate_limit()? {
+        starter = starter.with_rate_limit(stores.limiter, RateLimitPolicy::default().per_environment(limit));
+    }
     let app = router("/webhook/send", starter);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;

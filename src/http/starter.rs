@@ -294,7 +294,12 @@ impl WebhookStarter {
         let Some(quota) = policy.per_environment else {
             return Ok(());
         };
-        let key = format!("env:{}/{}", environment.organization(), environment.id());
+        let (organization, id) = (environment.organization().as_str(), environment.id().as_str());
+        let mut key = String::with_capacity(5 + organization.len() + id.len());
+        key.push_str("env:");
+        key.push_str(organization);
+        key.push('/');
+        key.push_str(id);
         match limiter.acquire(&key, quota).await {
             Ok(decision) => {
                 observed.rate = Some((quota, decision));

@@ -1,6 +1,6 @@
 //! [`InMemoryRateLimiter`]: rate limits for one process.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -8,6 +8,11 @@ use async_trait::async_trait;
 
 use crate::limit::{Quota, RateDecision, RateLimiter, gcra};
 use crate::store::StoreError;
+
+/// Keys are hashed with foldhash: a start takes one look-up, and SipHash
+/// was most of the limiter's cost. Keys are environments and client
+/// addresses, which a caller cannot choose freely.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// Keys held at most; past it, keys whose allowance is whole are forgotten.
 const MAX_KEYS: usize = 100_000;
@@ -45,16 +50,23 @@ impl InMemoryRateLimiter {
     pub fn new() -> Self {
         Self {
             epoch: Instant::now(),
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(HashMap::default())),
         }
     }
 
     fn decide(&self, key: &str, quota: Quota, take: bool) -> RateDecision {
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (decision, next) = gcra(state.get(key).copied(), now, quota, take);
+        if let Some(tat) = state.get_mut(key) {
+            let (decision, next) = gcra(Some(*tat), now, quota, take);
+            if let Some(next) = next {
+                *tat = next;
+            }
+            return decision;
+        }
+        let (decision, next) = gcra(None, now, quota, take);
         if let Some(next) = next {
-            if state.len() >= MAX_KEYS && !state.contains_key(key) {
+            if state.len() >= MAX_KEYS {
                 state.retain(|_, tat| *tat > now);
             }
             state.insert(key.to_owned(), next);

@@ -19,7 +19,8 @@ use crate::webhook::StartOutcome;
 /// The default bound on one Redis call: 1 second.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Reserves a key, or reports who has it. KEYS[1]: the key; ARGV: the
+/// Reserves a key, or reports who has it: `{1, '', ''}` when reserved, else
+/// `{0, fingerprint, outcome or ''}`. KEYS[1]: the key; ARGV: the
 /// fingerprint, the retention (ms), the lease (µs).
 const RESERVE: &str = r"
 local t = redis.call('TIME')
@@ -27,13 +28,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cur = redis.call('HMGET', KEYS[1], 'fp', 'at', 'outcome')
 if cur[1] then
   if cur[3] or (now - tonumber(cur[2])) < tonumber(ARGV[3]) then
-    return {0, cur[1], cur[3]}
+    return {0, cur[1], cur[3] or ''}
   end
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'at', string.format('%d', now))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1}
+return {1, '', ''}
 ";
 
 /// Records an outcome: 1 done, 0 not reserved.
@@ -213,7 +214,7 @@ impl IdempotencyStore for RedisIdempotencyStore {
             .collect();
         let ttl_ms = self.ttl.as_millis().max(1).to_string();
         let lease_us = self.lease.as_micros().to_string();
-        let answer: (i64, Option<String>, Option<String>) = self
+        let answer: (i64, String, String) = self
             .run(
                 "reserving a key",
                 &self.scripts.0,
@@ -223,9 +224,9 @@ impl IdempotencyStore for RedisIdempotencyStore {
             .await?;
         match answer {
             (1, _, _) => Ok(Reservation::Reserved),
-            (_, Some(held), outcome) => {
+            (_, held, outcome) => {
                 let held = parse_fingerprint(&held)?;
-                Ok(match outcome {
+                Ok(match Some(outcome).filter(|text| !text.is_empty()) {
                     None => Reservation::InProgress { fingerprint: held },
                     Some(text) => {
                         let stored = serde_json::from_str(&text).map_err(|e| {
@@ -238,7 +239,6 @@ impl IdempotencyStore for RedisIdempotencyStore {
                     }
                 })
             }
-            _ => Err(StoreError::new("redis: an unexpected answer to a reservation")),
         }
     }
 
