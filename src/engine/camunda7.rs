@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+use crate::engine::http::{retry_after, transport_error};
 use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
 use crate::form::{FieldKind, StartForm};
 use crate::id::InstanceId;
@@ -320,15 +321,13 @@ impl Engine for Camunda7Engine {
         if let Some((user, password)) = &self.auth {
             request = request.basic_auth(user, Some(password));
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = request.send().await.map_err(|e| transport_error("camunda", e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let retry_after = retry_after(&response);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("camunda", e))?;
         if (200..300).contains(&status) {
             let started: StartedBody = serde_json::from_slice(&bytes).map_err(|e| {
                 EngineError::new("camunda's answer to a start has no instance id").with_source(e)
@@ -358,19 +357,6 @@ impl Engine for Camunda7Engine {
         }
         Err(error.with_source(problem))
     }
-}
-
-fn transport_error(error: reqwest::Error) -> EngineError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    EngineError::new(format!("the request to camunda {what}"))
-        .retryable()
-        .with_source(error)
 }
 
 #[cfg(test)]

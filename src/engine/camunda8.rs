@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::engine::http::{retry_after, transport_error};
 use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
 use crate::id::InstanceId;
 
@@ -340,12 +341,7 @@ impl Engine for Camunda8Engine {
             response = self.send(&body, true).await?;
         }
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         let bytes = response
             .bytes()
             .await
@@ -387,19 +383,6 @@ impl Engine for Camunda8Engine {
         }
         Err(error.with_source(problem))
     }
-}
-
-fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    EngineError::new(format!("the request to {to} {what}"))
-        .retryable()
-        .with_source(error)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use async_trait::async_trait;
 mod camunda7;
 #[cfg(feature = "camunda8")]
 mod camunda8;
+#[cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal"))]
+mod http;
 mod memory;
 #[cfg(feature = "temporal")]
 mod temporal;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::engine::http::{retry_after, transport_error};
 use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
 use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::store::PayloadFingerprint;
@@ -270,15 +271,13 @@ impl Engine for TemporalEngine {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = request.send().await.map_err(|e| transport_error("temporal", e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let retry_after = retry_after(&response);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("temporal", e))?;
         if (200..300).contains(&status) {
             let started: StartedBody = serde_json::from_slice(&bytes)
                 .map_err(|e| EngineError::new("temporal's answer to a start has no run id").with_source(e))?;
@@ -303,19 +302,6 @@ impl Engine for TemporalEngine {
         }
         Err(error.with_source(problem))
     }
-}
-
-fn transport_error(error: reqwest::Error) -> EngineError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
-    EngineError::new(format!("the request to temporal {what}"))
-        .retryable()
-        .with_source(error)
 }
 
 #[cfg(test)]

@@ -1,0 +1,30 @@
+//! What the engines that speak HTTP (Camunda 7, Camunda 8, Temporal) share:
+//! reading `Retry-After`, and turning a failed request into an error.
+
+use std::time::Duration;
+
+use crate::engine::EngineError;
+
+/// The `Retry-After` of an answer, in seconds, when it has one.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A request to `to` that failed before an answer: retryable.
+pub(crate) fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    EngineError::new(format!("the request to {to} {what}"))
+        .retryable()
+        .with_source(error)
+}
