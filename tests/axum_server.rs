@@ -261,3 +261,37 @@ async fn a_start_completes_when_the_caller_hangs_up_and_its_retry_is_a_replay() 
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_eq!(engine.calls(), 1);
 }
+
+#[tokio::test]
+async fn head_and_options_over_http() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let client = reqwest::Client::new();
+    let head = client
+        .head(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-type"], "application/schema+json");
+    assert!(head.bytes().await.unwrap().is_empty());
+    let options = client
+        .request(reqwest::Method::OPTIONS, url(addr, ORDER_INTAKE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status().as_u16(), 204);
+    assert_eq!(options.headers()["allow"], "GET, HEAD, OPTIONS, POST");
+    let unauthorized = client
+        .post(url(addr, ORDER_INTAKE))
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unauthorized.headers()["www-authenticate"],
+        r#"Bearer realm="process-webhook""#
+    );
+    assert_eq!(world.started(), 0);
+}
