@@ -290,3 +290,35 @@ async fn shutdown_is_bounded_by_the_grace_period() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_chunked_body_claims_only_the_bytes_it_has() {
+    let world = World::new();
+    // 100 bytes of budget; a 79-byte body in three chunks fits it exactly
+    // once, however many chunks it comes in.
+    let starter = world.starter().with_max_body_bytes_in_flight(100);
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    assert!(body.len() <= 100);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: test\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        world.bearer()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for part in body.chunks(body.len() / 3 + 1) {
+        stream
+            .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(part).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let (status, _, doc) = read_answer(&mut stream).await;
+    assert_eq!(status, 202, "{doc}");
+    assert_eq!(starter.body_bytes_in_flight(), 0);
+    assert_eq!(world.started(), 1);
+}

@@ -167,6 +167,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_defaults_are_the_documented_ones() {
+        assert_eq!(DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, 67_108_864, "64 MiB");
+        assert_eq!(DEFAULT_BODY_TIMEOUT, Duration::from_secs(10));
+    }
+
+    #[test]
     fn the_failure_log_remembers_a_bounded_number_of_sources() {
         let failures = AuthFailures::default();
         for i in 0..(MAX_SOURCES as u32 + 10) {
@@ -191,7 +197,9 @@ mod tests {
         assert!(a.grow(60));
         let mut b = budget.claim(true);
         assert!(!b.grow(41), "60 + 41 is over the bound");
+        assert_eq!(b.bytes(), 0, "a refused growth takes nothing");
         assert!(b.grow(40));
+        assert_eq!((a.bytes(), b.bytes()), (60, 40));
         assert_eq!(budget.held(), 100);
         drop(a);
         assert_eq!(budget.held(), 40);

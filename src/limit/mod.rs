@@ -1,7 +1,6 @@
 //! Rate limits: the [`RateLimiter`] port, its [`Quota`]s and decisions,
 //! and the GCRA arithmetic every backend shares.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -108,12 +107,6 @@ impl FromStr for Quota {
             return Err(InvalidQuota);
         }
         Ok(Self::new(count, period))
-    }
-}
-
-impl fmt::Display for Quota {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}ms", self.count, self.period.as_millis())
     }
 }
 
@@ -253,9 +246,10 @@ pub(crate) fn gcra(tat: Option<u64>, now: u64, quota: Quota, take: bool) -> (Rat
     let remaining_after =
         |held: u64| (window.saturating_sub(held) / interval).min(u64::from(u32::MAX)) as u32;
     if next - now > window {
+        // Refused: not even one unit is left.
         let decision = RateDecision::new(
             false,
-            remaining_after(tat - now),
+            0,
             Duration::from_micros(tat - now),
             Duration::from_micros(next - now - window),
         );
@@ -317,5 +311,16 @@ mod tests {
             assert!(bad.parse::<Quota>().is_err(), "{bad}");
         }
         assert_eq!(Quota::per_second(1000).interval_us(), 1000);
+        let quota = Quota::per_minute(60).with_burst(7);
+        assert_eq!(
+            (quota.count(), quota.burst(), quota.period()),
+            (60, 7, Duration::from_secs(60))
+        );
+        assert_eq!(
+            Quota::per_second(5).burst(),
+            5,
+            "the burst is the count unless set"
+        );
+        assert_eq!(Quota::per_second(5).with_burst(0).burst(), 1, "at least one");
     }
 }
