@@ -529,11 +529,7 @@ impl PostgresStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let model = ProcessModel::new(
-            *uuid,
-            OrganizationId::new(get::<String>(&row, "organization")?),
-            get::<String>(&row, "name")?,
-        );
+        let model = model_from(&row, *uuid)?;
         let deployment = match get::<Option<uuid::Uuid>>(&row, "id")? {
             Some(_) => Some(deployment_from(&row, *uuid, environment.clone())?),
             None => None,
@@ -605,6 +601,14 @@ where
         .map_err(|e| StoreError::new(format!("postgres: reading column {column}")).with_source(e))
 }
 
+fn model_from(row: &PgRow, uuid: ProcessUuid) -> Result<ProcessModel, StoreError> {
+    Ok(ProcessModel::new(
+        uuid,
+        OrganizationId::new(get::<String>(row, "organization")?),
+        get::<String>(row, "name")?,
+    ))
+}
+
 fn deployment_from(
     row: &PgRow,
     process: ProcessUuid,
@@ -633,14 +637,7 @@ impl ModelStore for PostgresStore {
         let row = self
             .run("reading a model", query.fetch_optional(&self.pool))
             .await?;
-        row.map(|row| {
-            Ok(ProcessModel::new(
-                *uuid,
-                OrganizationId::new(get::<String>(&row, "organization")?),
-                get::<String>(&row, "name")?,
-            ))
-        })
-        .transpose()
+        row.map(|row| model_from(&row, *uuid)).transpose()
     }
 
     async fn deployment(
