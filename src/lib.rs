@@ -255,8 +255,11 @@
 //!
 //! # Features
 //!
-//! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint, and
-//!   `serve`, a server loop with header, idle and connection limits.
+//! - `axum`: `router`, a ready `axum::Router` for the webhook endpoint,
+//!   `health_router` (`/healthz`, `/readyz`), and `serve`, a server loop
+//!   with header, idle and connection limits.
+//! - `metrics`: counters, histograms and gauges through the `metrics`
+//!   facade (see "Metrics" below).
 //! - `camunda7`: `Camunda7Engine`, an [`Engine`] over Camunda 7's REST API.
 //! - `camunda8`: `Camunda8Engine`, an [`Engine`] over Camunda 8's
 //!   Orchestration Cluster REST API (none, basic, bearer or OAuth client
@@ -269,6 +272,26 @@
 //!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
 //!   stores.
+//! - `server`: the `webhook_server` binary.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature the crate reports through the
+//! [`metrics`](https://docs.rs/metrics) facade; the host installs the
+//! exporter (e.g. `metrics-exporter-prometheus`).
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `process_webhook_calls_total` | counter | `status`, `code` (`ok` or the error's code), `environment` (empty before authentication), `process` (only with [`WebhookStarter::with_process_label`], only for deployed processes) |
+//! | `process_webhook_call_duration_seconds` | histogram | `outcome`: `started`, `replayed`, `dry_run`, `schema`, `options`, `client_error`, `server_error` |
+//! | `process_webhook_engine_call_duration_seconds` | histogram | `engine` ([`Engine::name`]), `outcome` (`ok`, `error`) |
+//! | `process_webhook_rate_limited_total` | counter | `scope`: `environment`, `client` |
+//! | `process_webhook_refused_connections_total` | counter | `reason`: `too_many_connections`, `header_timeout`, `idle_timeout` |
+//! | `process_webhook_bodies_in_flight` | gauge | |
+//! | `process_webhook_body_bytes_in_flight` | gauge | |
+//! | `process_webhook_idempotency_keys` | gauge (an [`InMemoryIdempotencyStore`]) | |
+//!
+//! No label ever holds a token, an idempotency key or a payload value.
 
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
@@ -281,8 +304,10 @@ mod http;
 mod id;
 mod limit;
 mod model;
+mod observe;
 mod store;
 mod token;
+mod trace;
 mod webhook;
 
 #[cfg(feature = "testing")]
@@ -299,6 +324,8 @@ pub use ::tokio;
 /// [`Engine`].
 pub use async_trait::async_trait;
 
+#[cfg(any(feature = "camunda7", feature = "camunda8"))]
+pub use crate::engine::DEFAULT_TRACE_VARIABLE;
 #[cfg(feature = "camunda7")]
 pub use crate::engine::{Camunda7Engine, CamundaProblem};
 #[cfg(feature = "camunda8")]
@@ -312,14 +339,14 @@ pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProble
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
 pub use crate::http::{
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, DEFAULT_MAX_JSON_VALUES,
-    DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE, DryRun, HttpReply, WebhookStarter, verify_signature,
-    webhook_url,
+    Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_JSON_VALUES, DEFAULT_READY_TIMEOUT, DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE,
+    DryRun, HttpReply, NotReady, WebhookStarter, verify_signature, webhook_url,
 };
 #[cfg(feature = "axum")]
 pub use crate::http::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
-    ServeOptions, router, serve,
+    ServeOptions, health_router, router, serve,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 #[cfg(feature = "redis")]
@@ -340,6 +367,7 @@ pub use crate::store::{
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
 pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, TokenDigest};
+pub use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
 pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 /// The README's examples, compiled and run as doc-tests.

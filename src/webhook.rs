@@ -15,6 +15,7 @@ use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::{Deployment, Environment, VersionTag};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
+use crate::trace::TraceContext;
 
 /// One call of a process's webhook: which process, the caller's token, and
 /// the start fields.
@@ -48,6 +49,7 @@ pub struct WebhookStartRequest {
     pub(crate) idempotency_key: Option<String>,
     pub(crate) signed: Option<SignedCall>,
     pub(crate) dry_run: bool,
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl WebhookStartRequest {
@@ -60,7 +62,20 @@ impl WebhookStartRequest {
             idempotency_key: None,
             signed: None,
             dry_run: false,
+            trace: None,
         }
+    }
+
+    /// Sets the caller's trace context, handed to the engine with the start
+    /// (see [`TraceContext`]).
+    pub fn with_trace_context(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The caller's trace context, when there is one.
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
     }
 
     /// Sets the caller's idempotency key (1 to 255 printable ASCII characters,
@@ -336,6 +351,7 @@ pub(crate) struct Prepared {
     pub(crate) version: u32,
     pub(crate) variables: Map<String, Value>,
     pub(crate) idempotency_key: Option<String>,
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// Step 5: hands the variables (moved, not copied) to the engine.
@@ -348,8 +364,9 @@ pub(crate) async fn start_on<E: Engine + ?Sized>(
         version,
         variables,
         idempotency_key,
+        trace,
     } = prepared;
-    let command = StartCommand::for_deployment(&deployment, version, variables, idempotency_key);
+    let command = StartCommand::for_deployment(&deployment, version, variables, idempotency_key, trace);
     let instance = engine.start(command).await?;
     Ok(StartOutcome::new(instance.id().clone(), &deployment, version))
 }
@@ -391,6 +408,7 @@ pub(crate) fn prepare_resolved(
         version,
         variables,
         idempotency_key,
+        trace: request.trace,
     })
 }
 

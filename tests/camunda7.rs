@@ -139,6 +139,7 @@ fn command(variables: Value, key: Option<&str>) -> StartCommand {
         environment: EnvironmentId::new("production"),
         variables: object(variables),
         idempotency_key: key.map(str::to_owned),
+        trace: None,
     }
 }
 
@@ -352,4 +353,69 @@ async fn a_refused_connection_is_retryable() {
 async fn debug_hides_the_password() {
     let engine = Camunda7Engine::new("http://h").with_basic_auth("demo", "pa55word");
     assert!(!format!("{engine:?}").contains("pa55word"));
+}
+
+#[tokio::test]
+async fn the_callers_traceparent_arrives_as_a_string_variable_and_never_overwrites_the_payload() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let camunda = FakeCamunda::ok().await;
+    let traced = |variables: Value| StartCommand {
+        trace: TraceContext::parse(TRACEPARENT, None),
+        ..command(variables, None)
+    };
+    Camunda7Engine::new(camunda.base())
+        .start(traced(json!({"orderNumber": "1"})))
+        .await
+        .unwrap();
+    Camunda7Engine::new(camunda.base())
+        .with_trace_variable("trace")
+        .start(traced(json!({"orderNumber": "2", "trace": "the payload's own"})))
+        .await
+        .unwrap();
+    Camunda7Engine::new(camunda.base())
+        .without_trace_variable()
+        .start(traced(json!({"orderNumber": "3"})))
+        .await
+        .unwrap();
+    let bodies: Vec<Value> = camunda
+        .requests()
+        .iter()
+        .map(|r| r.body["variables"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!({"orderNumber": {"value": "1", "type": "String"}, "traceparent": {"value": TRACEPARENT, "type": "String"}}),
+            json!({"orderNumber": {"value": "2", "type": "String"}, "trace": {"value": "the payload's own", "type": "String"}}),
+            json!({"orderNumber": {"value": "3", "type": "String"}}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ready_asks_camundas_version_endpoint_with_the_engines_credentials() {
+    // Camunda 7's `GET /version` answers `{"version": "7.22.0"}`.
+    let camunda = FakeCamunda::start(200, "", json!({"version": "7.22.0"}), Duration::ZERO).await;
+    let engine = Camunda7Engine::new(camunda.base()).with_basic_auth("demo", "s3cret");
+    engine.ready().await.unwrap();
+    let requests = camunda.requests();
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("GET", "/engine-rest/version")
+    );
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some("Basic ZGVtbzpzM2NyZXQ=")
+    );
+    assert_eq!(engine.name(), "camunda7");
+
+    let down = FakeCamunda::start(503, "", json!({"type": "ServiceUnavailable"}), Duration::ZERO).await;
+    let error = Camunda7Engine::new(down.base()).ready().await.unwrap_err();
+    assert_eq!(error.kind(), EngineErrorKind::Unavailable);
+    assert!(
+        Camunda7Engine::new("http://127.0.0.1:9/engine-rest")
+            .ready()
+            .await
+            .is_err()
+    );
 }

@@ -69,6 +69,17 @@ async fn token(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Re
     )
 }
 
+/// `GET /v2/topology`, as Camunda's reference shows it (abridged).
+async fn topology(State(fake): State<Fake>, headers: HeaderMap) -> Response {
+    fake.seen
+        .lock()
+        .unwrap()
+        .push(("/v2/topology".into(), headers, String::new()));
+    json_answer(
+        json!({"brokers": [], "clusterSize": 1, "partitionsCount": 1, "replicationFactor": 1, "gatewayVersion": "8.8.0"}),
+    )
+}
+
 fn json_answer(doc: Value) -> Response {
     ([("content-type", "application/json")], doc.to_string()).into_response()
 }
@@ -78,6 +89,7 @@ async fn start_fake() -> (SocketAddr, Fake) {
     let app = axum::Router::new()
         .route("/v2/process-instances", post(create))
         .route("/oauth/token", post(token))
+        .route("/v2/topology", axum::routing::get(topology))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -143,6 +155,7 @@ async fn the_engine_reports_the_instance_and_definition_keys() {
         environment: EnvironmentId::new("production"),
         variables: order_payload(),
         idempotency_key: Some("k".into()),
+        trace: None,
     };
     let instance = engine.start(command).await.unwrap();
     assert_eq!(instance.id().as_str(), CREATED_KEY);
@@ -316,4 +329,67 @@ async fn an_unreachable_camunda_is_a_retryable_failure() {
     let engine = Camunda8Engine::new("http://127.0.0.1:9");
     let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
     assert!(err.is_retryable());
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tokio::test]
+async fn the_callers_traceparent_arrives_as_a_variable_named_as_configured() {
+    let (addr, fake) = start_fake().await;
+    let world = World::new();
+    let trace = TraceContext::parse(TRACEPARENT, Some("congo=t61rcWkgMzE")).unwrap();
+    let traced = || {
+        world
+            .request(ORDER_INTAKE, order_payload())
+            .with_trace_context(trace.clone())
+    };
+    let base = format!("http://{addr}");
+    for engine in [
+        Camunda8Engine::new(&base),
+        Camunda8Engine::new(&base).with_trace_variable("otelTraceparent"),
+        Camunda8Engine::new(&base).without_trace_variable(),
+    ] {
+        start_via_webhook(traced(), &*world.models, &*world.tokens, &engine)
+            .await
+            .unwrap();
+    }
+    let variables: Vec<Value> = fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, body)| serde_json::from_str::<Value>(body).unwrap()["variables"].clone())
+        .collect();
+    let with = |name: &str| {
+        let mut expected = order_payload();
+        expected.insert(name.into(), json!(TRACEPARENT));
+        Value::Object(expected)
+    };
+    assert_eq!(
+        variables,
+        [
+            with("traceparent"),
+            with("otelTraceparent"),
+            Value::Object(order_payload())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ready_asks_the_topology_with_the_engines_credentials() {
+    let (addr, fake) = start_fake().await;
+    let engine =
+        Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::Bearer("t0ken".into()));
+    engine.ready().await.unwrap();
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0, "/v2/topology");
+    assert_eq!(seen[0].1["authorization"], "Bearer t0ken");
+    assert_eq!(engine.name(), "camunda8");
+    // A base without the API (404) or no server at all: not ready.
+    let wrong = Camunda8Engine::new(&format!("http://{addr}/elsewhere"));
+    assert_eq!(
+        wrong.ready().await.unwrap_err().kind(),
+        EngineErrorKind::Unavailable
+    );
+    assert!(Camunda8Engine::new("http://127.0.0.1:9").ready().await.is_err());
 }

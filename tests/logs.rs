@@ -191,3 +191,39 @@ async fn failed_authentications_are_logged_per_client_at_most_once_a_second() {
     );
     assert!(!captured.text().contains("guess-"), "guesses are never logged");
 }
+
+#[tokio::test]
+async fn a_calls_events_carry_the_callers_trace_id_in_their_span() {
+    let world = World::new();
+    let starter = world.starter();
+    let (captured, _guard) = capture_logs();
+    let auth = world.bearer();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let traced = [
+        ("authorization", auth.as_str()),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    ];
+    assert_eq!(starter.handle(&target, traced, &body).await.status(), 202);
+    assert_eq!(
+        starter
+            .handle(&target, [("authorization", auth.as_str())], &body)
+            .await
+            .status(),
+        202
+    );
+    let logs = captured.text();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    assert!(
+        lines[0].contains(r#"webhook_call{trace_id="4bf92f3577b34da6a3ce929d0e0e4736"}"#),
+        "{logs}"
+    );
+    assert!(
+        lines[1].contains("webhook_call:") && !lines[1].contains("trace_id"),
+        "{logs}"
+    );
+}

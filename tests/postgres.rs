@@ -524,8 +524,23 @@ async fn a_database_that_goes_away_is_503_within_the_bound_and_starts_work_again
     };
     let (reply, _) = call("before".into()).await;
     assert_eq!(reply.status(), 202);
+    assert!(starter.ready().await.is_ok());
 
     server.stop();
+    let not_ready = starter.ready().await.expect_err("the database is away");
+    assert_eq!(
+        not_ready.components().collect::<Vec<_>>(),
+        [
+            Component::ModelStore,
+            Component::TokenStore,
+            Component::IdempotencyStore
+        ]
+    );
+    let problem = not_ready.to_problem_json().to_string();
+    assert!(
+        !problem.contains("127.0.0.1") && !problem.contains("postgres://"),
+        "{problem}"
+    );
     for i in 0..10 {
         let (reply, took) = call(format!("during-{i}")).await;
         assert_reply(&reply, 503, "store_unavailable");
@@ -551,6 +566,7 @@ async fn a_database_that_goes_away_is_503_within_the_bound_and_starts_work_again
         }
     }
     assert_eq!(status, 202, "the store recovered by itself");
+    assert!(starter.ready().await.is_ok(), "ready again");
     // Nothing half-written: the keys tried while it was away are free.
     let (reply, _) = call("during-0".into()).await;
     assert_eq!(reply.status(), 202);

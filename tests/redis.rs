@@ -311,8 +311,14 @@ async fn a_redis_that_goes_away_is_503_or_fail_open_and_work_resumes_when_it_ret
         }
     };
     assert_eq!(call("before").await.0.status(), 202);
+    assert!(starter.ready().await.is_ok());
 
     server.stop();
+    let not_ready = starter.ready().await.expect_err("Redis is away");
+    assert_eq!(
+        not_ready.components().collect::<Vec<_>>(),
+        [Component::IdempotencyStore, Component::RateLimiter]
+    );
     for i in 0..5 {
         let (reply, took) = call(&format!("during-{i}")).await;
         // The limiter fails open (the default); the idempotency store cannot
@@ -347,4 +353,5 @@ async fn a_redis_that_goes_away_is_503_or_fail_open_and_work_resumes_when_it_ret
         }
     }
     assert_eq!(status, 202, "the store reconnected by itself");
+    assert!(starter.ready().await.is_ok(), "ready again");
 }

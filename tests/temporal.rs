@@ -193,3 +193,44 @@ async fn a_server_that_is_not_there_is_a_retryable_failure() {
     );
     assert!(err.is_retryable());
 }
+
+#[tokio::test]
+async fn the_callers_trace_context_is_in_the_started_workflows_memo() {
+    let Some(url) = temporal_url() else { return };
+    let (world, engine) = world_on(&url, "default");
+    let key = fresh_key();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
+    let reply = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [
+                ("authorization", world.bearer().as_str()),
+                ("idempotency-key", key.as_str()),
+                ("traceparent", traceparent),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ],
+            &serde_json::to_vec(&order_payload()).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status(), 202);
+    let workflow_id =
+        TemporalEngine::workflow_id_for(&EnvironmentId::new("production"), &uuid(ORDER_INTAKE), &key);
+    let described = get(format!("{url}/api/v1/namespaces/default/workflows/{workflow_id}")).await;
+    let memo = &described["workflowExecutionInfo"]["memo"]["fields"];
+    assert_eq!(memo["traceparent"], traceparent);
+    assert_eq!(memo["tracestate"], "congo=t61rcWkgMzE");
+}
+
+#[tokio::test]
+async fn the_engine_is_ready_when_the_namespace_answers_and_not_when_it_is_missing_or_unreachable() {
+    let Some(url) = temporal_url() else { return };
+    let (_, engine) = world_on(&url, "default");
+    engine.ready().await.expect("the dev server's default namespace");
+    let (_, missing) = world_on(&url, &format!("missing-{}", uuid::Uuid::new_v4().simple()));
+    let error = missing.ready().await.expect_err("no such namespace");
+    assert_eq!(error.kind(), EngineErrorKind::Unavailable);
+    let away = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
+    assert!(away.ready().await.is_err());
+    assert_eq!(away.name(), "temporal");
+}

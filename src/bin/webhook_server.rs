@@ -6,6 +6,10 @@
 //! cargo run --features server
 //! ```
 //!
+//! It serves `GET /healthz`, `GET /readyz` and Prometheus metrics at
+//! `GET /metrics`, on the webhook's address or on `WEBHOOK_METRICS_ADDR`
+//! when that is set.
+//!
 //! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
 //! sets the production token (at least 32 characters; never printed), else
 //! one is generated and printed once. `RUST_LOG=process_webhook=info` shows
@@ -51,6 +55,14 @@ impl<E: Engine> Engine for PrintingEngine<E> {
         let instance = self.0.start(command).await?;
         println!("started instance {} of {process} in {environment}", instance.id());
         Ok(instance)
+    }
+
+    async fn ready(&self) -> Result<(), EngineError> {
+        self.0.ready().await
+    }
+
+    fn name(&self) -> &'static str {
+        self.0.name()
     }
 }
 
@@ -252,9 +264,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(limit) = rate_limit()? {
         starter = starter.with_rate_limit(stores.limiter, RateLimitPolicy::default().per_environment(limit));
     }
-    let app = router("/webhook/send", starter);
+    let metrics = metrics_router()?;
+    let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
+    let metrics_at = match std::env::var("WEBHOOK_METRICS_ADDR") {
+        Ok(metrics_addr) if !metrics_addr.trim().is_empty() => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr.trim()).await?;
+            let at = metrics_listener.local_addr()?;
+            tokio::spawn(serve(
+                metrics_listener,
+                metrics,
+                ServeOptions::default(),
+                std::future::pending(),
+            ));
+            at
+        }
+        _ => {
+            app = app.merge(metrics);
+            local
+        }
+    };
 
     let url = webhook_url(&format!("http://{local}/webhook/send"), &order_intake);
     let shown_token = if generated {
@@ -263,6 +293,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "$WEBHOOK_TOKEN".to_owned()
     };
     println!("webhook server listening on http://{local}");
+    println!("health:          http://{local}/healthz, http://{local}/readyz");
+    println!("metrics:         http://{metrics_at}/metrics");
     println!("Order intake:    {url}");
     println!(
         "Returns (draft): {}",
@@ -283,6 +315,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     serve(listener, app, ServeOptions::default(), stop_signal()).await?;
     println!("stopped");
     Ok(())
+}
+
+/// Installs the Prometheus recorder and answers its scrape at `/metrics`.
+fn metrics_router() -> Result<axum::Router, Box<dyn std::error::Error>> {
+    // Call and engine durations as Prometheus histograms, from 0.5 ms to 10 s.
+    const BUCKETS: [f64; 14] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    ))
 }
 
 /// Ctrl-C, or SIGTERM (what container runtimes and service managers send).

@@ -13,8 +13,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use crate::engine::http::{retry_after, transport_error};
-use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::engine::http::{probe, retry_after, transport_error};
+use crate::engine::{
+    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, StartCommand, trace_variable_of,
+};
 use crate::form::{FieldKind, StartForm};
 use crate::id::InstanceId;
 use crate::model::Deployment;
@@ -95,6 +97,7 @@ pub struct Camunda7Engine {
     tenant: Option<String>,
     timeout: Duration,
     models: Option<Arc<dyn ModelStore>>,
+    trace_variable: Option<String>,
 }
 
 impl fmt::Debug for Camunda7Engine {
@@ -105,6 +108,7 @@ impl fmt::Debug for Camunda7Engine {
             .field("tenant", &self.tenant)
             .field("timeout", &self.timeout)
             .field("model_store", &self.models.is_some())
+            .field("trace_variable", &self.trace_variable)
             .finish_non_exhaustive()
     }
 }
@@ -122,7 +126,23 @@ impl Camunda7Engine {
             tenant: None,
             timeout: DEFAULT_TIMEOUT,
             models: None,
+            trace_variable: Some(DEFAULT_TRACE_VARIABLE.to_owned()),
         }
+    }
+
+    /// Names the `String` variable that carries the caller's `traceparent`
+    /// into the instance (default `traceparent`,
+    /// [`DEFAULT_TRACE_VARIABLE`](crate::DEFAULT_TRACE_VARIABLE)). A payload
+    /// variable of the same name is never overwritten.
+    pub fn with_trace_variable(mut self, name: impl Into<String>) -> Self {
+        self.trace_variable = Some(name.into());
+        self
+    }
+
+    /// Sends no trace variable.
+    pub fn without_trace_variable(mut self) -> Self {
+        self.trace_variable = None;
+        self
     }
 
     /// Authenticates with HTTP basic auth.
@@ -188,13 +208,16 @@ impl Camunda7Engine {
 }
 
 /// The body of a start request: Camunda's typed variables and the business key.
-fn start_body(command: &StartCommand, form: Option<&StartForm>) -> Value {
+fn start_body(command: &StartCommand, form: Option<&StartForm>, trace_variable: Option<&str>) -> Value {
     let mut variables = Map::new();
     for (name, value) in &command.variables {
         let kind = form
             .and_then(|f| f.fields().iter().find(|s| s.name() == name))
             .map(|s| s.kind());
         variables.insert(name.clone(), typed_variable(value, kind));
+    }
+    if let Some((name, traceparent)) = trace_variable_of(command, trace_variable) {
+        variables.insert(name.to_owned(), json!({"value": traceparent, "type": "String"}));
     }
     let mut body = json!({ "variables": variables });
     if let Some(key) = &command.idempotency_key {
@@ -310,9 +333,29 @@ struct StartedBody {
 
 #[async_trait]
 impl Engine for Camunda7Engine {
+    /// `GET {base}/version`.
+    async fn ready(&self) -> Result<(), EngineError> {
+        let mut request = self
+            .client
+            .get(format!("{}/version", self.base))
+            .timeout(self.timeout);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        probe("camunda", request).await
+    }
+
+    fn name(&self) -> &'static str {
+        "camunda7"
+    }
+
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
         let deployment = self.deployment(&command).await?;
-        let body = start_body(&command, deployment.as_ref().map(Deployment::start_form));
+        let body = start_body(
+            &command,
+            deployment.as_ref().map(Deployment::start_form),
+            self.trace_variable.as_deref(),
+        );
         let mut request = self
             .client
             .post(self.start_url(&command.definition_key))

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::http::{retry_after, transport_error};
-use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::engine::http::{probe, retry_after, transport_error};
+use crate::engine::{
+    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, StartCommand, trace_variable_of,
+};
 use crate::id::InstanceId;
 
 /// The default timeout of one call to Camunda 8: 10 seconds.
@@ -130,6 +132,7 @@ pub struct Camunda8Engine {
     timeout: Duration,
     client: reqwest::Client,
     token: Arc<Mutex<Option<(String, Instant)>>>,
+    trace_variable: Option<String>,
 }
 
 impl fmt::Debug for Camunda8Engine {
@@ -139,6 +142,7 @@ impl fmt::Debug for Camunda8Engine {
             .field("auth", &self.auth)
             .field("tenant", &self.tenant)
             .field("timeout", &self.timeout)
+            .field("trace_variable", &self.trace_variable)
             .finish_non_exhaustive()
     }
 }
@@ -154,7 +158,23 @@ impl Camunda8Engine {
             timeout: DEFAULT_CAMUNDA8_TIMEOUT,
             client: reqwest::Client::new(),
             token: Arc::default(),
+            trace_variable: Some(DEFAULT_TRACE_VARIABLE.to_owned()),
         }
+    }
+
+    /// Names the variable that carries the caller's `traceparent` into the
+    /// instance (default `traceparent`,
+    /// [`DEFAULT_TRACE_VARIABLE`](crate::DEFAULT_TRACE_VARIABLE)). A payload
+    /// variable of the same name is never overwritten.
+    pub fn with_trace_variable(mut self, name: impl Into<String>) -> Self {
+        self.trace_variable = Some(name.into());
+        self
+    }
+
+    /// Sends no trace variable.
+    pub fn without_trace_variable(mut self) -> Self {
+        self.trace_variable = None;
+        self
     }
 
     /// Sets how it authenticates.
@@ -241,11 +261,21 @@ impl Camunda8Engine {
     }
 
     async fn send(&self, body: &Value, stale_token: bool) -> Result<reqwest::Response, EngineError> {
-        let mut request = self
+        let request = self
             .client
             .post(format!("{}/v2/process-instances", self.base))
             .timeout(self.timeout)
             .json(body);
+        let request = self.authorized(request, stale_token).await?;
+        request.send().await.map_err(|e| transport_error("camunda", e))
+    }
+
+    /// `request` with the configured authentication.
+    async fn authorized(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        stale_token: bool,
+    ) -> Result<reqwest::RequestBuilder, EngineError> {
         match &self.auth {
             Camunda8Auth::None => {}
             Camunda8Auth::Basic { user, password } => request = request.basic_auth(user, Some(password)),
@@ -256,7 +286,7 @@ impl Camunda8Engine {
                 }
             }
         }
-        request.send().await.map_err(|e| transport_error("camunda", e))
+        Ok(request)
     }
 }
 
@@ -324,10 +354,27 @@ fn key_text(key: &Value) -> Option<String> {
 
 #[async_trait]
 impl Engine for Camunda8Engine {
+    /// `GET {base}/v2/topology`.
+    async fn ready(&self) -> Result<(), EngineError> {
+        let request = self
+            .client
+            .get(format!("{}/v2/topology", self.base))
+            .timeout(self.timeout);
+        probe("camunda", self.authorized(request, false).await?).await
+    }
+
+    fn name(&self) -> &'static str {
+        "camunda8"
+    }
+
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        let trace = trace_variable_of(&command, self.trace_variable.as_deref())
+            .map(|(name, traceparent)| (name.to_owned(), json!(traceparent)));
+        let mut variables = command.variables;
+        variables.extend(trace);
         let mut body = json!({
             "processDefinitionId": command.definition_key,
-            "variables": Value::Object(command.variables),
+            "variables": Value::Object(variables),
         });
         if let Some(tenant) = &self.tenant {
             body["tenantId"] = json!(tenant);

@@ -28,3 +28,18 @@ pub(crate) fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
         .retryable()
         .with_source(error)
 }
+
+/// Sends a readiness probe (a `GET` that starts nothing): ready when the
+/// answer is a success.
+pub(crate) async fn probe(to: &str, request: reqwest::RequestBuilder) -> Result<(), EngineError> {
+    let response = request.send().await.map_err(|e| transport_error(to, e))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(EngineError::unavailable(format!(
+            "{to} answered {} to a readiness probe",
+            status.as_u16()
+        )))
+    }
+}

@@ -89,6 +89,10 @@ impl InMemoryEngine {
 
 #[async_trait]
 impl Engine for InMemoryEngine {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
         let id = InstanceId::new(uuid::Uuid::new_v4().to_string());
         let mut instance = ProcessInstance::new(id.clone());

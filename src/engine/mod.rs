@@ -28,6 +28,7 @@ pub use temporal::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::Deployment;
+use crate::trace::TraceContext;
 
 /// A process engine that starts instances of deployed definitions.
 ///
@@ -47,17 +48,43 @@ use crate::model::Deployment;
 /// async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
 /// ```
 ///
-/// The crate docs have a complete implementation.
+/// The crate docs have a complete implementation. An engine that wraps
+/// another forwards [`ready`](Self::ready) and [`name`](Self::name) too:
+/// their defaults would hide the inner engine's.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Starts an instance.
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
+
+    /// Whether the engine can take starts now: a cheap round trip that
+    /// starts nothing (Camunda 7's `GET /version`, Camunda 8's
+    /// `GET /v2/topology`, Temporal's namespace description), used by
+    /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
+    /// says yes.
+    async fn ready(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// A short, fixed name for the engine's kind (`memory`, `camunda7`,
+    /// `camunda8`, `temporal`), the `engine` label of the engine-call
+    /// metric. The default is `custom`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 #[async_trait]
 impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
         (**self).start(command).await
+    }
+
+    async fn ready(&self) -> Result<(), EngineError> {
+        (**self).ready().await
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
     }
 }
 
@@ -79,6 +106,10 @@ pub struct StartCommand {
     pub variables: Map<String, Value>,
     /// The caller's idempotency key, when there is one.
     pub idempotency_key: Option<String>,
+    /// The caller's W3C trace context, when it sent a valid `traceparent`:
+    /// an engine passes it on so that the instance joins the caller's trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 impl StartCommand {
@@ -89,6 +120,7 @@ impl StartCommand {
         version: u32,
         variables: Map<String, Value>,
         idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Self {
         Self {
             process: *deployment.process(),
@@ -98,8 +130,23 @@ impl StartCommand {
             environment: deployment.environment().clone(),
             variables,
             idempotency_key,
+            trace,
         }
     }
+}
+
+/// The default name of the variable that carries the caller's
+/// `traceparent` into a Camunda instance.
+#[cfg(any(feature = "camunda7", feature = "camunda8"))]
+pub const DEFAULT_TRACE_VARIABLE: &str = "traceparent";
+
+/// The trace variable's name and value for `command`, when it has a trace
+/// context, a name is configured, and the payload has no variable of that
+/// name (a payload's own variable is never overwritten).
+#[cfg(any(feature = "camunda7", feature = "camunda8"))]
+fn trace_variable_of<'a>(command: &'a StartCommand, name: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    let (trace, name) = (command.trace.as_ref()?, name?);
+    (!command.variables.contains_key(name)).then(|| (name, trace.traceparent()))
 }
 
 /// A process instance an engine started.

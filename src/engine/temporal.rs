@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::engine::http::{retry_after, transport_error};
+use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
 use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::store::PayloadFingerprint;
@@ -30,7 +30,8 @@ pub const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// - `taskQueue.name`: the engine's task queue;
 /// - `input`: the variables as the workflow's single argument, a `json/plain`
 ///   payload;
-/// - `memo`: `processUuid`, `version`, `environment`, `deploymentId`;
+/// - `memo`: `processUuid`, `version`, `environment`, `deploymentId`, and
+///   the caller's `traceparent` and `tracestate` when it sent a valid one;
 /// - `requestId`, and the workflow id reuse policy `REJECT_DUPLICATE`.
 ///
 /// # Exactly once in Temporal
@@ -246,14 +247,39 @@ struct StartedBody {
 
 #[async_trait]
 impl Engine for TemporalEngine {
+    /// `GET {base}/api/v1/namespaces/{namespace}`: the frontend answers and
+    /// the namespace exists.
+    async fn ready(&self) -> Result<(), EngineError> {
+        let url = format!(
+            "{}/api/v1/namespaces/{}",
+            self.base,
+            utf8_percent_encode(&self.namespace, NON_ALPHANUMERIC)
+        );
+        let mut request = self.client.get(url).timeout(self.timeout);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        probe("temporal", request).await
+    }
+
+    fn name(&self) -> &'static str {
+        "temporal"
+    }
+
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
         let (workflow_id, request_id) = Self::ids(&command);
-        let memo = json!({
+        let mut memo = json!({
             "processUuid": payload(&json!(command.process.to_string())),
             "version": payload(&json!(command.version)),
             "environment": payload(&json!(command.environment.as_str())),
             "deploymentId": payload(&json!(command.deployment.to_string())),
         });
+        if let Some(trace) = &command.trace {
+            memo["traceparent"] = payload(&json!(trace.traceparent()));
+            if let Some(state) = trace.tracestate() {
+                memo["tracestate"] = payload(&json!(state));
+            }
+        }
         let keyed = command.idempotency_key.is_some();
         let body = json!({
             "workflowType": {"name": command.definition_key},
@@ -320,6 +346,7 @@ mod tests {
             environment: EnvironmentId::new("production"),
             variables,
             idempotency_key: key.map(str::to_owned),
+            trace: None,
         }
     }
 

@@ -9,13 +9,15 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use http_body_util::BodyExt as _;
+use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::error::WebhookError;
 use crate::http::HttpReply;
 use crate::http::protect::BodyBytes;
-use crate::http::starter::{Observed, WebhookStarter, catch_panic};
+use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic};
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`
@@ -73,7 +75,78 @@ pub fn router(path: &str, starter: WebhookStarter) -> Router {
     Router::new().route(path, any(serve_call)).with_state(starter)
 }
 
+/// An `axum::Router` with the two health checks a load balancer or an
+/// orchestrator probes, to merge into the host's router next to
+/// [`router`]:
+///
+/// - `GET /healthz`: the process lives and serves HTTP: always `200`
+///   `{"status": "live"}`, touching no store;
+/// - `GET /readyz`: [`WebhookStarter::ready`]: `200` `{"status": "ready"}`,
+///   or `503` with the [`NotReady`](crate::NotReady) problem document naming
+///   the components that cannot serve (never a secret or a connection
+///   string) and `Retry-After: 1`.
+///
+/// Neither needs a token: they say nothing about processes or environments.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use process_webhook::*;
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let starter = WebhookStarter::new(
+///     Arc::new(InMemoryModelStore::new()),
+///     Arc::new(InMemoryTokenStore::new()),
+///     Arc::new(InMemoryEngine::new()),
+/// );
+/// let app = router("/webhook/send", starter.clone()).merge(health_router(starter));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// serve(listener, app, ServeOptions::default(), std::future::pending()).await
+/// # }
+/// ```
+pub fn health_router(starter: WebhookStarter) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { json_response(StatusCode::OK, &json!({"status": "live"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .with_state(starter)
+}
+
+async fn readyz(State(starter): State<WebhookStarter>) -> Response {
+    match starter.ready().await {
+        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+        Err(not_ready) => {
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, &not_ready.to_problem_json());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> Response {
+    let span = call_span();
+    serve_call_in(starter, request, span.clone())
+        .instrument(span)
+        .await
+}
+
+async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing::Span) -> Response {
     let (parts, body) = request.into_parts();
     let started = Instant::now();
     let mut observed = Observed::from_peer(
@@ -116,13 +189,16 @@ async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> 
     // otherwise copy it on every move (profiled: a third of the handler's
     // instructions were memcpy, about 15% of all).
     let task_starter = starter.clone();
-    let exchange = tokio::spawn(Box::pin(async move {
-        let starter = task_starter;
-        let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
-        let reply = starter.settle(result, &observed, started).await;
-        drop(held);
-        reply
-    }));
+    let exchange = tokio::spawn(Box::pin(
+        async move {
+            let starter = task_starter;
+            let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
+            let reply = starter.settle(result, &observed, started).await;
+            drop(held);
+            reply
+        }
+        .instrument(span),
+    ));
     match exchange.await {
         Ok(reply) => into_response(reply),
         Err(_) => into_response(HttpReply::from_error(&WebhookError::Internal)),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 #[cfg(feature = "axum")]
 mod axum;
+mod health;
 mod protect;
 #[cfg(feature = "axum")]
 mod serve;
@@ -14,7 +15,8 @@ mod signature;
 mod starter;
 
 #[cfg(feature = "axum")]
-pub use self::axum::router;
+pub use self::axum::{health_router, router};
+pub use health::{Component, DEFAULT_READY_TIMEOUT, NotReady};
 pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 use serde_json::{Map, Value};
 #[cfg(feature = "axum")]
@@ -29,6 +31,7 @@ pub use starter::{DryRun, WebhookStarter};
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
 use crate::token::EnvironmentToken;
+use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
 use crate::webhook::{SignedCall, WebhookStartRequest, check_idempotency_key};
 
 /// The base of every process's webhook URL.
@@ -98,6 +101,8 @@ pub(crate) struct RequestHead {
     pub(crate) dry_run: bool,
     /// Whether a `Content-Type` was sent that is not JSON.
     pub(crate) not_json: bool,
+    /// The caller's trace context (a valid, single `traceparent`).
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl RequestHead {
@@ -111,6 +116,9 @@ impl RequestHead {
         let mut has_authorization = false;
         let mut signature = SignatureHeaders::default();
         let (mut has_key, mut has_id, mut has_timestamp) = (false, false, false);
+        // Trace headers never fail a call: a repeated `traceparent` is
+        // ignored, as the W3C recommendation says; `tracestate` lines join.
+        let (mut traceparent, mut traceparents, mut tracestate) = (None, 0_u32, String::new());
         for (name, value) in headers {
             let (name, value) = (name.as_ref().trim_ascii(), value.as_ref());
             if name.eq_ignore_ascii_case("authorization") {
@@ -137,7 +145,19 @@ impl RequestHead {
                     signature.signatures.push(' ');
                 }
                 signature.signatures.push_str(value.trim_ascii());
+            } else if name.eq_ignore_ascii_case("traceparent") {
+                traceparents += 1;
+                traceparent = (value.len() <= 128).then(|| value.to_owned());
+            } else if name.eq_ignore_ascii_case("tracestate") && tracestate.len() <= MAX_TRACESTATE_LEN {
+                if !tracestate.is_empty() {
+                    tracestate.push(',');
+                }
+                tracestate.push_str(value.trim_ascii());
             }
+        }
+        if let (Some(traceparent), 1) = (traceparent, traceparents) {
+            let tracestate = (!tracestate.is_empty()).then_some(tracestate.as_str());
+            head.trace = TraceContext::parse(&traceparent, tracestate);
         }
         if let Some(key) = &head.idempotency_key {
             check_idempotency_key(key)?;
@@ -167,6 +187,7 @@ impl RequestHead {
                 .map(|s| s.id.clone())
         });
         request.dry_run = self.dry_run;
+        request.trace = self.trace;
         (request, self.signature)
     }
 
@@ -239,7 +260,9 @@ pub(crate) fn open_envelope(
         }
     }
     let mut head = RequestHead::parse_headers(pairs)?;
+    // Like signatures, trace context counts only on the request.
     head.signature = None;
+    head.trace = None;
     Ok((head, payload))
 }
 

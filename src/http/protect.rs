@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "axum")]
+use crate::observe;
+
 /// The default bound on the bytes of bodies being read at once, across all
 /// connections: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
@@ -19,6 +22,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
     held: AtomicUsize,
+    /// Claims alive (bodies being read or handled), for the gauge.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    bodies: AtomicUsize,
     // Only the axum router reads bodies against the budget.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     max: usize,
@@ -39,6 +45,7 @@ impl BodyBudget {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             held: AtomicUsize::new(0),
+            bodies: AtomicUsize::new(0),
             max,
         })
     }
@@ -54,6 +61,8 @@ impl BodyBudget {
     /// out authenticated callers.
     #[cfg(feature = "axum")]
     pub(crate) fn claim(self: &Arc<Self>, authenticated: bool) -> BodyBytes {
+        let bodies = self.bodies.fetch_add(1, Ordering::AcqRel) + 1;
+        observe::bodies_in_flight(bodies, self.held());
         BodyBytes {
             budget: self.clone(),
             bytes: 0,
@@ -77,19 +86,21 @@ impl BodyBytes {
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 held.checked_add(more).filter(|&total| total <= ceiling)
-            })
-            .is_ok();
-        if taken {
+            });
+        if let Ok(held) = taken {
             self.bytes += more;
+            observe::bodies_in_flight(budget.bodies.load(Ordering::Acquire), held + more);
         }
-        taken
+        taken.is_ok()
     }
 }
 
 #[cfg(feature = "axum")]
 impl Drop for BodyBytes {
     fn drop(&mut self) {
-        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        let held = self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel) - self.bytes;
+        let bodies = self.budget.bodies.fetch_sub(1, Ordering::AcqRel) - 1;
+        observe::bodies_in_flight(bodies, held);
     }
 }
 

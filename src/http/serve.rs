@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tower_service::Service as _;
 
 use crate::error::WebhookError;
+use crate::observe;
 
 /// The default time a client has to send a request's head once it has
 /// started: 10 seconds.
@@ -178,6 +179,7 @@ where
                     max_connections = options.max_connections,
                     "connection refused: too many connections"
                 );
+                observe::refused_connection("too_many_connections");
                 connections.spawn(refuse(stream));
             }
         }
@@ -261,6 +263,7 @@ async fn serve_connection(
             () = tokio::time::sleep_until(deadline.into()) => {
                 if let Some(reason) = activity.expired(options, Instant::now()) {
                     tracing::warn!(target: "process_webhook", client = %peer.ip(), reason, "connection closed");
+                    observe::refused_connection(reason);
                     return;
                 }
             }
@@ -335,10 +338,8 @@ impl Activity {
         }
         match self.head_started.load(Ordering::Acquire) {
             NONE => (now >= self.at(self.idle_since.load(Ordering::Acquire)) + options.idle_timeout)
-                .then_some("idle timeout"),
-            started => {
-                (now >= self.at(started) + options.header_read_timeout).then_some("header read timeout")
-            }
+                .then_some("idle_timeout"),
+            started => (now >= self.at(started) + options.header_read_timeout).then_some("header_timeout"),
         }
     }
 }

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use crate::engine::Engine;
 use crate::error::WebhookError;
 use crate::http::DEFAULT_SIGNATURE_TOLERANCE;
+use crate::http::health::{Checks, Component, DEFAULT_READY_TIMEOUT, NotReady};
 use crate::http::protect::{
     AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
 };
@@ -26,6 +28,7 @@ use crate::http::{
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
 use crate::limit::{OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter};
 use crate::model::{Deployment, Environment, VersionTag};
+use crate::observe;
 use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::store::{ModelStore, StoreError, TokenStore};
 use crate::token::EnvironmentToken;
@@ -82,6 +85,8 @@ pub struct WebhookStarter {
     signature_tolerance: Duration,
     auth_failures: Arc<AuthFailures>,
     limiter: Option<(Arc<dyn RateLimiter>, RateLimitPolicy)>,
+    process_label: bool,
+    ready_timeout: Duration,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -95,6 +100,8 @@ impl fmt::Debug for WebhookStarter {
             .field("envelopes", &self.envelopes)
             .field("signature_tolerance", &self.signature_tolerance)
             .field("rate_limit", &self.limiter.as_ref().map(|(_, policy)| policy))
+            .field("process_label", &self.process_label)
+            .field("ready_timeout", &self.ready_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +164,9 @@ pub(crate) struct Observed {
     /// The environment's limit and what it decided, for the answer's
     /// `RateLimit` fields.
     rate: Option<(Quota, RateDecision)>,
+    /// Whether the process was found deployed in the call's environment
+    /// (only then may it be a metrics label).
+    deployed: bool,
 }
 
 impl Observed {
@@ -246,6 +256,8 @@ impl WebhookStarter {
             signature_tolerance: DEFAULT_SIGNATURE_TOLERANCE,
             auth_failures: Arc::default(),
             limiter: None,
+            process_label: false,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
 
@@ -306,6 +318,7 @@ impl WebhookStarter {
                 if decision.allowed() {
                     Ok(())
                 } else {
+                    observe::rate_limited("environment");
                     Err(WebhookError::RateLimited {
                         retry_after: decision.retry_after(),
                     })
@@ -326,9 +339,12 @@ impl WebhookStarter {
         };
         match limiter.peek(&format!("auth:{peer}"), quota).await {
             Ok(decision) if decision.allowed() => Ok(()),
-            Ok(decision) => Err(WebhookError::RateLimited {
-                retry_after: decision.retry_after(),
-            }),
+            Ok(decision) => {
+                observe::rate_limited("client");
+                Err(WebhookError::RateLimited {
+                    retry_after: decision.retry_after(),
+                })
+            }
             Err(error) => limiter_failed(error, policy.on_error),
         }
     }
@@ -357,6 +373,81 @@ impl WebhookStarter {
             self.note_failed_auth(observed.peer).await;
         }
         self.reply(result, observed, started)
+    }
+
+    /// Adds the process UUID as a `process` label to the calls counter
+    /// (`process_webhook_calls_total`, feature `metrics`) of authenticated
+    /// calls (default off). Turn it on when the number of deployed processes
+    /// is bounded and small: each one multiplies the series the metrics
+    /// backend keeps. Unauthenticated calls never carry it, so a caller
+    /// cannot create series by inventing UUIDs.
+    pub fn with_process_label(mut self, on: bool) -> Self {
+        self.process_label = on;
+        self
+    }
+
+    /// Whether this starter can serve now: asks the model store, the token
+    /// store, the idempotency store and the rate limiter (when it has them)
+    /// and the engine, all at once, each through its `ready` method (a cheap
+    /// round trip for the PostgreSQL, Redis, Camunda and Temporal adapters),
+    /// and waits at most the ready timeout (default 2 s,
+    /// [`DEFAULT_READY_TIMEOUT`](crate::DEFAULT_READY_TIMEOUT)) for them.
+    /// Needs no async runtime of its own. A failure is logged at `warn` with
+    /// its cause.
+    ///
+    /// The axum integration serves it as `GET /readyz`
+    /// (`health_router`, feature `axum`).
+    ///
+    /// # Errors
+    ///
+    /// [`NotReady`], naming every component that answered it cannot serve
+    /// or did not answer in time.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use process_webhook::*;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let starter = WebhookStarter::new(
+    ///     Arc::new(InMemoryModelStore::new()),
+    ///     Arc::new(InMemoryTokenStore::new()),
+    ///     Arc::new(InMemoryEngine::new()),
+    /// );
+    /// assert!(starter.ready().await.is_ok());
+    /// # });
+    /// ```
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        let checks = Checks::new(self.ready_timeout);
+        let (models, tokens, idempotency, limiter, engine) = futures_util::future::join5(
+            checks.check(Component::ModelStore, self.models.ready()),
+            checks.check(Component::TokenStore, self.tokens.ready()),
+            checks.check(Component::IdempotencyStore, async {
+                match &self.idempotency {
+                    Some(store) => store.ready().await,
+                    None => Ok(()),
+                }
+            }),
+            checks.check(Component::RateLimiter, async {
+                match &self.limiter {
+                    Some((limiter, _)) => limiter.ready().await,
+                    None => Ok(()),
+                }
+            }),
+            checks.check(Component::Engine, self.engine.ready()),
+        )
+        .await;
+        let verdict = Checks::verdict([models, tokens, idempotency, limiter, engine]);
+        if let Err(not_ready) = &verdict {
+            tracing::warn!(target: "process_webhook", error = %chain(not_ready), "readiness check failed");
+        }
+        verdict
+    }
+
+    /// Sets how long [`ready`](Self::ready) waits for the components
+    /// (default 2 s).
+    pub fn with_ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
     }
 
     /// Sets the most JSON values (scalars, arrays and objects, counted
@@ -456,6 +547,10 @@ impl WebhookStarter {
             ..Observed::default()
         };
         let started = Instant::now();
+        let span = call_span();
+        if let Some(trace) = &request.trace {
+            span.record("trace_id", trace.trace_id());
+        }
         let result = catch_panic(async {
             if request.dry_run {
                 return Err(WebhookError::DryRunNotStarted);
@@ -463,10 +558,21 @@ impl WebhookStarter {
             let environment = self.authenticate_request(&request).await?;
             observed.environment = Some(environment.id().clone());
             self.limit_environment(&environment, &mut observed).await?;
-            self.start_authenticated(request, &environment).await
+            if let Some(key) = request.idempotency_key() {
+                check_idempotency_key(key)?;
+            }
+            let deployment = resolve(&request.process, &environment, &*self.models).await?;
+            observed.deployed = true;
+            self.start_resolved(request, &environment, deployment).await
         })
+        .instrument(span.clone())
         .await;
-        log_call(&observed, result.as_ref().map(|_| 202), started);
+        let _entered = span.enter();
+        let outcome = match &result {
+            Ok(outcome) if outcome.replayed() => "replayed",
+            _ => "started",
+        };
+        self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
         result
     }
 
@@ -541,8 +647,9 @@ impl WebhookStarter {
     ///   the request and in the envelope must mean the same (the same token,
     ///   bare or `Bearer`; the same key; the same preferences), else
     ///   `400 conflicting_headers`.
-    /// - Signature headers (`webhook-*`) count only on the request, and the
-    ///   signature is always over the raw body as received.
+    /// - Signature headers (`webhook-*`) and trace context (`traceparent`,
+    ///   `tracestate`) count only on the request, and the signature is always
+    ///   over the raw body as received.
     /// - The instance's variables are the envelope's `payload`; the `headers`
     ///   object never reaches the engine, a log or an answer.
     /// - `headers` that is not an object of strings, or `payload` that is not
@@ -642,16 +749,19 @@ impl WebhookStarter {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut observed = Observed::from_peer(peer);
-        let started = Instant::now();
-        let result = catch_panic(async {
-            let admitted = self
-                .admit(method, target, headers, Some(body.len()), &mut observed)
-                .await?;
-            self.finish(admitted, body, &mut observed).await
-        })
-        .await;
-        self.settle(result, &observed, started).await
+        let call = async {
+            let mut observed = Observed::from_peer(peer);
+            let started = Instant::now();
+            let result = catch_panic(async {
+                let admitted = self
+                    .admit(method, target, headers, Some(body.len()), &mut observed)
+                    .await?;
+                self.finish(admitted, body, &mut observed).await
+            })
+            .await;
+            self.settle(result, &observed, started).await
+        };
+        call.instrument(call_span()).await
     }
 
     /// The answer to a call's result, with its one log event.
@@ -661,6 +771,14 @@ impl WebhookStarter {
         observed: &Observed,
         started: Instant,
     ) -> HttpReply {
+        let outcome = match &result {
+            Ok(Success::Started(outcome)) if outcome.replayed() => "replayed",
+            Ok(Success::Started(_)) => "started",
+            Ok(Success::DryRun(_)) => "dry_run",
+            Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
+            Ok(Success::Options) => "options",
+            Err(_) => "",
+        };
         let reply = match &result {
             Ok(Success::Started(outcome)) => {
                 let reply = HttpReply::json(202, outcome);
@@ -707,7 +825,12 @@ impl WebhookStarter {
                 ),
             None => reply,
         };
-        log_call(observed, result.as_ref().map(|_| reply.status()), started);
+        self.log_call(
+            observed,
+            result.as_ref().map(|_| reply.status()),
+            outcome,
+            started,
+        );
         reply
     }
 
@@ -741,6 +864,9 @@ impl WebhookStarter {
             check_body_size(len, self.body_limit)?;
         }
         let head = RequestHead::parse_headers(headers)?;
+        if let Some(trace) = &head.trace {
+            tracing::Span::current().record("trace_id", trace.trace_id());
+        }
         if method == Method::Post && head.not_json {
             return Err(WebhookError::UnsupportedMediaType);
         }
@@ -790,6 +916,7 @@ impl WebhookStarter {
             let environment = environment.ok_or(WebhookError::MissingToken)?;
             verify(&environment)?;
             let schema = self.schema_authenticated(&process, &environment).await?;
+            observed.deployed = true;
             return Ok(if method == Method::Head {
                 Success::SchemaHead(schema)
             } else {
@@ -819,6 +946,7 @@ impl WebhookStarter {
             }
         };
         let deployment = resolve(&process, &environment, &*self.models).await?;
+        observed.deployed = true;
         let envelopes_here = self.envelopes && !names_envelope_fields(&deployment);
         if from_envelope && !envelopes_here {
             // The deployment takes its bodies as plain payloads: the token
@@ -870,19 +998,6 @@ impl WebhookStarter {
             });
         }
         Ok(deployment.start_form().json_schema())
-    }
-
-    /// Everything after authentication: checks, idempotency, the engine.
-    async fn start_authenticated(
-        &self,
-        request: WebhookStartRequest,
-        environment: &Environment,
-    ) -> Result<StartOutcome, WebhookError> {
-        if let Some(key) = request.idempotency_key() {
-            check_idempotency_key(key)?;
-        }
-        let deployment = resolve(&request.process, environment, &*self.models).await?;
-        self.start_resolved(request, environment, deployment).await
     }
 
     /// A start whose deployment is known: checks, idempotency, the engine.
@@ -953,7 +1068,41 @@ impl WebhookStarter {
     }
 
     async fn call_engine(&self, prepared: Prepared) -> Result<StartOutcome, WebhookError> {
-        catch_panic(start_on(prepared, &*self.engine)).await
+        let began = Instant::now();
+        let result = catch_panic(start_on(prepared, &*self.engine)).await;
+        observe::engine_call(self.engine.name(), result.is_ok(), began.elapsed());
+        result
+    }
+
+    /// The one log event and the metrics of a call. `outcome` names a
+    /// success (`started`, `replayed`, `dry_run`, `schema`, `options`);
+    /// errors are `client_error` or `server_error`.
+    fn log_call(
+        &self,
+        observed: &Observed,
+        result: Result<u16, &WebhookError>,
+        outcome: &'static str,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        let (status, code, outcome) = match result {
+            Ok(status) => (status, "ok", outcome),
+            Err(error) if error.status() >= 500 => (error.status(), error.code(), "server_error"),
+            Err(error) => (error.status(), error.code(), "client_error"),
+        };
+        let process = observed
+            .process
+            .filter(|_| self.process_label && observed.deployed)
+            .map(|p| p.to_string());
+        observe::call(
+            status,
+            code,
+            outcome,
+            observed.environment.as_ref().map(EnvironmentId::as_str),
+            process,
+            elapsed,
+        );
+        log_call(observed, result, elapsed);
     }
 }
 
@@ -1000,6 +1149,13 @@ fn names_envelope_fields(deployment: &Deployment) -> bool {
         .any(|f| matches!(f.name(), "headers" | "payload"))
 }
 
+/// The span of one call: its events carry the caller's trace id (the
+/// `trace_id` field, recorded once the `traceparent` header is read), so
+/// that logs and the started instance join up.
+pub(crate) fn call_span() -> tracing::Span {
+    tracing::info_span!(target: "process_webhook", "webhook_call", trace_id = tracing::field::Empty)
+}
+
 /// Runs `future`, turning a panic into `500 internal_error`.
 pub(crate) async fn catch_panic<T>(
     future: impl Future<Output = Result<T, WebhookError>>,
@@ -1024,11 +1180,11 @@ fn chain(error: &dyn StdError) -> String {
 
 /// The one event of a call: process, environment, status, code, duration.
 /// Never a token: neither the request nor its headers are logged.
-pub(crate) fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, started: Instant) {
+fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, elapsed: Duration) {
     // Formatted only when a subscriber records the event.
     let process = observed.process.as_ref().map(tracing::field::display);
     let environment = observed.environment.as_ref().map(EnvironmentId::as_str);
-    let duration_us = started.elapsed().as_micros() as u64;
+    let duration_us = elapsed.as_micros() as u64;
     match result {
         Ok(status) => tracing::info!(
             target: "process_webhook",

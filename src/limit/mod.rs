@@ -179,6 +179,12 @@ pub trait RateLimiter: Send + Sync {
 
     /// Whether one unit of `key`'s allowance would be taken, taking nothing.
     async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
+
+    /// Whether the limiter can serve now (Redis's `PING` for
+    /// `RedisRateLimiter`); the default says yes.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What the starter does when its limiter cannot answer.

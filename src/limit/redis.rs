@@ -112,4 +112,8 @@ impl RateLimiter for RedisRateLimiter {
     async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
         self.run(key, quota, false).await
     }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        crate::store::redis_ping(&self.connection, self.timeout).await
+    }
 }

@@ -214,6 +214,14 @@ pub trait IdempotencyStore: Send + Sync {
 
     /// Frees `key`, reserved by a start that failed.
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Whether the store can serve now: a cheap round trip for a store
+    /// behind a network (PostgreSQL's `SELECT 1`, Redis's `PING`), used by
+    /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
+    /// says yes, which is right for a store in the host's memory.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The default retention of an idempotency key: 24 hours.

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
+use crate::observe;
 use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
     IdempotencyStore, ModelStore, PayloadFingerprint, Reservation, StoreError, TokenStore,
@@ -426,6 +427,7 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                 outcome: None,
             },
         );
+        observe::idempotency_keys(keys.map.len());
         Ok(Reservation::Reserved)
     }
 
@@ -446,6 +448,7 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.map.get(key).is_some_and(|e| e.outcome.is_none()) {
             keys.remove(key);
+            observe::idempotency_keys(keys.map.len());
         }
         Ok(())
     }

@@ -26,6 +26,8 @@ pub use postgres::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
 };
 #[cfg(feature = "redis")]
+pub(crate) use redis::ping as redis_ping;
+#[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
 
 use crate::id::{EnvironmentId, ProcessUuid};
@@ -86,6 +88,14 @@ pub trait ModelStore: Send + Sync {
         let deployment = self.deployment(uuid, environment).await?;
         Ok(Some((model, deployment)))
     }
+
+    /// Whether the store can serve now: a cheap round trip for a store
+    /// behind a network (PostgreSQL's `SELECT 1`, Redis's `PING`), used by
+    /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
+    /// says yes, which is right for a store in the host's memory.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Where the environment behind each token is kept.
@@ -111,6 +121,14 @@ pub trait ModelStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     /// The environment of `token`.
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError>;
+
+    /// Whether the store can serve now: a cheap round trip for a store
+    /// behind a network (PostgreSQL's `SELECT 1`, Redis's `PING`), used by
+    /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
+    /// says yes, which is right for a store in the host's memory.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -134,12 +152,20 @@ impl<T: ModelStore + ?Sized> ModelStore for std::sync::Arc<T> {
     ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
         (**self).model_with_deployment(uuid, environment).await
     }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
+    }
 }
 
 #[async_trait]
 impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
         (**self).environment(token).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
     }
 }
 

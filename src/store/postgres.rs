@@ -479,6 +479,14 @@ impl PostgresStore {
         tokio::spawn(listen_for_changes(pool, channel, cache));
     }
 
+    /// One `SELECT 1`, bounded by the store's timeout: whether the database
+    /// answers now.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run("checking readiness", sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map(drop)
+    }
+
     async fn run<T>(
         &self,
         what: &'static str,
@@ -668,6 +676,10 @@ impl ModelStore for PostgresStore {
         }
         Ok(found)
     }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
 }
 
 #[async_trait]
@@ -696,6 +708,10 @@ impl TokenStore for PostgresStore {
             self.cache.tokens.put(digest, found.clone(), self.cache_ttl);
         }
         Ok(found.map(|env| self.with_secrets(env)))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
     }
 }
 
@@ -763,6 +779,10 @@ impl IdempotencyStore for PostgresStore {
             .bind(key.key());
         self.run("releasing a key", query.execute(&self.pool)).await?;
         Ok(())
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await
     }
 }
 

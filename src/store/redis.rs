@@ -200,8 +200,27 @@ impl RedisIdempotencyStore {
     }
 }
 
+/// One `PING`, bounded by `timeout`: whether Redis answers now.
+pub(crate) async fn ping(connection: &ConnectionManager, timeout: Duration) -> Result<(), StoreError> {
+    let mut connection = connection.clone();
+    let command = redis::cmd("PING");
+    let ping = command.query_async::<String>(&mut connection);
+    match tokio::time::timeout(timeout, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(StoreError::new("redis: ping").with_source(error)),
+        Err(_) => Err(StoreError::new(format!(
+            "redis: ping: no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for RedisIdempotencyStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        ping(&self.connection, self.timeout).await
+    }
+
     async fn reserve(
         &self,
         key: &IdempotencyKey,
