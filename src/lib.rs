@@ -331,8 +331,8 @@ pub use crate::engine::{Camunda7Engine, CamundaProblem};
 #[cfg(feature = "camunda8")]
 pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use crate::engine::{
-    DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, ProcessInstance,
-    StartCommand, StartedInstance,
+    Completion, DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, InstanceRef,
+    ProcessInstance, StartCommand, StartedInstance,
 };
 #[cfg(feature = "temporal")]
 pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
@@ -340,8 +340,9 @@ pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
 pub use crate::http::{
     Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_JSON_VALUES, DEFAULT_READY_TIMEOUT, DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE,
-    DryRun, HttpReply, NotReady, WebhookStarter, verify_signature, webhook_url,
+    DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
+    DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE, DryRun, HttpReply, NotReady, WebhookStarter,
+    verify_signature, webhook_url,
 };
 #[cfg(feature = "axum")]
 pub use crate::http::{

@@ -294,7 +294,7 @@ where
     }
     let environment = authenticate_request(&request, tokens, DEFAULT_SIGNATURE_TOLERANCE).await?;
     let prepared = prepare(request, &environment, models).await?;
-    start_on(prepared, engine).await
+    start_on(prepared, engine).await.map(|(outcome, _)| outcome)
 }
 
 /// Step 1 for a request: its token, and its signature where it was built
@@ -354,11 +354,12 @@ pub(crate) struct Prepared {
     pub(crate) trace: Option<TraceContext>,
 }
 
-/// Step 5: hands the variables (moved, not copied) to the engine.
+/// Step 5: hands the variables (moved, not copied) to the engine. The
+/// outcome, and the business key the engine gave the instance.
 pub(crate) async fn start_on<E: Engine + ?Sized>(
     prepared: Prepared,
     engine: &E,
-) -> Result<StartOutcome, WebhookError> {
+) -> Result<(StartOutcome, Option<String>), WebhookError> {
     let Prepared {
         deployment,
         version,
@@ -368,7 +369,8 @@ pub(crate) async fn start_on<E: Engine + ?Sized>(
     } = prepared;
     let command = StartCommand::for_deployment(&deployment, version, variables, idempotency_key, trace);
     let instance = engine.start(command).await?;
-    Ok(StartOutcome::new(instance.id().clone(), &deployment, version))
+    let outcome = StartOutcome::new(instance.id().clone(), &deployment, version);
+    Ok((outcome, instance.business_key().map(str::to_owned)))
 }
 
 /// Steps 2 to 4, for an authenticated call.

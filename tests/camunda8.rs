@@ -11,6 +11,7 @@ mod common;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -30,6 +31,9 @@ struct Fake {
     /// created instance.
     answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
     tokens_issued: Arc<Mutex<u32>>,
+    /// Scripted answers to `GET /v2/process-instances/{key}`, in order; the
+    /// last one repeats.
+    states: Arc<Mutex<VecDeque<(u16, Value)>>>,
 }
 
 const CREATED_KEY: &str = "2251799813686019";
@@ -69,6 +73,67 @@ async fn token(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Re
     )
 }
 
+/// `GET /v2/process-instances/{key}`: the scripted states, the last one
+/// repeating (fields as Camunda's reference lists them).
+async fn instance(
+    State(fake): State<Fake>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    fake.seen
+        .lock()
+        .unwrap()
+        .push((format!("/v2/process-instances/{key}"), headers, String::new()));
+    let mut states = fake.states.lock().unwrap();
+    let (status, state) = if states.len() > 1 {
+        states.pop_front().unwrap()
+    } else {
+        states.front().cloned().unwrap_or((404, Value::Null))
+    };
+    if status != 200 {
+        let (status, doc) = problem(status, "NOT_FOUND", "no such process instance");
+        return (StatusCode::from_u16(status).unwrap(), doc.to_string()).into_response();
+    }
+    json_answer(json!({
+        "processInstanceKey": key,
+        "processDefinitionId": "order-intake",
+        "processDefinitionKey": "2251799813685249",
+        "processDefinitionName": "Order intake",
+        "processDefinitionVersion": 3,
+        "startDate": "2026-11-29T10:00:00.000Z",
+        "state": state,
+        "hasIncident": false,
+        "tenantId": "<default>",
+    }))
+}
+
+/// `POST /v2/variables/search`: the instance's root-scope variables, values
+/// as JSON text, one of them truncated.
+async fn variables(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Response {
+    fake.seen
+        .lock()
+        .unwrap()
+        .push(("/v2/variables/search".into(), headers, body));
+    let item = |name: &str, value: &str, truncated: bool, key: &str| {
+        json!({"name": name, "value": value, "isTruncated": truncated, "variableKey": key,
+               "scopeKey": CREATED_KEY, "processInstanceKey": CREATED_KEY, "tenantId": "<default>"})
+    };
+    json_answer(json!({
+        "items": [
+            item("accepted", "true", false, "1"),
+            item("total", "42.5", false, "2"),
+            item("items", "[\"ABC", true, "3"),
+        ],
+        "page": {"totalItems": 3},
+    }))
+}
+
+/// `GET /v2/variables/{key}`: a whole value.
+async fn variable(axum::extract::Path(key): axum::extract::Path<String>) -> Response {
+    assert_eq!(key, "3");
+    json_answer(json!({"name": "items", "value": "[\"ABC123\",\"XYZ789\"]", "variableKey": key}))
+}
+
 /// `GET /v2/topology`, as Camunda's reference shows it (abridged).
 async fn topology(State(fake): State<Fake>, headers: HeaderMap) -> Response {
     fake.seen
@@ -90,6 +155,9 @@ async fn start_fake() -> (SocketAddr, Fake) {
         .route("/v2/process-instances", post(create))
         .route("/oauth/token", post(token))
         .route("/v2/topology", axum::routing::get(topology))
+        .route("/v2/process-instances/{key}", axum::routing::get(instance))
+        .route("/v2/variables/search", post(variables))
+        .route("/v2/variables/{key}", axum::routing::get(variable))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -392,4 +460,87 @@ async fn ready_asks_the_topology_with_the_engines_credentials() {
         EngineErrorKind::Unavailable
     );
     assert!(Camunda8Engine::new("http://127.0.0.1:9").ready().await.is_err());
+}
+
+async fn wait_on(
+    fake_states: Vec<(u16, Value)>,
+    wait: &str,
+    max: Duration,
+) -> (HttpReply, Value, Fake, Duration) {
+    let (addr, fake) = start_fake().await;
+    *fake.states.lock().unwrap() = fake_states.into();
+    let world = World::new();
+    let engine = Arc::new(Camunda8Engine::new(&format!("http://{addr}")));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine).with_max_wait(max);
+    let began = std::time::Instant::now();
+    let reply = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", world.bearer().as_str()), ("prefer", wait)],
+            &serde_json::to_vec(&order_payload()).unwrap(),
+        )
+        .await;
+    let took = began.elapsed();
+    let doc: Value = serde_json::from_slice(reply.body()).unwrap();
+    (reply, doc, fake, took)
+}
+
+#[tokio::test]
+async fn a_wait_polls_the_instance_and_answers_its_root_variables_when_it_completes() {
+    let states = vec![
+        (404, Value::Null),
+        (200, json!("ACTIVE")),
+        (200, json!("COMPLETED")),
+    ];
+    let (reply, doc, fake, _) = wait_on(states, "wait=5", Duration::from_secs(30)).await;
+    assert_eq!(reply.status(), 200, "{doc}");
+    assert_eq!(reply.header("preference-applied"), Some("wait=5"));
+    assert_eq!(doc["instanceId"], CREATED_KEY);
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(
+        doc["result"],
+        json!({"accepted": true, "total": 42.5, "items": ["ABC123", "XYZ789"]})
+    );
+    let seen = fake.seen.lock().unwrap();
+    let paths: Vec<&str> = seen.iter().map(|(path, _, _)| path.as_str()).collect();
+    let instance = format!("/v2/process-instances/{CREATED_KEY}");
+    assert_eq!(
+        paths,
+        [
+            "/v2/process-instances",
+            &instance,
+            &instance,
+            &instance,
+            "/v2/variables/search"
+        ]
+    );
+    let search: Value = serde_json::from_str(&seen[4].2).unwrap();
+    assert_eq!(
+        search["filter"],
+        json!({"processInstanceKey": CREATED_KEY, "scopeKey": CREATED_KEY})
+    );
+}
+
+#[tokio::test]
+async fn an_instance_still_active_at_the_deadline_is_202_running_and_a_terminated_one_200() {
+    let (reply, doc, _, took) =
+        wait_on(vec![(200, json!("ACTIVE"))], "wait=10", Duration::from_secs(1)).await;
+    assert_eq!(reply.status(), 202, "{doc}");
+    assert_eq!(doc["status"], "running");
+    assert_eq!(reply.header("preference-applied"), Some("wait=1"));
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    let (reply, doc, _, _) = wait_on(
+        vec![(200, json!("TERMINATED"))],
+        "wait=10",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        (reply.status(), doc["status"].as_str()),
+        (200, Some("terminated"))
+    );
 }

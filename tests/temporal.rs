@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use process_webhook::*;
@@ -233,4 +234,138 @@ async fn the_engine_is_ready_when_the_namespace_answers_and_not_when_it_is_missi
     let away = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
     assert!(away.ready().await.is_err());
     assert_eq!(away.name(), "temporal");
+}
+
+/// The Python worker of `tests/temporal_worker/worker.py` (Temporal's Python
+/// SDK), polling `task_queue` until dropped.
+struct PythonWorker(std::process::Child);
+
+impl PythonWorker {
+    /// Started with `TEMPORAL_PYTHON` (a Python with `temporalio`); `None`,
+    /// with a printed line, when that is not set outside CI.
+    fn start(task_queue: &str) -> Option<Self> {
+        use std::io::{BufRead, Write as _};
+        let python = match std::env::var("TEMPORAL_PYTHON") {
+            Ok(python) => python,
+            Err(_) if std::env::var_os("CI").is_some() => {
+                panic!("TEMPORAL_PYTHON is not set: in CI the Temporal worker tests must run")
+            }
+            Err(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: TEMPORAL_PYTHON is not set (a Python with the temporalio package)"
+                );
+                return None;
+            }
+        };
+        let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into());
+        let mut child = std::process::Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/temporal_worker/worker.py"
+            ))
+            .args(["--address", &address, "--task-queue", task_queue])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the worker starts");
+        let stdout = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line == "worker ready");
+        assert!(ready, "the worker did not start");
+        Some(Self(child))
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_wait_answers_with_what_a_real_worker_returned() {
+    let Some(url) = temporal_url() else { return };
+    let queue = format!("process-webhook-waits-{}", uuid::Uuid::new_v4().simple());
+    let Some(_worker) = PythonWorker::start(&queue) else {
+        return;
+    };
+    let world = World::new();
+    let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    let mut processes = Vec::new();
+    for key in ["wait-sleeper", "wait-failing"] {
+        let process = ProcessUuid::from(uuid::Uuid::new_v4());
+        world
+            .models
+            .insert_model(ProcessModel::new(process, acme.clone(), key));
+        world.models.deploy(
+            Deployment::new(process, VersionTag::Released(1), production.clone(), order_form())
+                .with_definition_key(key),
+        );
+        processes.push(process);
+    }
+    let engine = Arc::new(TemporalEngine::new(&url, "default", &queue));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine)
+        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()))
+        .with_max_wait(Duration::from_secs(3));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let call = |process: ProcessUuid, extra: Vec<(&'static str, String)>| {
+        let (starter, body) = (starter.clone(), body.clone());
+        let mut headers = vec![("authorization", world.bearer())];
+        headers.extend(extra);
+        async move {
+            let began = Instant::now();
+            let reply = starter
+                .handle(&webhook_url("/webhook/send", &process), headers, &body)
+                .await;
+            let doc: Value = serde_json::from_slice(reply.body()).unwrap();
+            (reply, doc, began.elapsed())
+        }
+    };
+    let wait = |seconds: u32| ("prefer", format!("wait={seconds}"));
+
+    // Completed: exactly the worker's result, derived from the input.
+    let key = fresh_key();
+    let (reply, doc, _) = call(
+        uuid(ORDER_INTAKE),
+        vec![wait(10), ("idempotency-key", key.clone())],
+    )
+    .await;
+    assert_eq!(reply.status(), 200, "{doc}");
+    assert_eq!(reply.header("preference-applied"), Some("wait=3"));
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(
+        doc["result"],
+        json!({"accepted": true, "orderNumber": "123456", "total": 42.5})
+    );
+
+    // A replay with wait: the same instance's result, nothing new started.
+    let (again, again_doc, _) = call(uuid(ORDER_INTAKE), vec![wait(10), ("idempotency-key", key)]).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again_doc["instanceId"], doc["instanceId"]);
+    assert_eq!(again_doc["result"], doc["result"]);
+
+    // Still running at the deadline: today's 202, plus the status.
+    let (running, running_doc, took) = call(processes[0], vec![wait(2)]).await;
+    assert_eq!(running.status(), 202, "{running_doc}");
+    assert_eq!(running_doc["status"], "running");
+    assert_eq!(running.header("preference-applied"), Some("wait=2"));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    // Failed: 200 failed, without the engine's message.
+    let (failed, failed_doc, _) = call(processes[1], vec![wait(10)]).await;
+    assert_eq!(failed.status(), 200, "{failed_doc}");
+    assert_eq!(failed_doc["status"], "failed");
+    assert!(failed_doc.get("message").is_none());
+
+    // No preference: unchanged.
+    let (plain, plain_doc, _) = call(uuid(ORDER_INTAKE), vec![]).await;
+    assert_eq!((plain.status(), plain.header("preference-applied")), (202, None));
+    assert!(plain_doc.get("status").is_none());
 }

@@ -61,6 +61,14 @@ impl<E: Engine> Engine for PrintingEngine<E> {
         self.0.ready().await
     }
 
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: std::time::Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        self.0.wait(instance, within).await
+    }
+
     fn name(&self) -> &'static str {
         self.0.name()
     }

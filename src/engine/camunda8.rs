@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{
-    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, StartCommand, trace_variable_of,
+    Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand,
+    trace_variable_of,
 };
 use crate::id::InstanceId;
 
@@ -270,6 +272,73 @@ impl Camunda8Engine {
         request.send().await.map_err(|e| transport_error("camunda", e))
     }
 
+    /// Sends `request` with the configured authentication: the status and
+    /// the body as JSON (`Null` when it is not JSON).
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), EngineError> {
+        let response = self
+            .authorized(request, false)
+            .await?
+            .send()
+            .await
+            .map_err(|e| transport_error("camunda", e))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("camunda", e))?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// The root-scope variables of instance `key`, as one JSON object.
+    async fn variables_of(&self, key: &str) -> Result<Value, EngineError> {
+        let search = json!({
+            "filter": {"processInstanceKey": key, "scopeKey": key},
+            "page": {"limit": 1000},
+        });
+        let request = self
+            .client
+            .post(format!("{}/v2/variables/search", self.base))
+            .timeout(self.timeout)
+            .json(&search);
+        let (status, body) = self.fetch(request).await?;
+        if status != 200 {
+            let mut problem: Camunda8Problem = serde_json::from_value(body).unwrap_or_default();
+            problem.status = status;
+            return Err(
+                EngineError::new("camunda 8: could not read the instance's variables").with_source(problem),
+            );
+        }
+        let mut variables = serde_json::Map::new();
+        for item in body["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(name) = item["name"].as_str() else {
+                continue;
+            };
+            let mut text = item["value"].as_str().unwrap_or("null").to_owned();
+            if item["isTruncated"].as_bool() == Some(true) {
+                if let Some(variable) = item["variableKey"].as_str() {
+                    let request = self
+                        .client
+                        .get(format!(
+                            "{}/v2/variables/{}",
+                            self.base,
+                            utf8_percent_encode(variable, NON_ALPHANUMERIC)
+                        ))
+                        .timeout(self.timeout);
+                    let (_, whole) = self.fetch(request).await?;
+                    if let Some(value) = whole["value"].as_str() {
+                        text = value.to_owned();
+                    }
+                }
+            }
+            // Camunda keeps each value as JSON text.
+            variables.insert(
+                name.to_owned(),
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            );
+        }
+        Ok(Value::Object(variables))
+    }
+
     /// `request` with the configured authentication.
     async fn authorized(
         &self,
@@ -365,6 +434,68 @@ impl Engine for Camunda8Engine {
 
     fn name(&self) -> &'static str {
         "camunda8"
+    }
+
+    /// Polls the instance (`GET /v2/process-instances/{key}`, every 100 ms
+    /// at first, then up to every second) until its `state` is `COMPLETED`
+    /// or `TERMINATED` or `within` runs out; a completed instance's result
+    /// is its root-scope variables (`POST /v2/variables/search`, truncated
+    /// values read whole). An instance with an incident stays `ACTIVE`, so
+    /// it is `running`. A `404` at first is the secondary storage catching
+    /// up, and polled again.
+    ///
+    /// Why not `awaitCompletion` on the create call: its `504` on timeout
+    /// does not name the instance it created, so the answer could not carry
+    /// the instance id, the idempotency store could not record the start,
+    /// and a replay could not wait on the same instance.
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        let deadline = Instant::now() + within;
+        let key = instance.id().as_str();
+        let url = format!(
+            "{}/v2/process-instances/{}",
+            self.base,
+            utf8_percent_encode(key, NON_ALPHANUMERIC)
+        );
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Some(Completion::Running));
+            }
+            let request = self.client.get(&url).timeout(remaining.min(self.timeout));
+            let (status, body) = match self.fetch(request).await {
+                Ok(answer) => answer,
+                Err(error) if error.is_retryable() && Instant::now() >= deadline => {
+                    return Ok(Some(Completion::Running));
+                }
+                Err(error) => return Err(error),
+            };
+            match (status, body["state"].as_str()) {
+                (200, Some("COMPLETED")) => {
+                    return self
+                        .variables_of(key)
+                        .await
+                        .map(|v| Some(Completion::Completed(v)));
+                }
+                (200, Some("TERMINATED")) => return Ok(Some(Completion::Terminated)),
+                (200, _) | (404, _) => {}
+                _ => {
+                    let mut problem: Camunda8Problem = serde_json::from_value(body).unwrap_or_default();
+                    problem.status = status;
+                    return Err(
+                        EngineError::new("camunda 8: could not read the instance").with_source(problem)
+                    );
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // reqwest already needs a tokio runtime, so its timer is there.
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use std::time::Duration;
+
+use crate::engine::{Completion, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand};
 use crate::id::InstanceId;
 
 /// An instance [`InMemoryEngine`] started, with the command that started it.
@@ -42,6 +44,7 @@ pub const DEFAULT_ENGINE_HISTORY: usize = 10_000;
 pub struct InMemoryEngine {
     started: Arc<Mutex<History>>,
     capacity: usize,
+    completion: Arc<Mutex<Option<Completion>>>,
 }
 
 #[derive(Debug, Default)]
@@ -63,7 +66,28 @@ impl InMemoryEngine {
         Self {
             started: Arc::default(),
             capacity: DEFAULT_ENGINE_HISTORY,
+            completion: Arc::default(),
         }
+    }
+
+    /// Makes [`wait`](Engine::wait) answer `completion` at once for every
+    /// instance (`None`, the default: it cannot wait). Clones share it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use process_webhook::*;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let engine = InMemoryEngine::new();
+    /// engine.complete_waits_with(Some(Completion::Completed(serde_json::json!({"total": 42.5}))));
+    /// let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    /// let instance = InstanceRef::new(InstanceId::new("1"), process, EnvironmentId::new("production"));
+    /// let waited = engine.wait(&instance, Duration::from_secs(1)).await.unwrap();
+    /// assert_eq!(waited, Some(Completion::Completed(serde_json::json!({"total": 42.5}))));
+    /// # });
+    /// ```
+    pub fn complete_waits_with(&self, completion: Option<Completion>) {
+        *self.completion.lock().unwrap_or_else(PoisonError::into_inner) = completion;
     }
 
     /// Sets how many of the latest starts are remembered (0 keeps none).
@@ -91,6 +115,14 @@ impl InMemoryEngine {
 impl Engine for InMemoryEngine {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    async fn wait(&self, _: &InstanceRef, _: Duration) -> Result<Option<Completion>, EngineError> {
+        Ok(self
+            .completion
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone())
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {

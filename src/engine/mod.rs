@@ -15,6 +15,7 @@ mod http;
 mod memory;
 #[cfg(feature = "temporal")]
 mod temporal;
+mod wait;
 
 #[cfg(feature = "camunda7")]
 pub use camunda7::{Camunda7Engine, CamundaProblem};
@@ -25,6 +26,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 #[cfg(feature = "temporal")]
 pub use temporal::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
+pub use wait::{Completion, InstanceRef};
 
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::Deployment;
@@ -65,6 +67,24 @@ pub trait Engine: Send + Sync {
         Ok(())
     }
 
+    /// Waits at most `within` for `instance` to end, and says how it stands
+    /// then ([`Completion::Running`] when the time ran out), or `Ok(None)`
+    /// when this engine cannot wait (the default). An implementation must
+    /// return by `within` (plus a request's round trip), hold no thread
+    /// while it waits, and never touch the instance: a caller that hangs up
+    /// drops this future and the instance runs on.
+    ///
+    /// [`WebhookStarter`](crate::WebhookStarter) calls it for a call with
+    /// `Prefer: wait=N`.
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        let _ = (instance, within);
+        Ok(None)
+    }
+
     /// A short, fixed name for the engine's kind (`memory`, `camunda7`,
     /// `camunda8`, `temporal`), the `engine` label of the engine-call
     /// metric. The default is `custom`.
@@ -81,6 +101,14 @@ impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
 
     async fn ready(&self) -> Result<(), EngineError> {
         (**self).ready().await
+    }
+
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        (**self).wait(instance, within).await
     }
 
     fn name(&self) -> &'static str {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::engine::http::{probe, retry_after, transport_error};
-use crate::engine::{Engine, EngineError, ProcessInstance, StartCommand};
+use crate::engine::{Completion, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand};
 use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::store::PayloadFingerprint;
 
@@ -239,6 +239,75 @@ struct StatusBody {
     message: String,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct HistoryPage {
+    #[serde(default)]
+    history: Events,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Events {
+    #[serde(default)]
+    events: Vec<Value>,
+}
+
+/// How a close event ended a run.
+enum Close {
+    Ended(Completion),
+    /// Continued as new: the new run's id.
+    ContinuedAsNew(String),
+}
+
+/// The close event's meaning, for a close event.
+fn close_of(event: &Value) -> Option<Close> {
+    let attributes = |name: &str| &event[name];
+    let failure = |name: &str| attributes(name)["failure"]["message"].as_str().map(str::to_owned);
+    Some(Close::Ended(match event["eventType"].as_str()? {
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" => Completion::Completed(result_of(
+            &attributes("workflowExecutionCompletedEventAttributes")["result"],
+        )),
+        "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" => {
+            Completion::Failed(failure("workflowExecutionFailedEventAttributes"))
+        }
+        "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT" => {
+            Completion::Failed(Some("the workflow timed out".to_owned()))
+        }
+        "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED" => Completion::Terminated,
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED" => Completion::Cancelled,
+        "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW" => {
+            let next =
+                attributes("workflowExecutionContinuedAsNewEventAttributes")["newExecutionRunId"].as_str()?;
+            return Some(Close::ContinuedAsNew(next.to_owned()));
+        }
+        _ => return None,
+    }))
+}
+
+/// A workflow's result as JSON: the HTTP API shows `json/plain` payloads as
+/// the JSON they hold (a list, one per payload) and others as
+/// `{"metadata", "data"}` (base64), decoded here when they hold JSON.
+fn result_of(result: &Value) -> Value {
+    let first = match result {
+        Value::Array(payloads) => payloads.first().cloned().unwrap_or(Value::Null),
+        Value::Object(payloads) if payloads.contains_key("payloads") => {
+            payloads["payloads"].get(0).cloned().unwrap_or(Value::Null)
+        }
+        other => other.clone(),
+    };
+    match &first {
+        Value::Object(payload) if payload.len() == 2 && payload.contains_key("metadata") => payload
+            .get("data")
+            .and_then(Value::as_str)
+            .and_then(|data| STANDARD.decode(data).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(first),
+        _ => first,
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StartedBody {
@@ -264,6 +333,82 @@ impl Engine for TemporalEngine {
 
     fn name(&self) -> &'static str {
         "temporal"
+    }
+
+    /// Long-polls the workflow's history for its close event
+    /// (`GET …/workflows/{workflowId}/history?execution.runId=…&waitNewEvent=true&historyEventFilterType=HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT`)
+    /// until `within` runs out. The workflow id is the instance's business
+    /// key, or, after a replay, [`workflow_id_for`](Self::workflow_id_for)
+    /// its idempotency key; a run continued as new is followed to its new
+    /// run. The result is the workflow's (first) result payload as JSON.
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        let workflow_id = match (instance.business_key(), instance.idempotency_key()) {
+            (Some(id), _) => id.to_owned(),
+            (None, Some(key)) => Self::workflow_id_for(instance.environment(), instance.process(), key),
+            (None, None) => return Ok(None),
+        };
+        let deadline = std::time::Instant::now() + within;
+        let mut run_id = instance.id().as_str().to_owned();
+        let mut page: Option<String> = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            if remaining.is_zero() {
+                return Ok(Some(Completion::Running));
+            }
+            let mut query = vec![
+                ("execution.runId", run_id.as_str()),
+                ("waitNewEvent", "true"),
+                ("historyEventFilterType", "HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT"),
+            ];
+            if let Some(token) = &page {
+                query.push(("nextPageToken", token));
+            }
+            let mut request = self
+                .client
+                .get(format!("{}/history", self.start_url(&workflow_id)))
+                .query(&query)
+                .timeout(remaining);
+            if let Some(key) = &self.api_key {
+                request = request.bearer_auth(key);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) if error.is_timeout() => return Ok(Some(Completion::Running)),
+                Err(error) => return Err(transport_error("temporal", error)),
+            };
+            let status = response.status().as_u16();
+            let bytes = match response.bytes().await {
+                Ok(bytes) => bytes,
+                Err(error) if error.is_timeout() => return Ok(Some(Completion::Running)),
+                Err(error) => return Err(transport_error("temporal", error)),
+            };
+            if status != 200 {
+                let problem: StatusBody = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Err(
+                    EngineError::new("temporal: could not read the workflow's history").with_source(
+                        TemporalProblem {
+                            status,
+                            code: problem.code,
+                            message: problem.message,
+                        },
+                    ),
+                );
+            }
+            let history: HistoryPage = serde_json::from_slice(&bytes)
+                .map_err(|e| EngineError::new("temporal: an unreadable history").with_source(e))?;
+            match history.history.events.iter().find_map(close_of) {
+                Some(Close::Ended(completion)) => return Ok(Some(completion)),
+                Some(Close::ContinuedAsNew(next)) => {
+                    run_id = next;
+                    page = None;
+                }
+                None => page = history.next_page_token.filter(|t| !t.is_empty()),
+            }
+        }
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {

@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 use crate::error::WebhookError;
 use crate::http::HttpReply;
 use crate::http::protect::BodyBytes;
+use crate::http::signal::{Flag, RaiseOnDrop};
 use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic};
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
@@ -188,6 +189,12 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
     // Boxed: the exchange's future is a few KiB, and the task would
     // otherwise copy it on every move (profiled: a third of the handler's
     // instructions were memcpy, about 15% of all).
+    // A caller that hangs up drops this future, and with it the guard:
+    // the task sees the flag raised and stops waiting (`Prefer: wait`),
+    // never the start.
+    let hung_up = Flag::default();
+    observed.hung_up = Some(hung_up.clone());
+    let _guard = RaiseOnDrop(hung_up);
     let task_starter = starter.clone();
     let exchange = tokio::spawn(Box::pin(
         async move {

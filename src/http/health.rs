@@ -4,12 +4,12 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{Either, select};
 use serde_json::{Value, json};
+
+use crate::http::signal::Flag;
 
 /// The default bound on a readiness check: 2 seconds.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,42 +189,26 @@ impl Checks {
 pub(crate) struct FailureOf(Failure);
 
 /// A deadline that needs no async runtime: a short-lived thread sleeps until
-/// it and wakes whoever waits (a readiness check runs a few times a minute,
-/// so a thread per check costs nothing that matters). If no thread can be
+/// it and raises a flag (a readiness check runs a few times a minute, so a
+/// thread per check costs nothing that matters). If no thread can be
 /// started, the deadline never passes and each component's own timeout
 /// bounds the check.
-struct Deadline {
-    state: Arc<Mutex<(bool, Vec<Waker>)>>,
-}
+struct Deadline(Flag);
 
 impl Deadline {
     fn after(bound: Duration) -> Self {
-        let state = Arc::new(Mutex::new((false, Vec::new())));
-        let timer = state.clone();
+        let flag = Flag::default();
+        let timer = flag.clone();
         let _ = std::thread::Builder::new()
             .name("process-webhook-ready".into())
             .spawn(move || {
                 std::thread::sleep(bound);
-                let wakers = {
-                    let mut state = timer.lock().unwrap_or_else(PoisonError::into_inner);
-                    state.0 = true;
-                    std::mem::take(&mut state.1)
-                };
-                wakers.into_iter().for_each(Waker::wake);
+                timer.raise();
             });
-        Self { state }
+        Self(flag)
     }
 
     fn elapsed(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.0 {
-                return Poll::Ready(());
-            }
-            if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
-                state.1.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
+        self.0.raised()
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod protect;
 #[cfg(feature = "axum")]
 mod serve;
+mod signal;
 mod signature;
 mod starter;
 
@@ -26,7 +27,7 @@ pub use serve::{
 };
 pub(crate) use signature::SignatureHeaders;
 pub use signature::{DEFAULT_SIGNATURE_TOLERANCE, verify_signature};
-pub use starter::{DryRun, WebhookStarter};
+pub use starter::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DryRun, WebhookStarter};
 
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
@@ -99,6 +100,8 @@ pub(crate) struct RequestHead {
     /// Whether a `Prefer` header was sent, and whether it asks for a dry run.
     pub(crate) prefer: bool,
     pub(crate) dry_run: bool,
+    /// The seconds of a `wait` preference (RFC 7240), when there is one.
+    pub(crate) wait: Option<u32>,
     /// Whether a `Content-Type` was sent that is not JSON.
     pub(crate) not_json: bool,
     /// The caller's trace context (a valid, single `traceparent`).
@@ -129,9 +132,15 @@ impl RequestHead {
                 head.idempotency_key = Some(value.trim_ascii().to_owned());
             } else if name.eq_ignore_ascii_case("prefer") {
                 head.prefer = true;
-                head.dry_run |= value
-                    .split(',')
-                    .any(|p| p.trim_ascii().eq_ignore_ascii_case("dry-run"));
+                for preference in value.split(',') {
+                    let (name, value) = preference_of(preference);
+                    if name.eq_ignore_ascii_case("dry-run") {
+                        head.dry_run = true;
+                    } else if name.eq_ignore_ascii_case("wait") && head.wait.is_none() {
+                        // RFC 7240: only a preference's first instance counts.
+                        head.wait = value.and_then(wait_seconds);
+                    }
+                }
             } else if name.eq_ignore_ascii_case("content-type") {
                 head.not_json |= !is_json_media_type(value);
             } else if name.eq_ignore_ascii_case("webhook-id") {
@@ -217,11 +226,12 @@ impl RequestHead {
             _ => {}
         }
         if envelope.prefer {
-            if self.prefer && self.dry_run != envelope.dry_run {
+            if self.prefer && (self.dry_run != envelope.dry_run || self.wait != envelope.wait) {
                 return Err(WebhookError::ConflictingHeaders { name: "prefer" });
             }
             self.prefer = true;
             self.dry_run = envelope.dry_run;
+            self.wait = envelope.wait;
         }
         Ok(())
     }
@@ -264,6 +274,33 @@ pub(crate) fn open_envelope(
     head.signature = None;
     head.trace = None;
     Ok((head, payload))
+}
+
+/// A preference's name and value (RFC 7240 §2: `token [ "=" word ]`, then
+/// parameters after `;`, which this crate does not use), both trimmed, the
+/// value unquoted.
+fn preference_of(preference: &str) -> (&str, Option<&str>) {
+    let preference = preference.split(';').next().unwrap_or_default();
+    match preference.split_once('=') {
+        Some((name, value)) => {
+            let value = value.trim_ascii();
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (name.trim_ascii(), Some(unquoted))
+        }
+        None => (preference.trim_ascii(), None),
+    }
+}
+
+/// The seconds of a `wait` value: decimal digits (larger values saturate);
+/// anything else is no preference.
+fn wait_seconds(value: &str) -> Option<u32> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(value.parse::<u32>().unwrap_or(u32::MAX))
 }
 
 /// Marks header `name` as seen; an error when it was seen before.

@@ -7,20 +7,23 @@ use std::fmt;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
+use futures_util::future::{Either, select};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
-use crate::engine::Engine;
+use crate::engine::{Completion, Engine, InstanceRef};
 use crate::error::WebhookError;
 use crate::http::DEFAULT_SIGNATURE_TOLERANCE;
 use crate::http::health::{Checks, Component, DEFAULT_READY_TIMEOUT, NotReady};
 use crate::http::protect::{
     AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
 };
+use crate::http::signal::Flag;
 use crate::http::{
     ALLOWED_METHODS, DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size,
     is_envelope, open_envelope, parse_payload, process_from_target,
@@ -87,6 +90,39 @@ pub struct WebhookStarter {
     limiter: Option<(Arc<dyn RateLimiter>, RateLimitPolicy)>,
     process_label: bool,
     ready_timeout: Duration,
+    waits: Waits,
+}
+
+/// How calls with `Prefer: wait` are served.
+#[derive(Clone, Debug)]
+struct Waits {
+    /// The longest wait (zero: never wait).
+    max: Duration,
+    /// The most calls waiting at once, and how many wait now.
+    max_calls: usize,
+    waiting: Arc<AtomicUsize>,
+    /// Whether a failed instance's message is shown to the caller.
+    show_failures: bool,
+}
+
+/// A place among the waiting calls, given back when dropped.
+struct WaitSlot(Arc<AtomicUsize>);
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Waits {
+    fn slot(&self) -> Option<WaitSlot> {
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_calls).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WaitSlot(self.waiting.clone()))
+    }
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -102,6 +138,8 @@ impl fmt::Debug for WebhookStarter {
             .field("rate_limit", &self.limiter.as_ref().map(|(_, policy)| policy))
             .field("process_label", &self.process_label)
             .field("ready_timeout", &self.ready_timeout)
+            .field("max_wait", &self.waits.max)
+            .field("max_waiting_calls", &self.waits.max_calls)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +193,25 @@ impl DryRun {
     }
 }
 
+/// The default longest wait of a call with `Prefer: wait`: 30 seconds.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// The default bound on calls waiting at once: 1,000.
+pub const DEFAULT_MAX_WAITING_CALLS: usize = 1_000;
+
+/// The answer to a call that waited: the start outcome's fields, then
+/// `status`, and `result` or (when the host shows them) `message`.
+#[derive(Serialize)]
+struct WaitedBody<'a> {
+    #[serde(flatten)]
+    outcome: &'a StartOutcome,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
 /// What one call's log event says.
 #[derive(Default)]
 pub(crate) struct Observed {
@@ -167,6 +224,8 @@ pub(crate) struct Observed {
     /// Whether the process was found deployed in the call's environment
     /// (only then may it be a metrics label).
     deployed: bool,
+    /// Raised when the caller hung up (the router sets it): a wait stops.
+    pub(crate) hung_up: Option<Flag>,
 }
 
 impl Observed {
@@ -234,6 +293,9 @@ pub(crate) enum Success {
     SchemaHead(Value),
     /// The answer to `OPTIONS`.
     Options,
+    /// A start the call waited for (`Prefer: wait`): the outcome, how the
+    /// instance stood at the end, and the seconds the wait was allowed.
+    Waited(StartOutcome, Completion, u32),
 }
 
 impl WebhookStarter {
@@ -258,6 +320,12 @@ impl WebhookStarter {
             limiter: None,
             process_label: false,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            waits: Waits {
+                max: DEFAULT_MAX_WAIT,
+                max_calls: DEFAULT_MAX_WAITING_CALLS,
+                waiting: Arc::default(),
+                show_failures: false,
+            },
         }
     }
 
@@ -563,7 +631,8 @@ impl WebhookStarter {
             }
             let deployment = resolve(&request.process, &environment, &*self.models).await?;
             observed.deployed = true;
-            self.start_resolved(request, &environment, deployment).await
+            let (outcome, _) = self.start_resolved(request, &environment, deployment).await?;
+            Ok(outcome)
         })
         .instrument(span.clone())
         .await;
@@ -630,6 +699,32 @@ impl WebhookStarter {
     /// token on the request (`401`), the body (`413` for too many JSON
     /// values, `malformed_payload`), the signature over the raw body, and
     /// the start goes on as [`start`](Self::start).
+    ///
+    /// # Waiting for the result: `Prefer: wait=N`
+    ///
+    /// A `POST` with the `wait` preference of RFC 7240 (`Prefer: wait=10`,
+    /// alone or among other preferences) starts as any other, then waits up
+    /// to `min(N, max)` seconds (max: [`with_max_wait`](Self::with_max_wait),
+    /// default 30 s) for the instance to end, through
+    /// [`Engine::wait`](crate::Engine::wait):
+    ///
+    /// - it completed: `200` with the start's fields, `"status": "completed"`
+    ///   and `"result"` (the engine's: Temporal's workflow result, Camunda's
+    ///   variables);
+    /// - it failed, was terminated or cancelled: `200` with
+    ///   `"status": "failed"` (`terminated`, `cancelled`), and the engine's
+    ///   message only with [`with_failure_messages`](Self::with_failure_messages);
+    /// - still running at the deadline: `202` as without the preference,
+    ///   plus `"status": "running"`.
+    ///
+    /// Those answers carry `Preference-Applied: wait=S`, S the seconds the
+    /// wait was allowed. A replay of an idempotent start waits on the same
+    /// instance. The answer is exactly that of a call without the
+    /// preference (no `status`, no `Preference-Applied`) when the engine
+    /// cannot wait, waiting is off (max zero, or `wait=0`), or the bound on
+    /// waiting calls ([`with_max_waiting_calls`](Self::with_max_waiting_calls),
+    /// default 1,000) is reached. With the `router`, a caller that hangs up
+    /// ends its wait, never its instance.
     ///
     /// # Envelope bodies
     ///
@@ -777,6 +872,7 @@ impl WebhookStarter {
             Ok(Success::DryRun(_)) => "dry_run",
             Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
             Ok(Success::Options) => "options",
+            Ok(Success::Waited(..)) => "waited",
             Err(_) => "",
         };
         let reply = match &result {
@@ -798,6 +894,9 @@ impl WebhookStarter {
                 .with_content_type("application/schema+json")
                 .without_body(),
             Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
+            Ok(Success::Waited(outcome, completion, seconds)) => {
+                self.waited_reply(outcome, completion, *seconds)
+            }
             Err(error) => {
                 if let (401, Some(peer)) = (error.status(), observed.peer) {
                     self.auth_failures.record(peer, error.code());
@@ -958,17 +1057,20 @@ impl WebhookStarter {
             head.merge_envelope(inner)?;
             payload = inner_payload;
         }
+        let wait = head.wait;
         let (request, _) = head.into_request(process, payload);
         if let Some(key) = request.idempotency_key() {
             check_idempotency_key(key)?;
         }
         if request.dry_run {
             let prepared = prepare_resolved(request, deployment)?;
-            Ok(Success::DryRun(DryRun::from(prepared)))
-        } else {
-            self.start_resolved(request, &environment, deployment)
-                .await
-                .map(Success::Started)
+            return Ok(Success::DryRun(DryRun::from(prepared)));
+        }
+        let key = request.idempotency_key().map(str::to_owned);
+        let (outcome, business_key) = self.start_resolved(request, &environment, deployment).await?;
+        match wait {
+            Some(seconds) => Ok(self.wait_for(outcome, business_key, key, seconds, observed).await),
+            None => Ok(Success::Started(outcome)),
         }
     }
 
@@ -1006,7 +1108,7 @@ impl WebhookStarter {
         request: WebhookStartRequest,
         environment: &Environment,
         deployment: Deployment,
-    ) -> Result<StartOutcome, WebhookError> {
+    ) -> Result<(StartOutcome, Option<String>), WebhookError> {
         let idempotent = match (&self.idempotency, request.idempotency_key()) {
             (Some(store), Some(key)) => Some((
                 store,
@@ -1042,7 +1144,7 @@ impl WebhookStarter {
                 outcome,
             } => {
                 return if held == fingerprint {
-                    Ok(outcome.into_replay())
+                    Ok((outcome.into_replay(), None))
                 } else {
                     Err(WebhookError::IdempotencyKeyReused)
                 };
@@ -1050,7 +1152,7 @@ impl WebhookStarter {
         }
         let result = self.call_engine(prepared).await;
         let recorded = match &result {
-            Ok(outcome) => store.complete(&key, outcome).await,
+            Ok((outcome, _)) => store.complete(&key, outcome).await,
             Err(_) => store.release(&key).await,
         };
         if let Err(error) = recorded {
@@ -1067,11 +1169,136 @@ impl WebhookStarter {
         result
     }
 
-    async fn call_engine(&self, prepared: Prepared) -> Result<StartOutcome, WebhookError> {
+    async fn call_engine(&self, prepared: Prepared) -> Result<(StartOutcome, Option<String>), WebhookError> {
         let began = Instant::now();
         let result = catch_panic(start_on(prepared, &*self.engine)).await;
         observe::engine_call(self.engine.name(), result.is_ok(), began.elapsed());
         result
+    }
+
+    /// Waits (as `Prefer: wait=seconds` asked, within this starter's bounds)
+    /// for the instance of `outcome` to end. A call that cannot wait (no
+    /// wait allowed, no place among the waiting calls, an engine that cannot
+    /// wait or fails to, or a caller that hung up) is answered as a start.
+    async fn wait_for(
+        &self,
+        outcome: StartOutcome,
+        business_key: Option<String>,
+        idempotency_key: Option<String>,
+        seconds: u32,
+        observed: &Observed,
+    ) -> Success {
+        let within = Duration::from_secs(u64::from(seconds)).min(self.waits.max);
+        if within.is_zero() {
+            return Success::Started(outcome);
+        }
+        let Some(_slot) = self.waits.slot() else {
+            tracing::warn!(
+                target: "process_webhook",
+                max_waiting_calls = self.waits.max_calls,
+                "too many calls waiting: answered without waiting"
+            );
+            return Success::Started(outcome);
+        };
+        let mut instance = InstanceRef::new(
+            outcome.instance_id().clone(),
+            *outcome.process(),
+            outcome.environment().clone(),
+        );
+        if let Some(key) = business_key {
+            instance = instance.with_business_key(key);
+        }
+        if let Some(key) = idempotency_key {
+            instance = instance.with_idempotency_key(key);
+        }
+        let waited = catch_panic(async {
+            self.engine
+                .wait(&instance, within)
+                .await
+                .map_err(WebhookError::from)
+        });
+        let hung_up = async {
+            match &observed.hung_up {
+                Some(flag) => flag.raised().await,
+                None => std::future::pending().await,
+            }
+        };
+        let waited = match select(std::pin::pin!(waited), std::pin::pin!(hung_up)).await {
+            Either::Left((waited, _)) => waited,
+            Either::Right(((), _)) => return Success::Started(outcome),
+        };
+        match waited {
+            Ok(Some(completion)) => Success::Waited(outcome, completion, within.as_secs() as u32),
+            Ok(None) => Success::Started(outcome),
+            Err(error) => {
+                tracing::warn!(
+                    target: "process_webhook",
+                    process = %outcome.process(),
+                    error = %chain(&error),
+                    "waiting for an instance failed: answered without the result"
+                );
+                Success::Started(outcome)
+            }
+        }
+    }
+
+    /// The answer to a start the call waited for.
+    fn waited_reply(&self, outcome: &StartOutcome, completion: &Completion, seconds: u32) -> HttpReply {
+        let body = WaitedBody {
+            outcome,
+            status: completion.status(),
+            result: match completion {
+                Completion::Completed(result) => Some(result),
+                _ => None,
+            },
+            message: match completion {
+                Completion::Failed(Some(message)) if self.waits.show_failures => Some(message),
+                _ => None,
+            },
+        };
+        let status = if *completion == Completion::Running {
+            202
+        } else {
+            200
+        };
+        let reply =
+            HttpReply::json(status, &body).with_header("preference-applied", format!("wait={seconds}"));
+        if outcome.replayed() {
+            reply.with_header("idempotent-replayed", "true".to_owned())
+        } else {
+            reply
+        }
+    }
+
+    /// Sets the longest a call with `Prefer: wait=N` waits for its instance
+    /// to end (default 30 s, [`DEFAULT_MAX_WAIT`](crate::DEFAULT_MAX_WAIT));
+    /// a call waits `min(N, this)`. Zero turns waiting off: such calls are
+    /// answered as any start.
+    pub fn with_max_wait(mut self, max: Duration) -> Self {
+        self.waits.max = max;
+        self
+    }
+
+    /// Sets how many calls may wait at once (default 1,000,
+    /// [`DEFAULT_MAX_WAITING_CALLS`](crate::DEFAULT_MAX_WAITING_CALLS));
+    /// past it a call is answered at once, as any start. Clones share the
+    /// count.
+    pub fn with_max_waiting_calls(mut self, calls: usize) -> Self {
+        self.waits.max_calls = calls;
+        self
+    }
+
+    /// Shows a failed instance's message (the engine's own words) in the
+    /// answer to a waiting call (default off: the caller sees only
+    /// `"status": "failed"`).
+    pub fn with_failure_messages(mut self, on: bool) -> Self {
+        self.waits.show_failures = on;
+        self
+    }
+
+    /// The calls waiting for their instance now.
+    pub fn waiting_calls(&self) -> usize {
+        self.waits.waiting.load(Ordering::Acquire)
     }
 
     /// The one log event and the metrics of a call. `outcome` names a
