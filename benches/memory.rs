@@ -64,6 +64,35 @@ impl Engine for HoldingEngine {
     }
 }
 
+/// Starts at once, then holds every wait until `IN_FLIGHT` calls wait.
+#[derive(Default)]
+struct WaitingEngine {
+    waiting: Mutex<usize>,
+    all_in: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Engine for WaitingEngine {
+    async fn start(&self, _: StartCommand) -> Result<ProcessInstance, EngineError> {
+        Ok(ProcessInstance::new(InstanceId::new("instance")))
+    }
+
+    async fn wait(&self, _: &InstanceRef, _: std::time::Duration) -> Result<Option<Completion>, EngineError> {
+        let notified = self.all_in.notified();
+        let full = {
+            let mut waiting = self.waiting.lock().unwrap();
+            *waiting += 1;
+            *waiting == IN_FLIGHT
+        };
+        if full {
+            self.all_in.notify_waiters();
+        } else {
+            notified.await;
+        }
+        Ok(Some(Completion::Running))
+    }
+}
+
 fn measure(f: impl FnOnce()) -> usize {
     let base = LIVE.load(Ordering::SeqCst);
     PEAK.store(base, Ordering::SeqCst);
@@ -124,4 +153,38 @@ fn main() {
             starts as f64 / floor as f64
         );
     }
+
+    // Calls with `Prefer: wait=30` through `handle`, all waiting at once:
+    // what one waiting call holds (its task, the call's future, its place
+    // among the waiting calls), the engine's own wait state aside.
+    let f = Arc::new(fixture(0, 0));
+    let body: Arc<[u8]> = body(75).into();
+    let engine = Arc::new(WaitingEngine::default());
+    let starter = WebhookStarter::new(
+        Arc::new(f.models.clone()),
+        Arc::new(f.tokens.clone()),
+        engine.clone(),
+    )
+    .with_max_waiting_calls(IN_FLIGHT);
+    let waiting = measure(|| {
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..IN_FLIGHT)
+                .map(|_| {
+                    let (starter, f, body) = (starter.clone(), f.clone(), body.clone());
+                    tokio::spawn(async move {
+                        let headers = [("authorization", f.auth.as_str()), ("prefer", "wait=30")];
+                        starter.handle(&f.target, headers, &body).await.status()
+                    })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), 202);
+            }
+        });
+    });
+    println!(
+        "waiting calls: {IN_FLIGHT} at once, peak {} KiB, {} B per waiting call",
+        waiting / 1024,
+        waiting / IN_FLIGHT
+    );
 }
