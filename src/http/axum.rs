@@ -12,13 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http_body_util::BodyExt as _;
 use serde_json::json;
-use tracing::Instrument as _;
 
 use crate::error::WebhookError;
 use crate::http::HttpReply;
 use crate::http::protect::BodyBytes;
 use crate::http::signal::{Flag, RaiseOnDrop};
-use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic};
+use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic, in_span};
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`
@@ -142,9 +141,8 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 
 async fn serve_call(State(starter): State<WebhookStarter>, request: Request) -> Response {
     let span = call_span();
-    serve_call_in(starter, request, span.clone())
-        .instrument(span)
-        .await
+    let call = serve_call_in(starter, request, span.clone());
+    in_span(&span, std::pin::pin!(call)).await
 }
 
 async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing::Span) -> Response {
@@ -196,16 +194,16 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
     observed.hung_up = Some(hung_up.clone());
     let _guard = RaiseOnDrop(hung_up);
     let task_starter = starter.clone();
-    let exchange = tokio::spawn(Box::pin(
-        async move {
-            let starter = task_starter;
+    let exchange = tokio::spawn(Box::pin(async move {
+        let starter = task_starter;
+        let call = async {
             let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
             let reply = starter.settle(result, &observed, started).await;
             drop(held);
             reply
-        }
-        .instrument(span),
-    ));
+        };
+        in_span(&span, std::pin::pin!(call)).await
+    }));
     match exchange.await {
         Ok(reply) => into_response(reply),
         Err(_) => into_response(HttpReply::from_error(&WebhookError::Internal)),

@@ -84,4 +84,8 @@ impl RateLimiter for InMemoryRateLimiter {
     async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
         Ok(self.decide(key, quota, false))
     }
+
+    fn acquire_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, StoreError>> {
+        Some(Ok(self.decide(key, quota, true)))
+    }
 }

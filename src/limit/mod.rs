@@ -82,7 +82,9 @@ impl Quota {
 
     /// The time one unit takes to come back, in microseconds (at least 1).
     pub(crate) fn interval_us(&self) -> u64 {
-        (self.period.as_micros() / u128::from(self.count)).max(1) as u64
+        // In u64: a u128 division is a library call, on every decision.
+        let period = u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX);
+        (period / u64::from(self.count)).max(1)
     }
 }
 
@@ -179,6 +181,16 @@ pub trait RateLimiter: Send + Sync {
 
     /// Whether one unit of `key`'s allowance would be taken, taking nothing.
     async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
+
+    /// [`acquire`](Self::acquire) without waiting, for a limiter that can
+    /// decide at once (one in the process's memory): `Some` with the
+    /// decision, or `None` (the default) when the starter must call
+    /// `acquire`. It spares a start the boxed future of an async call; the
+    /// decision must be the one `acquire` would make.
+    fn acquire_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, StoreError>> {
+        let _ = (key, quota);
+        None
+    }
 
     /// Whether the limiter can serve now (Redis's `PING` for
     /// `RedisRateLimiter`); the default says yes.

@@ -1,8 +1,10 @@
 //! [`RedisIdempotencyStore`] (feature `redis`): idempotency keys that
 //! several replicas share through Redis.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::Script;
@@ -19,47 +21,66 @@ use crate::webhook::StartOutcome;
 /// The default bound on one Redis call: 1 second.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Reserves a key, or reports who has it: `{1, '', ''}` when reserved, else
-/// `{0, fingerprint, outcome or ''}`. KEYS[1]: the key; ARGV: the
-/// fingerprint, the retention (ms), the lease (µs).
+// A key's value is a string: `R{fingerprint}` while reserved, then
+// `C{fingerprint}{outcome}` once completed (the fingerprint as 64 hex
+// digits, the outcome as JSON). Its age is read off its TTL, on Redis's
+// clock: the TTL is set once, at the reservation, and kept after it.
+
+/// The reservation of a key that exists (the fast path, a plain
+/// `SET … NX PX`, found it taken): reports who holds it, or takes it over
+/// when its reservation is older than the lease. `{1, '', ''}` when
+/// reserved, else `{0, fingerprint, outcome or ''}`. KEYS[1]: the key;
+/// ARGV: the new value, the retention (ms), the lease (ms).
 const RESERVE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cur = redis.call('HMGET', KEYS[1], 'fp', 'at', 'outcome')
-if cur[1] then
-  if cur[3] or (now - tonumber(cur[2])) < tonumber(ARGV[3]) then
-    return {0, cur[1], cur[3] or ''}
+local v = redis.call('GET', KEYS[1])
+if v then
+  if string.sub(v, 1, 1) == 'C' then
+    return {0, string.sub(v, 2, 65), string.sub(v, 66)}
+  end
+  local age = tonumber(ARGV[2]) - redis.call('PTTL', KEYS[1])
+  if age < tonumber(ARGV[3]) then
+    return {0, string.sub(v, 2, 65), ''}
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'at', string.format('%d', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, '', ''}
 ";
 
-/// Records an outcome: 1 done, 0 not reserved.
+/// Records an outcome when this process no longer knows the key's
+/// fingerprint: 1 done (or already completed), 0 not reserved.
 const COMPLETE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HEXISTS', KEYS[1], 'outcome') == 0 then
-  redis.call('HSET', KEYS[1], 'outcome', ARGV[1])
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if string.sub(v, 1, 1) == 'R' then
+  redis.call('SET', KEYS[1], 'C' .. string.sub(v, 2, 65) .. ARGV[1], 'KEEPTTL')
 end
 return 1
 ";
 
 /// Frees a key that has no outcome.
 const RELEASE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'outcome') == 0 then
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) == 'R' then
   redis.call('DEL', KEYS[1])
 end
 return 1
 ";
 
+/// How many reservations in flight this process remembers the fingerprint
+/// of before it forgets those older than the lease (their start's future
+/// was dropped).
+const INFLIGHT_PRUNE_AT: usize = 4096;
+
 /// Idempotency keys in Redis, with the rules of the other idempotency stores:
 /// kept 24 h from the reservation (Redis expires them by itself), a 5-minute
 /// lease for abandoned reservations, replay, `422` reuse, `409` in progress.
 ///
-/// Each operation is one Lua script, atomic in Redis and on Redis's clock.
-/// A key is stored as a hash at `{prefix}:idem:{h}` (prefix
+/// Each operation is one atomic Redis call on Redis's clock: a new key is
+/// reserved with a plain `SET … NX PX` and completed with
+/// `SET … XX KEEPTTL` (the fingerprint the reservation wrote is remembered
+/// in process until then), and the rarer cases (a key that exists, a
+/// release) are one Lua script each. A key is stored as a string at
+/// `{prefix}:idem:{h}` (prefix
 /// `process_webhook` by default), where `h` is the hex SHA-256 of
 /// environment, process and key, so that any key text is safe. Each call is
 /// bounded (1 s by default): Redis down or slow is `503 store_unavailable`,
@@ -87,7 +108,10 @@ pub struct RedisIdempotencyStore {
     ttl: Duration,
     lease: Duration,
     timeout: Duration,
-    scripts: (Script, Script, Script),
+    scripts: Arc<(Script, Script, Script)>,
+    /// The fingerprints of reservations this process made and has not
+    /// completed or released yet, by Redis key.
+    inflight: Arc<Mutex<HashMap<String, (PayloadFingerprint, Instant)>>>,
 }
 
 impl fmt::Debug for RedisIdempotencyStore {
@@ -110,7 +134,8 @@ impl RedisIdempotencyStore {
             ttl: DEFAULT_IDEMPOTENCY_TTL,
             lease: DEFAULT_IDEMPOTENCY_LEASE,
             timeout: DEFAULT_REDIS_TIMEOUT,
-            scripts: (Script::new(RESERVE), Script::new(COMPLETE), Script::new(RELEASE)),
+            scripts: Arc::new((Script::new(RESERVE), Script::new(COMPLETE), Script::new(RELEASE))),
+            inflight: Arc::default(),
         }
     }
 
@@ -168,12 +193,57 @@ impl RedisIdempotencyStore {
         let mut hasher = Sha256::new();
         hasher.update(key.environment().as_str().as_bytes());
         hasher.update(b"\n");
-        hasher.update(key.process().to_string().as_bytes());
+        hasher.update(
+            key.process()
+                .as_uuid()
+                .as_hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
         hasher.update(b"\n");
         hasher.update(key.key().as_bytes());
-        let digest = hasher.finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}:idem:{hex}", self.prefix)
+        let mut redis_key = String::with_capacity(self.prefix.len() + 6 + 64);
+        redis_key.push_str(&self.prefix);
+        redis_key.push_str(":idem:");
+        push_hex(&mut redis_key, &hasher.finalize());
+        redis_key
+    }
+
+    /// Remembers the fingerprint of a reservation until it is completed or
+    /// released.
+    fn remember(&self, redis_key: String, fingerprint: PayloadFingerprint) {
+        let now = Instant::now();
+        let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        if inflight.len() >= INFLIGHT_PRUNE_AT {
+            let lease = self.lease;
+            inflight.retain(|_, (_, at)| now.duration_since(*at) < lease);
+        }
+        inflight.insert(redis_key, (fingerprint, now));
+    }
+
+    fn forget(&self, redis_key: &str) -> Option<PayloadFingerprint> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(redis_key)
+            .map(|(fingerprint, _)| fingerprint)
+    }
+
+    /// Runs one command, bounded by the timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &'static str,
+        command: redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(StoreError::new(format!("redis: {what}")).with_source(error)),
+            Err(_) => Err(StoreError::new(format!(
+                "redis: {what}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -226,23 +296,32 @@ impl IdempotencyStore for RedisIdempotencyStore {
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
     ) -> Result<Reservation, StoreError> {
-        let fp: String = fingerprint
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let ttl_ms = self.ttl.as_millis().max(1).to_string();
-        let lease_us = self.lease.as_micros().to_string();
+        let redis_key = self.redis_key(key);
+        let mut value = String::with_capacity(65);
+        value.push('R');
+        push_hex(&mut value, fingerprint.as_bytes());
+        let ttl_ms = self.ttl.as_millis().max(1) as u64;
+        let mut set = redis::cmd("SET");
+        set.arg(&redis_key).arg(&value).arg("NX").arg("PX").arg(ttl_ms);
+        let fresh: Option<String> = self.query("reserving a key", set).await?;
+        if fresh.is_some() {
+            self.remember(redis_key, fingerprint);
+            return Ok(Reservation::Reserved);
+        }
+        let lease_ms = self.lease.as_millis().to_string();
         let answer: (i64, String, String) = self
             .run(
                 "reserving a key",
                 &self.scripts.0,
-                self.redis_key(key),
-                &[fp, ttl_ms, lease_us],
+                redis_key.clone(),
+                &[value, ttl_ms.to_string(), lease_ms],
             )
             .await?;
         match answer {
-            (1, _, _) => Ok(Reservation::Reserved),
+            (1, _, _) => {
+                self.remember(redis_key, fingerprint);
+                Ok(Reservation::Reserved)
+            }
             (_, held, outcome) => {
                 let held = parse_fingerprint(&held)?;
                 Ok(match Some(outcome).filter(|text| !text.is_empty()) {
@@ -262,16 +341,27 @@ impl IdempotencyStore for RedisIdempotencyStore {
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
+        let redis_key = self.redis_key(key);
         let stored = stored_outcome(outcome).to_string();
-        let done: i64 = self
-            .run(
-                "completing a key",
-                &self.scripts.1,
-                self.redis_key(key),
-                &[stored],
-            )
-            .await?;
-        if done == 0 {
+        let done = match self.forget(&redis_key) {
+            Some(fingerprint) => {
+                let mut value = String::with_capacity(65 + stored.len());
+                value.push('C');
+                push_hex(&mut value, fingerprint.as_bytes());
+                value.push_str(&stored);
+                let mut set = redis::cmd("SET");
+                set.arg(&redis_key).arg(value).arg("XX").arg("KEEPTTL");
+                let set: Option<String> = self.query("completing a key", set).await?;
+                set.is_some()
+            }
+            None => {
+                let done: i64 = self
+                    .run("completing a key", &self.scripts.1, redis_key, &[stored])
+                    .await?;
+                done == 1
+            }
+        };
+        if !done {
             return Err(StoreError::new(
                 "completing an idempotency key that is not reserved",
             ));
@@ -280,10 +370,21 @@ impl IdempotencyStore for RedisIdempotencyStore {
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        let redis_key = self.redis_key(key);
+        self.forget(&redis_key);
         let _: i64 = self
-            .run("releasing a key", &self.scripts.2, self.redis_key(key), &[])
+            .run("releasing a key", &self.scripts.2, redis_key, &[])
             .await?;
         Ok(())
+    }
+}
+
+/// Appends `bytes` as lowercase hex digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
 }
 
