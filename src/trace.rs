@@ -160,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn the_ids_and_the_sampled_flag_are_read_from_their_fields() {
+        let trace =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None).unwrap();
+        assert_eq!(trace.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(trace.parent_id(), "b7ad6b7169203331");
+        assert!(trace.sampled());
+        // Only the lowest flag bit means sampled.
+        let other_flags =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02", None).unwrap();
+        assert!(!other_flags.sampled());
+        let both =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03", None).unwrap();
+        assert!(both.sampled());
+    }
+
+    #[test]
     fn malformed_traceparents_are_ignored() {
         for bad in [
             "",

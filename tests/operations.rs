@@ -447,6 +447,7 @@ async fn readyz_turns_503_naming_the_failing_store_and_200_when_it_recovers() {
         not_ready.components().collect::<Vec<_>>(),
         [Component::TokenStore]
     );
+    assert_eq!(Component::TokenStore.to_string(), "token_store");
     assert!(!not_ready.timed_out(Component::TokenStore));
     assert!(
         std::error::Error::source(&not_ready).is_some(),

@@ -281,3 +281,59 @@ async fn a_caller_that_hangs_up_stops_the_wait_never_the_instance() {
     assert_eq!(starter.waiting_calls(), 0, "the wait stopped with the connection");
     assert_eq!(engine.0.started().len(), 1, "the instance was started and stays");
 }
+
+/// Records what each wait was asked about, and completes at once.
+#[derive(Default)]
+struct Recording {
+    engine: InMemoryEngine,
+    asked: std::sync::Mutex<Vec<InstanceRef>>,
+}
+
+#[async_trait]
+impl Engine for Recording {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        self.engine.start(command).await
+    }
+
+    async fn wait(&self, instance: &InstanceRef, _: Duration) -> Result<Option<Completion>, EngineError> {
+        self.asked.lock().unwrap().push(instance.clone());
+        Ok(Some(Completion::Completed(json!(null))))
+    }
+}
+
+#[tokio::test]
+async fn the_engine_is_told_the_instance_its_business_key_and_the_callers_key() {
+    let world = World::new();
+    let engine = Arc::new(Recording::default());
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone())
+        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
+    let keyed = [("idempotency-key", "order-9"), ("prefer", "wait=5")];
+    let first = call(&starter, &world, &keyed).await;
+    let again = call(&starter, &world, &keyed).await;
+    let unkeyed = call(&starter, &world, &[("prefer", "wait=5")]).await;
+    let asked = engine.asked.lock().unwrap().clone();
+    let ids: Vec<Value> = [&first, &again, &unkeyed]
+        .iter()
+        .map(|r| body(r)["instanceId"].clone())
+        .collect();
+    assert_eq!(asked.len(), 3);
+    for (instance, id) in asked.iter().zip(&ids) {
+        assert_eq!(instance.id().as_str(), id.as_str().unwrap());
+        assert_eq!(*instance.process(), uuid(ORDER_INTAKE));
+        assert_eq!(instance.environment().as_str(), "production");
+    }
+    // The in-memory engine gives a keyed instance the key as business key;
+    // a replay knows only the caller's key.
+    let keys: Vec<(Option<&str>, Option<&str>)> = asked
+        .iter()
+        .map(|i| (i.business_key(), i.idempotency_key()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (Some("order-9"), Some("order-9")),
+            (None, Some("order-9")),
+            (None, None)
+        ]
+    );
+}
