@@ -212,3 +212,35 @@ impl Deadline {
         self.0.raised()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn every_failing_component_is_named_in_order_and_only_the_first_cause_is_the_source() {
+        let not_ready = Checks::verdict([
+            None,
+            Some((
+                Component::IdempotencyStore,
+                FailureOf(Failure::Unavailable(Box::new(StoreError::new("redis: ping")))),
+            )),
+            Some((
+                Component::Engine,
+                FailureOf(Failure::TimedOut(Duration::from_secs(2))),
+            )),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            not_ready.to_string(),
+            "not ready: the idempotency store cannot serve; the engine did not answer within 2s"
+        );
+        assert_eq!(
+            not_ready.to_problem_json()["components"],
+            json!(["idempotency_store", "engine"])
+        );
+        assert_eq!(StdError::source(&not_ready).unwrap().to_string(), "redis: ping");
+        assert!(Checks::verdict([None, None]).is_ok());
+    }
+}

@@ -89,3 +89,35 @@ impl RateLimiter for InMemoryRateLimiter {
         Some(Ok(self.decide(key, quota, true)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn past_the_bound_on_keys_whole_allowances_are_forgotten_and_held_ones_kept() {
+        let limiter = InMemoryRateLimiter::new();
+        let (fast, slow) = (
+            Quota::per_second(1_000_000),
+            Quota::new(1, Duration::from_secs(3600)),
+        );
+        for i in 0..MAX_KEYS - 1 {
+            assert!(limiter.decide(&format!("k{i}"), fast, true).allowed());
+        }
+        assert!(limiter.decide("held", slow, true).allowed());
+        let len = || limiter.state.lock().unwrap().len();
+        assert_eq!(len(), MAX_KEYS, "nothing is forgotten below the bound");
+        std::thread::sleep(Duration::from_millis(5));
+        // The next new key finds the bound reached: the fast keys' allowances
+        // are whole again and go; the held one stays.
+        assert!(limiter.decide("new", slow, true).allowed());
+        assert_eq!(len(), 2);
+        assert!(!limiter.decide("held", slow, true).allowed(), "still held");
+        assert!(
+            limiter.decide("k0", fast, true).allowed(),
+            "a forgotten key starts whole"
+        );
+    }
+}
