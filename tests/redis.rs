@@ -355,3 +355,55 @@ async fn a_redis_that_goes_away_is_503_or_fail_open_and_work_resumes_when_it_ret
     assert_eq!(status, 202, "the store reconnected by itself");
     assert!(starter.ready().await.is_ok(), "ready again");
 }
+
+#[tokio::test]
+async fn a_replica_that_did_not_reserve_a_key_completes_it_but_never_an_unreserved_one() {
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    // Two replicas: only the first knows the fingerprint it reserved with.
+    let (first, second) = (keys_at(&url, &prefix).await, keys_at(&url, &prefix).await);
+    let shown = format!("{first:?}");
+    assert!(
+        shown.starts_with("RedisIdempotencyStore {") && shown.contains(&prefix),
+        "{shown}"
+    );
+    let world = World::new();
+    let outcome = world
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await
+        .unwrap();
+    let fingerprint = PayloadFingerprint::of(&order_payload());
+    let key = IdempotencyKey::new(
+        EnvironmentId::new("production"),
+        uuid(ORDER_INTAKE),
+        "handed-over",
+    );
+    assert!(matches!(
+        first.reserve(&key, fingerprint).await.unwrap(),
+        Reservation::Reserved
+    ));
+    second
+        .complete(&key, &outcome)
+        .await
+        .expect("completed through the script");
+    match first.reserve(&key, fingerprint).await.unwrap() {
+        Reservation::Completed {
+            fingerprint: held,
+            outcome: stored,
+        } => {
+            assert_eq!(held, fingerprint);
+            assert_eq!(stored.instance_id(), outcome.instance_id());
+        }
+        other => panic!("{other:?}"),
+    }
+    let never = IdempotencyKey::new(
+        EnvironmentId::new("production"),
+        uuid(ORDER_INTAKE),
+        "never-reserved",
+    );
+    let refused = second.complete(&never, &outcome).await.expect_err("not reserved");
+    assert_eq!(
+        refused.message(),
+        "completing an idempotency key that is not reserved"
+    );
+}
