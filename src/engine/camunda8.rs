@@ -302,11 +302,11 @@ impl Camunda8Engine {
             .json(&search);
         let (status, body) = self.fetch(request).await?;
         if status != 200 {
-            let mut problem: Camunda8Problem = serde_json::from_value(body).unwrap_or_default();
-            problem.status = status;
-            return Err(
-                EngineError::new("camunda 8: could not read the instance's variables").with_source(problem),
-            );
+            return Err(read_failed(
+                "camunda 8: could not read the instance's variables",
+                status,
+                body,
+            ));
         }
         let mut variables = serde_json::Map::new();
         for item in body["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -484,11 +484,11 @@ impl Engine for Camunda8Engine {
                 (200, Some("TERMINATED")) => return Ok(Some(Completion::Terminated)),
                 (200, _) | (404, _) => {}
                 _ => {
-                    let mut problem: Camunda8Problem = serde_json::from_value(body).unwrap_or_default();
-                    problem.status = status;
-                    return Err(
-                        EngineError::new("camunda 8: could not read the instance").with_source(problem)
-                    );
+                    return Err(read_failed(
+                        "camunda 8: could not read the instance",
+                        status,
+                        body,
+                    ));
                 }
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -561,6 +561,15 @@ impl Engine for Camunda8Engine {
         }
         Err(error.with_source(problem))
     }
+}
+
+/// A read (of an instance or its variables) that Camunda answered with
+/// `status` and problem document `body`: not retryable, the problem kept as
+/// the source.
+fn read_failed(what: &'static str, status: u16, body: Value) -> EngineError {
+    let mut problem: Camunda8Problem = serde_json::from_value(body).unwrap_or_default();
+    problem.status = status;
+    EngineError::new(what).with_source(problem)
 }
 
 #[cfg(test)]

@@ -884,14 +884,7 @@ impl WebhookStarter {
             Err(_) => "",
         };
         let reply = match &result {
-            Ok(Success::Started(outcome)) => {
-                let reply = HttpReply::json(202, outcome);
-                if outcome.replayed() {
-                    reply.with_header("idempotent-replayed", "true".to_owned())
-                } else {
-                    reply
-                }
-            }
+            Ok(Success::Started(outcome)) => marked_replayed(HttpReply::json(202, outcome), outcome),
             Ok(Success::DryRun(dry_run)) => {
                 HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
             }
@@ -1275,11 +1268,7 @@ impl WebhookStarter {
         };
         let reply =
             HttpReply::json(status, &body).with_header("preference-applied", format!("wait={seconds}"));
-        if outcome.replayed() {
-            reply.with_header("idempotent-replayed", "true".to_owned())
-        } else {
-            reply
-        }
+        marked_replayed(reply, outcome)
     }
 
     /// Sets the longest a call with `Prefer: wait=N` waits for its instance
@@ -1384,6 +1373,15 @@ fn limiter_failed(error: StoreError, on_error: OnLimiterError) -> Result<(), Web
     match on_error {
         OnLimiterError::Refuse => Err(WebhookError::StoreUnavailable { source: error }),
         _ => Ok(()),
+    }
+}
+
+/// `reply` with `idempotent-replayed: true` when `outcome` is a replay.
+fn marked_replayed(reply: HttpReply, outcome: &StartOutcome) -> HttpReply {
+    if outcome.replayed() {
+        reply.with_header("idempotent-replayed", "true".to_owned())
+    } else {
+        reply
     }
 }
 

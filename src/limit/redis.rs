@@ -83,16 +83,8 @@ impl RedisRateLimiter {
             .arg(quota.burst())
             .arg(if take { "1" } else { "0" });
         let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
-        let (allowed, remaining, reset, retry) = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(error)) => return Err(StoreError::new("redis: rate limit").with_source(error)),
-            Err(_) => {
-                return Err(StoreError::new(format!(
-                    "redis: rate limit: no answer within {} ms",
-                    self.timeout.as_millis()
-                )));
-            }
-        };
+        let (allowed, remaining, reset, retry) =
+            crate::store::redis_bounded("rate limit", self.timeout, call).await?;
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         Ok(RateDecision::new(
             allowed == 1,

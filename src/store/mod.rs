@@ -26,9 +26,9 @@ pub use postgres::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
 };
 #[cfg(feature = "redis")]
-pub(crate) use redis::ping as redis_ping;
-#[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
+#[cfg(feature = "redis")]
+pub(crate) use redis::{bounded as redis_bounded, ping as redis_ping};
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

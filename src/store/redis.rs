@@ -236,14 +236,7 @@ impl RedisIdempotencyStore {
         command: redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, command.query_async::<T>(&mut connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::new(format!("redis: {what}")).with_source(error)),
-            Err(_) => Err(StoreError::new(format!(
-                "redis: {what}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        bounded(what, self.timeout, command.query_async::<T>(&mut connection)).await
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -259,14 +252,7 @@ impl RedisIdempotencyStore {
         for arg in args {
             invocation.arg(arg);
         }
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::new(format!("redis: {what}")).with_source(error)),
-            Err(_) => Err(StoreError::new(format!(
-                "redis: {what}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        bounded(what, self.timeout, invocation.invoke_async::<T>(&mut connection)).await
     }
 }
 
@@ -274,12 +260,23 @@ impl RedisIdempotencyStore {
 pub(crate) async fn ping(connection: &ConnectionManager, timeout: Duration) -> Result<(), StoreError> {
     let mut connection = connection.clone();
     let command = redis::cmd("PING");
-    let ping = command.query_async::<String>(&mut connection);
-    match tokio::time::timeout(timeout, ping).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(StoreError::new("redis: ping").with_source(error)),
+    bounded("ping", timeout, command.query_async::<String>(&mut connection))
+        .await
+        .map(drop)
+}
+
+/// A Redis call bounded by `timeout`: its failure, or its silence, as a
+/// [`StoreError`] saying `redis: {what}`.
+pub(crate) async fn bounded<T>(
+    what: &str,
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(StoreError::new(format!("redis: {what}")).with_source(error)),
         Err(_) => Err(StoreError::new(format!(
-            "redis: ping: no answer within {} ms",
+            "redis: {what}: no answer within {} ms",
             timeout.as_millis()
         ))),
     }
