@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::form::StartForm;
@@ -32,8 +34,11 @@ use crate::token::SigningSecret;
 pub struct Environment {
     id: EnvironmentId,
     organization: OrganizationId,
+    // `None` rather than an empty slice: cloning an environment that needs
+    // no signatures (most do not, and every start clones one) then touches
+    // no shared reference count.
     #[serde(skip)]
-    signing_secrets: Arc<[SigningSecret]>,
+    signing_secrets: Option<Arc<[SigningSecret]>>,
 }
 
 impl Environment {
@@ -42,7 +47,7 @@ impl Environment {
         Self {
             id,
             organization,
-            signing_secrets: Arc::from([]),
+            signing_secrets: None,
         }
     }
 
@@ -50,9 +55,9 @@ impl Environment {
     /// accepts signatures made with `secret`. Call it again to accept more than
     /// one secret at a time, e.g. while rotating.
     pub fn with_signing_secret(mut self, secret: SigningSecret) -> Self {
-        let mut secrets = self.signing_secrets.to_vec();
+        let mut secrets = self.signing_secrets().to_vec();
         secrets.push(secret);
-        self.signing_secrets = secrets.into();
+        self.signing_secrets = Some(secrets.into());
         self
     }
 
@@ -69,7 +74,7 @@ impl Environment {
     /// The secrets a signed webhook may be signed with; empty when the
     /// environment does not require signatures.
     pub fn signing_secrets(&self) -> &[SigningSecret] {
-        &self.signing_secrets
+        self.signing_secrets.as_deref().unwrap_or_default()
     }
 }
 
@@ -96,7 +101,7 @@ impl Environment {
 pub struct ProcessModel {
     uuid: ProcessUuid,
     organization: OrganizationId,
-    name: Arc<str>,
+    name: SmolStr,
 }
 
 impl ProcessModel {
@@ -105,7 +110,7 @@ impl ProcessModel {
         Self {
             uuid,
             organization,
-            name: Arc::from(name.into()),
+            name: SmolStr::from(name.into()),
         }
     }
 

@@ -47,9 +47,12 @@ pub struct WebhookStartRequest {
     pub(crate) token: Option<EnvironmentToken>,
     pub(crate) payload: Map<String, Value>,
     pub(crate) idempotency_key: Option<String>,
-    pub(crate) signed: Option<SignedCall>,
+    // Boxed, as is the trace context: both are rare, and a start in flight
+    // holds the request (and the futures built around it) for its whole
+    // life.
+    pub(crate) signed: Option<Box<SignedCall>>,
     pub(crate) dry_run: bool,
-    pub(crate) trace: Option<TraceContext>,
+    pub(crate) trace: Option<Box<TraceContext>>,
 }
 
 impl WebhookStartRequest {
@@ -69,13 +72,13 @@ impl WebhookStartRequest {
     /// Sets the caller's trace context, handed to the engine with the start
     /// (see [`TraceContext`]).
     pub fn with_trace_context(mut self, trace: TraceContext) -> Self {
-        self.trace = Some(trace);
+        self.trace = Some(Box::new(trace));
         self
     }
 
     /// The caller's trace context, when there is one.
     pub fn trace_context(&self) -> Option<&TraceContext> {
-        self.trace.as_ref()
+        self.trace.as_deref()
     }
 
     /// Sets the caller's idempotency key (1 to 255 printable ASCII characters,
@@ -351,15 +354,20 @@ pub(crate) struct Prepared {
     pub(crate) version: u32,
     pub(crate) variables: Map<String, Value>,
     pub(crate) idempotency_key: Option<String>,
-    pub(crate) trace: Option<TraceContext>,
+    pub(crate) trace: Option<Box<TraceContext>>,
 }
 
 /// Step 5: hands the variables (moved, not copied) to the engine. The
 /// outcome, and the business key the engine gave the instance.
-pub(crate) async fn start_on<E: Engine + ?Sized>(
+///
+/// The command is built, and the engine's future made, when this is called:
+/// the future returned keeps only the engine's future and what the answer
+/// needs, so that a start waiting on its engine holds little (an `async fn`
+/// would also keep its argument, the whole prepared call, beside them).
+pub(crate) fn start_on<'e, E: Engine + ?Sized>(
     prepared: Prepared,
-    engine: &E,
-) -> Result<(StartOutcome, Option<String>), WebhookError> {
+    engine: &'e E,
+) -> impl Future<Output = Result<(StartOutcome, Option<String>), WebhookError>> + Send + 'e {
     let Prepared {
         deployment,
         version,
@@ -367,10 +375,19 @@ pub(crate) async fn start_on<E: Engine + ?Sized>(
         idempotency_key,
         trace,
     } = prepared;
-    let command = StartCommand::for_deployment(&deployment, version, variables, idempotency_key, trace);
-    let instance = engine.start(command).await?;
-    let outcome = StartOutcome::new(instance.id().clone(), &deployment, version);
-    Ok((outcome, instance.business_key().map(str::to_owned)))
+    let command = StartCommand::for_deployment(
+        &deployment,
+        version,
+        variables,
+        idempotency_key,
+        trace.map(|t| *t),
+    );
+    let started = engine.start(command);
+    async move {
+        let instance = started.await?;
+        let outcome = StartOutcome::new(instance.id().clone(), &deployment, version);
+        Ok((outcome, instance.business_key().map(str::to_owned)))
+    }
 }
 
 /// Steps 2 to 4, for an authenticated call.

@@ -196,7 +196,7 @@ impl RequestHead {
                 .map(|s| s.id.clone())
         });
         request.dry_run = self.dry_run;
-        request.trace = self.trace;
+        request.trace = self.trace.map(Box::new);
         (request, self.signature)
     }
 
@@ -379,18 +379,36 @@ pub(crate) fn parse_uid(uid: &str) -> Result<ProcessUuid, WebhookError> {
         Some(prefix) if prefix.eq_ignore_ascii_case(URN) => &uid[URN.len()..],
         _ => uid,
     };
-    let bytes = hyphenated.as_bytes();
-    let shaped = bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-    if !shaped {
-        return Err(WebhookError::InvalidUid);
+    decode_hyphenated(hyphenated.as_bytes())
+        .map(|bytes| ProcessUuid::from(uuid::Uuid::from_bytes(bytes)))
+        .ok_or(WebhookError::InvalidUid)
+}
+
+/// The 16 bytes of a hyphenated UUID (`8-4-4-4-12` hex digits, any case),
+/// or `None` for any other text. One pass over the 36 bytes: the shape
+/// check and the decoding are the same loop.
+fn decode_hyphenated(text: &[u8]) -> Option<[u8; 16]> {
+    let text: &[u8; 36] = text.try_into().ok()?;
+    if [8, 13, 18, 23].iter().any(|&i| text[i] != b'-') {
+        return None;
     }
-    uuid::Uuid::try_parse(hyphenated)
-        .map(ProcessUuid::from)
-        .map_err(|_| WebhookError::InvalidUid)
+    let mut out = [0u8; 16];
+    // Byte `k` of the UUID is the two digits at DIGIT_AT[k] and the next.
+    const DIGIT_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    for (byte, &at) in out.iter_mut().zip(DIGIT_AT.iter()) {
+        let (high, low) = (hex_digit(text[at])?, hex_digit(text[at + 1])?);
+        *byte = (high << 4) | low;
+    }
+    Some(out)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// The default bound on the JSON values in one payload: 10,000.
@@ -447,7 +465,9 @@ pub(crate) fn parse_payload(body: &[u8], max_values: usize) -> Result<Map<String
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    if json_values_exceed(body, max_values) {
+    // A JSON value takes at least one byte of its own, so a body no longer
+    // than the bound cannot exceed it: the count is skipped.
+    if body.len() > max_values && json_values_exceed(body, max_values) {
         return Err(WebhookError::TooManyJsonValues { limit: max_values });
     }
     serde_json::from_slice(body).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
@@ -546,9 +566,11 @@ impl WebhookStartRequest {
         }
         let payload = parse_payload(body, DEFAULT_MAX_JSON_VALUES)?;
         let (mut request, signature) = head.into_request(process, payload);
-        request.signed = signature.map(|headers| SignedCall {
-            headers,
-            body: Arc::from(body),
+        request.signed = signature.map(|headers| {
+            Box::new(SignedCall {
+                headers,
+                body: Arc::from(body),
+            })
         });
         Ok(request)
     }
@@ -816,6 +838,61 @@ mod tests {
             let ours = process_from_target(&target).map_err(|e| e.code());
             let theirs = reference(&target).map_err(|e| e.code());
             prop_assert_eq!(ours, theirs, "{}", target);
+        }
+
+        #[test]
+        fn the_uid_decoder_agrees_with_the_uuid_crate(
+            text in "[0-9a-fA-F-]{36}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-Fg]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        ) {
+            let ours = decode_hyphenated(text.as_bytes()).map(uuid::Uuid::from_bytes);
+            // The uuid crate also reads 36 characters as hyphenated only.
+            let theirs = uuid::Uuid::try_parse(&text).ok();
+            prop_assert_eq!(ours, theirs, "{}", text);
+        }
+
+        #[test]
+        fn a_body_no_longer_than_the_bound_never_exceeds_it(value in json_value()) {
+            let body = serde_json::to_vec(&value).unwrap();
+            prop_assert!(!json_values_exceed(&body, body.len()));
+        }
+    }
+
+    /// Any JSON value, nested up to four levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z,:\\[\\]{}\"]{0,4}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{0,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn uids_in_each_accepted_spelling_decode_to_the_same_process() {
+        let expected: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+        for uid in [
+            "dd9759e0-cc94-11ed-938f-13cf60270555",
+            "DD9759E0-CC94-11ED-938F-13CF60270555",
+            "urn:uuid:dd9759e0-cc94-11ed-938f-13cf60270555",
+            " dd9759e0-cc94-11ed-938f-13cf60270555\t",
+        ] {
+            assert_eq!(parse_uid(uid).unwrap(), expected, "{uid}");
+        }
+        for uid in [
+            "dd9759e0cc9411ed938f13cf60270555",
+            "{dd9759e0-cc94-11ed-938f-13cf60270555}",
+            "dd9759e0-cc94-11ed-938f-13cf6027055g",
+            "dd9759e0-cc94-11ed-938f_13cf60270555",
+            "dd9759e0-cc94-11ed-938f-13cf602705555",
+        ] {
+            assert_eq!(parse_uid(uid).unwrap_err().code(), "invalid_uid", "{uid}");
         }
     }
 }
