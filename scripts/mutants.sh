@@ -16,7 +16,7 @@ command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants@27.1
 
 shard="${1:-}"
 shift || true
-args=(--all-features --timeout 300 -o target/mutants)
+args=(--all-features --profile mutants --timeout 300 -o target/mutants)
 [ -n "$shard" ] && args+=(--shard "$shard")
 for file in "$@"; do args+=(--file "$file"); done
 
