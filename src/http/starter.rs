@@ -14,6 +14,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::{Either, select};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use crate::engine::{Completion, Engine, InstanceRef};
 use crate::error::WebhookError;
@@ -634,39 +635,78 @@ impl WebhookStarter {
     /// # Errors
     ///
     /// A [`WebhookError`]; nothing was started (a replay is `Ok`).
-    pub async fn start(&self, request: WebhookStartRequest) -> Result<StartOutcome, WebhookError> {
-        let mut observed = Observed {
-            process: Some(request.process),
-            ..Observed::default()
-        };
-        let started = Instant::now();
+    pub fn start(
+        &self,
+        request: WebhookStartRequest,
+    ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_ {
+        // Not an `async fn`: the future of a start in flight holds the
+        // request once (an `async fn` keeps its argument beside every future
+        // it hands it to; measured with `-Zprint-type-sizes`).
         let span = call_span();
         if let Some(trace) = &request.trace {
             span.record("trace_id", trace.trace_id());
         }
-        let result = catch_panic(async {
-            if request.dry_run {
-                return Err(WebhookError::DryRunNotStarted);
-            }
-            let environment = self.authenticate_request(&request).await?;
-            observed.environment = Some(environment.id().clone());
-            self.limit_environment(&environment, &mut observed).await?;
-            if let Some(key) = request.idempotency_key() {
-                check_idempotency_key(key)?;
-            }
-            let deployment = resolve(&request.process, &environment, &*self.settings.models).await?;
-            observed.deployed = true;
-            let (outcome, _) = self.start_resolved(request, &environment, deployment).await?;
-            Ok(outcome)
-        });
-        let result = in_span(&span, std::pin::pin!(result)).await;
-        let _entered = span.enter();
-        let outcome = match &result {
-            Ok(outcome) if outcome.replayed() => "replayed",
-            _ => "started",
-        };
-        self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
-        result
+        let process = request.process;
+        let started = Instant::now();
+        AssertUnwindSafe(self.checked_start(request))
+            .catch_unwind()
+            .map(move |caught| {
+                let (result, observed) = caught.unwrap_or_else(|_| {
+                    let observed = Observed {
+                        process: Some(process),
+                        ..Observed::default()
+                    };
+                    (Err(WebhookError::Internal), observed)
+                });
+                let outcome = match &result {
+                    Ok(outcome) if outcome.replayed() => "replayed",
+                    _ => "started",
+                };
+                self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
+                result
+            })
+            .instrument(span)
+    }
+
+    /// The checks and the start of [`start`](Self::start), with what the
+    /// call's log event reports.
+    fn checked_start(
+        &self,
+        request: WebhookStartRequest,
+    ) -> impl Future<Output = (Result<StartOutcome, WebhookError>, Observed)> + Send + '_ {
+        async move {
+            let mut observed = Observed {
+                process: Some(request.process),
+                ..Observed::default()
+            };
+            // A labelled block rather than an inner `async` block with `?`,
+            // which would hold a second copy of the request.
+            let result = 'start: {
+                if request.dry_run {
+                    break 'start Err(WebhookError::DryRunNotStarted);
+                }
+                let environment = match self.authenticate_request(&request).await {
+                    Ok(environment) => environment,
+                    Err(error) => break 'start Err(error),
+                };
+                observed.environment = Some(environment.id().clone());
+                if let Err(error) = self.limit_environment(&environment, &mut observed).await {
+                    break 'start Err(error);
+                }
+                if let Some(Err(error)) = request.idempotency_key().map(check_idempotency_key) {
+                    break 'start Err(error);
+                }
+                let deployment = match resolve(&request.process, &environment, &*self.settings.models).await {
+                    Ok(deployment) => deployment,
+                    Err(error) => break 'start Err(error),
+                };
+                observed.deployed = true;
+                self.start_resolved(request, &environment, deployment)
+                    .await
+                    .map(|(outcome, _)| outcome)
+            };
+            (result, observed)
+        }
     }
 
     /// Runs every check of a start (token, signature, deployment, draft

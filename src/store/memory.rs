@@ -475,8 +475,78 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InstanceId, ProcessUuid};
+    use crate::{InstanceId, OrganizationId, ProcessUuid, StartForm, VersionTag};
     use serde_json::Map;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("the in-memory stores never wait"),
+        }
+    }
+
+    #[test]
+    fn models_and_deployments_in_any_order_and_undeploy_removes_one_environment_only() {
+        let uuid = ProcessUuid::from(uuid::Uuid::from_u128(7));
+        let (production, staging) = (EnvironmentId::new("production"), EnvironmentId::new("staging"));
+        let models = InMemoryModelStore::new();
+        let v1 = Deployment::new(
+            uuid,
+            VersionTag::Released(1),
+            production.clone(),
+            StartForm::default(),
+        );
+        let v2 = Deployment::new(
+            uuid,
+            VersionTag::Released(2),
+            production.clone(),
+            StartForm::default(),
+        );
+        let staged = Deployment::new(uuid, VersionTag::Draft, staging.clone(), StartForm::default());
+        // Deployed before its model is known: not a process yet.
+        models.deploy(v1.clone());
+        assert_eq!(
+            block_on(models.model_with_deployment(&uuid, &production)).unwrap(),
+            None
+        );
+        let model = ProcessModel::new(uuid, OrganizationId::new("acme"), "Order intake");
+        models.insert_model(model.clone());
+        assert_eq!(
+            block_on(models.model_with_deployment(&uuid, &production)).unwrap(),
+            Some((model.clone(), Some(v1)))
+        );
+        // A new version replaces the one in its environment only.
+        models.deploy(staged.clone());
+        models.deploy(v2.clone());
+        assert_eq!(
+            block_on(models.deployment(&uuid, &production)).unwrap(),
+            Some(v2.clone())
+        );
+        assert_eq!(
+            block_on(models.deployment(&uuid, &staging)).unwrap(),
+            Some(staged.clone())
+        );
+        // A model inserted again keeps the deployments.
+        models.insert_model(model.clone());
+        assert_eq!(block_on(models.model(&uuid)).unwrap(), Some(model.clone()));
+        assert_eq!(
+            block_on(models.deployment(&uuid, &staging)).unwrap(),
+            Some(staged.clone())
+        );
+        // Undeploying returns the deployment once, and leaves the others.
+        assert_eq!(models.undeploy(&uuid, &staging), Some(staged));
+        assert_eq!(models.undeploy(&uuid, &staging), None);
+        assert_eq!(block_on(models.deployment(&uuid, &staging)).unwrap(), None);
+        assert_eq!(
+            block_on(models.model_with_deployment(&uuid, &staging)).unwrap(),
+            Some((model.clone(), None))
+        );
+        assert_eq!(block_on(models.deployment(&uuid, &production)).unwrap(), Some(v2));
+        let unknown = ProcessUuid::from(uuid::Uuid::from_u128(8));
+        assert_eq!(models.undeploy(&unknown, &production), None);
+        assert_eq!(block_on(models.model(&unknown)).unwrap(), None);
+    }
 
     fn key(k: &str) -> IdempotencyKey {
         IdempotencyKey::new(
