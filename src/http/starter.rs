@@ -670,6 +670,9 @@ impl WebhookStarter {
 
     /// The checks and the start of [`start`](Self::start), with what the
     /// call's log event reports.
+    // Not an `async fn`: that would keep the request twice (its argument
+    // and the local it moves into), 760 bytes against 640.
+    #[allow(clippy::manual_async_fn)]
     fn checked_start(
         &self,
         request: WebhookStartRequest,
