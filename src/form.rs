@@ -535,6 +535,12 @@ mod tests {
         ]);
         assert_eq!(form.fields().len(), 1);
         assert!(!form.fields()[0].is_mandatory());
+        let form = StartForm::new([
+            FieldSpec::optional("a", FieldKind::Integer),
+            FieldSpec::mandatory("a", FieldKind::Text),
+        ]);
+        assert!(form.fields()[0].is_mandatory());
+        assert_eq!(form.fields()[0].kind(), &FieldKind::Text);
     }
 
     #[test]

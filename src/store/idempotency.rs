@@ -271,6 +271,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_key_reads_back_its_scope_and_text() {
+        let process = ProcessUuid::from(uuid::Uuid::from_u128(42));
+        let key = IdempotencyKey::new(EnvironmentId::new("production"), process, "order-123456");
+        assert_eq!(key.environment().as_str(), "production");
+        assert_eq!(key.process(), &process);
+        assert_eq!(key.key(), "order-123456");
+    }
+
+    #[test]
+    fn a_fingerprint_shows_only_its_first_six_bytes() {
+        let fingerprint = PayloadFingerprint::from_bytes(std::array::from_fn(|i| (i * 17) as u8));
+        assert_eq!(format!("{fingerprint:?}"), "PayloadFingerprint(001122334455…)");
+        assert_eq!(fingerprint.as_bytes()[31], (31 * 17) as u8);
+    }
+
+    #[test]
     fn the_fingerprint_ignores_key_order_at_every_depth() {
         // Built in two orders; with serde_json's `preserve_order` the maps
         // keep those orders, without it both are sorted.

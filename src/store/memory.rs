@@ -561,6 +561,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_store_counts_the_keys_it_holds() {
+        let store = InMemoryIdempotencyStore::new();
+        assert!(store.is_empty());
+        assert_eq!(store.len(), 0);
+        store.reserve(&key("a"), fp()).await.unwrap();
+        store.reserve(&key("b"), fp()).await.unwrap();
+        assert!(!store.is_empty());
+        assert_eq!(store.len(), 2);
+        store.release(&key("a")).await.unwrap();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
     async fn an_abandoned_reservation_is_free_after_the_lease_but_a_completed_key_is_kept() {
         let store = InMemoryIdempotencyStore::new().with_lease(Duration::ZERO);
         assert_eq!(
