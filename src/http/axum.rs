@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use futures_util::FutureExt as _;
 use http_body_util::BodyExt as _;
 use serde_json::json;
 
@@ -180,21 +181,18 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
         Ok(read) => read,
         Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
     };
-    // The rest runs in its own task: when the caller hangs up and hyper
-    // drops this future, a start that reached the engine still completes and
-    // records its outcome, so the caller's retry gets the replay instead of
-    // a key held by an abandoned start.
-    // Boxed: the exchange's future is a few KiB, and the task would
-    // otherwise copy it on every move (profiled: a third of the handler's
-    // instructions were memcpy, about 15% of all).
+    // The rest runs to its end even when the caller hangs up and hyper
+    // drops this future (see `RunToEnd`): a start that reached the engine
+    // still completes and records its outcome, so the caller's retry gets
+    // the replay instead of a key held by an abandoned start.
     // A caller that hangs up drops this future, and with it the guard:
-    // the task sees the flag raised and stops waiting (`Prefer: wait`),
+    // the rest sees the flag raised and stops waiting (`Prefer: wait`),
     // never the start.
     let hung_up = Flag::default();
     observed.hung_up = Some(hung_up.clone());
     let _guard = RaiseOnDrop(hung_up);
     let task_starter = starter.clone();
-    let exchange = tokio::spawn(Box::pin(async move {
+    let exchange = RunToEnd::new(async move {
         let starter = task_starter;
         let call = async {
             let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
@@ -203,10 +201,70 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
             reply
         };
         in_span(&span, std::pin::pin!(call)).await
-    }));
-    match exchange.await {
+    });
+    match std::panic::AssertUnwindSafe(exchange).catch_unwind().await {
         Ok(reply) => into_response(reply),
         Err(_) => into_response(HttpReply::from_error(&WebhookError::Internal)),
+    }
+}
+
+/// Runs a future in the task that awaits it and, if that task drops it
+/// before it is done (hyper drops a handler whose caller hung up), runs the
+/// rest in a task of its own: a start that reached the engine still
+/// completes and records its outcome. Boxed, so that it can move to that
+/// task without moving (the future is pinned on the heap).
+///
+/// Spawning a task for every call did the same at the cost of a task, its
+/// scheduling and a wake-up per call; this spawns only for calls whose
+/// caller left.
+struct RunToEnd<F: Future + Send + 'static>
+where
+    F::Output: Send + 'static,
+{
+    future: Option<std::pin::Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        // Taken out while it is polled: a future that panics is dropped
+        // with the panic, never handed on.
+        let Some(mut future) = self.future.take() else {
+            return std::task::Poll::Pending;
+        };
+        match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => std::task::Poll::Ready(output),
+            std::task::Poll::Pending => {
+                self.future = Some(future);
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(future), Ok(runtime)) = (self.future.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(future);
+        }
     }
 }
 
