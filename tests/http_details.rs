@@ -82,6 +82,10 @@ async fn a_body_declared_as_something_other_than_json_is_415() {
         "multipart/form-data; boundary=x",
         "json",
         "application/jsonp",
+        // A suffix needs a name before it.
+        "application/+json",
+        // Not ASCII: refused, never a panic on a character's middle byte.
+        "application/a€bcd",
     ] {
         let reply = starter
             .handle(
