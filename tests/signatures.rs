@@ -304,3 +304,51 @@ async fn a_signed_environment_serves_its_schema_only_to_a_signed_get() {
         .await;
     assert_reply(&unsigned, 401, "invalid_signature");
 }
+
+#[tokio::test]
+async fn signatures_may_come_in_several_header_lines() {
+    let key = SigningSecret::generate();
+    let world = signed_world(std::slice::from_ref(&key));
+    let starter = world.starter();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let ts = now();
+    let stale_secret = SigningSecret::generate();
+    let headers = vec![
+        ("authorization", world.bearer()),
+        ("webhook-id", "msg_1".to_owned()),
+        ("webhook-timestamp", ts.to_string()),
+        // One line with a signature by a retired secret, one with the
+        // current one: either line may hold the valid signature.
+        ("webhook-signature", stale_secret.sign("msg_1", ts, &body)),
+        ("webhook-signature", key.sign("msg_1", ts, &body)),
+    ];
+    let reply = starter.handle(&target, headers, &body).await;
+    assert_eq!(reply.status(), 202);
+    assert_eq!(world.started(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_id_alone_is_the_idempotency_key_of_an_unsigned_environment() {
+    let world = World::new();
+    let starter = world
+        .starter()
+        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let headers = || {
+        vec![
+            ("authorization", world.bearer()),
+            ("webhook-id", "msg_7".to_owned()),
+        ]
+    };
+    let first = starter.handle(&target, headers(), &body).await;
+    let again = starter.handle(&target, headers(), &body).await;
+    assert_eq!((first.status(), again.status()), (202, 202));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(world.started(), 1);
+    assert_eq!(
+        world.engine.started()[0].command.idempotency_key.as_deref(),
+        Some("msg_7")
+    );
+}

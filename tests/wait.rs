@@ -171,6 +171,8 @@ async fn preferences_are_read_as_rfc_7240_writes_them() {
         ("wait", None),
         ("wait=-1", None),
         ("wait=99999999999999999999", Some("wait=30")),
+        // Another preference's number is not a wait.
+        ("handling=5", None),
     ] {
         let reply = call(&starter, &world, &[("prefer", prefer)]).await;
         assert_eq!(reply.header("preference-applied"), applied, "{prefer}");
@@ -181,7 +183,7 @@ async fn preferences_are_read_as_rfc_7240_writes_them() {
         (dry.status(), dry.header("preference-applied")),
         (200, Some("dry-run"))
     );
-    assert_eq!(world.started(), 8);
+    assert_eq!(world.started(), 9);
 }
 
 #[tokio::test]

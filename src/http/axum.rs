@@ -241,7 +241,10 @@ where
 {
     type Output = F::Output;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
         // Taken out while it is polled: a future that panics is dropped
         // with the panic, never handed on.
         let Some(mut future) = self.future.take() else {
