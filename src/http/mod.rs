@@ -839,6 +839,9 @@ mod tests {
                     Just("u%69d=dd9759e0-cc94-11ed-938f-13cf60270555".to_owned()),
                     Just("uid=dd9759e0%2Dcc94-11ed-938f-13cf60270555".to_owned()),
                     Just("uid=+dd9759e0-cc94-11ed-938f-13cf60270555+".to_owned()),
+                    // A value may hold `=`: the name ends at the first.
+                    Just("uid=dd9759e0-cc94-11ed-938f-13cf60270555=1".to_owned()),
+                    Just("uid==dd9759e0-cc94-11ed-938f-13cf60270555".to_owned()),
                     Just("uid".to_owned()),
                     Just("uid=".to_owned()),
                     Just("=x".to_owned()),
@@ -903,6 +906,12 @@ mod tests {
         ] {
             assert_eq!(parse_uid(uid).unwrap(), expected, "{uid}");
         }
+        assert_eq!(
+            process_from_target("/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555=1")
+                .unwrap_err()
+                .code(),
+            "invalid_uid"
+        );
         for uid in [
             "dd9759e0cc9411ed938f13cf60270555",
             "{dd9759e0-cc94-11ed-938f-13cf60270555}",
