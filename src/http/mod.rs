@@ -171,7 +171,10 @@ impl RequestHead {
         if let Some(key) = &head.idempotency_key {
             check_idempotency_key(key)?;
         }
-        if has_id || has_timestamp || !signature.signatures.is_empty() {
+        // Without a `webhook-id` there is no signature to check: an
+        // environment that needs one refuses the call (`invalid_signature`)
+        // as it would refuse a signature without its id.
+        if has_id {
             head.signature = Some(signature);
         }
         Ok(head)
@@ -893,6 +896,25 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn only_tracestate_lines_make_the_tracestate() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let head =
+            RequestHead::parse_headers([("traceparent", traceparent), ("user-agent", "curl/8.5")]).unwrap();
+        assert_eq!(head.trace.as_ref().map(TraceContext::tracestate), Some(None));
+        let head = RequestHead::parse_headers([
+            ("traceparent", traceparent),
+            ("tracestate", "a=1"),
+            ("user-agent", "curl/8.5"),
+            ("tracestate", "b=2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            head.trace.as_ref().and_then(TraceContext::tracestate),
+            Some("a=1,b=2")
+        );
     }
 
     #[test]
