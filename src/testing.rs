@@ -123,7 +123,11 @@ pub async fn check_model_store<S: ModelStore + ?Sized>(store: &S, fixtures: &Mod
             (deployment.process(), Some(latest)),
             "model_with_deployment agrees with model and deployment"
         );
+        check_model_with_deployment_now(store, deployment.process(), deployment.environment()).await;
     }
+    check_model_with_deployment_now(store, &uuid(99), &EnvironmentId::new("production")).await;
+    check_model_with_deployment_now(store, &uuid(2), &EnvironmentId::new("production")).await;
+    check_model_with_deployment_now(store, &uuid(1), &EnvironmentId::new("nowhere")).await;
     let nowhere = EnvironmentId::new("nowhere");
     assert_eq!(
         store
@@ -141,6 +145,34 @@ pub async fn check_model_store<S: ModelStore + ?Sized>(store: &S, fixtures: &Mod
         None,
         "a model never deployed is Ok(None)"
     );
+}
+
+/// A store's answer at once, where it gives one, is its async answer.
+async fn check_model_with_deployment_now<S: ModelStore + ?Sized>(
+    store: &S,
+    uuid: &ProcessUuid,
+    environment: &EnvironmentId,
+) {
+    if let Some(now) = store.model_with_deployment_now(uuid, environment) {
+        let later = store.model_with_deployment(uuid, environment).await;
+        assert_eq!(
+            now.expect("model_with_deployment_now failed"),
+            later.expect("model_with_deployment failed"),
+            "model_with_deployment_now gives the answer of model_with_deployment ({uuid} in {environment})"
+        );
+    }
+}
+
+/// A store's answer at once, where it gives one, is its async answer.
+async fn check_environment_now<S: TokenStore + ?Sized>(store: &S, token: &EnvironmentToken) {
+    if let Some(now) = store.environment_now(token) {
+        let later = store.environment(token).await;
+        assert_eq!(
+            now.expect("environment_now failed"),
+            later.expect("environment failed"),
+            "environment_now gives the answer of environment"
+        );
+    }
 }
 
 /// Tokens and their environments to put in a store before
@@ -175,19 +207,18 @@ pub async fn check_token_store<S: TokenStore + ?Sized>(
             Some(environment),
             "the environment of a known token"
         );
+        check_environment_now(store, token).await;
         let mut near = token.expose_secret().to_owned();
         near.pop();
-        let found = store
-            .environment(&EnvironmentToken::new(near))
-            .await
-            .expect("look-up failed");
+        let near = EnvironmentToken::new(near);
+        let found = store.environment(&near).await.expect("look-up failed");
         assert_eq!(found, None, "a token one character short is unknown");
+        check_environment_now(store, &near).await;
     }
-    let found = store
-        .environment(&EnvironmentToken::new(""))
-        .await
-        .expect("look-up failed");
+    let empty = EnvironmentToken::new("");
+    let found = store.environment(&empty).await.expect("look-up failed");
     assert_eq!(found, None, "the empty token is unknown");
+    check_environment_now(store, &empty).await;
 }
 
 /// Checks an empty [`IdempotencyStore`] (with a retention of at least a

@@ -330,7 +330,11 @@ pub(crate) async fn environment_of<T: TokenStore + ?Sized>(
     tokens: &T,
 ) -> Result<Environment, WebhookError> {
     let token = token.ok_or(WebhookError::MissingToken)?;
-    tokens.environment(token).await?.ok_or(WebhookError::InvalidToken)
+    let found = match tokens.environment_now(token) {
+        Some(found) => found,
+        None => tokens.environment(token).await,
+    };
+    found?.ok_or(WebhookError::InvalidToken)
 }
 
 /// The second half of step 1: the signature an environment may require.
@@ -438,7 +442,10 @@ pub(crate) async fn resolve<M: ModelStore + ?Sized>(
     environment: &Environment,
     models: &M,
 ) -> Result<Deployment, WebhookError> {
-    let found = models.model_with_deployment(process, environment.id()).await?;
+    let found = match models.model_with_deployment_now(process, environment.id()) {
+        Some(found) => found?,
+        None => models.model_with_deployment(process, environment.id()).await?,
+    };
     let deployment = match found {
         Some((model, deployment)) if model.organization() == environment.organization() => deployment,
         _ => return Err(WebhookError::UnknownProcess { process: *process }),

@@ -90,6 +90,22 @@ impl InMemoryModelStore {
             .remove(&(*process, environment.clone()))
             .cloned()
     }
+
+    /// The model and its deployment in `environment`, as a start reads them.
+    fn both(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<(ProcessModel, Option<Deployment>)> {
+        let model = self.inner.models.pin().get(uuid).cloned()?;
+        let deployment = self
+            .inner
+            .deployments
+            .pin()
+            .get(&(*uuid, environment.clone()))
+            .cloned();
+        Some((model, deployment))
+    }
 }
 
 #[async_trait]
@@ -117,16 +133,16 @@ impl ModelStore for InMemoryModelStore {
         uuid: &ProcessUuid,
         environment: &EnvironmentId,
     ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
-        let Some(model) = self.inner.models.pin().get(uuid).cloned() else {
-            return Ok(None);
-        };
-        let deployment = self
-            .inner
-            .deployments
-            .pin()
-            .get(&(*uuid, environment.clone()))
-            .cloned();
-        Ok(Some((model, deployment)))
+        Ok(self.both(uuid, environment))
+    }
+
+    /// Always answers at once: a start reads this store without a future.
+    fn model_with_deployment_now(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        Some(Ok(self.both(uuid, environment)))
     }
 }
 
@@ -186,13 +202,22 @@ impl InMemoryTokenStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The environment `token` opens.
+    fn find(&self, token: &EnvironmentToken) -> Option<Environment> {
+        self.inner.pin().get(&token.digest()).cloned()
+    }
 }
 
 #[async_trait]
 impl TokenStore for InMemoryTokenStore {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
-        let digest = token.digest();
-        Ok(self.inner.pin().get(&digest).cloned())
+        Ok(self.find(token))
+    }
+
+    /// Always answers at once: a start reads this store without a future.
+    fn environment_now(&self, token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        Some(Ok(self.find(token)))
     }
 }
 

@@ -89,6 +89,22 @@ pub trait ModelStore: Send + Sync {
         Ok(Some((model, deployment)))
     }
 
+    /// [`model_with_deployment`](Self::model_with_deployment) without
+    /// waiting, for a store that can answer at once (one in the process's
+    /// memory, or a cache that holds the answer): `Some` with the answer, or
+    /// `None` (the default) when the start must call `model_with_deployment`.
+    /// It spares a start the boxed future of an async call; the answer must
+    /// be the one `model_with_deployment` would give.
+    #[allow(clippy::type_complexity)] // `model_with_deployment`'s answer, in an `Option`
+    fn model_with_deployment_now(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        let _ = (uuid, environment);
+        None
+    }
+
     /// Whether the store can serve now: a cheap round trip for a store
     /// behind a network (PostgreSQL's `SELECT 1`, Redis's `PING`), used by
     /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
@@ -122,6 +138,16 @@ pub trait TokenStore: Send + Sync {
     /// The environment of `token`.
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError>;
 
+    /// [`environment`](Self::environment) without waiting, for a store that
+    /// can answer at once (one in the process's memory): `Some` with the
+    /// answer, or `None` (the default) when the start must call
+    /// `environment`. It spares a start the boxed future of an async call;
+    /// the answer must be the one `environment` would give.
+    fn environment_now(&self, token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        let _ = token;
+        None
+    }
+
     /// Whether the store can serve now: a cheap round trip for a store
     /// behind a network (PostgreSQL's `SELECT 1`, Redis's `PING`), used by
     /// [`WebhookStarter::ready`](crate::WebhookStarter::ready). The default
@@ -153,6 +179,14 @@ impl<T: ModelStore + ?Sized> ModelStore for std::sync::Arc<T> {
         (**self).model_with_deployment(uuid, environment).await
     }
 
+    fn model_with_deployment_now(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        (**self).model_with_deployment_now(uuid, environment)
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         (**self).ready().await
     }
@@ -162,6 +196,10 @@ impl<T: ModelStore + ?Sized> ModelStore for std::sync::Arc<T> {
 impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
         (**self).environment(token).await
+    }
+
+    fn environment_now(&self, token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        (**self).environment_now(token)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -677,6 +677,17 @@ impl ModelStore for PostgresStore {
         Ok(found)
     }
 
+    /// A cached answer, without a future. (Nothing is cached before the
+    /// first `model_with_deployment`, which starts the listener.)
+    fn model_with_deployment_now(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        let key = (*uuid, environment.clone());
+        self.cache.models.get(&key, self.cache_ttl).map(Ok)
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await
     }
@@ -708,6 +719,12 @@ impl TokenStore for PostgresStore {
             self.cache.tokens.put(digest, found.clone(), self.cache_ttl);
         }
         Ok(found.map(|env| self.with_secrets(env)))
+    }
+
+    /// A cached answer, without a future (known tokens only, as cached).
+    fn environment_now(&self, token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        let found = self.cache.tokens.get(&token.digest(), self.cache_ttl)?;
+        Some(Ok(found.map(|env| self.with_secrets(env))))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
