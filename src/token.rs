@@ -109,9 +109,23 @@ impl TokenDigest {
     }
 }
 
+impl TokenDigest {
+    /// The digest as four words, which `subtle` compares in four steps
+    /// rather than thirty-two.
+    fn words(&self) -> [u64; 4] {
+        let mut words = [0u64; 4];
+        for (word, chunk) in words.iter_mut().zip(self.0.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            *word = u64::from_ne_bytes(bytes);
+        }
+        words
+    }
+}
+
 impl PartialEq for TokenDigest {
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        self.words()[..].ct_eq(&other.words()[..]).into()
     }
 }
 
@@ -293,5 +307,22 @@ mod tests {
         // SHA-256("abc") from FIPS 180-2.
         let digest = EnvironmentToken::new("abc").digest();
         assert_eq!(digest.as_bytes()[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+
+    #[test]
+    fn digests_differing_in_any_one_bit_are_unequal() {
+        let bytes = *EnvironmentToken::new("abc").digest().as_bytes();
+        assert_eq!(TokenDigest::from_bytes(bytes), TokenDigest::from_bytes(bytes));
+        for at in 0..32 {
+            for bit in [0x01, 0x80] {
+                let mut other = bytes;
+                other[at] ^= bit;
+                assert_ne!(
+                    TokenDigest::from_bytes(bytes),
+                    TokenDigest::from_bytes(other),
+                    "byte {at}, bit {bit:#x}"
+                );
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Property tests: no input panics the parser, valid payloads always start,
-//! and a missing mandatory field is always reported by name.
+//! Property tests: no input panics the parser, the payload is what
+//! serde_json reads from the body, valid payloads always start, and a
+//! missing mandatory field is always reported by name.
 
 mod common;
 
@@ -98,6 +99,31 @@ proptest! {
             (Value::Object(_), Some(_), Err(err)) => prop_assert!(false, "an object was refused: {err:?}"),
             (_, Some(_), Err(err)) => prop_assert_eq!(err.code(), "malformed_payload"),
             (_, _, Ok(_)) => prop_assert!(false, "a non-object was accepted"),
+        }
+    }
+
+    #[test]
+    fn the_payload_is_what_serde_json_reads_from_the_bytes(
+        value in arb_json(),
+        at in any::<prop::sample::Index>(),
+        noise in prop::collection::vec(any::<u8>(), 0..3),
+    ) {
+        // A JSON text with a few arbitrary bytes spliced in: valid objects,
+        // other values, broken JSON and bytes that are not UTF-8.
+        let mut body = serde_json::to_vec(&value).unwrap();
+        let at = at.index(body.len() + 1);
+        body.splice(at..at, noise);
+        prop_assume!(!body.iter().all(u8::is_ascii_whitespace), "a blank body is an empty payload");
+        let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+        let read = WebhookStartRequest::from_parts(&target, [("authorization", "t")], &body);
+        match (serde_json::from_slice::<Map<String, Value>>(&body), read) {
+            (Ok(map), Ok(request)) => prop_assert_eq!(request.payload(), &map),
+            (Err(expected), Err(err)) => {
+                prop_assert_eq!(err.code(), "malformed_payload");
+                let source = std::error::Error::source(&err).map(ToString::to_string);
+                prop_assert_eq!(source, Some(expected.to_string()), "the same line, column and reason");
+            }
+            (expected, read) => prop_assert!(false, "serde_json: {:?}, from_parts: {:?}", expected, read),
         }
     }
 

@@ -334,51 +334,47 @@ fn token_from_authorization(value: &str) -> Option<EnvironmentToken> {
 /// allocation and UTF-8 re-validation, which profiling showed to cost more
 /// than parsing the documented payload).
 pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookError> {
-    // One pass over the bytes: the separators are ASCII, targets are short,
-    // and a plain loop beat `split` and the general searchers.
+    // The separators are ASCII and found with `memchr`: a target is read in
+    // a few vector steps rather than byte by byte.
     let bytes = target.as_bytes();
-    let mut at = 0;
-    while at < bytes.len() && !matches!(bytes[at], b'?' | b'#') {
-        at += 1;
-    }
+    let query = match memchr::memchr2(b'?', b'#', bytes) {
+        Some(at) if bytes[at] == b'?' => {
+            let query = &target[at + 1..];
+            match memchr::memchr(b'#', query.as_bytes()) {
+                Some(fragment) => &query[..fragment],
+                None => query,
+            }
+        }
+        _ => return Err(WebhookError::MissingUid),
+    };
     let mut uid: Option<std::borrow::Cow<'_, str>> = None;
-    if at < bytes.len() && bytes[at] == b'?' {
-        at += 1;
-        loop {
-            // One pair: where it ends, its first `=`, whether it needs decoding.
-            let start = at;
-            let (mut equals, mut encoded) = (None, false);
-            while at < bytes.len() && !matches!(bytes[at], b'&' | b'#') {
-                match bytes[at] {
-                    b'=' if equals.is_none() => equals = Some(at),
-                    b'%' | b'+' => encoded = true,
-                    _ => {}
-                }
-                at += 1;
-            }
-            let pair = &target[start..at];
-            let found = if encoded {
-                form_urlencoded::parse(pair.as_bytes())
-                    .next()
-                    .filter(|(name, _)| name == "uid")
-                    .map(|(_, value)| value)
-            } else {
-                let (name, value) = match equals {
-                    Some(i) => (&target[start..i], &target[i + 1..at]),
-                    None => (pair, ""),
-                };
-                (name == "uid").then_some(value.into())
+    let mut rest = query;
+    loop {
+        let (pair, next) = match memchr::memchr(b'&', rest.as_bytes()) {
+            Some(end) => (&rest[..end], Some(&rest[end + 1..])),
+            None => (rest, None),
+        };
+        let found = if memchr::memchr2(b'%', b'+', pair.as_bytes()).is_some() {
+            form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .filter(|(name, _)| name == "uid")
+                .map(|(_, value)| value)
+        } else {
+            let (name, value) = match memchr::memchr(b'=', pair.as_bytes()) {
+                Some(equals) => (&pair[..equals], &pair[equals + 1..]),
+                None => (pair, ""),
             };
-            if let Some(value) = found {
-                if uid.is_some() {
-                    return Err(WebhookError::RepeatedUid);
-                }
-                uid = Some(value);
+            (name == "uid").then_some(value.into())
+        };
+        if let Some(value) = found {
+            if uid.is_some() {
+                return Err(WebhookError::RepeatedUid);
             }
-            if at >= bytes.len() || bytes[at] == b'#' {
-                break;
-            }
-            at += 1; // past the `&`
+            uid = Some(value);
+        }
+        match next {
+            Some(next) => rest = next,
+            None => break,
         }
     }
     let uid = uid.ok_or(WebhookError::MissingUid)?;
@@ -416,21 +412,32 @@ fn decode_hyphenated(text: &[u8]) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     // Byte `k` of the UUID is the two digits at DIGIT_AT[k] and the next.
     const DIGIT_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    // Any digit that is not hex sets the high bit of `bad`: one test at the end.
+    let mut bad = 0u8;
     for (byte, &at) in out.iter_mut().zip(DIGIT_AT.iter()) {
-        let (high, low) = (hex_digit(text[at])?, hex_digit(text[at + 1])?);
-        *byte = (high << 4) | low;
+        let (high, low) = (HEX[usize::from(text[at])], HEX[usize::from(text[at + 1])]);
+        bad |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(out)
+    (bad & 0x80 == 0).then_some(out)
 }
 
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// The value of each hex digit (either case); 0xff for every other byte.
+const HEX: [u8; 256] = {
+    let mut table = [0xff_u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The default bound on the JSON values in one payload: 10,000.
 pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
@@ -444,22 +451,13 @@ pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
 /// is meaningless, and the parser reports the real problem.
 pub(crate) fn json_values_exceed(body: &[u8], limit: usize) -> bool {
     let mut count: usize = 0;
-    let mut in_string = false;
-    let mut escaped = false;
     // Right after `[` or `{`: the next token starts the first element, if
     // the container is not empty.
     let mut opened = false;
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut at = 0;
+    while at < body.len() {
+        let b = body[at];
+        at += 1;
         if b.is_ascii_whitespace() {
             continue;
         }
@@ -469,7 +467,9 @@ pub(crate) fn json_values_exceed(body: &[u8], limit: usize) -> bool {
         match b {
             b'[' | b'{' => opened = true,
             b',' => count += 1, // every further element
-            b'"' => in_string = true,
+            // A string holds no values: jump past it (or to the end of a
+            // body where it never closes).
+            b'"' => at = string_end(body, at).unwrap_or(body.len()),
             _ => {}
         }
         if count >= limit {
@@ -478,6 +478,19 @@ pub(crate) fn json_values_exceed(body: &[u8], limit: usize) -> bool {
     }
     // The outermost value.
     count + 1 > limit
+}
+
+/// Where the string whose text begins at `from` ends: just past its
+/// closing quote, the first `"` not escaped by a `\`. `memchr` finds the
+/// next quote or backslash, so long texts are crossed in vector steps.
+fn string_end(body: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let found = from + memchr::memchr2(b'"', b'\\', body.get(from..)?)?;
+        if body[found] == b'"' {
+            return Some(found + 1);
+        }
+        from = found + 2; // the backslash and the byte it escapes
+    }
 }
 
 /// Reads a body as the JSON object of start fields; an empty (or all
@@ -491,7 +504,15 @@ pub(crate) fn parse_payload(body: &[u8], max_values: usize) -> Result<Map<String
     if body.len() > max_values && json_values_exceed(body, max_values) {
         return Err(WebhookError::TooManyJsonValues { limit: max_values });
     }
-    serde_json::from_slice(body).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
+    // One UTF-8 check of the whole body, then `from_str`, which trusts it:
+    // faster than `from_slice` checking each string on its own (75 B: 528
+    // against 645 ns). A body that is not UTF-8 is read by `from_slice`,
+    // whose error says where and why, as it always did.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    parsed.map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
 }
 
 pub(crate) fn check_body_size(len: usize, limit: usize) -> Result<(), WebhookError> {
@@ -875,6 +896,26 @@ mod tests {
         }
 
         #[test]
+        fn the_value_count_is_exact(value in json_value(), pretty in any::<bool>()) {
+            fn values(value: &Value) -> usize {
+                1 + match value {
+                    Value::Array(items) => items.iter().map(values).sum(),
+                    Value::Object(members) => members.values().map(values).sum(),
+                    _ => 0,
+                }
+            }
+            let body = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            let count = values(&value);
+            for limit in count.saturating_sub(1).max(1)..=count + 1 {
+                prop_assert_eq!(json_values_exceed(&body, limit), count > limit, "limit {} for {}", limit, value);
+            }
+        }
+
+        #[test]
         fn a_body_no_longer_than_the_bound_never_exceeds_it(value in json_value()) {
             let body = serde_json::to_vec(&value).unwrap();
             prop_assert!(!json_values_exceed(&body, body.len()));
@@ -887,12 +928,12 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            "[a-z,:\\[\\]{}\"]{0,4}".prop_map(Value::from),
+            "[a-z,:\\[\\]{}\"\\\\]{0,4}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z]{0,2}", inner, 0..4)
+                prop::collection::btree_map("[a-z,\"\\\\]{0,2}", inner, 0..4)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
