@@ -310,6 +310,30 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_a_token_is_its_type_and_redacted() {
+        let token = EnvironmentToken::new("super-secret-value");
+        assert_eq!(format!("{token:?}"), "EnvironmentToken([redacted])");
+    }
+
+    #[test]
+    fn digests_hash_by_their_bytes() {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        // Stores key hash maps by digest: two tokens must not share a bucket
+        // by construction (every digest hashing alike would make each look-up
+        // walk the whole map).
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        let (a, b) = (
+            EnvironmentToken::new("a").digest(),
+            EnvironmentToken::new("b").digest(),
+        );
+        assert_eq!(
+            hasher.hash_one(a),
+            hasher.hash_one(EnvironmentToken::new("a").digest())
+        );
+        assert_ne!(hasher.hash_one(a), hasher.hash_one(b));
+    }
+
+    #[test]
     fn digests_differing_in_any_one_bit_are_unequal() {
         let bytes = *EnvironmentToken::new("abc").digest().as_bytes();
         assert_eq!(TokenDigest::from_bytes(bytes), TokenDigest::from_bytes(bytes));
