@@ -168,7 +168,7 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
     let headers = parts
         .headers
         .iter()
-        .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())));
+        .map(|(name, value)| (name.as_str(), header_text(value)));
     let admitted =
         catch_panic(starter.admit(parts.method.as_str(), target, headers, declared, &mut observed)).await;
     let admitted = match admitted {
@@ -205,6 +205,15 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
     match std::panic::AssertUnwindSafe(exchange).catch_unwind().await {
         Ok(reply) => into_response(reply),
         Err(_) => into_response(HttpReply::from_error(&WebhookError::Internal)),
+    }
+}
+
+/// A header value as text: itself when it is UTF-8 (checked by the fast
+/// `from_utf8`), else with U+FFFD for what is not.
+fn header_text(value: &HeaderValue) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()),
     }
 }
 
@@ -313,17 +322,25 @@ async fn read_body(
     }
 }
 
+/// The response of a reply, its headers written straight into the
+/// response's own map (a map of our own merged into it cost a second map).
 fn into_response(reply: HttpReply) -> Response {
     let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut headers = axum::http::HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(reply.content_type_static()),
-    );
+    let content_type = HeaderValue::from_static(reply.content_type_static());
+    let mut headers = Vec::new();
     for (name, value) in reply.headers() {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.append(name, value);
+            headers.push((name, value));
         }
     }
-    (status, headers, reply.into_body()).into_response()
+    let mut response = Response::new(Body::from(reply.into_body()));
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    // Room for `Content-Type`, ours, and the `Content-Length` axum adds.
+    map.reserve(2 + headers.len());
+    map.insert(header::CONTENT_TYPE, content_type);
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    response
 }

@@ -33,7 +33,7 @@ use crate::error::WebhookError;
 use crate::id::ProcessUuid;
 use crate::token::EnvironmentToken;
 use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
-use crate::webhook::{SignedCall, WebhookStartRequest, check_idempotency_key};
+use crate::webhook::{SignedCall, StartOutcome, WebhookStartRequest, check_idempotency_key};
 
 /// The base of every process's webhook URL.
 pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
@@ -699,6 +699,45 @@ fn json_bytes(value: &impl serde::Serialize) -> Vec<u8> {
     }
 }
 
+/// The `202` answer of a start: what `serde_json` writes for a
+/// [`StartOutcome`], written directly (field names and the UUID need no
+/// escaping; an id is escaped by `serde_json` only when it holds a byte
+/// JSON escapes). A property test holds it to `serde_json`'s bytes.
+pub(crate) fn outcome_json(outcome: &StartOutcome) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, text: &str) {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        } else if serde_json::to_writer(&mut *out, text).is_err() {
+            unreachable!("a string is always written to a Vec");
+        }
+    }
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"instanceId\":");
+    string(&mut out, outcome.instance_id().as_str());
+    out.extend_from_slice(b",\"processUuid\":\"");
+    let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(
+        outcome
+            .process()
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut uuid)
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"version\":");
+    out.extend_from_slice(itoa::Buffer::new().format(outcome.version()).as_bytes());
+    out.extend_from_slice(b",\"environment\":");
+    string(&mut out, outcome.environment().as_str());
+    out.extend_from_slice(if outcome.replayed() {
+        b",\"replayed\":true}"
+    } else {
+        b",\"replayed\":false}"
+    });
+    out
+}
+
 /// An HTTP answer, independent of any web framework.
 ///
 /// # Example
@@ -766,6 +805,16 @@ impl HttpReply {
             _ => {}
         }
         reply
+    }
+
+    /// The `202` answer of a start.
+    pub(crate) fn started(outcome: &StartOutcome) -> Self {
+        Self {
+            status: 202,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: outcome_json(outcome),
+        }
     }
 
     /// An answer without a body (`204`, say).
@@ -893,6 +942,29 @@ mod tests {
             // The uuid crate also reads 36 characters as hyphenated only.
             let theirs = uuid::Uuid::try_parse(&text).ok();
             prop_assert_eq!(ours, theirs, "{}", text);
+        }
+
+        #[test]
+        fn the_started_answer_is_what_serde_json_writes(
+            // Plain ids, and ids with what JSON escapes (quotes, backslashes,
+            // control characters) and what it does not (DEL, non-ASCII).
+            instance in "[a-z0-9-]{1,40}|[a-z\"\\\\\u{0}-\u{1f}\u{7f}é]{0,8}|.{0,12}",
+            environment in "[a-z]{1,12}|[a-z\"\\\\\u{0}-\u{1f}\u{7f}é]{0,8}",
+            process in any::<u128>(),
+            version in any::<u32>(),
+            replayed in any::<bool>(),
+        ) {
+            let outcome = StartOutcome::from_parts(
+                crate::InstanceId::new(instance),
+                ProcessUuid::from(uuid::Uuid::from_u128(process)),
+                version,
+                crate::EnvironmentId::new(environment),
+                crate::DeploymentId::from(uuid::Uuid::from_u128(process ^ 1)),
+            );
+            let outcome = if replayed { outcome.into_replay() } else { outcome };
+            let ours = String::from_utf8(outcome_json(&outcome)).unwrap();
+            let theirs = serde_json::to_string(&outcome).unwrap();
+            prop_assert_eq!(ours, theirs);
         }
 
         #[test]

@@ -949,7 +949,7 @@ impl WebhookStarter {
             Err(_) => "",
         };
         let reply = match &result {
-            Ok(Success::Started(outcome)) => marked_replayed(HttpReply::json(202, outcome), outcome),
+            Ok(Success::Started(outcome)) => marked_replayed(HttpReply::started(outcome), outcome),
             Ok(Success::DryRun(dry_run)) => {
                 HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
             }
@@ -1053,6 +1053,10 @@ impl WebhookStarter {
     }
 
     /// The rest of a call, once its body is read.
+    ///
+    /// What only some calls do (a `GET`'s schema, a token read from an
+    /// envelope body, a wait) runs in boxed futures of its own, so that the
+    /// future of every `POST` holds no room for them.
     pub(crate) async fn finish(
         &self,
         admitted: Admitted,
@@ -1062,52 +1066,29 @@ impl WebhookStarter {
         let Admitted {
             method,
             process,
-            mut head,
+            head,
             environment,
         } = admitted;
         if method == Method::Options {
             return Ok(Success::Options);
         }
-        let signature = head.signature.clone();
-        let verify = |environment: &Environment| {
-            verify_signed(
-                environment,
-                signature.as_ref().map(|s| (s, body)),
-                self.settings.signature_tolerance,
-            )
-        };
         if method != Method::Post {
             // `admit` looked the token up for every GET and HEAD.
             let environment = environment.ok_or(WebhookError::MissingToken)?;
-            verify(&environment)?;
-            let schema = self.schema_authenticated(&process, &environment).await?;
-            observed.deployed = true;
-            return Ok(if method == Method::Head {
-                Success::SchemaHead(schema)
-            } else {
-                Success::Schema(schema)
-            });
+            return Box::pin(self.finish_schema(method, process, &head, environment, body, observed)).await;
         }
-        if let Some(environment) = &environment {
-            // The signature is checked over the raw body, before it is parsed.
-            verify(environment)?;
-        }
-        let parsed = parse_payload(body, self.settings.max_json_values);
-        let (environment, from_envelope, mut payload) = match environment {
-            Some(environment) => (environment, false, parsed?),
+        let (mut head, environment, from_envelope, mut payload) = match environment {
+            Some(environment) => {
+                // The signature is checked over the raw body, before it is parsed.
+                let signature = head.signature.as_ref().map(|s| (s, body));
+                verify_signed(&environment, signature, self.settings.signature_tolerance)?;
+                let payload = parse_payload(body, self.settings.max_json_values)?;
+                (head, environment, false, payload)
+            }
             None => {
-                // No token on the request: only an envelope can carry one.
-                let payload = match parsed {
-                    Ok(payload) if is_envelope(&payload) => payload,
-                    _ => return Err(WebhookError::MissingToken),
-                };
-                let (inner, payload) = open_envelope(payload)?;
-                head.merge_envelope(inner)?;
-                let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
-                observed.environment = Some(environment.id().clone());
-                self.limit_environment(&environment, observed).await?;
-                verify(&environment)?;
-                (environment, true, payload)
+                let (head, environment, payload) =
+                    Box::pin(self.open_token_envelope(head, body, observed)).await?;
+                (head, environment, true, payload)
             }
         };
         let deployment = resolve(&process, &environment, &*self.settings.models).await?;
@@ -1135,9 +1116,61 @@ impl WebhookStarter {
         let key = request.idempotency_key().map(str::to_owned);
         let (outcome, business_key) = self.start_resolved(request, &environment, deployment).await?;
         match wait {
-            Some(seconds) => Ok(self.wait_for(outcome, business_key, key, seconds, observed).await),
+            Some(seconds) => Ok(Box::pin(self.wait_for(outcome, business_key, key, seconds, observed)).await),
             None => Ok(Success::Started(outcome)),
         }
+    }
+
+    /// A `GET` or `HEAD`: the schema of the payload, once the signature over
+    /// the (empty) body holds.
+    async fn finish_schema(
+        &self,
+        method: Method,
+        process: ProcessUuid,
+        head: &RequestHead,
+        environment: Environment,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let signature = head.signature.as_ref().map(|s| (s, body));
+        verify_signed(&environment, signature, self.settings.signature_tolerance)?;
+        let schema = self.schema_authenticated(&process, &environment).await?;
+        observed.deployed = true;
+        Ok(if method == Method::Head {
+            Success::SchemaHead(schema)
+        } else {
+            Success::Schema(schema)
+        })
+    }
+
+    /// A `POST` without a token on the request: only an envelope body can
+    /// carry one. Its environment (looked up, limited, and its signature
+    /// checked against the request's own signature headers), the head with
+    /// the envelope's headers merged in, and the envelope's payload.
+    async fn open_token_envelope(
+        &self,
+        mut head: RequestHead,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<(RequestHead, Environment, Map<String, Value>), WebhookError> {
+        let payload = match parse_payload(body, self.settings.max_json_values) {
+            Ok(payload) if is_envelope(&payload) => payload,
+            _ => return Err(WebhookError::MissingToken),
+        };
+        // Signature headers inside an envelope do not count: the request's
+        // own are kept aside before the envelope's are merged.
+        let signature = head.signature.clone();
+        let (inner, payload) = open_envelope(payload)?;
+        head.merge_envelope(inner)?;
+        let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
+        observed.environment = Some(environment.id().clone());
+        self.limit_environment(&environment, observed).await?;
+        verify_signed(
+            &environment,
+            signature.as_ref().map(|s| (s, body)),
+            self.settings.signature_tolerance,
+        )?;
+        Ok((head, environment, payload))
     }
 
     async fn authenticate_request(&self, request: &WebhookStartRequest) -> Result<Environment, WebhookError> {
