@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo build --release --example router_calls --features axum
 //! valgrind --tool=callgrind ./target/release/examples/router_calls bare 20000
+//! valgrind --tool=callgrind ./target/release/examples/router_calls start 20000  # the start alone in a bare handler
 //! valgrind --tool=callgrind ./target/release/examples/router_calls ours 20000
 //! valgrind --tool=callgrind ./target/release/examples/router_calls ours 0   # the fixed cost to subtract
 //! ```
@@ -45,6 +46,7 @@ fn main() {
         .unwrap_or(20_000);
     let uri = match which.as_str() {
         "bare" => "/bare".to_owned(),
+        "start" => format!("/start?uid={}", bench_app::PROCESS),
         _ => format!("/webhook/send?uid={}", bench_app::PROCESS),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
