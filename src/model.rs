@@ -207,15 +207,36 @@ impl fmt::Display for VersionTag {
 /// `{"id": "…", "process": "dd9759e0-…", "version": {"released": 1}` (or
 /// `"draft"`)`, "environment": "production", "startForm": {"fields": […]},
 /// "definitionKey": "order-intake"}`: the id is kept.
+///
+/// A deployment is one shared value: a clone (what a store hands each
+/// start) costs one reference count, whatever its form holds.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Deployment(Arc<DeploymentData>);
+
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Deployment {
+struct DeploymentData {
     id: DeploymentId,
     process: ProcessUuid,
     version: VersionTag,
     environment: EnvironmentId,
-    start_form: Arc<StartForm>,
-    definition_key: Arc<str>,
+    start_form: StartForm,
+    definition_key: String,
+}
+
+impl fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = &*self.0;
+        f.debug_struct("Deployment")
+            .field("id", &data.id)
+            .field("process", &data.process)
+            .field("version", &data.version)
+            .field("environment", &data.environment)
+            .field("start_form", &data.start_form)
+            .field("definition_key", &data.definition_key)
+            .finish()
+    }
 }
 
 impl Deployment {
@@ -228,56 +249,56 @@ impl Deployment {
         environment: EnvironmentId,
         start_form: StartForm,
     ) -> Self {
-        Self {
+        Self(Arc::new(DeploymentData {
             id: DeploymentId::new_random(),
             process,
             version,
             environment,
-            start_form: Arc::new(start_form),
-            definition_key: Arc::from(process.to_string()),
-        }
+            start_form,
+            definition_key: process.to_string(),
+        }))
     }
 
     /// Sets the engine's key for the deployed definition (e.g. Camunda's
     /// process definition key).
     pub fn with_definition_key(mut self, key: impl Into<String>) -> Self {
-        self.definition_key = Arc::from(key.into());
+        Arc::make_mut(&mut self.0).definition_key = key.into();
         self
     }
 
     /// Sets the id, for a host that loads deployments it stored earlier.
     pub fn with_id(mut self, id: DeploymentId) -> Self {
-        self.id = id;
+        Arc::make_mut(&mut self.0).id = id;
         self
     }
 
     /// The deployment's id.
     pub fn id(&self) -> DeploymentId {
-        self.id
+        self.0.id
     }
 
     /// The deployed process.
     pub fn process(&self) -> &ProcessUuid {
-        &self.process
+        &self.0.process
     }
 
     /// The deployed version.
     pub fn version(&self) -> VersionTag {
-        self.version
+        self.0.version
     }
 
     /// The environment deployed to.
     pub fn environment(&self) -> &EnvironmentId {
-        &self.environment
+        &self.0.environment
     }
 
     /// The start form a webhook payload must satisfy.
     pub fn start_form(&self) -> &StartForm {
-        &self.start_form
+        &self.0.start_form
     }
 
     /// The engine's key for the deployed definition.
     pub fn definition_key(&self) -> &str {
-        &self.definition_key
+        &self.0.definition_key
     }
 }
