@@ -361,7 +361,9 @@ impl StartForm {
                 None | Some(Value::Null) if field.mandatory => {
                     violations.push(FieldViolation::new(&field.name, Violation::Missing));
                 }
-                Some(Value::String(s)) if field.mandatory && s.trim().is_empty() => {
+                // Blank: nothing but white space (what `trim` removes),
+                // decided at the first other character.
+                Some(Value::String(s)) if field.mandatory && s.chars().all(char::is_whitespace) => {
                     violations.push(FieldViolation::new(&field.name, Violation::Missing));
                 }
                 None => {
@@ -494,6 +496,21 @@ mod tests {
 
     fn check(kind: FieldKind, value: Value) -> bool {
         kind.accepts(&value)
+    }
+
+    #[test]
+    fn a_blank_mandatory_string_is_missing_and_any_other_character_is_not() {
+        let form = StartForm::new([FieldSpec::mandatory("name", FieldKind::Text)]);
+        let payload = |text: &str| json!({ "name": text }).as_object().cloned().unwrap_or_default();
+        // ASCII and Unicode white space (no-break, ideographic, line separator).
+        for blank in ["", " ", "\t\n\r", "\u{a0}", "\u{3000}\u{2028}"] {
+            let violations = form.validate(payload(blank)).unwrap_err();
+            assert_eq!(violations[0].violation(), &Violation::Missing, "{blank:?}");
+        }
+        // A zero-width space is not white space; neither is one letter among it.
+        for text in ["\u{200b}", " x ", "\u{3000}y"] {
+            assert!(form.validate(payload(text)).is_ok(), "{text:?}");
+        }
     }
 
     #[test]
