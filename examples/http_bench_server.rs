@@ -1,11 +1,14 @@
 //! The server behind the README's HTTP performance figures: on one port, the
 //! `axum` integration at `/webhook/send` (in-memory stores, an engine that
-//! does nothing) and, at `/bare`, a bare axum handler that only parses the
-//! same JSON body and answers 202, the floor to compare with.
+//! does nothing); at `/bare`, a bare axum handler that only parses the same
+//! JSON body and answers 202, the floor to compare with; and at `/start`, a
+//! bare handler that does the start and nothing else (`from_parts`,
+//! `start_via_webhook`, 202 with the outcome).
 //!
 //! ```sh
 //! BENCH_TOKEN=bench cargo run --release --example http_bench_server --features axum
 //! wrk -t1 -c32 -d10s --latency -s benches/post.lua 'http://127.0.0.1:8090/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555'
+//! wrk -t1 -c32 -d10s --latency -s benches/post.lua 'http://127.0.0.1:8090/start?uid=dd9759e0-cc94-11ed-938f-13cf60270555'
 //! wrk -t1 -c32 -d10s --latency -s benches/post.lua 'http://127.0.0.1:8090/bare'
 //! ```
 //!
@@ -32,7 +35,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let token = EnvironmentToken::new(std::env::var("BENCH_TOKEN").unwrap_or_else(|_| "bench".to_owned()));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "serving /webhook/send and /bare on http://{}",
+        "serving /webhook/send, /start and /bare on http://{}",
         listener.local_addr()?
     );
     axum::serve(listener, bench_app::app(&token))

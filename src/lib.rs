@@ -71,6 +71,11 @@
 //!   constant-time.
 //! - A deployment keeps the id it was created with ([`Deployment::new`]
 //!   makes a random one).
+//! - A store that can answer without waiting (in memory, or from a cache
+//!   it holds) may implement [`TokenStore::environment_now`] and
+//!   [`ModelStore::model_with_deployment_now`]: a start asks them first and
+//!   skips the boxed future of the async call when they answer. Their
+//!   answer must be the async one (the conformance suites check it).
 //! - An idempotency store never forgets a key before its retention ends;
 //!   see [`IdempotencyStore`]'s contract.
 //! - The `testing` feature has conformance suites
