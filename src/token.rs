@@ -334,6 +334,16 @@ mod tests {
     }
 
     #[test]
+    fn signing_secrets_are_equal_exactly_when_their_bytes_are() {
+        let a: SigningSecret = "whsec_c2VjcmV0LWE=".parse().unwrap();
+        let same: SigningSecret = "c2VjcmV0LWE=".parse().unwrap(); // the prefix is optional
+        let b: SigningSecret = "whsec_c2VjcmV0LWI=".parse().unwrap();
+        assert!(a == same);
+        assert!(a != b);
+        assert!(a != SigningSecret::generate());
+    }
+
+    #[test]
     fn digests_differing_in_any_one_bit_are_unequal() {
         let bytes = *EnvironmentToken::new("abc").digest().as_bytes();
         assert_eq!(TokenDigest::from_bytes(bytes), TokenDigest::from_bytes(bytes));

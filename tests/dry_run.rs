@@ -71,3 +71,17 @@ async fn a_dry_run_fails_every_check_a_start_would() {
     assert_eq!(ok.variables(), &order_payload());
     assert_eq!(world.started(), 0);
 }
+
+#[test]
+fn a_call_is_a_dry_run_only_when_it_asks_for_one() {
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = br#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#;
+    let plain = WebhookStartRequest::from_parts(&target, [("prefer", "respond-async")], body).unwrap();
+    assert!(!plain.is_dry_run());
+    let asked =
+        WebhookStartRequest::from_parts(&target, [("prefer", "respond-async, dry-run")], body).unwrap();
+    assert!(asked.is_dry_run());
+    let built = WebhookStartRequest::new(uuid(ORDER_INTAKE), None, Default::default());
+    assert!(!built.is_dry_run());
+    assert!(built.dry_run().is_dry_run());
+}
