@@ -32,6 +32,26 @@ fn debug_of_everything_that_holds_a_token_hides_it() {
 }
 
 #[test]
+fn debug_of_a_request_shows_what_a_log_needs_and_the_token_redacted() {
+    let world = World::new();
+    let request = world
+        .request(ORDER_INTAKE, order_payload())
+        .with_idempotency_key("order-123456");
+    let shown = format!("{request:?}");
+    for part in [
+        "WebhookStartRequest",
+        ORDER_INTAKE,
+        "EnvironmentToken([redacted])",
+        "\"orderNumber\"",
+        "order-123456",
+        "dry_run: false",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    assert!(!shown.contains(world.token.expose_secret()));
+}
+
+#[test]
 fn the_in_memory_token_store_keeps_digests_not_tokens() {
     let tokens = InMemoryTokenStore::new();
     let token = EnvironmentToken::new("plain-text-secret-123");
