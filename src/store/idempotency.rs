@@ -292,9 +292,9 @@ mod tests {
         // keep those orders, without it both are sorted.
         let mut inner_ab = Map::new();
         inner_ab.insert("a".into(), Value::from(1));
-        inner_ab.insert("b".into(), Value::from(vec![Value::from(2)]));
+        inner_ab.insert("b".into(), Value::from(vec![Value::from(2), Value::from(3)]));
         let mut inner_ba = Map::new();
-        inner_ba.insert("b".into(), Value::from(vec![Value::from(2)]));
+        inner_ba.insert("b".into(), Value::from(vec![Value::from(2), Value::from(3)]));
         inner_ba.insert("a".into(), Value::from(1));
         let mut x = Map::new();
         x.insert("z".into(), Value::Object(inner_ab.clone()));
@@ -305,12 +305,18 @@ mod tests {
         assert_eq!(PayloadFingerprint::of(&x), PayloadFingerprint::of(&y));
         // The canonical text is the sorted JSON.
         let mut hasher = Sha256::new();
-        hasher.update(br#"{"y":"text","z":{"a":1,"b":[2]}}"#);
+        hasher.update(br#"{"y":"text","z":{"a":1,"b":[2,3]}}"#);
         let expected: [u8; 32] = hasher.finalize().into();
         assert_eq!(PayloadFingerprint::of(&x).as_bytes(), &expected);
         // And another payload has another fingerprint.
         let mut other = x.clone();
         other.insert("y".into(), Value::from("other"));
         assert_ne!(PayloadFingerprint::of(&x), PayloadFingerprint::of(&other));
+        // Items are separated: [2,3] is not [23].
+        let mut joined = x.clone();
+        let mut inner = inner_ab;
+        inner.insert("b".into(), Value::from(vec![Value::from(23)]));
+        joined.insert("z".into(), Value::Object(inner));
+        assert_ne!(PayloadFingerprint::of(&x), PayloadFingerprint::of(&joined));
     }
 }
