@@ -472,12 +472,12 @@ pub(crate) fn json_values_exceed(body: &[u8], limit: usize) -> bool {
             b'"' => at = string_end(body, at).unwrap_or(body.len()),
             _ => {}
         }
+        // With the outermost value, `count + 1` values so far.
         if count >= limit {
             return true;
         }
     }
-    // The outermost value.
-    count + 1 > limit
+    false
 }
 
 /// Where the string whose text begins at `from` ends: just past its
