@@ -302,3 +302,33 @@ impl Deployment {
         &self.0.definition_key
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::form::{FieldKind, FieldSpec};
+
+    #[test]
+    fn debug_of_a_deployment_shows_its_fields() {
+        let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+        let deployment = Deployment::new(
+            process,
+            VersionTag::Released(3),
+            EnvironmentId::new("production"),
+            StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]),
+        )
+        .with_definition_key("order-intake");
+        let shown = format!("{deployment:?}");
+        for part in [
+            "Deployment {",
+            &deployment.id().to_string(),
+            "dd9759e0-cc94-11ed-938f-13cf60270555",
+            "Released(3)",
+            "production",
+            "orderNumber",
+            "\"order-intake\"",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+    }
+}
