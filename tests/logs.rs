@@ -227,3 +227,32 @@ async fn a_calls_events_carry_the_callers_trace_id_in_their_span() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn a_start_through_the_library_is_logged_with_its_process_even_when_a_store_panics() {
+    let world = World::new();
+    let (captured, _guard) = capture_logs();
+    let started = world
+        .starter()
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await;
+    assert!(started.is_ok(), "{started:?}");
+    let panicking = WebhookStarter::new(
+        world.models.clone(),
+        Arc::new(PanickingStore),
+        world.engine.clone(),
+    );
+    let err = panicking
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await
+        .unwrap_err();
+    assert_eq!((err.status(), err.code()), (500, "internal_error"));
+    assert_eq!(world.engine.started().len(), 1, "only the first started");
+
+    let logs = captured.text();
+    let events: Vec<&str> = logs.lines().collect();
+    assert_eq!(events.len(), 2, "one event per call:\n{logs}");
+    for event in events {
+        assert!(event.contains(ORDER_INTAKE), "the process is named: {event}");
+    }
+}

@@ -337,7 +337,7 @@ fn into_response(reply: HttpReply) -> Response {
     *response.status_mut() = status;
     let map = response.headers_mut();
     // Room for `Content-Type`, ours, and the `Content-Length` axum adds.
-    map.reserve(2 + headers.len());
+    map.reserve(headers.len() + 2);
     map.insert(header::CONTENT_TYPE, content_type);
     for (name, value) in headers {
         map.append(name, value);
