@@ -107,9 +107,7 @@ impl TokenDigest {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-}
 
-impl TokenDigest {
     /// The digest as four words, which `subtle` compares in four steps
     /// rather than thirty-two.
     fn words(&self) -> [u64; 4] {

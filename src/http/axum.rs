@@ -325,22 +325,21 @@ async fn read_body(
 /// The response of a reply, its headers written straight into the
 /// response's own map (a map of our own merged into it cost a second map).
 fn into_response(reply: HttpReply) -> Response {
-    let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = HeaderValue::from_static(reply.content_type_static());
-    let mut headers = Vec::new();
-    for (name, value) in reply.headers() {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.push((name, value));
-        }
-    }
-    let mut response = Response::new(Body::from(reply.into_body()));
-    *response.status_mut() = status;
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
     // Room for `Content-Type`, ours, and the `Content-Length` axum adds.
-    map.reserve(headers.len() + 2);
-    map.insert(header::CONTENT_TYPE, content_type);
-    for (name, value) in headers {
-        map.append(name, value);
+    map.reserve(reply.headers().count() + 2);
+    map.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type_static()),
+    );
+    for (name, value) in reply.headers() {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            map.append(name, value);
+        }
     }
+    *response.body_mut() = Body::from(reply.into_body());
     response
 }

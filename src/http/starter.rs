@@ -18,7 +18,6 @@ use tracing::Instrument as _;
 
 use crate::engine::{Completion, Engine, InstanceRef};
 use crate::error::WebhookError;
-use crate::http::DEFAULT_SIGNATURE_TOLERANCE;
 use crate::http::health::{Checks, Component, DEFAULT_READY_TIMEOUT, NotReady};
 use crate::http::protect::{
     AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
@@ -28,6 +27,7 @@ use crate::http::{
     ALLOWED_METHODS, DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES, HttpReply, RequestHead, check_body_size,
     is_envelope, open_envelope, parse_payload, process_from_target,
 };
+use crate::http::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders};
 use crate::id::{DeploymentId, EnvironmentId, ProcessUuid};
 use crate::limit::{OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter};
 use crate::model::{Deployment, Environment, VersionTag};
@@ -1080,8 +1080,7 @@ impl WebhookStarter {
         let (mut head, environment, from_envelope, mut payload) = match environment {
             Some(environment) => {
                 // The signature is checked over the raw body, before it is parsed.
-                let signature = head.signature.as_ref().map(|s| (s, body));
-                verify_signed(&environment, signature, self.settings.signature_tolerance)?;
+                self.verify_body(&environment, head.signature.as_ref(), body)?;
                 let payload = parse_payload(body, self.settings.max_json_values)?;
                 (head, environment, false, payload)
             }
@@ -1121,6 +1120,20 @@ impl WebhookStarter {
         }
     }
 
+    /// The signature `environment` may require, over the raw `body`.
+    fn verify_body(
+        &self,
+        environment: &Environment,
+        signature: Option<&SignatureHeaders>,
+        body: &[u8],
+    ) -> Result<(), WebhookError> {
+        verify_signed(
+            environment,
+            signature.map(|s| (s, body)),
+            self.settings.signature_tolerance,
+        )
+    }
+
     /// A `GET` or `HEAD`: the schema of the payload, once the signature over
     /// the (empty) body holds.
     async fn finish_schema(
@@ -1132,8 +1145,7 @@ impl WebhookStarter {
         body: &[u8],
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
-        let signature = head.signature.as_ref().map(|s| (s, body));
-        verify_signed(&environment, signature, self.settings.signature_tolerance)?;
+        self.verify_body(&environment, head.signature.as_ref(), body)?;
         let schema = self.schema_authenticated(&process, &environment).await?;
         observed.deployed = true;
         Ok(if method == Method::Head {
@@ -1165,11 +1177,7 @@ impl WebhookStarter {
         let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
         observed.environment = Some(environment.id().clone());
         self.limit_environment(&environment, observed).await?;
-        verify_signed(
-            &environment,
-            signature.as_ref().map(|s| (s, body)),
-            self.settings.signature_tolerance,
-        )?;
+        self.verify_body(&environment, signature.as_ref(), body)?;
         Ok((head, environment, payload))
     }
 
