@@ -350,9 +350,18 @@ async fn a_refused_connection_is_retryable() {
 }
 
 #[tokio::test]
-async fn debug_hides_the_password() {
-    let engine = Camunda7Engine::new("http://h").with_basic_auth("demo", "pa55word");
-    assert!(!format!("{engine:?}").contains("pa55word"));
+async fn debug_shows_the_settings_and_hides_the_password() {
+    let engine = Camunda7Engine::new("http://h/")
+        .with_basic_auth("demo", "pa55word")
+        .with_tenant_id("acme");
+    let shown = format!("{engine:?}");
+    assert!(!shown.contains("pa55word"));
+    assert_eq!(
+        shown,
+        "Camunda7Engine { base: \"http://h\", auth: Some((\"demo\", \"[redacted]\")), \
+         tenant: Some(\"acme\"), timeout: 10s, model_store: false, \
+         trace_variable: Some(\"traceparent\"), .. }"
+    );
 }
 
 #[tokio::test]

@@ -83,6 +83,37 @@ impl Drop for Db {
     }
 }
 
+#[tokio::test]
+async fn a_schema_name_outside_the_rule_is_refused_and_one_inside_it_is_taken() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresStore::connect(&url).await.expect("the test database answers");
+    let too_long = "a".repeat(49);
+    for bad in ["", "1orders", "Orders", "order-intake", "a b", "caf\u{e9}", "a;drop", &too_long] {
+        let err = store.clone().with_schema(bad).expect_err(bad);
+        assert_eq!(
+            err.message(),
+            "a schema name is 1 to 48 lower-case letters, digits and `_`, not starting with a digit",
+            "{bad:?}"
+        );
+    }
+    let longest = "a".repeat(48);
+    for good in ["_", "o", "orders_2", "_9", &longest] {
+        let taken = store.clone().with_schema(good).expect(good);
+        assert!(format!("{taken:?}").contains(&format!("schema: \"{good}\"")), "{good:?}");
+    }
+}
+
+#[tokio::test]
+async fn debug_shows_the_schema_and_the_timings() {
+    let Some(url) = database_url() else { return };
+    let store = PostgresStore::connect(&url).await.expect("the test database answers");
+    assert_eq!(
+        format!("{store:?}"),
+        "PostgresStore { schema: \"process_webhook\", timeout: 2s, cache_ttl: 1s, \
+         ttl: 86400s, lease: 300s, .. }"
+    );
+}
+
 /// The example world's acme/production in the store.
 async fn seed(store: &PostgresStore) -> EnvironmentToken {
     let acme = OrganizationId::new("acme");
