@@ -274,6 +274,10 @@ async fn a_404_for_an_unknown_definition_is_a_refusal_carrying_camundas_type_and
     let problem = problem_of(&err);
     assert_eq!((problem.status(), problem.kind()), (404, "RestException"));
     assert!(problem.message().starts_with("No matching process definition"));
+    assert_eq!(
+        problem.to_string(),
+        "camunda answered 404 RestException: No matching process definition with key: order-intake and no tenant-id"
+    );
     assert!(
         err.to_string().contains("No matching process definition"),
         "the message is for the logs"
@@ -285,6 +289,19 @@ async fn a_400_is_a_refusal_with_its_code() {
     let err = failure(400, "", json!({"type": "InvalidRequestException", "message": "Cannot instantiate process definition", "code": 0})).await;
     assert_eq!(err.kind(), EngineErrorKind::Refused);
     assert_eq!(problem_of(&err).code(), Some(&json!(0)));
+
+    let untyped = failure(
+        400,
+        "",
+        json!({"message": "Cannot instantiate process definition"}),
+    )
+    .await;
+    assert_eq!(
+        problem_of(&untyped).to_string(),
+        "camunda answered 400: Cannot instantiate process definition"
+    );
+    let bare = failure(400, "", json!({})).await;
+    assert_eq!(problem_of(&bare).to_string(), "camunda answered 400");
 }
 
 #[tokio::test]

@@ -187,7 +187,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_n
     let options = ServeOptions::default()
         .idle_timeout(Duration::from_millis(200))
         .header_read_timeout(Duration::from_secs(30));
-    let addr = start_server(world.starter(), options).await;
+    let addr = start_server(world.starter(), options.clone()).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     assert!(
         closed(&mut idle).await,
@@ -200,6 +200,84 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_n
     let (status, _, _) = read_answer(&mut kept).await;
     assert_eq!(status, 202);
     assert!(closed(&mut kept).await);
+
+    // A call that takes longer than the idle timeout is not idle: it gets
+    // its answer.
+    let engine = Arc::new(FlakyEngine::slow(Duration::from_millis(700)));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
+    let addr = start_server(starter, options).await;
+    let mut busy = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    let (status, _, _) = read_answer(&mut busy).await;
+    assert_eq!(status, 202, "the slow start was answered");
+    assert_eq!(engine.inner.started().len(), 1);
+}
+
+#[tokio::test]
+async fn the_idle_timeout_counts_from_the_last_answer_not_from_the_connection() {
+    let world = World::new();
+    let options = ServeOptions::default()
+        .idle_timeout(Duration::from_millis(500))
+        .header_read_timeout(Duration::from_secs(30));
+    let addr = start_server(world.starter(), options).await;
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Five calls 250 ms apart on one kept-alive connection: 1 s in all,
+    // twice the idle timeout, but never 500 ms without a call.
+    for call in 0..5 {
+        let head = format!(
+            "POST {PATH} HTTP/1.1\r\nhost: test\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            world.bearer(),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+        let (status, _, _) = read_answer(&mut stream).await;
+        assert_eq!(status, 202, "call {call} on the same connection");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(world.started(), 5);
+}
+
+#[tokio::test]
+async fn the_header_timeout_counts_from_the_heads_first_byte_not_from_the_connection() {
+    let world = World::new();
+    let options = ServeOptions::default()
+        .header_read_timeout(Duration::from_millis(400))
+        .idle_timeout(Duration::from_secs(30));
+    let addr = start_server(world.starter(), options).await;
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Quiet for longer than the header timeout, then a head in two parts.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stream
+        .write_all(format!("POST {PATH} HTTP/1.1\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rest = format!(
+        "host: test\r\nauthorization: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        world.bearer(),
+        body.len()
+    );
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let (status, _, _) = read_answer(&mut stream).await;
+    assert_eq!(status, 202);
+}
+
+#[test]
+fn serve_options_keep_what_they_are_given() {
+    assert_eq!(ServeOptions::default().get_max_connections(), 10_000);
+    assert_eq!(DEFAULT_MAX_CONNECTIONS, 10_000);
+    assert_eq!(
+        ServeOptions::default().max_connections(3).get_max_connections(),
+        3
+    );
+    assert_eq!(
+        ServeOptions::default().max_connections(0).get_max_connections(),
+        1,
+        "at least one"
+    );
 }
 
 #[tokio::test]
@@ -284,7 +362,8 @@ async fn shutdown_is_bounded_by_the_grace_period() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), server)
+    // The grace is 100 ms; the default (10 s) would not fit in 5 s.
+    tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("serve returns after the grace period, not after the engine")
         .unwrap()

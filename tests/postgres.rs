@@ -86,9 +86,20 @@ impl Drop for Db {
 #[tokio::test]
 async fn a_schema_name_outside_the_rule_is_refused_and_one_inside_it_is_taken() {
     let Some(url) = database_url() else { return };
-    let store = PostgresStore::connect(&url).await.expect("the test database answers");
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("the test database answers");
     let too_long = "a".repeat(49);
-    for bad in ["", "1orders", "Orders", "order-intake", "a b", "caf\u{e9}", "a;drop", &too_long] {
+    for bad in [
+        "",
+        "1orders",
+        "Orders",
+        "order-intake",
+        "a b",
+        "caf\u{e9}",
+        "a;drop",
+        &too_long,
+    ] {
         let err = store.clone().with_schema(bad).expect_err(bad);
         assert_eq!(
             err.message(),
@@ -99,19 +110,95 @@ async fn a_schema_name_outside_the_rule_is_refused_and_one_inside_it_is_taken() 
     let longest = "a".repeat(48);
     for good in ["_", "o", "orders_2", "_9", &longest] {
         let taken = store.clone().with_schema(good).expect(good);
-        assert!(format!("{taken:?}").contains(&format!("schema: \"{good}\"")), "{good:?}");
+        assert_eq!(taken.schema(), good);
+        assert!(
+            format!("{taken:?}").contains(&format!("schema: \"{good}\"")),
+            "{good:?}"
+        );
     }
+    assert_eq!(store.schema(), "process_webhook", "the default schema");
 }
 
 #[tokio::test]
 async fn debug_shows_the_schema_and_the_timings() {
     let Some(url) = database_url() else { return };
-    let store = PostgresStore::connect(&url).await.expect("the test database answers");
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("the test database answers");
     assert_eq!(
         format!("{store:?}"),
         "PostgresStore { schema: \"process_webhook\", timeout: 2s, cache_ttl: 1s, \
          ttl: 86400s, lease: 300s, .. }"
     );
+}
+
+#[tokio::test]
+async fn revoke_says_whether_the_token_was_stored() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    let token = seed(&store).await;
+    assert!(store.revoke(&token).await.unwrap(), "a stored token");
+    assert!(!store.revoke(&token).await.unwrap(), "already revoked");
+    assert!(
+        !store.revoke(&EnvironmentToken::generate()).await.unwrap(),
+        "never stored"
+    );
+    assert_eq!(store.environment(&token).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn signing_secrets_are_the_replicas_own_and_can_be_replaced_or_removed() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    let plain = Environment::new(production, acme);
+    let secret = SigningSecret::generate();
+    let signed = plain.clone().with_signing_secret(secret.clone());
+    let token = EnvironmentToken::generate();
+    store.insert(&token, signed.clone()).await.unwrap();
+    assert_eq!(
+        store.environment(&token).await.unwrap(),
+        Some(signed.clone()),
+        "insert keeps them"
+    );
+
+    let other = SigningSecret::generate();
+    let replaced = plain.clone().with_signing_secret(other.clone());
+    store.set_signing_secrets(&replaced);
+    let found = store.environment(&token).await.unwrap().unwrap();
+    assert_eq!(found.signing_secrets(), &[other][..]);
+
+    store.set_signing_secrets(&plain);
+    let found = store.environment(&token).await.unwrap().unwrap();
+    assert!(found.signing_secrets().is_empty(), "removed");
+
+    let replica = PostgresStore::connect(&db.url)
+        .await
+        .unwrap()
+        .with_schema(&db.schema)
+        .unwrap();
+    let there = replica.environment(&token).await.unwrap().unwrap();
+    assert!(
+        there.signing_secrets().is_empty(),
+        "secrets never go through the database"
+    );
+}
+
+#[tokio::test]
+async fn purge_deletes_expired_keys_in_batches_and_counts_them() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    let fingerprint = PayloadFingerprint::of(&order_payload());
+    for key in ["a", "b", "c"] {
+        let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), key);
+        store.reserve(&key, fingerprint).await.unwrap();
+    }
+    assert_eq!(store.purge_expired(10).await.unwrap(), 0, "none has expired");
+    let expiring = store.clone().with_idempotency_ttl(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(expiring.purge_expired(2).await.unwrap(), 2, "a batch of two");
+    assert_eq!(expiring.purge_expired(10).await.unwrap(), 1, "the last one");
+    assert_eq!(expiring.purge_expired(10).await.unwrap(), 0);
 }
 
 /// The example world's acme/production in the store.

@@ -251,6 +251,12 @@ async fn serve_connection(
     }
     loop {
         let deadline = activity.deadline(options);
+        let due = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = connection.as_mut() => return,
             changed = stopped.changed(), if !stopping => {
@@ -260,8 +266,11 @@ async fn serve_connection(
                 }
             }
             () = activity.moved.notified() => {}
-            () = tokio::time::sleep_until(deadline.into()) => {
-                if let Some(reason) = activity.expired(options, Instant::now()) {
+            () = due => {
+                // A call may have begun since: look again.
+                if let Some((at, reason)) = activity.deadline(options)
+                    && at <= Instant::now()
+                {
                     tracing::warn!(target: "process_webhook", client = %peer.ip(), reason, "connection closed");
                     observe::refused_connection(reason);
                     return;
@@ -319,28 +328,19 @@ impl Activity {
         }
     }
 
-    /// When to look again.
-    fn deadline(&self, options: &ServeOptions) -> Instant {
-        let now = Instant::now();
-        if self.calls.load(Ordering::Acquire) > 0 {
-            return now + options.idle_timeout;
-        }
-        match self.head_started.load(Ordering::Acquire) {
-            NONE => self.at(self.idle_since.load(Ordering::Acquire)) + options.idle_timeout,
-            started => self.at(started) + options.header_read_timeout,
-        }
-    }
-
-    /// Why the connection should close at `now`, if it should.
-    fn expired(&self, options: &ServeOptions, now: Instant) -> Option<&'static str> {
+    /// When the connection is closed if nothing happens first, and why:
+    /// none while a call is being handled (its end moves the deadline).
+    fn deadline(&self, options: &ServeOptions) -> Option<(Instant, &'static str)> {
         if self.calls.load(Ordering::Acquire) > 0 {
             return None;
         }
-        match self.head_started.load(Ordering::Acquire) {
-            NONE => (now >= self.at(self.idle_since.load(Ordering::Acquire)) + options.idle_timeout)
-                .then_some("idle_timeout"),
-            started => (now >= self.at(started) + options.header_read_timeout).then_some("header_timeout"),
-        }
+        Some(match self.head_started.load(Ordering::Acquire) {
+            NONE => (
+                self.at(self.idle_since.load(Ordering::Acquire)) + options.idle_timeout,
+                "idle_timeout",
+            ),
+            started => (self.at(started) + options.header_read_timeout, "header_timeout"),
+        })
     }
 }
 
