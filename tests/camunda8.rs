@@ -544,3 +544,39 @@ async fn an_instance_still_active_at_the_deadline_is_202_running_and_a_terminate
         (200, Some("terminated"))
     );
 }
+
+#[test]
+fn debug_shows_the_settings_and_hides_every_credential() {
+    let engine = Camunda8Engine::new("http://camunda:8080/")
+        .with_tenant_id("acme")
+        .with_auth(Camunda8Auth::Basic {
+            user: "demo".into(),
+            password: "pa55word".into(),
+        });
+    assert_eq!(
+        format!("{engine:?}"),
+        "Camunda8Engine { base: \"http://camunda:8080\", \
+         auth: Basic { user: \"demo\", password: \"[redacted]\" }, tenant: Some(\"acme\"), \
+         timeout: 10s, trace_variable: Some(\"traceparent\"), .. }"
+    );
+    let shown = [
+        Camunda8Auth::None,
+        Camunda8Auth::Bearer("t0ken".into()),
+        Camunda8Auth::ClientCredentials {
+            token_url: "http://issuer/token".into(),
+            client_id: "webhooks".into(),
+            client_secret: "s3cret".into(),
+            audience: Some("orchestration-api".into()),
+        },
+    ]
+    .map(|auth| format!("{auth:?}"));
+    assert_eq!(
+        shown,
+        [
+            "None",
+            "Bearer([redacted])",
+            "ClientCredentials { token_url: \"http://issuer/token\", client_id: \"webhooks\", \
+             client_secret: \"[redacted]\", audience: Some(\"orchestration-api\") }",
+        ]
+    );
+}

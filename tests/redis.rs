@@ -407,3 +407,20 @@ async fn a_replica_that_did_not_reserve_a_key_completes_it_but_never_an_unreserv
         "completing an idempotency key that is not reserved"
     );
 }
+
+#[tokio::test]
+async fn debug_of_a_limiter_shows_its_prefix_and_timeout() {
+    let Some(redis) = redis_url() else { return };
+    let keys = keys_at(&redis, &prefix()).await;
+    let limiter = RedisRateLimiter::new(keys.connection())
+        .with_prefix("acme:rate")
+        .with_timeout(Duration::from_millis(250));
+    assert_eq!(
+        format!("{limiter:?}"),
+        "RedisRateLimiter { prefix: \"acme:rate\", timeout: 250ms, .. }"
+    );
+    assert_eq!(
+        format!("{:?}", RedisRateLimiter::new(keys.connection())),
+        "RedisRateLimiter { prefix: \"process_webhook:rate\", timeout: 1s, .. }"
+    );
+}

@@ -369,3 +369,15 @@ async fn prefer_wait_answers_with_what_a_real_worker_returned() {
     assert_eq!((plain.status(), plain.header("preference-applied")), (202, None));
     assert!(plain_doc.get("status").is_none());
 }
+
+#[test]
+fn debug_shows_the_settings_and_hides_the_api_key() {
+    let engine = TemporalEngine::new("http://127.0.0.1:7243/", "default", "orders").with_api_key("k3y");
+    assert_eq!(
+        format!("{engine:?}"),
+        "TemporalEngine { base: \"http://127.0.0.1:7243\", namespace: \"default\", \
+         task_queue: \"orders\", api_key: Some(\"[redacted]\"), timeout: 10s, .. }"
+    );
+    let keyless = TemporalEngine::new("http://127.0.0.1:7243", "default", "orders");
+    assert!(format!("{keyless:?}").contains("api_key: None,"), "{keyless:?}");
+}
