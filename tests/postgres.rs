@@ -201,6 +201,42 @@ async fn purge_deletes_expired_keys_in_batches_and_counts_them() {
     assert_eq!(expiring.purge_expired(10).await.unwrap(), 0);
 }
 
+#[tokio::test]
+async fn an_unknown_token_is_not_cached_and_a_known_one_is() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await.with_cache_ttl(Duration::from_secs(60));
+    seed(&store).await;
+    let token = EnvironmentToken::generate();
+    assert_eq!(store.environment(&token).await.unwrap(), None);
+    // Written straight into the table: no change notice reaches the store.
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let table = format!("\"{}\".tokens", db.schema);
+    sqlx::query(&format!(
+        "INSERT INTO {table} (digest, organization, environment) VALUES ($1, 'acme', 'production')"
+    ))
+    .bind(&token.digest().as_bytes()[..])
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    assert_eq!(
+        store.environment(&token).await.unwrap(),
+        Some(production.clone()),
+        "a guess that missed was not remembered"
+    );
+    sqlx::query(&format!("DELETE FROM {table} WHERE digest = $1"))
+        .bind(&token.digest().as_bytes()[..])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.environment(&token).await.unwrap(),
+        Some(production),
+        "a token found is cached for the cache's lifetime"
+    );
+}
+
 /// The example world's acme/production in the store.
 async fn seed(store: &PostgresStore) -> EnvironmentToken {
     let acme = OrganizationId::new("acme");
