@@ -952,3 +952,49 @@ impl<K: std::hash::Hash + Eq, V: Clone> Timed<K, V> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_moves_the_generation_on() {
+        let cache = Cache::default();
+        let before = cache.generation();
+        assert!(cache.unchanged_since(before));
+        cache.clear();
+        assert!(!cache.unchanged_since(before), "a read from before the change");
+        assert!(cache.unchanged_since(cache.generation()));
+        cache.clear();
+        assert_eq!(cache.generation(), before + 2);
+    }
+
+    #[test]
+    fn a_timed_map_keeps_entries_for_their_lifetime_and_empties_when_full() {
+        let map = Timed::<usize, usize>::default();
+        let ttl = Duration::from_secs(60);
+        for key in 0..CACHE_CAPACITY {
+            map.put(key, key * 2, ttl);
+        }
+        assert_eq!(map.get(&0, ttl), Some(0));
+        assert_eq!(
+            map.get(&(CACHE_CAPACITY - 1), ttl),
+            Some(2 * (CACHE_CAPACITY - 1))
+        );
+        // One more than it holds: the map starts over with the new entry.
+        map.put(CACHE_CAPACITY, 1, ttl);
+        assert_eq!(map.get(&0, ttl), None);
+        assert_eq!(map.get(&CACHE_CAPACITY, ttl), Some(1));
+        assert_eq!(map.0.lock().unwrap().len(), 1);
+
+        assert_eq!(map.get(&CACHE_CAPACITY, Duration::ZERO), None, "no cache");
+        map.put(7, 7, Duration::ZERO);
+        assert_eq!(map.get(&7, ttl), None, "nothing is put without a lifetime");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            map.get(&CACHE_CAPACITY, Duration::from_millis(1)),
+            None,
+            "expired"
+        );
+    }
+}
