@@ -31,6 +31,8 @@ struct Fake {
     /// created instance.
     answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
     tokens_issued: Arc<Mutex<u32>>,
+    /// The `expires_in` of issued tokens, in seconds; 0 stands for 3,600.
+    expires_in: Arc<Mutex<u64>>,
     /// Scripted answers to `GET /v2/process-instances/{key}`, in order; the
     /// last one repeats.
     states: Arc<Mutex<VecDeque<(u16, Value)>>>,
@@ -68,8 +70,12 @@ async fn token(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Re
         .push(("/oauth/token".into(), headers, body));
     let mut issued = fake.tokens_issued.lock().unwrap();
     *issued += 1;
+    let expires_in = match *fake.expires_in.lock().unwrap() {
+        0 => 3600,
+        seconds => seconds,
+    };
     json_answer(
-        json!({"access_token": format!("access-{issued}"), "token_type": "Bearer", "expires_in": 3600}),
+        json!({"access_token": format!("access-{issued}"), "token_type": "Bearer", "expires_in": expires_in}),
     )
 }
 
@@ -290,6 +296,48 @@ async fn client_credentials_are_exchanged_once_cached_and_refreshed_once_on_401(
 }
 
 #[tokio::test]
+async fn a_token_that_expires_within_the_margin_is_fetched_again_for_each_call() {
+    let (addr, fake) = start_fake().await;
+    // 20 s is inside the 30 s margin kept before a token's expiry.
+    *fake.expires_in.lock().unwrap() = 20;
+    let world = World::new();
+    let engine = Camunda8Engine::new(&format!("http://{addr}")).with_auth(Camunda8Auth::ClientCredentials {
+        token_url: format!("http://{addr}/oauth/token"),
+        client_id: "webhooks".into(),
+        client_secret: "x".into(),
+        audience: None,
+    });
+    start(&world, &engine, None).await.unwrap();
+    start(&world, &engine, None).await.unwrap();
+    assert_eq!(*fake.tokens_issued.lock().unwrap(), 2);
+    // 31 s is just outside it: kept.
+    *fake.expires_in.lock().unwrap() = 31;
+    start(&world, &engine, None).await.unwrap();
+    start(&world, &engine, None).await.unwrap();
+    assert_eq!(*fake.tokens_issued.lock().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_problem_without_a_title_or_a_detail_says_what_it_has() {
+    for (doc, shown) in [
+        (json!({"detail": "boom"}), "camunda 8 answered 500: boom"),
+        (json!({"title": "INTERNAL"}), "camunda 8 answered 500 INTERNAL"),
+        (json!({}), "camunda 8 answered 500"),
+    ] {
+        let (addr, fake) = start_fake().await;
+        let world = World::new();
+        fake.answers.lock().unwrap().push_back((500, doc));
+        let engine = Camunda8Engine::new(&format!("http://{addr}"));
+        let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
+        let problem = std::error::Error::source(&err)
+            .and_then(std::error::Error::source)
+            .and_then(|s| s.downcast_ref::<Camunda8Problem>())
+            .expect("the problem is the source");
+        assert_eq!(problem.to_string(), shown);
+    }
+}
+
+#[tokio::test]
 async fn a_401_that_persists_is_a_refusal_after_one_refresh() {
     let (addr, fake) = start_fake().await;
     let world = World::new();
@@ -375,8 +423,20 @@ async fn camunda_problems_map_to_the_documented_answers_and_stay_in_the_source()
             .and_then(|s| s.downcast_ref::<Camunda8Problem>())
             .expect("the problem is the source");
         assert_eq!(
-            (problem.status(), problem.title()),
-            (status, doc["title"].as_str().unwrap())
+            (problem.status(), problem.title(), problem.detail()),
+            (
+                status,
+                doc["title"].as_str().unwrap(),
+                doc["detail"].as_str().unwrap()
+            )
+        );
+        assert_eq!(
+            problem.to_string(),
+            format!(
+                "camunda 8 answered {status} {}: {}",
+                doc["title"].as_str().unwrap(),
+                doc["detail"].as_str().unwrap()
+            )
         );
         if status == 409 {
             let WebhookError::EngineFailed { source } = &err else {

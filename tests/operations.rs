@@ -338,6 +338,19 @@ fn bodies_being_read_are_a_gauge_that_returns_to_zero() {
         let rows_after = rows(&snapshotter);
         assert_eq!(gauge(&rows_after, "process_webhook_bodies_in_flight"), 0.0);
         assert_eq!(gauge(&rows_after, "process_webhook_body_bytes_in_flight"), 0.0);
+
+        // A chunked body is in flight from its head on, before any byte.
+        let mut chunked = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            world.bearer(),
+        );
+        chunked.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rows_waiting = rows(&snapshotter);
+        assert_eq!(gauge(&rows_waiting, "process_webhook_bodies_in_flight"), 1.0);
+        assert_eq!(gauge(&rows_waiting, "process_webhook_body_bytes_in_flight"), 0.0);
     });
 }
 
