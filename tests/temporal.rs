@@ -150,7 +150,12 @@ async fn the_same_key_with_another_payload_is_refused_as_a_reused_key() {
     let problem = source
         .and_then(|s| s.downcast_ref::<TemporalProblem>())
         .expect("Temporal's answer is the source");
-    assert_eq!(problem.code(), Some(6));
+    assert_eq!((problem.status(), problem.code()), (409, Some(6)));
+    assert!(problem.message().contains("already"), "{}", problem.message());
+    assert_eq!(
+        problem.to_string(),
+        format!("temporal answered 409 (code 6): {}", problem.message())
+    );
     assert!(
         !err.to_problem_json().to_string().contains("already"),
         "Temporal's text stays in the source"
@@ -180,6 +185,11 @@ async fn a_namespace_that_does_not_exist_is_a_refusal() {
     };
     assert_eq!(source.kind(), EngineErrorKind::Refused);
     assert!(!source.is_retryable());
+    let problem = std::error::Error::source(source)
+        .and_then(|s| s.downcast_ref::<TemporalProblem>())
+        .expect("Temporal's answer is the source");
+    assert_eq!((problem.status(), problem.code()), (404, Some(5)));
+    assert!(problem.message().contains("not found"), "{}", problem.message());
 }
 
 #[tokio::test]
