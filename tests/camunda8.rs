@@ -36,6 +36,8 @@ struct Fake {
     /// Scripted answers to `GET /v2/process-instances/{key}`, in order; the
     /// last one repeats.
     states: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    /// How long `GET /v2/process-instances/{key}` takes to answer.
+    state_delay: Arc<Mutex<Duration>>,
 }
 
 const CREATED_KEY: &str = "2251799813686019";
@@ -90,6 +92,8 @@ async fn instance(
         .lock()
         .unwrap()
         .push((format!("/v2/process-instances/{key}"), headers, String::new()));
+    let delay = *fake.state_delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let mut states = fake.states.lock().unwrap();
     let (status, state) = if states.len() > 1 {
         states.pop_front().unwrap()
@@ -394,6 +398,12 @@ async fn camunda_problems_map_to_the_documented_answers_and_stay_in_the_source()
             "engine_failed",
             false,
         ),
+        (
+            problem(429, "TOO_MANY_REQUESTS", "slow down"),
+            429,
+            "engine_overloaded",
+            true,
+        ),
         (problem(500, "INTERNAL", "boom"), 502, "engine_failed", true),
         (
             problem(504, "DEADLINE_EXCEEDED", "gateway timeout"),
@@ -583,9 +593,18 @@ async fn a_wait_polls_the_instance_and_answers_its_root_variables_when_it_comple
 
 #[tokio::test]
 async fn an_instance_still_active_at_the_deadline_is_202_running_and_a_terminated_one_200() {
-    let (reply, doc, _, took) =
+    let (reply, doc, fake, took) =
         wait_on(vec![(200, json!("ACTIVE"))], "wait=10", Duration::from_secs(1)).await;
     assert_eq!(reply.status(), 202, "{doc}");
+    // Polls back off from 100 ms (at 0, 0.1, 0.3 and 0.7 s in the second).
+    let polls = fake
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _, _)| path.starts_with("/v2/process-instances/"))
+        .count();
+    assert!((3..=6).contains(&polls), "{polls} polls in 1 s");
     assert_eq!(doc["status"], "running");
     assert_eq!(reply.header("preference-applied"), Some("wait=1"));
     assert!(
@@ -639,4 +658,35 @@ fn debug_shows_the_settings_and_hides_every_credential() {
              client_secret: \"[redacted]\", audience: Some(\"orchestration-api\") }",
         ]
     );
+}
+
+fn created_instance() -> InstanceRef {
+    InstanceRef::new(
+        InstanceId::new(CREATED_KEY),
+        uuid(ORDER_INTAKE),
+        EnvironmentId::new("production"),
+    )
+}
+
+#[tokio::test]
+async fn a_wait_cut_off_by_its_deadline_is_running_and_an_unreachable_camunda_an_error() {
+    // Camunda answers slower than the wait: the read is cut off at the
+    // deadline, and the instance is still running as far as anyone knows.
+    let (addr, fake) = start_fake().await;
+    *fake.states.lock().unwrap() = vec![(200, json!("ACTIVE"))].into();
+    *fake.state_delay.lock().unwrap() = Duration::from_secs(5);
+    let engine = Camunda8Engine::new(&format!("http://{addr}"));
+    let waited = engine
+        .wait(&created_instance(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(matches!(waited, Some(Completion::Running)), "{waited:?}");
+
+    // Nobody there, with time left: the failure is the answer.
+    let gone = Camunda8Engine::new("http://127.0.0.1:9");
+    let err = gone
+        .wait(&created_instance(), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
 }
