@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use process_webhook::*;
@@ -358,7 +358,12 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     ));
     let body = serde_json::to_vec(&order_payload()).unwrap();
     let _call = send_head(addr, Some(&world.bearer()), body.len(), &body).await;
+    let began = Instant::now();
     while engine.calls() == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the engine was never called"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();

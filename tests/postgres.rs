@@ -452,7 +452,12 @@ async fn a_replica_that_dies_mid_start_leaves_its_key_to_the_lease_and_the_key_t
             .send()
     };
     let dying = tokio::spawn(send(addr_a));
+    let began = Instant::now();
     while stuck.calls() == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the engine was never called"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server_a.abort();

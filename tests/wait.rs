@@ -216,6 +216,15 @@ impl Engine for NeverEnds {
     }
 }
 
+/// Returns once a call waits on `starter`; fails after 5 s.
+async fn until_waiting(starter: &WebhookStarter) {
+    let began = std::time::Instant::now();
+    while starter.waiting_calls() == 0 {
+        assert!(began.elapsed() < Duration::from_secs(5), "no call began to wait");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn past_the_bound_on_waiting_calls_a_call_is_answered_at_once() {
     let world = World::new();
@@ -234,9 +243,7 @@ async fn past_the_bound_on_waiting_calls_a_call_is_answered_at_once() {
                 .await
         }
     });
-    while starter.waiting_calls() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_waiting(&starter).await;
     let second = call(&starter, &world, &[("prefer", "wait=30")]).await;
     assert_eq!(
         (second.status(), second.header("preference-applied")),
@@ -272,9 +279,7 @@ async fn a_caller_that_hangs_up_stops_the_wait_never_the_instance() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body).await.unwrap();
-    while starter.waiting_calls() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_waiting(&starter).await;
     drop(stream);
     let gone = std::time::Instant::now();
     while starter.waiting_calls() > 0 && gone.elapsed() < Duration::from_secs(5) {
