@@ -391,3 +391,62 @@ fn debug_shows_the_settings_and_hides_the_api_key() {
     let keyless = TemporalEngine::new("http://127.0.0.1:7243", "default", "orders");
     assert!(format!("{keyless:?}").contains("api_key: None,"), "{keyless:?}");
 }
+
+/// A server on loopback that answers every connection with `head` and then
+/// either stalls or hangs up: the transport failures a history read meets.
+async fn answering_then(head: &'static str, stall: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(head.as_bytes()).await;
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn a_run() -> InstanceRef {
+    InstanceRef::new(
+        InstanceId::new("run-1"),
+        uuid(ORDER_INTAKE),
+        EnvironmentId::new("production"),
+    )
+    .with_business_key("webhook-order-1")
+}
+
+#[tokio::test]
+async fn a_history_read_cut_off_by_the_deadline_is_running_and_a_broken_one_an_error() {
+    // Headers, then nothing: the wait's deadline ends the read.
+    let stalled = answering_then("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{", true).await;
+    let engine = TemporalEngine::new(&stalled, "default", "q");
+    let waited = engine.wait(&a_run(), Duration::from_millis(300)).await.unwrap();
+    assert_eq!(waited, Some(Completion::Running));
+
+    // Headers, then the connection is gone: no answer to give.
+    let cut = answering_then("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{", false).await;
+    let engine = TemporalEngine::new(&cut, "default", "q");
+    let err = engine.wait(&a_run(), Duration::from_secs(10)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    // Nobody there, with time left.
+    let gone = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
+    let err = gone.wait(&a_run(), Duration::from_secs(10)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    // No answer at all within the deadline.
+    let silent = answering_then("", true).await;
+    let engine = TemporalEngine::new(&silent, "default", "q");
+    let waited = engine.wait(&a_run(), Duration::from_millis(300)).await.unwrap();
+    assert_eq!(waited, Some(Completion::Running));
+}

@@ -308,6 +308,18 @@ fn result_of(result: &Value) -> Value {
     }
 }
 
+/// The error for a start Temporal refused with `status` and gRPC `code`
+/// (the table in [`TemporalEngine`]'s docs).
+fn start_error(status: u16, code: Option<i64>, keyed: bool, message: String) -> EngineError {
+    match (status, code) {
+        (429, _) | (_, Some(8)) => EngineError::overloaded(message),
+        (503, _) | (_, Some(14)) => EngineError::unavailable(message),
+        (_, Some(6)) if keyed => EngineError::key_reused(message),
+        (_, Some(3 | 5 | 6 | 7 | 16)) | (400..=499, _) => EngineError::refused(message),
+        _ => EngineError::new(message).retryable(),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StartedBody {
@@ -461,13 +473,7 @@ impl Engine for TemporalEngine {
             message: answer.message,
         };
         let message = format!("temporal did not start {}: {problem}", command.definition_key);
-        let mut error = match (status, problem.code) {
-            (429, _) | (_, Some(8)) => EngineError::overloaded(message),
-            (503, _) | (_, Some(14)) => EngineError::unavailable(message),
-            (_, Some(6)) if keyed => EngineError::key_reused(message),
-            (_, Some(3 | 5 | 6 | 7 | 16)) | (400..=499, _) => EngineError::refused(message),
-            _ => EngineError::new(message).retryable(),
-        };
+        let mut error = start_error(status, problem.code, keyed, message);
         if let Some(after) = retry_after {
             error = error.with_retry_after(after);
         }
@@ -523,6 +529,115 @@ mod tests {
             STANDARD.decode(p["data"].as_str().unwrap()).unwrap(),
             br#"{"a":1}"#
         );
+    }
+
+    #[test]
+    fn refusals_map_as_the_table_in_the_docs_says() {
+        use crate::EngineErrorKind::*;
+        let cases = [
+            (429, None, false, Overloaded, true),
+            (400, Some(8), false, Overloaded, true),
+            (503, None, false, Unavailable, true),
+            (500, Some(14), false, Unavailable, true),
+            (409, Some(6), true, KeyReused, false),
+            (409, Some(6), false, Refused, false),
+            (500, Some(3), false, Refused, false),
+            (500, Some(5), false, Refused, false),
+            (500, Some(7), false, Refused, false),
+            (500, Some(16), false, Refused, false),
+            (404, None, false, Refused, false),
+            (499, Some(2), false, Refused, false),
+            (500, Some(13), false, Failed, true),
+            (502, None, false, Failed, true),
+        ];
+        for (status, code, keyed, kind, retryable) in cases {
+            let error = start_error(status, code, keyed, "m".into());
+            assert_eq!(
+                (error.kind(), error.is_retryable()),
+                (kind, retryable),
+                "{status} {code:?} keyed: {keyed}"
+            );
+        }
+    }
+
+    fn event(kind: &str, attributes: Value) -> Value {
+        let mut event = json!({"eventId": "9", "eventType": kind});
+        if let Value::Object(map) = attributes {
+            event.as_object_mut().unwrap().extend(map);
+        }
+        event
+    }
+
+    #[test]
+    fn every_close_event_has_its_meaning() {
+        let completed = event(
+            "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+            json!({"workflowExecutionCompletedEventAttributes": {"result": [{"ok": true}]}}),
+        );
+        let failed = event(
+            "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
+            json!({"workflowExecutionFailedEventAttributes": {"failure": {"message": "boom"}}}),
+        );
+        let continued = event(
+            "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+            json!({"workflowExecutionContinuedAsNewEventAttributes": {"newExecutionRunId": "run-2"}}),
+        );
+        let ended = |e: &Value| match close_of(e) {
+            Some(Close::Ended(completion)) => Some(completion),
+            _ => None,
+        };
+        assert_eq!(
+            ended(&completed),
+            Some(Completion::Completed(json!({"ok": true})))
+        );
+        assert_eq!(ended(&failed), Some(Completion::Failed(Some("boom".into()))));
+        assert_eq!(
+            ended(&event("EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT", json!({}))),
+            Some(Completion::Failed(Some("the workflow timed out".into())))
+        );
+        assert_eq!(
+            ended(&event("EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED", json!({}))),
+            Some(Completion::Terminated)
+        );
+        assert_eq!(
+            ended(&event("EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED", json!({}))),
+            Some(Completion::Cancelled)
+        );
+        assert!(matches!(close_of(&continued), Some(Close::ContinuedAsNew(run)) if run == "run-2"));
+        let without_run = event("EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW", json!({}));
+        assert!(close_of(&without_run).is_none());
+        assert!(close_of(&event("EVENT_TYPE_WORKFLOW_TASK_COMPLETED", json!({}))).is_none());
+        assert!(close_of(&json!({"eventId": "1"})).is_none());
+    }
+
+    #[test]
+    fn a_result_is_read_from_each_form_the_http_api_shows() {
+        let encoded =
+            |doc: &str| json!({"metadata": {"encoding": "YmluYXJ5L3BsYWlu"}, "data": STANDARD.encode(doc)});
+        // json/plain payloads, shown as the JSON they hold.
+        assert_eq!(result_of(&json!([{"total": 1}, "second"])), json!({"total": 1}));
+        assert_eq!(result_of(&json!([])), Value::Null);
+        assert_eq!(
+            result_of(&json!({"payloads": [{"total": 2}]})),
+            json!({"total": 2})
+        );
+        assert_eq!(result_of(&json!({"payloads": []})), Value::Null);
+        // Others as metadata and base64 data, decoded when they hold JSON.
+        assert_eq!(
+            result_of(&json!([encoded(r#"{"total":3}"#)])),
+            json!({"total": 3})
+        );
+        assert_eq!(result_of(&json!({"payloads": [encoded("[4]")]})), json!([4]));
+        let not_json = encoded("\u{1}binary");
+        assert_eq!(result_of(&json!([not_json.clone()])), not_json);
+        // An object that only looks like a payload is the result itself.
+        let three = json!({"metadata": 1, "data": STANDARD.encode("5"), "more": true});
+        assert_eq!(result_of(&json!([three.clone()])), three);
+        let no_metadata = json!({"meta": 1, "data": STANDARD.encode("6")});
+        assert_eq!(result_of(&json!([no_metadata.clone()])), no_metadata);
+        // A bare value is the result.
+        assert_eq!(result_of(&json!({"total": 7})), json!({"total": 7}));
+        assert_eq!(result_of(&json!(8)), json!(8));
     }
 
     #[test]
