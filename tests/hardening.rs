@@ -376,6 +376,66 @@ async fn shutdown_is_bounded_by_the_grace_period() {
 }
 
 #[tokio::test]
+async fn a_call_without_a_token_on_it_may_hold_at_most_half_of_the_bytes_in_flight() {
+    let world = World::new();
+    let starter = world.starter().with_max_body_bytes_in_flight(100);
+    let addr = start_server(starter.clone(), ServeOptions::default()).await;
+    // Its token can only be in the body (an envelope): 60 of 100 is too much.
+    let mut anonymous = send_head(addr, None, 60, b"").await;
+    let (status, _, doc) = read_answer(&mut anonymous).await;
+    assert_eq!((status, doc["code"].as_str()), (503, Some("server_busy")));
+    assert_eq!(starter.body_bytes_in_flight(), 0);
+    // With its token on the request, the same size fits.
+    let mut known = send_head(addr, Some(&world.bearer()), 60, b"{").await;
+    for _ in 0..100 {
+        if starter.body_bytes_in_flight() == 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(starter.body_bytes_in_flight(), 60);
+    known.shutdown().await.unwrap();
+    assert_eq!(world.started(), 0);
+}
+
+/// Sends `body` chunked, in parts of the given sizes, and reads the answer.
+async fn send_chunked(addr: SocketAddr, bearer: &str, body: &[u8], sizes: &[usize]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: test\r\nauthorization: {bearer}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut rest = body;
+    for &size in sizes {
+        let (part, after) = rest.split_at(size);
+        rest = after;
+        let chunk = [format!("{size:x}\r\n").as_bytes(), part, b"\r\n"].concat();
+        if stream.write_all(&chunk).await.is_err() {
+            break; // answered and closed early
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let (status, _, doc) = read_answer(&mut stream).await;
+    (status, doc)
+}
+
+#[tokio::test]
+async fn a_chunked_body_may_reach_the_body_limit_but_not_pass_it() {
+    let world = World::new();
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let n = body.len();
+    let exact = start_server(world.starter().with_body_limit(n), ServeOptions::default()).await;
+    let (status, doc) = send_chunked(exact, &world.bearer(), &body, &[n - 10, 10]).await;
+    assert_eq!(status, 202, "exactly the limit: {doc}");
+    // One byte over, in parts whose running total never equals the limit.
+    let over = start_server(world.starter().with_body_limit(n - 1), ServeOptions::default()).await;
+    let (status, doc) = send_chunked(over, &world.bearer(), &body, &[n - 10, 10]).await;
+    assert_eq!((status, doc["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(world.started(), 1);
+}
+
+#[tokio::test]
 async fn a_chunked_body_claims_only_the_bytes_it_has() {
     let world = World::new();
     // 100 bytes of budget; a 79-byte body in three chunks fits it exactly
@@ -390,6 +450,7 @@ async fn a_chunked_body_claims_only_the_bytes_it_has() {
         world.bearer()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    let mut sent = 0;
     for part in body.chunks(body.len() / 3 + 1) {
         stream
             .write_all(format!("{:x}\r\n", part.len()).as_bytes())
@@ -398,7 +459,14 @@ async fn a_chunked_body_claims_only_the_bytes_it_has() {
         stream.write_all(part).await.unwrap();
         stream.write_all(b"\r\n").await.unwrap();
         stream.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        sent += part.len();
+        for _ in 0..100 {
+            if starter.body_bytes_in_flight() == sent {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(starter.body_bytes_in_flight(), sent, "claimed as it arrives");
     }
     stream.write_all(b"0\r\n\r\n").await.unwrap();
     let (status, _, doc) = read_answer(&mut stream).await;

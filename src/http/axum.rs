@@ -292,7 +292,7 @@ async fn read_body(
     let limit = starter.body_limit();
     let mut held = starter.body_budget().claim(authenticated);
     // A declared length is claimed whole before any byte is read.
-    if let Some(len) = declared.filter(|len| *len > 0) {
+    if let Some(len) = declared {
         if !held.grow(len) {
             return Err(WebhookError::ServerBusy);
         }
@@ -308,7 +308,7 @@ async fn read_body(
             if len > limit {
                 return Err(WebhookError::PayloadTooLarge { limit });
             }
-            if len > held.bytes() && !held.grow(len - held.bytes()) {
+            if !held.grow(len.saturating_sub(held.bytes())) {
                 return Err(WebhookError::ServerBusy);
             }
             bytes.extend_from_slice(&data);

@@ -79,8 +79,11 @@ impl BodyBytes {
     }
 
     /// Takes `more` bytes; false (and nothing taken) when that would pass the
-    /// bound.
+    /// bound. Taking no bytes always succeeds.
     pub(crate) fn grow(&mut self, more: usize) -> bool {
+        if more == 0 {
+            return true;
+        }
         let (budget, ceiling) = (&self.budget, self.ceiling);
         let taken = budget
             .held
