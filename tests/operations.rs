@@ -200,6 +200,29 @@ fn every_call_is_counted_by_status_code_and_environment_and_timed_by_outcome() {
 }
 
 #[test]
+fn a_start_through_the_library_is_timed_as_started_and_its_retry_as_replayed() {
+    with_recorder(|snapshotter| async move {
+        let world = World::new();
+        let starter = world
+            .starter()
+            .with_idempotency(Arc::new(InMemoryIdempotencyStore::new()));
+        let keyed = || {
+            world
+                .request(ORDER_INTAKE, order_payload())
+                .with_idempotency_key("order-123456")
+        };
+        let first = starter.start(keyed()).await.unwrap();
+        let again = starter.start(keyed()).await.unwrap();
+        assert!(!first.replayed() && again.replayed());
+        assert_eq!(world.engine.started().len(), 1);
+        let rows = rows(&snapshotter);
+        let duration = "process_webhook_call_duration_seconds";
+        assert_eq!(samples(&rows, duration, &[("outcome", "started")]), 1);
+        assert_eq!(samples(&rows, duration, &[("outcome", "replayed")]), 1);
+    });
+}
+
+#[test]
 fn the_process_is_a_label_only_when_the_host_opts_in_and_only_for_deployed_processes() {
     with_recorder(|snapshotter| async move {
         let world = World::new();
