@@ -215,10 +215,20 @@ fn a_start_through_the_library_is_timed_as_started_and_its_retry_as_replayed() {
         let again = starter.start(keyed()).await.unwrap();
         assert!(!first.replayed() && again.replayed());
         assert_eq!(world.engine.started().len(), 1);
-        let rows = rows(&snapshotter);
+        let before = rows(&snapshotter);
         let duration = "process_webhook_call_duration_seconds";
-        assert_eq!(samples(&rows, duration, &[("outcome", "started")]), 1);
-        assert_eq!(samples(&rows, duration, &[("outcome", "replayed")]), 1);
+        assert_eq!(samples(&before, duration, &[("outcome", "started")]), 1);
+        assert_eq!(samples(&before, duration, &[("outcome", "replayed")]), 1);
+
+        let engine = Arc::new(FlakyEngine::failing(1, || EngineError::unavailable("restarting")));
+        let failing = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine);
+        let err = failing
+            .start(world.request(ORDER_INTAKE, order_payload()))
+            .await
+            .unwrap_err();
+        assert_eq!((err.status(), err.code()), (503, "engine_unavailable"));
+        let after = rows(&snapshotter);
+        assert_eq!(samples(&after, duration, &[("outcome", "server_error")]), 1);
     });
 }
 

@@ -426,14 +426,9 @@ fn decode_hyphenated(text: &[u8]) -> Option<[u8; 16]> {
 const HEX: [u8; 256] = {
     let mut table = [0xff_u8; 256];
     let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        table[b"0123456789ABCDEF"[i] as usize] = i as u8;
         i += 1;
     }
     table
