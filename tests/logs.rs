@@ -256,3 +256,40 @@ async fn a_start_through_the_library_is_logged_with_its_process_even_when_a_stor
         assert!(event.contains(ORDER_INTAKE), "the process is named: {event}");
     }
 }
+
+#[tokio::test]
+async fn refusals_that_guard_the_server_are_warnings_failures_errors_and_the_rest_info() {
+    let world = World::new();
+    let auth = world.bearer();
+    let (captured, _guard) = capture_logs();
+    let url = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let too_large = world
+        .starter()
+        .with_body_limit(16)
+        .handle(&url, [("authorization", auth.as_str())], &body)
+        .await;
+    assert_eq!(too_large.status(), 413);
+    let unknown = world
+        .starter()
+        .handle(&url, [("authorization", "Bearer guessed")], &body)
+        .await;
+    assert_eq!(unknown.status(), 401);
+    let broken = WebhookStarter::new(world.models.clone(), Arc::new(BrokenStore), world.engine.clone());
+    let failed = broken
+        .handle(&url, [("authorization", auth.as_str())], &body)
+        .await;
+    assert_eq!(failed.status(), 503);
+
+    let logs = captured.text();
+    let events: Vec<&str> = logs.lines().collect();
+    assert_eq!(events.len(), 3, "one event per call:\n{logs}");
+    let level = |event: &str| event.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    assert_eq!(level(events[0]), "WARN", "{}", events[0]);
+    assert!(events[0].contains("payload_too_large"), "{}", events[0]);
+    assert_eq!(level(events[1]), "INFO", "{}", events[1]);
+    assert!(events[1].contains("invalid_token"), "{}", events[1]);
+    assert_eq!(level(events[2]), "ERROR", "{}", events[2]);
+    assert!(events[2].contains("db-7.internal"), "the cause: {}", events[2]);
+    assert_eq!(world.engine.started().len(), 0);
+}
