@@ -331,3 +331,21 @@ async fn over_http_the_documented_document_starts_the_process() {
     assert_eq!(doc["code"], "conflicting_headers");
     assert_eq!(world.started(), 1);
 }
+
+#[test]
+fn an_envelope_read_in_code_names_what_its_headers_should_be() {
+    let err =
+        WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), br#"{"headers": ["authorization"]}"#)
+            .unwrap_err();
+    assert_eq!((err.status(), err.code()), (400, "malformed_payload"));
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        causes.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(
+        causes.contains("expected an object of header names to string values"),
+        "{causes}"
+    );
+}
