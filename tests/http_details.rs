@@ -339,3 +339,50 @@ fn every_refusal_that_says_when_to_retry_has_its_documented_status_code_title_an
         );
     }
 }
+
+#[test]
+fn every_status_has_its_title_and_only_a_401_says_how_to_authenticate() {
+    use std::time::Duration;
+    let cases = [
+        (WebhookError::MissingUid, 400, "Bad request"),
+        (WebhookError::MissingToken, 401, "Unauthorized"),
+        (
+            WebhookError::UnknownProcess {
+                process: uuid(ORDER_INTAKE),
+            },
+            404,
+            "Unknown process",
+        ),
+        (
+            WebhookError::MethodNotAllowed { method: "PUT".into() },
+            405,
+            "Method not allowed",
+        ),
+        (
+            WebhookError::BodyTimeout {
+                limit: Duration::from_secs(10),
+            },
+            408,
+            "Request timeout",
+        ),
+        (
+            WebhookError::PayloadTooLarge { limit: 1024 },
+            413,
+            "Payload too large",
+        ),
+        (WebhookError::UnsupportedMediaType, 415, "Unsupported media type"),
+        (WebhookError::Internal, 500, "Internal error"),
+    ];
+    for (error, status, title) in cases {
+        let reply = HttpReply::from_error(&error);
+        assert_eq!(reply.status(), status);
+        let doc: Value = serde_json::from_slice(reply.body()).unwrap();
+        assert_eq!(doc["title"].as_str(), Some(title), "{error:?}");
+        let challenge = reply.header("www-authenticate");
+        if status == 401 {
+            assert_eq!(challenge, Some("Bearer realm=\"process-webhook\""));
+        } else {
+            assert_eq!(challenge, None, "{error:?}");
+        }
+    }
+}
