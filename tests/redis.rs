@@ -14,20 +14,7 @@ use process_webhook::*;
 use serde_json::Value;
 
 fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("REDIS_URL is not set: in CI the Redis tests must run")
-        }
-        Err(_) => {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: REDIS_URL is not set (e.g. redis://127.0.0.1:6379)"
-            );
-            None
-        }
-    }
+    server_setting("REDIS_URL", "e.g. redis://127.0.0.1:6379")
 }
 
 fn prefix() -> String {

@@ -14,20 +14,7 @@ use process_webhook::*;
 use serde_json::{Value, json};
 
 fn temporal_url() -> Option<String> {
-    match std::env::var("TEMPORAL_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("TEMPORAL_URL is not set: in CI the Temporal tests must run")
-        }
-        Err(_) => {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: TEMPORAL_URL is not set (e.g. http://127.0.0.1:7243)"
-            );
-            None
-        }
-    }
+    server_setting("TEMPORAL_URL", "e.g. http://127.0.0.1:7243")
 }
 
 /// A key no other test run has used (the server keeps workflows for its
@@ -244,55 +231,6 @@ async fn the_engine_is_ready_when_the_namespace_answers_and_not_when_it_is_missi
     let away = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
     assert!(away.ready().await.is_err());
     assert_eq!(away.name(), "temporal");
-}
-
-/// The Python worker of `tests/temporal_worker/worker.py` (Temporal's Python
-/// SDK), polling `task_queue` until dropped.
-struct PythonWorker(std::process::Child);
-
-impl PythonWorker {
-    /// Started with `TEMPORAL_PYTHON` (a Python with `temporalio`); `None`,
-    /// with a printed line, when that is not set outside CI.
-    fn start(task_queue: &str) -> Option<Self> {
-        use std::io::{BufRead, Write as _};
-        let python = match std::env::var("TEMPORAL_PYTHON") {
-            Ok(python) => python,
-            Err(_) if std::env::var_os("CI").is_some() => {
-                panic!("TEMPORAL_PYTHON is not set: in CI the Temporal worker tests must run")
-            }
-            Err(_) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: TEMPORAL_PYTHON is not set (a Python with the temporalio package)"
-                );
-                return None;
-            }
-        };
-        let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into());
-        let mut child = std::process::Command::new(python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/temporal_worker/worker.py"
-            ))
-            .args(["--address", &address, "--task-queue", task_queue])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the worker starts");
-        let stdout = child.stdout.take().unwrap();
-        let ready = std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line == "worker ready");
-        assert!(ready, "the worker did not start");
-        Some(Self(child))
-    }
-}
-
-impl Drop for PythonWorker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,50 +1,108 @@
 //! The `webhook_server` example binary as an operator runs it: a start, its
-//! health checks, and a Prometheus scrape of what it did.
+//! health checks, a Prometheus scrape of what it did, the token and rate
+//! limit it is given (or refuses), and replicas sharing Redis or starting
+//! on Temporal.
 #![cfg(feature = "server")]
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use serde_json::Value;
+
 const TOKEN: &str = "an-operator-chosen-token-of-40-characters";
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 
-/// The server, on free ports, with the in-memory stores and engine.
+/// The variables the server reads; each test sets the ones it needs.
+const SETTINGS: [&str; 10] = [
+    "WEBHOOK_ADDR",
+    "WEBHOOK_TOKEN",
+    "WEBHOOK_METRICS_ADDR",
+    "WEBHOOK_RATE_LIMIT",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "TEMPORAL_URL",
+    "TEMPORAL_TASK_QUEUE",
+    "CAMUNDA_URL",
+    "CAMUNDA_DEFINITION_KEY",
+];
+
+/// The server binary on a free port with only `settings` set (and the
+/// operator's token unless `settings` says otherwise).
+fn command(settings: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhook_server"));
+    for name in SETTINGS {
+        command.env_remove(name);
+    }
+    command
+        .env("WEBHOOK_ADDR", "127.0.0.1:0")
+        .env("WEBHOOK_TOKEN", TOKEN);
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    command
+}
+
+/// The server, on free ports, with the in-memory stores and engine unless
+/// `settings` name others.
 struct Server {
     child: Child,
     base: String,
+    /// What it printed before it started serving.
+    printed: Vec<String>,
 }
 
 impl Server {
     fn start(metrics_addr: Option<&str>) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_webhook_server"));
-        command
-            .env("WEBHOOK_ADDR", "127.0.0.1:0")
-            .env("WEBHOOK_TOKEN", TOKEN)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("TEMPORAL_URL")
-            .env_remove("CAMUNDA_URL")
-            .env_remove("WEBHOOK_RATE_LIMIT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
         match metrics_addr {
-            Some(addr) => command.env("WEBHOOK_METRICS_ADDR", addr),
-            None => command.env_remove("WEBHOOK_METRICS_ADDR"),
-        };
-        let mut child = command.spawn().expect("webhook_server starts");
+            Some(addr) => Self::with(&[("WEBHOOK_METRICS_ADDR", addr)]),
+            None => Self::with(&[]),
+        }
+    }
+
+    fn with(settings: &[(&str, &str)]) -> Self {
+        let mut child = command(settings)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("webhook_server starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = lines
+        let printed: Vec<String> = lines
             .by_ref()
             .map_while(Result::ok)
+            .take_while(|line| line != "try:")
+            .collect();
+        let base = printed
+            .iter()
             .find_map(|line| {
                 line.strip_prefix("webhook server listening on ")
                     .map(str::to_owned)
             })
-            .expect("the server prints its address");
+            .unwrap_or_else(|| panic!("the server prints its address: {printed:?}"));
         // Keep reading (and dropping) what it prints, so that it never blocks.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
+        Self { child, base, printed }
     }
+
+    /// The line it printed that starts with `prefix`, without the prefix.
+    fn printed(&self, prefix: &str) -> Option<&str> {
+        self.printed.iter().find_map(|line| line.strip_prefix(prefix))
+    }
+}
+
+/// Runs the server with `settings`, which it must refuse: its exit status
+/// and what it wrote to stderr.
+fn refused(settings: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = command(settings).output().expect("webhook_server runs");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("listening on"),
+        "it must not serve"
+    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 impl Drop for Server {
@@ -55,16 +113,25 @@ impl Drop for Server {
 }
 
 async fn start_order(client: &reqwest::Client, base: &str) -> u16 {
-    client
+    call(client, base, TOKEN, &[]).await.status().as_u16()
+}
+
+/// The documented start of Order intake with `token` and `headers`.
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client
         .post(format!("{base}/webhook/send?uid={ORDER_INTAKE}"))
-        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
 }
 
 #[tokio::test]
@@ -146,4 +213,166 @@ async fn metrics_can_have_an_address_of_their_own() {
         text.contains(r#"process_webhook_calls_total{status="202",code="ok",environment="production"} 1"#),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_token_shorter_than_32_characters_is_refused_and_one_of_32_is_served() {
+    let short = "s".repeat(31);
+    let (code, stderr) = refused(&[("WEBHOOK_TOKEN", &short)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("WEBHOOK_TOKEN is too short: a token must have at least 32 characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&short), "the token is never printed");
+
+    let exact = "e".repeat(32);
+    let server = Server::with(&[("WEBHOOK_TOKEN", &exact)]);
+    assert_eq!(server.printed("production token: "), Some("from WEBHOOK_TOKEN"));
+    let client = reqwest::Client::new();
+    assert_eq!(call(&client, &server.base, &exact, &[]).await.status(), 202);
+}
+
+#[tokio::test]
+async fn a_blank_token_has_one_generated_and_shown_once() {
+    let server = Server::with(&[("WEBHOOK_TOKEN", "   ")]);
+    let token = server
+        .printed("production token (shown once): ")
+        .expect("the generated token is shown")
+        .to_owned();
+    assert!(token.chars().count() >= 32, "{token}");
+    let client = reqwest::Client::new();
+    assert_eq!(call(&client, &server.base, &token, &[]).await.status(), 202);
+    assert_eq!(call(&client, &server.base, TOKEN, &[]).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_rate_limit_refuses_the_call_over_it_and_a_malformed_one_stops_the_server() {
+    let client = reqwest::Client::new();
+    let limited = Server::with(&[("WEBHOOK_RATE_LIMIT", "1/min")]);
+    assert_eq!(limited.printed("rate limit: "), Some("1/min per environment"));
+    assert_eq!(start_order(&client, &limited.base).await, 202);
+    let over = call(&client, &limited.base, TOKEN, &[]).await;
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    let problem: Value = over.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited");
+
+    // Blank is no limit.
+    let unlimited = Server::with(&[("WEBHOOK_RATE_LIMIT", " ")]);
+    assert_eq!(unlimited.printed("rate limit: "), None);
+    for _ in 0..3 {
+        assert_eq!(start_order(&client, &unlimited.base).await, 202);
+    }
+
+    let (code, stderr) = refused(&[("WEBHOOK_RATE_LIMIT", "lots")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("WEBHOOK_RATE_LIMIT=lots"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_blank_metrics_address_serves_metrics_on_the_webhook_address() {
+    let server = Server::with(&[("WEBHOOK_METRICS_ADDR", "  ")]);
+    let client = reqwest::Client::new();
+    assert_eq!(start_order(&client, &server.base).await, 202);
+    let scrape = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.unwrap();
+    assert!(
+        text.contains(r#"process_webhook_calls_total{status="202",code="ok",environment="production"} 1"#),
+        "{text}"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_sharing_redis_share_idempotency_keys_and_the_rate_limit() {
+    let Some(url) = common::server_setting("REDIS_URL", "e.g. redis://127.0.0.1:6379") else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let shared = [("REDIS_URL", url.as_str())];
+    let (a, b) = (Server::with(&shared), Server::with(&shared));
+    assert!(a.printed("stores: Redis").is_some(), "{:?}", a.printed);
+    let key = format!("order-{}", uuid::Uuid::new_v4());
+    let first = call(&client, &a.base, TOKEN, &[("idempotency-key", &key)]).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = call(&client, &b.base, TOKEN, &[("idempotency-key", &key)]).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["instanceId"], first["instanceId"],
+        "one start for both replicas"
+    );
+    drop((a, b));
+
+    // A fresh window for the environment's documented limiter key.
+    let redis = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg("process_webhook:rate:env:acme/production")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let limited = [("REDIS_URL", url.as_str()), ("WEBHOOK_RATE_LIMIT", "1/min")];
+    let (a, b) = (Server::with(&limited), Server::with(&limited));
+    assert_eq!(start_order(&client, &a.base).await, 202);
+    assert_eq!(
+        start_order(&client, &b.base).await,
+        429,
+        "the other replica counts the same limit"
+    );
+}
+
+#[cfg(feature = "temporal")]
+#[tokio::test]
+async fn on_temporal_it_starts_workflows_waits_for_their_result_and_is_not_ready_without_temporal() {
+    let Some(url) = common::server_setting("TEMPORAL_URL", "e.g. http://127.0.0.1:7243") else {
+        return;
+    };
+    let queue = format!("webhook-server-{}", uuid::Uuid::new_v4().simple());
+    let Some(_worker) = common::PythonWorker::start(&queue) else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let server = Server::with(&[("TEMPORAL_URL", &url), ("TEMPORAL_TASK_QUEUE", &queue)]);
+    assert!(
+        server.printed("engine: Temporal at").is_some(),
+        "{:?}",
+        server.printed
+    );
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let waited = call(&client, &server.base, TOKEN, &[("prefer", "wait=10")]).await;
+    assert_eq!(waited.status(), 200);
+    let doc: Value = waited.json().await.unwrap();
+    assert_eq!(doc["status"], "completed", "{doc}");
+    assert_eq!(
+        doc["result"],
+        serde_json::json!({"accepted": true, "orderNumber": "123456", "total": 42.5})
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let away = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let server = Server::with(&[("TEMPORAL_URL", &away)]);
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let problem: Value = ready.json().await.unwrap();
+    assert_eq!(problem["code"], "not_ready");
+    assert_eq!(problem["components"], serde_json::json!(["engine"]), "{problem}");
 }

@@ -333,3 +333,57 @@ impl Engine for FlakyEngine {
         self.inner.start(command).await
     }
 }
+
+/// The value of `variable`, which tells a test where a server it needs is
+/// (`example` shows one): `None`, with a printed line, when it is not set
+/// outside CI; in CI, where every test must run, a failure.
+pub fn server_setting(variable: &str, example: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("{variable} is not set: in CI the tests that need it must run")
+        }
+        Err(_) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped: {variable} is not set ({example})");
+            None
+        }
+    }
+}
+
+/// The Python worker of `tests/temporal_worker/worker.py` (Temporal's Python
+/// SDK), polling `task_queue` until dropped.
+pub struct PythonWorker(std::process::Child);
+
+impl PythonWorker {
+    /// Started with `TEMPORAL_PYTHON` (a Python with `temporalio`); `None`,
+    /// with a printed line, when that is not set outside CI.
+    pub fn start(task_queue: &str) -> Option<Self> {
+        use std::io::BufRead;
+        let python = server_setting("TEMPORAL_PYTHON", "a Python with the temporalio package")?;
+        let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into());
+        let mut child = std::process::Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/temporal_worker/worker.py"
+            ))
+            .args(["--address", &address, "--task-queue", task_queue])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the worker starts");
+        let stdout = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line == "worker ready");
+        assert!(ready, "the worker did not start");
+        Some(Self(child))
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
