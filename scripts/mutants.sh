@@ -37,7 +37,7 @@ targets_for() {
     src/engine/camunda8.rs) echo "--lib --test=camunda8" ;;
     src/engine/temporal.rs) echo "--lib --test=temporal" ;;
     src/engine/mod.rs | src/engine/memory.rs | src/engine/http.rs)
-      echo "--test=conformance --test=start_rules --test=dry_run --test=wait --test=faults --test=camunda7 --test=camunda8 --test=temporal --test=serde_shapes --test=operations" ;;
+      echo "--test=conformance --test=start_rules --test=dry_run --test=wait --test=faults --test=limits --test=camunda7 --test=camunda8 --test=temporal --test=serde_shapes --test=operations" ;;
     src/limit/*) echo "--lib --test=rate_limits --test=limits --test=redis --test=operations" ;;
     src/http/serve.rs) echo "--test=hardening --test=axum_server --test=operations --test=limits --test=wait --test=envelope --test=idempotency --test=conformance" ;;
     src/http/protect.rs) echo "--lib --test=hardening --test=limits --test=axum_server --test=operations --test=logs" ;;
@@ -45,6 +45,9 @@ targets_for() {
     src/http/starter.rs) echo "$http" ;;
     src/http/mod.rs) echo "--lib --test=properties $http" ;;
     src/bin/webhook_server.rs) echo "--test=webhook_server" ;;
+    src/testing.rs) echo "--lib --test=conformance --test=postgres --test=redis" ;;
+    src/observe.rs) echo "--lib --test=operations --test=webhook_server" ;;
+    src/http/signature.rs) echo "--lib --test=signatures --test=envelope --test=operations" ;;
     src/form.rs) echo "--lib --test=schema --test=start_rules --test=bad_inputs --test=camunda7 --test=properties --test=serde_shapes --test=http_edge" ;;
     src/error.rs | src/id.rs | src/model.rs) echo "$core" ;;
     *) echo "" ;;

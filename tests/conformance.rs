@@ -88,3 +88,121 @@ async fn a_store_that_invents_models_fails_the_suite() {
     let (store, fixtures) = seeded_models();
     testing::check_model_store(&Inventive(store), &fixtures).await;
 }
+
+/// A model store whose answer at once disagrees with its async answer.
+struct HastyModels(InMemoryModelStore);
+
+#[async_trait::async_trait]
+impl ModelStore for HastyModels {
+    async fn model(&self, uuid: &ProcessUuid) -> Result<Option<ProcessModel>, StoreError> {
+        self.0.model(uuid).await
+    }
+    async fn deployment(
+        &self,
+        uuid: &ProcessUuid,
+        env: &EnvironmentId,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.0.deployment(uuid, env).await
+    }
+    fn model_with_deployment_now(
+        &self,
+        _uuid: &ProcessUuid,
+        _env: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        Some(Ok(None))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "model_with_deployment_now gives the answer of model_with_deployment")]
+async fn a_model_store_whose_answer_at_once_differs_fails_the_suite() {
+    let (store, fixtures) = seeded_models();
+    testing::check_model_store(&HastyModels(store), &fixtures).await;
+}
+
+/// A token store that opens an environment for a token one character
+/// short of a real one (as a prefix comparison would).
+struct Lenient(Vec<(EnvironmentToken, Environment)>);
+
+#[async_trait::async_trait]
+impl TokenStore for Lenient {
+    async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+        let presented = token.expose_secret();
+        Ok(self
+            .0
+            .iter()
+            .find(|(known, _)| !presented.is_empty() && known.expose_secret().starts_with(presented))
+            .map(|(_, env)| env.clone()))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "a token one character short is unknown")]
+async fn a_token_store_that_accepts_a_prefix_fails_the_suite() {
+    let fixtures = testing::token_fixtures();
+    let store = Lenient(fixtures.clone());
+    testing::check_token_store(&store, &fixtures).await;
+}
+
+/// A token store whose answer at once disagrees with its async answer.
+struct HastyTokens(InMemoryTokenStore);
+
+#[async_trait::async_trait]
+impl TokenStore for HastyTokens {
+    async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+        self.0.environment(token).await
+    }
+    fn environment_now(&self, _token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        Some(Ok(None))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "environment_now gives the answer of environment")]
+async fn a_token_store_whose_answer_at_once_differs_fails_the_suite() {
+    let fixtures = testing::token_fixtures();
+    let store = HastyTokens(InMemoryTokenStore::new());
+    for (token, env) in &fixtures {
+        store.0.insert(token, env.clone());
+    }
+    testing::check_token_store(&store, &fixtures).await;
+}
+
+/// An idempotency store that forgets a completed key when it is released
+/// (as one that deletes on release without looking would).
+struct Forgetful(InMemoryIdempotencyStore, std::sync::Mutex<Vec<IdempotencyKey>>);
+
+#[async_trait::async_trait]
+impl IdempotencyStore for Forgetful {
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError> {
+        if self.1.lock().unwrap().contains(key) {
+            return Ok(Reservation::Reserved);
+        }
+        self.0.reserve(key, fingerprint).await
+    }
+    async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
+        self.0.complete(key, outcome).await
+    }
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        if matches!(
+            self.0
+                .reserve(key, PayloadFingerprint::of(&serde_json::Map::new()))
+                .await?,
+            Reservation::Completed { .. }
+        ) {
+            self.1.lock().unwrap().push(key.clone());
+        }
+        self.0.release(key).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "release does not forget a completed key")]
+async fn an_idempotency_store_that_forgets_completed_keys_fails_the_suite() {
+    let store = Forgetful(InMemoryIdempotencyStore::new(), Default::default());
+    testing::check_idempotency_store(&store).await;
+}

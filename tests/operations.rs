@@ -291,6 +291,46 @@ fn the_process_is_a_label_only_when_the_host_opts_in_and_only_for_deployed_proce
     });
 }
 
+/// An engine a host wrote, that names nothing but how to start.
+struct HostEngine;
+
+#[async_trait]
+impl Engine for HostEngine {
+    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        Ok(ProcessInstance::new(InstanceId::new(format!(
+            "host-{}",
+            command.process
+        ))))
+    }
+}
+
+#[test]
+fn the_engine_label_is_the_engines_kind_through_an_arc_and_custom_for_a_hosts_own_engine() {
+    with_recorder(|snapshotter| async move {
+        let world = World::new();
+        // The host's own engine never named itself; the in-memory one is
+        // shared behind a second `Arc`, which answers for it.
+        let engines: [Arc<dyn Engine>; 2] = [Arc::new(HostEngine), Arc::new(world.engine.clone())];
+        for engine in engines {
+            let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine);
+            starter
+                .start(world.request(ORDER_INTAKE, order_payload()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(world.engine.started().len(), 1);
+        let rows = rows(&snapshotter);
+        let engine_calls = "process_webhook_engine_call_duration_seconds";
+        for engine in ["custom", "memory"] {
+            assert_eq!(
+                samples(&rows, engine_calls, &[("engine", engine), ("outcome", "ok")]),
+                1,
+                "{engine}"
+            );
+        }
+    });
+}
+
 #[test]
 fn rate_limited_calls_are_counted_by_scope() {
     with_recorder(|snapshotter| async move {

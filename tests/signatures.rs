@@ -91,6 +91,43 @@ fn timestamps_outside_five_minutes_either_way_are_stale() {
 }
 
 #[test]
+fn a_signature_made_over_an_empty_webhook_id_is_refused() {
+    let now = 1649367553;
+    let over_empty_id = secret().sign("", now as i64, BODY);
+    let err = verify(&[secret()], "", TS, &over_empty_id, BODY, now).unwrap_err();
+    assert_eq!((err.status(), err.code()), (401, "invalid_signature"));
+    let err = verify(&[], ID, TS, SIG, BODY, now).unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (401, "invalid_signature"),
+        "no secret"
+    );
+}
+
+#[test]
+fn a_clock_set_before_1970_counts_seconds_before_it() {
+    let before = UNIX_EPOCH - Duration::from_secs(1_000);
+    let check = |ts: i64| {
+        let signed = secret().sign(ID, ts, BODY);
+        verify_signature(
+            &[secret()],
+            ID,
+            &ts.to_string(),
+            &signed,
+            BODY,
+            before,
+            DEFAULT_SIGNATURE_TOLERANCE,
+        )
+    };
+    check(-1_000).unwrap();
+    check(-1_300).unwrap();
+    for ts in [1_000, -1_301, -700 + 1] {
+        let err = check(ts).unwrap_err();
+        assert_eq!((err.status(), err.code()), (401, "stale_timestamp"), "{ts}");
+    }
+}
+
+#[test]
 fn while_rotating_either_secret_verifies() {
     let new = SigningSecret::generate();
     let both = [new.clone(), secret()];

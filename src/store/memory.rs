@@ -500,7 +500,7 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InstanceId, OrganizationId, ProcessUuid, StartForm, VersionTag};
+    use crate::{EnvironmentToken, InstanceId, OrganizationId, ProcessUuid, StartForm, VersionTag};
     use serde_json::Map;
 
     fn block_on<F: Future>(future: F) -> F::Output {
@@ -571,6 +571,35 @@ mod tests {
         let unknown = ProcessUuid::from(uuid::Uuid::from_u128(8));
         assert_eq!(models.undeploy(&unknown, &production), None);
         assert_eq!(block_on(models.model(&unknown)).unwrap(), None);
+    }
+
+    #[test]
+    fn the_token_store_counts_its_tokens_and_a_revoked_one_no_longer_opens_anything() {
+        let tokens = InMemoryTokenStore::new();
+        assert!(tokens.is_empty());
+        assert_eq!(tokens.len(), 0);
+        let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+        let staging = Environment::new(EnvironmentId::new("staging"), OrganizationId::new("acme"));
+        let (first, second) = (EnvironmentToken::generate(), EnvironmentToken::generate());
+        tokens.insert(&first, production.clone());
+        assert!(!tokens.is_empty());
+        assert_eq!(tokens.len(), 1);
+        tokens.insert_digest(second.digest(), staging.clone());
+        assert_eq!(tokens.len(), 2);
+        // A token inserted again opens its new environment, and is counted once.
+        tokens.insert(&first, staging.clone());
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            block_on(tokens.environment(&first)).unwrap(),
+            Some(staging.clone())
+        );
+        assert!(tokens.revoke(&first));
+        assert!(!tokens.revoke(&first), "a token is revoked once");
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(block_on(tokens.environment(&first)).unwrap(), None);
+        assert_eq!(block_on(tokens.environment(&second)).unwrap(), Some(staging));
+        assert!(tokens.revoke(&second));
+        assert!(tokens.is_empty());
     }
 
     fn key(k: &str) -> IdempotencyKey {
