@@ -723,6 +723,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_reserved_anew_after_its_release_takes_a_new_place_in_the_order() {
+        let lease = Duration::from_millis(100);
+        let store = InMemoryIdempotencyStore::new()
+            .with_capacity(2)
+            .with_lease(lease)
+            .with_ttl(Duration::from_secs(3600));
+        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        // "a" is reserved and released, then "b" is reserved (and will be
+        // abandoned), then "a" is reserved again and completed.
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        store.release(&key("a")).await.unwrap();
+        assert_eq!(
+            store.reserve(&key("b"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        store.complete(&key("a"), &outcome).await.unwrap();
+        assert!(matches!(
+            store.reserve(&key("c"), fp()).await.unwrap(),
+            Reservation::Full { .. }
+        ));
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        // "b", abandoned, is now the oldest key: it makes room for "c",
+        // and "a", completed later, is kept.
+        assert_eq!(
+            store.reserve(&key("c"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert!(matches!(
+            store.reserve(&key("a"), fp()).await.unwrap(),
+            Reservation::Completed { .. }
+        ));
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
     async fn one_environment_cannot_crowd_out_another() {
         let store = InMemoryIdempotencyStore::new().with_capacity(4);
         // Alone, an environment may fill the whole store.
