@@ -230,7 +230,10 @@ impl TokenStore for InMemoryTokenStore {
 /// full, expired and abandoned keys are reclaimed first (oldest first, in
 /// amortized constant time), and if none is, `reserve` answers
 /// [`Reservation::Full`] with the time until the oldest key expires (the
-/// start is refused with `503 idempotency_store_full`).
+/// start is refused with `503 idempotency_store_full`). Reclaiming walks the
+/// keys in the order they were reserved and stops at the first one still
+/// held, so an abandoned reservation younger than a completed key still held
+/// waits for the keys before it.
 ///
 /// **Shares.** So that one environment's traffic cannot crowd out another's,
 /// an environment holds at most a share of the capacity: by default the
