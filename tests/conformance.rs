@@ -22,7 +22,10 @@ fn seeded_models() -> (InMemoryModelStore, testing::ModelFixtures) {
 async fn the_in_memory_model_store_keeps_the_contract() {
     let (store, fixtures) = seeded_models();
     testing::check_model_store(&store, &fixtures).await;
-    let dynamic: Arc<dyn ModelStore> = Arc::new(store);
+    // Shared: an `Arc` of a store is a store that answers for it.
+    let shared = Arc::new(store);
+    testing::check_model_store(&shared, &fixtures).await;
+    let dynamic: Arc<dyn ModelStore> = shared;
     testing::check_model_store(&*dynamic, &fixtures).await;
 }
 
@@ -34,6 +37,8 @@ async fn the_in_memory_token_store_keeps_the_contract() {
         store.insert(token, env.clone());
     }
     testing::check_token_store(&store, &fixtures).await;
+    let shared = Arc::new(store.clone());
+    testing::check_token_store(&shared, &fixtures).await;
     let dynamic: Box<dyn TokenStore> = Box::new(store);
     testing::check_token_store(&*dynamic, &fixtures).await;
 }

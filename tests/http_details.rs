@@ -167,6 +167,8 @@ async fn integers_written_as_floats_reach_the_engine_as_integers_and_too_large_o
         ("1e3", json!(1000)),
         ("-2E2", json!(-200)),
         ("9223372036854775807", json!(i64::MAX)),
+        // -2^63 written as a float: the smallest i64, exactly.
+        ("-9.223372036854775808e18", json!(i64::MIN)),
     ] {
         world
             .start(start(sent))
@@ -180,7 +182,14 @@ async fn integers_written_as_floats_reach_the_engine_as_integers_and_too_large_o
             "{sent} is an integer, not a float"
         );
     }
-    for sent in ["9223372036854775808", "1e19", "-1e19", "18446744073709551615"] {
+    // 2^63 written as a float is one past the largest i64.
+    for sent in [
+        "9223372036854775808",
+        "9.223372036854775808e18",
+        "1e19",
+        "-1e19",
+        "18446744073709551615",
+    ] {
         let err = assert_refused(world.start(start(sent)).await, 422, "invalid_payload");
         let violation = &err.violations()[0];
         assert_eq!(
@@ -190,7 +199,7 @@ async fn integers_written_as_floats_reach_the_engine_as_integers_and_too_large_o
         );
         assert!(violation.to_string().contains("9223372036854775807"));
     }
-    assert_eq!(world.started(), 4);
+    assert_eq!(world.started(), 5);
 }
 
 #[test]

@@ -768,6 +768,128 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn abandoned_keys_are_counted_until_their_room_is_needed() {
+        let lease = Duration::from_millis(100);
+        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(lease);
+        for k in ["a", "b"] {
+            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+        }
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        // Room is left: nothing is reclaimed, and the abandoned keys count.
+        assert_eq!(
+            store.reserve(&key("c"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(store.len(), 3);
+        // Full: the abandoned keys make room.
+        assert_eq!(
+            store.reserve(&key("d"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_environment_at_its_share_reclaims_its_abandoned_keys_while_the_store_has_room() {
+        let lease = Duration::from_millis(100);
+        let store = InMemoryIdempotencyStore::new().with_capacity(4).with_lease(lease);
+        for k in ["a1", "a2"] {
+            assert_eq!(
+                store.reserve(&key_in("a", k), fp()).await.unwrap(),
+                Reservation::Reserved
+            );
+        }
+        assert_eq!(
+            store.reserve(&key_in("b", "b1"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        // Two environments: "a" holds its fair share of 2 of 4.
+        assert_eq!(
+            store.reserve(&key_in("a", "a3"), fp()).await.unwrap(),
+            Reservation::Full { retry_after: None }
+        );
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        assert_eq!(
+            store.reserve(&key_in("a", "a3"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+    }
+
+    /// The reservation order's length, checked against the keys held.
+    fn assert_order_bounded(store: &InMemoryIdempotencyStore) {
+        let keys = store.inner.lock().unwrap();
+        assert!(
+            keys.order.len() <= 2 * keys.map.len() + 65,
+            "{} order records for {} keys",
+            keys.order.len(),
+            keys.map.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_order_records_never_pile_up_whatever_the_order_of_calls() {
+        let store = InMemoryIdempotencyStore::new().with_ttl(Duration::ZERO);
+        store.reserve(&key("held"), fp()).await.unwrap();
+        let reserve_and_release = async |k: &str| {
+            store.reserve(&key(k), fp()).await.unwrap();
+            assert_order_bounded(&store);
+            store.release(&key(k)).await.unwrap();
+            assert_order_bounded(&store);
+        };
+        for i in 0..64 {
+            reserve_and_release(&format!("k{i}")).await;
+        }
+        // Just short of compacting, a release, then a reservation of the
+        // expired "held" that removes it first: the records pass the
+        // bound in a step of two.
+        reserve_and_release("z").await;
+        store.reserve(&key("held"), fp()).await.unwrap();
+        assert_order_bounded(&store);
+        for i in 64..300 {
+            reserve_and_release(&format!("k{i}")).await;
+        }
+        // A burst of 100 reservations held at once, all released: the
+        // records of every one are stale at once.
+        let burst: Vec<_> = (0..100).map(|i| key(&format!("burst{i}"))).collect();
+        for k in &burst {
+            store.reserve(k, fp()).await.unwrap();
+        }
+        for k in &burst {
+            store.release(k).await.unwrap();
+        }
+        for i in 300..400 {
+            reserve_and_release(&format!("k{i}")).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn compacting_the_order_keeps_the_held_keys_reclaimable() {
+        let lease = Duration::from_millis(100);
+        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(lease);
+        for k in ["a", "b"] {
+            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+        }
+        // Enough released keys for the order to be compacted.
+        for i in 0..100 {
+            let k = key(&format!("k{i}"));
+            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            store.release(&k).await.unwrap();
+        }
+        assert!(store.inner.lock().unwrap().order.len() < 100, "compacted");
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        // "a" and "b", abandoned, make room once the store is full.
+        assert_eq!(
+            store.reserve(&key("x"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&key("y"), fp()).await.unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
     async fn one_environment_cannot_crowd_out_another() {
         let store = InMemoryIdempotencyStore::new().with_capacity(4);
         // Alone, an environment may fill the whole store.
