@@ -234,6 +234,8 @@ mod tests {
         #[test]
         fn process_uuid_display_parse_and_serde_agree(bytes in any::<[u8; 16]>()) {
             let uuid = ProcessUuid::from(Uuid::from_bytes(bytes));
+            prop_assert_eq!(uuid.as_uuid(), &Uuid::from_bytes(bytes));
+            prop_assert_eq!(Uuid::from(uuid), Uuid::from_bytes(bytes));
             let text = uuid.to_string();
             prop_assert_eq!(text.parse::<ProcessUuid>().unwrap(), uuid);
             prop_assert_eq!(text.to_uppercase().parse::<ProcessUuid>().unwrap(), uuid);
@@ -245,6 +247,7 @@ mod tests {
         #[test]
         fn deployment_id_display_parse_and_serde_agree(bytes in any::<[u8; 16]>()) {
             let id = DeploymentId::from(Uuid::from_bytes(bytes));
+            prop_assert_eq!(id.as_uuid(), &Uuid::from_bytes(bytes));
             prop_assert_eq!(id.to_string().parse::<DeploymentId>().unwrap(), id);
             let json = serde_json::to_string(&id).unwrap();
             prop_assert_eq!(serde_json::from_str::<DeploymentId>(&json).unwrap(), id);

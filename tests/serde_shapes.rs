@@ -91,6 +91,12 @@ fn fields_and_kinds_are_tagged_names() {
     .unwrap();
     assert_eq!(form.fields().len(), 1);
     assert_eq!(form.fields()[0].kind(), &FieldKind::Integer);
+    assert_eq!(form.fields()[0].default_value(), None);
+    let form: StartForm = serde_json::from_value(json!({"fields": [
+        {"name": "size", "kind": {"type": "text"}, "mandatory": false, "default": "M"},
+    ]}))
+    .unwrap();
+    assert_eq!(form.fields()[0].default_value(), Some(&json!("M")));
     // An unknown kind is an error, not a guess.
     assert!(serde_json::from_value::<FieldKind>(json!({"type": "money"})).is_err());
 }
