@@ -309,6 +309,51 @@ mod tests {
     use crate::form::{FieldKind, FieldSpec};
 
     #[test]
+    fn a_version_is_a_draft_or_a_numbered_release() {
+        assert!(VersionTag::Draft.is_draft());
+        assert_eq!(VersionTag::Draft.number(), None);
+        assert_eq!(VersionTag::Draft.to_string(), "draft");
+        for n in [1, 2, 7, u32::MAX] {
+            let released = VersionTag::Released(n);
+            assert!(!released.is_draft());
+            assert_eq!(released.number(), Some(n));
+            assert_eq!(released.to_string(), format!("v{n}"));
+        }
+    }
+
+    #[test]
+    fn a_model_and_an_environment_give_back_what_they_were_made_with() {
+        let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+        let model = ProcessModel::new(process, OrganizationId::new("acme"), "Order intake");
+        assert_eq!(
+            (model.uuid(), model.organization().as_str(), model.name()),
+            (&process, "acme", "Order intake")
+        );
+
+        let plain = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+        assert!(plain.signing_secrets().is_empty());
+        let (old, new) = (SigningSecret::generate(), SigningSecret::generate());
+        let signed = plain
+            .clone()
+            .with_signing_secret(old.clone())
+            .with_signing_secret(new.clone());
+        assert_eq!(
+            (signed.id(), signed.organization()),
+            (plain.id(), plain.organization())
+        );
+        let signatures: Vec<String> = signed
+            .signing_secrets()
+            .iter()
+            .map(|secret| secret.sign("msg_1", 1, b"{}"))
+            .collect();
+        assert_eq!(
+            signatures,
+            [old.sign("msg_1", 1, b"{}"), new.sign("msg_1", 1, b"{}")],
+            "both secrets, in the order they were added"
+        );
+    }
+
+    #[test]
     fn debug_of_a_deployment_shows_its_fields() {
         let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
         let deployment = Deployment::new(

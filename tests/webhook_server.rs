@@ -91,18 +91,29 @@ impl Server {
     }
 }
 
-/// Runs the server with `settings`, which it must refuse: its exit status
-/// and what it wrote to stderr.
+/// Runs the server with `settings`, which it must refuse within 10 s: its
+/// exit status and what it wrote to stderr.
 fn refused(settings: &[(&str, &str)]) -> (Option<i32>, String) {
-    let output = command(settings).output().expect("webhook_server runs");
-    assert!(
-        !String::from_utf8_lossy(&output.stdout).contains("listening on"),
-        "it must not serve"
-    );
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut child = command(settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("webhook_server runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not refuse {settings:?}: it is still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
 }
 
 impl Drop for Server {
