@@ -91,6 +91,13 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the server with `settings`, which it must refuse within 10 s: its
 /// exit status and what it wrote to stderr.
 fn refused(settings: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -107,20 +114,14 @@ fn refused(settings: &[(&str, &str)]) -> (Option<i32>, String) {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the server did not refuse {settings:?}: it is still running after 10 s");
+            let names: Vec<&str> = settings.iter().map(|(name, _)| *name).collect();
+            panic!("the server did not refuse its {names:?}: it is still running after 10 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.code(), stderr)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_order(client: &reqwest::Client, base: &str) -> u16 {
