@@ -87,6 +87,17 @@ async fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// Waits up to a second for the bytes in flight to read `n` (the server
+/// claims them as it reads); the caller asserts the reading.
+async fn bytes_in_flight_reach(starter: &WebhookStarter, n: usize) {
+    for _ in 0..100 {
+        if starter.body_bytes_in_flight() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_token_is_refused_before_a_byte_of_the_body_is_read() {
     let world = World::new();
@@ -130,12 +141,7 @@ async fn bodies_in_flight_are_bounded_and_calls_over_the_bound_get_503() {
     let addr = start_server(starter.clone(), ServeOptions::default()).await;
     // One authenticated caller holds 800 bytes and stalls.
     let mut staller = send_head(addr, Some(&world.bearer()), 800, b"{").await;
-    for _ in 0..100 {
-        if starter.body_bytes_in_flight() == 800 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bytes_in_flight_reach(&starter, 800).await;
     assert_eq!(starter.body_bytes_in_flight(), 800);
     // The next one would pass the bound.
     let mut second = send_head(addr, Some(&world.bearer()), 800, b"").await;
@@ -150,12 +156,7 @@ async fn bodies_in_flight_are_bounded_and_calls_over_the_bound_get_503() {
     // When the staller is gone, its bytes are given back.
     staller.shutdown().await.unwrap();
     drop(staller);
-    for _ in 0..100 {
-        if starter.body_bytes_in_flight() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bytes_in_flight_reach(&starter, 0).await;
     assert_eq!(starter.body_bytes_in_flight(), 0);
     assert_eq!(world.started(), 1);
 }
@@ -387,12 +388,7 @@ async fn a_call_without_a_token_on_it_may_hold_at_most_half_of_the_bytes_in_flig
     assert_eq!(starter.body_bytes_in_flight(), 0);
     // With its token on the request, the same size fits.
     let mut known = send_head(addr, Some(&world.bearer()), 60, b"{").await;
-    for _ in 0..100 {
-        if starter.body_bytes_in_flight() == 60 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bytes_in_flight_reach(&starter, 60).await;
     assert_eq!(starter.body_bytes_in_flight(), 60);
     known.shutdown().await.unwrap();
     assert_eq!(world.started(), 0);
@@ -460,12 +456,7 @@ async fn a_chunked_body_claims_only_the_bytes_it_has() {
         stream.write_all(b"\r\n").await.unwrap();
         stream.flush().await.unwrap();
         sent += part.len();
-        for _ in 0..100 {
-            if starter.body_bytes_in_flight() == sent {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        bytes_in_flight_reach(&starter, sent).await;
         assert_eq!(starter.body_bytes_in_flight(), sent, "claimed as it arrives");
     }
     stream.write_all(b"0\r\n\r\n").await.unwrap();

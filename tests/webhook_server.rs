@@ -54,13 +54,6 @@ struct Server {
 }
 
 impl Server {
-    fn start(metrics_addr: Option<&str>) -> Self {
-        match metrics_addr {
-            Some(addr) => Self::with(&[("WEBHOOK_METRICS_ADDR", addr)]),
-            None => Self::with(&[]),
-        }
-    }
-
     fn with(settings: &[(&str, &str)]) -> Self {
         let mut child = command(settings)
             .stdout(Stdio::piped())
@@ -148,7 +141,7 @@ async fn call(
 
 #[tokio::test]
 async fn it_serves_health_checks_and_a_prometheus_scrape_of_its_calls() {
-    let server = Server::start(None);
+    let server = Server::with(&[]);
     let client = reqwest::Client::new();
     assert_eq!(start_order(&client, &server.base).await, 202);
     let wrong = client
@@ -204,7 +197,7 @@ async fn metrics_can_have_an_address_of_their_own() {
         .unwrap()
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let server = Server::start(Some(&metrics_addr));
+    let server = Server::with(&[("WEBHOOK_METRICS_ADDR", &metrics_addr)]);
     let client = reqwest::Client::new();
     assert_eq!(start_order(&client, &server.base).await, 202);
     let on_webhook_port = client

@@ -617,13 +617,26 @@ mod tests {
         PayloadFingerprint::of(&Map::new())
     }
 
+    /// The answer to a reservation of `key` with the empty payload's
+    /// fingerprint.
+    async fn reserve(store: &InMemoryIdempotencyStore, key: &IdempotencyKey) -> Reservation {
+        store.reserve(key, fp()).await.unwrap()
+    }
+
+    /// A short lease, for tests of abandoned reservations.
+    const LEASE: Duration = Duration::from_millis(100);
+
+    async fn past_the_lease() {
+        tokio::time::sleep(LEASE + Duration::from_millis(50)).await;
+    }
+
     #[tokio::test]
     async fn the_store_counts_the_keys_it_holds() {
         let store = InMemoryIdempotencyStore::new();
         assert!(store.is_empty());
         assert_eq!(store.len(), 0);
-        store.reserve(&key("a"), fp()).await.unwrap();
-        store.reserve(&key("b"), fp()).await.unwrap();
+        reserve(&store, &key("a")).await;
+        reserve(&store, &key("b")).await;
         assert!(!store.is_empty());
         assert_eq!(store.len(), 2);
         store.release(&key("a")).await.unwrap();
@@ -633,18 +646,12 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_reservation_is_free_after_the_lease_but_a_completed_key_is_kept() {
         let store = InMemoryIdempotencyStore::new().with_lease(Duration::ZERO);
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         assert!(matches!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
+            reserve(&store, &key("a")).await,
             Reservation::Completed { .. }
         ));
     }
@@ -652,14 +659,8 @@ mod tests {
     #[tokio::test]
     async fn expired_keys_are_forgotten() {
         let store = InMemoryIdempotencyStore::new().with_ttl(Duration::ZERO);
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
     }
 
     fn key_in(environment: &str, k: &str) -> IdempotencyKey {
@@ -677,12 +678,12 @@ mod tests {
             .with_ttl(Duration::from_secs(3600));
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         for k in ["a", "b"] {
-            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &key(k)).await, Reservation::Reserved);
             store.complete(&key(k), &outcome).await.unwrap();
         }
         let Reservation::Full {
             retry_after: Some(after),
-        } = store.reserve(&key("c"), fp()).await.unwrap()
+        } = reserve(&store, &key("c")).await
         else {
             panic!("a full store refuses a new key");
         };
@@ -690,7 +691,7 @@ mod tests {
         // Both earlier keys are still replayed.
         for k in ["a", "b"] {
             assert!(matches!(
-                store.reserve(&key(k), fp()).await.unwrap(),
+                reserve(&store, &key(k)).await,
                 Reservation::Completed { .. }
             ));
         }
@@ -705,7 +706,7 @@ mod tests {
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         for i in 0..1_000 {
             let k = key(&format!("k{i}"));
-            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
             if i % 2 == 0 {
                 store.complete(&k, &outcome).await.unwrap();
             } else {
@@ -727,41 +728,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_reserved_anew_after_its_release_takes_a_new_place_in_the_order() {
-        let lease = Duration::from_millis(100);
         let store = InMemoryIdempotencyStore::new()
             .with_capacity(2)
-            .with_lease(lease)
+            .with_lease(LEASE)
             .with_ttl(Duration::from_secs(3600));
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         // "a" is reserved and released, then "b" is reserved (and will be
         // abandoned), then "a" is reserved again and completed.
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
         store.release(&key("a")).await.unwrap();
-        assert_eq!(
-            store.reserve(&key("b"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("b")).await, Reservation::Reserved);
+        assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
         store.complete(&key("a"), &outcome).await.unwrap();
         assert!(matches!(
-            store.reserve(&key("c"), fp()).await.unwrap(),
+            reserve(&store, &key("c")).await,
             Reservation::Full { .. }
         ));
-        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        past_the_lease().await;
         // "b", abandoned, is now the oldest key: it makes room for "c",
         // and "a", completed later, is kept.
-        assert_eq!(
-            store.reserve(&key("c"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("c")).await, Reservation::Reserved);
         assert!(matches!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
+            reserve(&store, &key("a")).await,
             Reservation::Completed { .. }
         ));
         assert_eq!(store.len(), 2);
@@ -769,50 +757,33 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_keys_are_counted_until_their_room_is_needed() {
-        let lease = Duration::from_millis(100);
-        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(lease);
+        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(LEASE);
         for k in ["a", "b"] {
-            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &key(k)).await, Reservation::Reserved);
         }
-        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        past_the_lease().await;
         // Room is left: nothing is reclaimed, and the abandoned keys count.
-        assert_eq!(
-            store.reserve(&key("c"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("c")).await, Reservation::Reserved);
         assert_eq!(store.len(), 3);
         // Full: the abandoned keys make room.
-        assert_eq!(
-            store.reserve(&key("d"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("d")).await, Reservation::Reserved);
         assert_eq!(store.len(), 2);
     }
 
     #[tokio::test]
     async fn an_environment_at_its_share_reclaims_its_abandoned_keys_while_the_store_has_room() {
-        let lease = Duration::from_millis(100);
-        let store = InMemoryIdempotencyStore::new().with_capacity(4).with_lease(lease);
+        let store = InMemoryIdempotencyStore::new().with_capacity(4).with_lease(LEASE);
         for k in ["a1", "a2"] {
-            assert_eq!(
-                store.reserve(&key_in("a", k), fp()).await.unwrap(),
-                Reservation::Reserved
-            );
+            assert_eq!(reserve(&store, &key_in("a", k)).await, Reservation::Reserved);
         }
-        assert_eq!(
-            store.reserve(&key_in("b", "b1"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key_in("b", "b1")).await, Reservation::Reserved);
         // Two environments: "a" holds its fair share of 2 of 4.
         assert_eq!(
-            store.reserve(&key_in("a", "a3"), fp()).await.unwrap(),
+            reserve(&store, &key_in("a", "a3")).await,
             Reservation::Full { retry_after: None }
         );
-        tokio::time::sleep(lease + Duration::from_millis(50)).await;
-        assert_eq!(
-            store.reserve(&key_in("a", "a3"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        past_the_lease().await;
+        assert_eq!(reserve(&store, &key_in("a", "a3")).await, Reservation::Reserved);
     }
 
     /// The reservation order's length, checked against the keys held.
@@ -829,9 +800,9 @@ mod tests {
     #[tokio::test]
     async fn stale_order_records_never_pile_up_whatever_the_order_of_calls() {
         let store = InMemoryIdempotencyStore::new().with_ttl(Duration::ZERO);
-        store.reserve(&key("held"), fp()).await.unwrap();
+        reserve(&store, &key("held")).await;
         let reserve_and_release = async |k: &str| {
-            store.reserve(&key(k), fp()).await.unwrap();
+            reserve(&store, &key(k)).await;
             assert_order_bounded(&store);
             store.release(&key(k)).await.unwrap();
             assert_order_bounded(&store);
@@ -843,7 +814,7 @@ mod tests {
         // expired "held" that removes it first: the records pass the
         // bound in a step of two.
         reserve_and_release("z").await;
-        store.reserve(&key("held"), fp()).await.unwrap();
+        reserve(&store, &key("held")).await;
         assert_order_bounded(&store);
         for i in 64..300 {
             reserve_and_release(&format!("k{i}")).await;
@@ -852,7 +823,7 @@ mod tests {
         // records of every one are stale at once.
         let burst: Vec<_> = (0..100).map(|i| key(&format!("burst{i}"))).collect();
         for k in &burst {
-            store.reserve(k, fp()).await.unwrap();
+            reserve(&store, k).await;
         }
         for k in &burst {
             store.release(k).await.unwrap();
@@ -864,28 +835,21 @@ mod tests {
 
     #[tokio::test]
     async fn compacting_the_order_keeps_the_held_keys_reclaimable() {
-        let lease = Duration::from_millis(100);
-        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(lease);
+        let store = InMemoryIdempotencyStore::new().with_capacity(3).with_lease(LEASE);
         for k in ["a", "b"] {
-            assert_eq!(store.reserve(&key(k), fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &key(k)).await, Reservation::Reserved);
         }
         // Enough released keys for the order to be compacted.
         for i in 0..100 {
             let k = key(&format!("k{i}"));
-            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
             store.release(&k).await.unwrap();
         }
         assert!(store.inner.lock().unwrap().order.len() < 100, "compacted");
-        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        past_the_lease().await;
         // "a" and "b", abandoned, make room once the store is full.
-        assert_eq!(
-            store.reserve(&key("x"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
-        assert_eq!(
-            store.reserve(&key("y"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key("x")).await, Reservation::Reserved);
+        assert_eq!(reserve(&store, &key("y")).await, Reservation::Reserved);
         assert_eq!(store.len(), 2);
     }
 
@@ -895,12 +859,12 @@ mod tests {
         // Alone, an environment may fill the whole store.
         for i in 0..4 {
             let k = key_in("noisy", &format!("n{i}"));
-            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
         }
         // The store is full; a quiet environment is refused, but the noisy
         // one's keys are all kept.
         assert!(matches!(
-            store.reserve(&key_in("quiet", "q0"), fp()).await.unwrap(),
+            reserve(&store, &key_in("quiet", "q0")).await,
             Reservation::Full { .. }
         ));
         for i in 0..4 {
@@ -915,20 +879,20 @@ mod tests {
         // Two environments: each may hold half.
         let store = InMemoryIdempotencyStore::new().with_capacity(4);
         assert_eq!(
-            store.reserve(&key_in("quiet", "q0"), fp()).await.unwrap(),
+            reserve(&store, &key_in("quiet", "q0")).await,
             Reservation::Reserved
         );
         for i in 0..2 {
             let k = key_in("noisy", &format!("n{i}"));
-            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
         }
         assert_eq!(
-            store.reserve(&key_in("noisy", "n2"), fp()).await.unwrap(),
+            reserve(&store, &key_in("noisy", "n2")).await,
             Reservation::Full { retry_after: None },
             "the noisy environment holds its half"
         );
         assert_eq!(
-            store.reserve(&key_in("quiet", "q1"), fp()).await.unwrap(),
+            reserve(&store, &key_in("quiet", "q1")).await,
             Reservation::Reserved,
             "the quiet one still gets its half"
         );
@@ -941,27 +905,24 @@ mod tests {
             .with_environment_limit(2);
         for i in 0..2 {
             let k = key_in("a", &format!("k{i}"));
-            assert_eq!(store.reserve(&k, fp()).await.unwrap(), Reservation::Reserved);
+            assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
         }
         assert_eq!(
-            store.reserve(&key_in("a", "k2"), fp()).await.unwrap(),
+            reserve(&store, &key_in("a", "k2")).await,
             Reservation::Full { retry_after: None }
         );
-        assert_eq!(
-            store.reserve(&key_in("b", "k0"), fp()).await.unwrap(),
-            Reservation::Reserved
-        );
+        assert_eq!(reserve(&store, &key_in("b", "k0")).await, Reservation::Reserved);
     }
 
     #[tokio::test]
     async fn release_does_not_forget_a_completed_key() {
         let store = InMemoryIdempotencyStore::new();
-        store.reserve(&key("a"), fp()).await.unwrap();
+        reserve(&store, &key("a")).await;
         let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         store.release(&key("a")).await.unwrap();
         assert!(matches!(
-            store.reserve(&key("a"), fp()).await.unwrap(),
+            reserve(&store, &key("a")).await,
             Reservation::Completed { .. }
         ));
     }
