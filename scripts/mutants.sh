@@ -8,11 +8,12 @@
 #   scripts/mutants.sh --shard 3/8          # one shard of the crate, whole suite
 #
 # File by file, each file's mutants are first tested against the test
-# targets that exercise that file (the map below): each mutant then
-# rebuilds and links a few test binaries instead of thirty, which makes the
-# check several times faster on two cores. A mutant those targets miss is
-# tested again against the whole suite (doc tests included) before it
-# counts as missed. A file not in the map gets the whole suite at once.
+# targets without the doc tests (the library's unit tests, the one
+# integration binary `tests/it` and the two that need a process of their
+# own): each mutant then rebuilds and links four test binaries instead of
+# compiling some hundred doc tests. A mutant those targets miss is tested
+# again against the whole suite (doc tests included) before it counts as
+# missed.
 #
 # Exclusions, each with the reason no test can tell the mutant from the
 # code, are in .cargo/mutants.toml. Prints the counts of caught, missed,
@@ -24,34 +25,10 @@ command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants@27.1
 common=(--all-features --profile mutants --timeout 60 --copy-target true)
 out=target/mutants
 
-# The test targets that exercise a file (cargo test target flags).
+# The test targets a file's mutants are first run against (cargo test
+# target flags): every target but the doc tests.
 targets_for() {
-  local http="--test=http_edge --test=http_details --test=bad_inputs --test=envelope --test=signatures --test=wait --test=axum_server --test=hardening --test=schema --test=operations --test=idempotency --test=limits --test=logs --test=rate_limits --test=faults --test=secrets --test=dry_run"
-  local core="--lib --test=serde_shapes --test=http_edge --test=bad_inputs --test=start_rules --test=faults --test=http_details --test=operations --test=secrets --test=dry_run --test=conformance --test=properties"
-  case "$1" in
-    src/store/postgres.rs) echo "--lib --test=postgres" ;;
-    src/store/redis.rs) echo "--lib --test=redis --test=idempotency" ;;
-    src/store/memory.rs) echo "--lib --test=conformance --test=idempotency --test=limits --test=start_rules --test=faults --test=dry_run --test=operations --test=wait" ;;
-    src/store/mod.rs) echo "--lib --test=conformance --test=postgres --test=redis --test=idempotency --test=faults --test=start_rules" ;;
-    src/engine/camunda7.rs) echo "--lib --test=camunda7" ;;
-    src/engine/camunda8.rs) echo "--lib --test=camunda8" ;;
-    src/engine/temporal.rs) echo "--lib --test=temporal" ;;
-    src/engine/mod.rs | src/engine/memory.rs | src/engine/http.rs)
-      echo "--test=conformance --test=start_rules --test=dry_run --test=wait --test=faults --test=limits --test=camunda7 --test=camunda8 --test=temporal --test=serde_shapes --test=operations" ;;
-    src/limit/*) echo "--lib --test=rate_limits --test=limits --test=redis --test=operations" ;;
-    src/http/serve.rs) echo "--test=hardening --test=axum_server --test=operations --test=limits --test=wait --test=envelope --test=idempotency --test=conformance" ;;
-    src/http/protect.rs) echo "--lib --test=hardening --test=limits --test=axum_server --test=operations --test=logs" ;;
-    src/http/axum.rs) echo "--test=axum_server --test=envelope --test=hardening --test=wait --test=operations --test=limits --test=idempotency" ;;
-    src/http/starter.rs) echo "$http" ;;
-    src/http/mod.rs) echo "--lib --test=properties $http" ;;
-    src/bin/webhook_server.rs) echo "--test=webhook_server" ;;
-    src/testing.rs) echo "--lib --test=conformance --test=postgres --test=redis" ;;
-    src/observe.rs) echo "--lib --test=operations --test=webhook_server" ;;
-    src/http/signature.rs) echo "--lib --test=signatures --test=envelope --test=operations" ;;
-    src/form.rs) echo "--lib --test=schema --test=start_rules --test=bad_inputs --test=camunda7 --test=properties --test=serde_shapes --test=http_edge" ;;
-    src/error.rs | src/id.rs | src/model.rs) echo "$core" ;;
-    *) echo "" ;;
-  esac
+  echo "--lib --test=it --test=webhook_server --test=moves_not_copies"
 }
 
 # Exact-name regexes (for --re) of the mutants listed in a missed.txt, line

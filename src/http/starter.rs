@@ -289,7 +289,8 @@ impl Method {
             ("OPTIONS", Self::Options),
         ]
         .into_iter()
-        .find(|(name, _)| method.eq_ignore_ascii_case(name))
+        // Methods are case-sensitive (RFC 9110, section 9.1): `post` is not `POST`.
+        .find(|(name, _)| method == *name)
         .map(|(_, m)| m)
         .ok_or_else(|| WebhookError::MethodNotAllowed {
             method: method.chars().take(32).collect(),

@@ -430,25 +430,23 @@ impl PostgresStore {
     ///
     /// A [`StoreError`] when the database cannot answer.
     pub async fn purge_expired(&self, batch: u32) -> Result<u64, StoreError> {
-        let query = sqlx::query(&self.sql.purge)
-            .bind(self.ttl.as_secs_f64())
-            .bind(i64::from(batch));
-        let done = self
-            .run("purging expired keys", query.execute(&self.pool))
-            .await?;
-        Ok(done.rows_affected())
+        purge(&self.pool, &self.sql, self.ttl, self.timeout, batch).await
     }
 
     /// Runs [`purge_expired`](Self::purge_expired) in batches of 1,000 every
-    /// `every`, until the store is dropped. Errors are logged and retried
-    /// at the next round.
+    /// `every`, until the store and all its clones are dropped (the task
+    /// holds none of them). Errors are logged and retried at the next round.
     pub fn spawn_purger(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
+        let (pool, ttl, timeout) = (self.pool.clone(), self.ttl, self.timeout);
+        let sql = Arc::downgrade(&self.sql);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                // Every clone of the store holds `sql`: once it is gone, so
+                // is the store.
+                let Some(sql) = sql.upgrade() else { return };
                 loop {
-                    match store.purge_expired(1_000).await {
+                    match purge(&pool, &sql, ttl, timeout, 1_000).await {
                         Ok(1_000) => continue,
                         Ok(_) => break,
                         Err(error) => {
@@ -501,14 +499,7 @@ impl PostgresStore {
         operation: impl Future<Output = Result<T, sqlx::Error>>,
         limit: Duration,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(limit, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(StoreError::new(format!("postgres: {what}")).with_source(error)),
-            Err(_) => Err(StoreError::new(format!(
-                "postgres: {what}: no answer within {} ms",
-                limit.as_millis()
-            ))),
-        }
+        bounded(what, operation, limit).await
     }
 
     fn with_secrets(&self, environment: Environment) -> Environment {
@@ -548,6 +539,37 @@ impl PostgresStore {
 
 /// Listens for changes and empties the cache on each, until the store is
 /// gone. A lost connection also empties it (changes may have been missed).
+/// `operation`, bounded by `limit`; a failure names `what` was being done.
+async fn bounded<T>(
+    what: &'static str,
+    operation: impl Future<Output = Result<T, sqlx::Error>>,
+    limit: Duration,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(StoreError::new(format!("postgres: {what}")).with_source(error)),
+        Err(_) => Err(StoreError::new(format!(
+            "postgres: {what}: no answer within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// Deletes up to `batch` keys older than `ttl`; how many were deleted.
+async fn purge(
+    pool: &PgPool,
+    sql: &Statements,
+    ttl: Duration,
+    timeout: Duration,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let query = sqlx::query(&sql.purge)
+        .bind(ttl.as_secs_f64())
+        .bind(i64::from(batch));
+    let done = bounded("purging expired keys", query.execute(pool), timeout).await?;
+    Ok(done.rows_affected())
+}
+
 async fn listen_for_changes(pool: PgPool, channel: String, cache: Weak<Cache>) {
     loop {
         let listener = async {

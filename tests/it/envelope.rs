@@ -2,7 +2,7 @@
 //! `{"headers": {"authorization": …}, "payload": {…}}`: posted as a body, it
 //! starts the process as if its headers had been sent on the request.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

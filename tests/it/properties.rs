@@ -2,7 +2,7 @@
 //! serde_json reads from the body, valid payloads always start, and a
 //! missing mandatory field is always reported by name.
 
-mod common;
+use crate::common;
 
 use common::*;
 use process_webhook::*;

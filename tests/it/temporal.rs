@@ -4,7 +4,7 @@
 //! different payload under a key refused; an unknown namespace refused.
 #![cfg(feature = "temporal")]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Retries and duplicates: with idempotency on, a repeated delivery replays
 //! the first start instead of starting another instance.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The rules of `start_via_webhook`, in the order it applies them.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

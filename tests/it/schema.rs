@@ -2,7 +2,7 @@
 //! the payloads a start accepts, checked by a real JSON Schema validator
 //! over generated payloads.
 
-mod common;
+use crate::common;
 
 use common::*;
 use process_webhook::*;

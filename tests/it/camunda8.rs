@@ -6,7 +6,7 @@
 //! problem documents (`type`, `title`, `status`, `detail`, `instance`).
 #![cfg(all(feature = "camunda8", feature = "axum"))]
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

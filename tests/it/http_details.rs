@@ -1,7 +1,7 @@
 //! HTTP as the RFCs have it: challenges on 401, HEAD and OPTIONS, media
 //! types, applied preferences; and integers as engines store them.
 
-mod common;
+use crate::common;
 
 use common::*;
 use process_webhook::*;

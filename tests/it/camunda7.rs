@@ -2,7 +2,7 @@
 //! request and answers with Camunda's documented bodies.
 #![cfg(feature = "camunda7")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! A table of bad calls through `WebhookStarter::handle`: each gets its
 //! documented status and code, none panics, none reaches the engine.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

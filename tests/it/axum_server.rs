@@ -2,7 +2,7 @@
 //! axum router on an ephemeral port.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

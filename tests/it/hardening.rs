@@ -4,7 +4,7 @@
 //! rather than locks everyone out, and shutdown lets calls in flight finish.
 #![cfg(feature = "axum")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Dry runs: every check, the exact variables, and nothing started.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The limits that keep a starter's memory bounded and its promises kept
 //! under hostile traffic, through the public API.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! when it ends in time, `202 running` when it does not, and exactly
 //! today's answer when it did not ask or the engine cannot wait.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! caller's trace context reaching the engine.
 #![cfg(all(feature = "axum", feature = "metrics"))]
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Faults: failing and panicking stores and engines, and the engine's load
 //! signals.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

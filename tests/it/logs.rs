@@ -5,7 +5,7 @@
 //! is first hit, and a test on another thread without a subscriber would
 //! otherwise race this one's thread-local subscriber.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

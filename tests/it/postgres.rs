@@ -4,7 +4,7 @@
 //! hostile text. Each test works in a schema of its own and drops it.
 #![cfg(all(feature = "postgres", feature = "axum", feature = "testing"))]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,16 +16,7 @@ use serde_json::Value;
 
 /// The database URL, or `None` (with a line saying so) outside CI.
 fn database_url() -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("DATABASE_URL is not set: in CI the PostgreSQL tests must run")
-        }
-        Err(_) => {
-            skipped("DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
-            None
-        }
-    }
+    common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
 }
 
 /// Says, past the test harness's capture, that a test was skipped.
@@ -199,6 +190,24 @@ async fn purge_deletes_expired_keys_in_batches_and_counts_them() {
     assert_eq!(expiring.purge_expired(2).await.unwrap(), 2, "a batch of two");
     assert_eq!(expiring.purge_expired(10).await.unwrap(), 1, "the last one");
     assert_eq!(expiring.purge_expired(10).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_purger_stops_once_every_clone_of_the_store_is_dropped() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    let replica = store.clone();
+    let purger = store.spawn_purger(Duration::from_millis(10));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!purger.is_finished(), "it runs while a clone is alive");
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!purger.is_finished(), "one clone still holds the store");
+    drop(replica);
+    tokio::time::timeout(Duration::from_secs(5), purger)
+        .await
+        .expect("the purger ends within a round of the last drop")
+        .expect("it ended without a panic");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Signed webhooks (Standard Webhooks): the specification's test vector,
 //! tampering, staleness and rotation.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! deployments, start forms and environments gets these exact JSON shapes,
 //! and reads back what it wrote.
 
-mod common;
+use crate::common;
 
 use common::*;
 use process_webhook::*;

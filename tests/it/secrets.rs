@@ -1,7 +1,7 @@
 //! Tokens and signing secrets never show: not in `Debug`, errors, problem
 //! documents, logs or panic messages.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

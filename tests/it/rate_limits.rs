@@ -3,7 +3,7 @@
 //! authentications, the IETF fields on every answer, and the policy when
 //! the limiter fails.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! goes away and comes back. Each test uses key prefixes of its own.
 #![cfg(all(feature = "redis", feature = "axum", feature = "testing"))]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The HTTP edge: reading raw calls, and `WebhookStarter::handle`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use process_webhook::*;
@@ -329,6 +329,21 @@ async fn handle_answers_each_refusal_with_its_problem_document() {
     assert_reply(&reply, 405, "method_not_allowed");
     assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
 
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn methods_are_case_sensitive_so_a_lower_case_post_starts_nothing() {
+    let world = World::new();
+    let starter = world.starter();
+    let payload = serde_json::to_vec(&order_payload()).unwrap();
+    for method in ["post", "Post", "get", "options"] {
+        let reply = starter
+            .handle_method(method, TARGET, [("authorization", world.bearer())], &payload)
+            .await;
+        assert_reply(&reply, 405, "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS, POST"));
+    }
     assert_eq!(world.started(), 0);
 }
 

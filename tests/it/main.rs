@@ -1,0 +1,34 @@
+//! The integration tests: one binary, a module per behaviour.
+//!
+//! Tests that need a process of their own (a global allocator, the
+//! `webhook_server` binary) are separate binaries beside this folder.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod axum_server;
+mod bad_inputs;
+mod camunda7;
+mod camunda8;
+mod conformance;
+mod dry_run;
+mod envelope;
+mod faults;
+mod hardening;
+mod http_details;
+mod http_edge;
+mod idempotency;
+mod limits;
+mod logs;
+mod operations;
+mod postgres;
+mod properties;
+mod rate_limits;
+mod redis;
+mod schema;
+mod secrets;
+mod serde_shapes;
+mod signatures;
+mod start_rules;
+mod temporal;
+mod wait;
