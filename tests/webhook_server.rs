@@ -15,7 +15,8 @@ const TOKEN: &str = "an-operator-chosen-token-of-40-characters";
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 10] = [
+const SETTINGS: [&str; 11] = [
+    "RUST_LOG",
     "WEBHOOK_ADDR",
     "WEBHOOK_TOKEN",
     "WEBHOOK_METRICS_ADDR",
@@ -51,6 +52,10 @@ struct Server {
     base: String,
     /// What it printed before it started serving.
     printed: Vec<String>,
+    /// The command it printed after `try:`, its lines joined.
+    curl: String,
+    /// What it printed since.
+    later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -73,9 +78,28 @@ impl Server {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| panic!("the server prints its address: {printed:?}"));
-        // Keep reading (and dropping) what it prints, so that it never blocks.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base, printed }
+        let curl: String = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .take_while(|line| !line.is_empty())
+            .map(|line| line.trim().trim_end_matches('\\').to_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Keep reading what it prints, so that it never blocks.
+        let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = later.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            base,
+            printed,
+            curl,
+            later,
+        }
     }
 
     /// The line it printed that starts with `prefix`, without the prefix.
@@ -380,4 +404,70 @@ async fn on_temporal_it_starts_workflows_waits_for_their_result_and_is_not_ready
     let problem: Value = ready.json().await.unwrap();
     assert_eq!(problem["code"], "not_ready");
     assert_eq!(problem["components"], serde_json::json!(["engine"]), "{problem}");
+}
+
+#[test]
+fn the_printed_curl_starts_the_process_as_pasted_with_the_operators_token() {
+    let server = Server::with(&[]);
+    assert!(server.curl.starts_with("curl "), "{}", server.curl);
+    assert!(
+        !server.curl.contains(TOKEN),
+        "the operator's token is never printed"
+    );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} -s -o /dev/null -w '%{{http_code}}'", server.curl))
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .output()
+        .expect("sh runs curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "202", "{}", server.curl);
+}
+
+#[test]
+fn a_bad_or_busy_address_names_the_variable_and_the_problem() {
+    let (code, stderr) = refused(&[("WEBHOOK_ADDR", "not-an-address")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: WEBHOOK_ADDR=not-an-address: cannot listen there"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Custom {") && !stderr.contains("Os {"),
+        "no Rust Debug value: {stderr}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = refused(&[("WEBHOOK_ADDR", &addr)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("error: WEBHOOK_ADDR={addr}: the address is in use by another program")
+    );
+    let (code, stderr) = refused(&[("WEBHOOK_METRICS_ADDR", &addr)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: WEBHOOK_METRICS_ADDR={addr}: the address is in use"
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn its_log_lines_have_no_colours_when_its_output_is_not_a_terminal() {
+    let server = Server::with(&[("RUST_LOG", "process_webhook=info")]);
+    let client = reqwest::Client::new();
+    assert_eq!(start_order(&client, &server.base).await, 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let logged = loop {
+        let later = server.later.lock().unwrap().clone();
+        if let Some(line) = later.iter().find(|line| line.contains("process_webhook")) {
+            break line.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no log line: {later:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(logged.contains("INFO"), "{logged}");
+    assert!(!logged.contains('\u{1b}'), "no ANSI escape: {logged:?}");
 }

@@ -164,7 +164,7 @@ fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
         Ok(text) if !text.trim().is_empty() => {
             let quota: Quota = text
                 .parse()
-                .map_err(|e| format!("WEBHOOK_RATE_LIMIT={text}: {e}"))?;
+                .map_err(|e| bad_setting("WEBHOOK_RATE_LIMIT", Some(&text), &e))?;
             println!("rate limit: {text} per environment");
             Ok(Some(quota))
         }
@@ -177,7 +177,9 @@ fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
 async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> {
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("REDIS_URL") {
-        let keys = RedisIdempotencyStore::connect(&url).await?;
+        let keys = RedisIdempotencyStore::connect(&url)
+            .await
+            .map_err(|e| bad_setting("REDIS_URL", None, &e))?;
         let limiter = RedisRateLimiter::new(keys.connection());
         println!("stores: Redis from REDIS_URL for idempotency keys and rate limits");
         return Ok(Stores {
@@ -194,8 +196,13 @@ async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> 
 async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("DATABASE_URL") {
-        let store = PostgresStore::connect(&url).await?;
-        store.migrate().await?;
+        let store = PostgresStore::connect(&url)
+            .await
+            .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
         for model in &seed.models {
             store.insert_model(model.clone()).await?;
         }
@@ -236,13 +243,88 @@ async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
     .await
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// A setting that stops the server at start: the variable, its value
+/// (where showing it is safe) and what is wrong with it.
+#[derive(Debug)]
+struct BadSetting {
+    variable: &'static str,
+    value: Option<String>,
+    problem: String,
+}
+
+impl std::fmt::Display for BadSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}: {}", self.variable, self.problem),
+            None => write!(f, "{}: {}", self.variable, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for BadSetting {}
+
+/// What went wrong with `variable`, and its cause with the whole chain of
+/// its sources. URLs (which may hold passwords) are never shown.
+fn bad_setting(variable: &'static str, value: Option<&str>, error: &dyn std::error::Error) -> BadSetting {
+    let mut problem = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        problem.push_str(": ");
+        problem.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    BadSetting {
+        variable,
+        value: value.map(str::to_owned),
+        problem,
+    }
+}
+
+/// Binds `addr`, the value of `variable`, or says which variable and why not.
+async fn listen(variable: &'static str, addr: &str) -> Result<tokio::net::TcpListener, BadSetting> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+        let problem = match error.kind() {
+            std::io::ErrorKind::AddrInUse => "the address is in use by another program".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "the address is not one of this machine's".to_owned(),
+            std::io::ErrorKind::PermissionDenied => {
+                "not allowed to listen there (a port below 1024?)".to_owned()
+            }
+            _ => format!("cannot listen there (expected host:port, e.g. 127.0.0.1:8080): {error}"),
+        };
+        BadSetting {
+            variable,
+            value: Some(addr.to_owned()),
+            problem,
+        }
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        // Colours only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     let addr = std::env::var("WEBHOOK_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
@@ -274,11 +356,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = listen("WEBHOOK_ADDR", &addr).await?;
     let local = listener.local_addr()?;
     let metrics_at = match std::env::var("WEBHOOK_METRICS_ADDR") {
         Ok(metrics_addr) if !metrics_addr.trim().is_empty() => {
-            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr.trim()).await?;
+            let metrics_listener = listen("WEBHOOK_METRICS_ADDR", metrics_addr.trim()).await?;
             let at = metrics_listener.local_addr()?;
             tokio::spawn(serve(
                 metrics_listener,
@@ -295,6 +377,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let url = webhook_url(&format!("http://{local}/webhook/send"), &order_intake);
+    // In double quotes, so that a shell expands `$WEBHOOK_TOKEN` when the
+    // line is pasted (a generated token has only URL-safe characters).
     let shown_token = if generated {
         token.expose_secret().to_owned()
     } else {
@@ -316,7 +400,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("try:");
     println!(
-        "  curl -i -X POST '{url}' -H 'authorization: Bearer {shown_token}' -H 'content-type: application/json' \\\n    -d '{{\"customerName\": \"John Doe\", \"orderNumber\": \"123456\", \"productCode\": \"ABC123\"}}'"
+        "  curl -i -X POST '{url}' -H \"authorization: Bearer {shown_token}\" -H 'content-type: application/json' \\\n    -d '{{\"customerName\": \"John Doe\", \"orderNumber\": \"123456\", \"productCode\": \"ABC123\"}}'"
     );
     println!();
 
