@@ -22,7 +22,7 @@ use crate::store::StoreError;
 /// |---|---|---|
 /// | 400 | `missing_uid` | the target has no (or an empty) `uid` query parameter |
 /// | 400 | `invalid_uid` | `uid` is not a UUID in the hyphenated or `urn:uuid:` form, or is given twice |
-/// | 400 | `malformed_payload` | the body is not a JSON object, or an envelope body is malformed |
+/// | 400 | `malformed_payload` | the body is not a JSON object (the `detail` says at which line and column), or an envelope body is malformed |
 /// | 400 | `conflicting_headers` | a header on the request and the same header in an envelope body differ |
 /// | 400 | `invalid_idempotency_key` | the key is not 1 to 255 printable ASCII characters |
 /// | 400 | `duplicate_header` | a header that must appear once appears more often |
@@ -32,6 +32,7 @@ use crate::store::StoreError;
 /// | 401 | `invalid_signature` | the environment requires signed webhooks and the signature is absent or wrong |
 /// | 401 | `stale_timestamp` | the signed timestamp is outside the tolerance window |
 /// | 404 | `unknown_process` | no such process in the token's organization |
+/// | 404 | `unknown_path` | (the axum router) a path under the webhook's path, e.g. the UUID in the path instead of the query |
 /// | 405 | `method_not_allowed` | a method other than `POST`, `GET`, `HEAD` or `OPTIONS` |
 /// | 409 | `not_deployed` | the process has no deployment in the token's environment |
 /// | 409 | `draft_version` | the deployment is a draft |
@@ -63,8 +64,9 @@ pub enum WebhookError {
     /// The `uid` query parameter is given more than once (code `invalid_uid`).
     #[error("the `uid` query parameter is given more than once")]
     RepeatedUid,
-    /// The body is not a JSON object.
-    #[error("the payload is not a JSON object")]
+    /// The body is not a JSON object. The message says where JSON parsing
+    /// stopped (line and column), never what the body holds.
+    #[error("{}", malformed(source.as_ref()))]
     MalformedPayload {
         /// Why it could not be read, when JSON parsing failed.
         #[source]
@@ -158,6 +160,16 @@ pub enum WebhookError {
         /// The process asked for.
         process: ProcessUuid,
     },
+    /// The call's path is under the webhook's path rather than the webhook's
+    /// own (`/webhook/send/<uuid>`): the process goes in the query.
+    #[error(
+        "no webhook at this path: the process's UUID goes in the query, as `{webhook}?uid=<process uuid>`"
+    )]
+    #[non_exhaustive]
+    UnknownPath {
+        /// The webhook's path.
+        webhook: String,
+    },
     /// The method is not one the endpoint serves.
     #[error("method {method} is not allowed")]
     MethodNotAllowed {
@@ -213,6 +225,29 @@ pub enum WebhookError {
     Internal,
 }
 
+/// What is wrong with a malformed body, and where: serde_json's own message
+/// is not used, since it may quote the body (`invalid type: string "…"`).
+fn malformed(source: Option<&serde_json::Error>) -> String {
+    use serde_json::error::Category;
+    let Some(error) = source else {
+        return "the payload is not a JSON object".to_owned();
+    };
+    let (line, column) = (error.line(), error.column());
+    match error.classify() {
+        Category::Syntax => {
+            format!("the payload is not valid JSON: syntax error at line {line}, column {column}")
+        }
+        Category::Eof => {
+            format!("the payload is not valid JSON: it ends early, at line {line}, column {column}")
+        }
+        Category::Data | Category::Io => {
+            format!(
+                "the payload is not a JSON object of the expected shape (at line {line}, column {column})"
+            )
+        }
+    }
+}
+
 /// A store that could not answer: `503 store_unavailable`.
 impl From<StoreError> for WebhookError {
     fn from(source: StoreError) -> Self {
@@ -248,7 +283,7 @@ impl WebhookError {
             | Self::DuplicateHeader { .. }
             | Self::DryRunNotStarted => 400,
             Self::MissingToken | Self::InvalidToken | Self::InvalidSignature | Self::StaleTimestamp => 401,
-            Self::UnknownProcess { .. } => 404,
+            Self::UnknownProcess { .. } | Self::UnknownPath { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
@@ -292,6 +327,7 @@ impl WebhookError {
             Self::InvalidSignature => "invalid_signature",
             Self::StaleTimestamp => "stale_timestamp",
             Self::UnknownProcess { .. } => "unknown_process",
+            Self::UnknownPath { .. } => "unknown_path",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::NotDeployed { .. } => "not_deployed",
             Self::DraftVersion { .. } => "draft_version",
@@ -363,6 +399,7 @@ impl WebhookError {
         match self.status() {
             400 => "Bad request",
             401 => "Unauthorized",
+            404 if self.code() == "unknown_path" => "Not found",
             404 => "Unknown process",
             405 => "Method not allowed",
             408 => "Request timeout",

@@ -227,10 +227,12 @@
 //!
 //! # Serving it with axum
 //!
-//! With the `axum` feature, `router` and `serve` are ready, and `axum` and
-//! `tokio` are re-exported (`process_webhook::axum`,
-//! `process_webhook::tokio`), so the versions always match (axum 0.8 on
-//! tokio 1). A complete `main`:
+//! With the `axum` feature, `router` and `serve` are ready. They are built
+//! on axum 0.8 and tokio 1: depend on those yourself, with the features your
+//! application uses (e.g. `axum = "0.8"`, `tokio = { version = "1",
+//! features = ["macros", "rt-multi-thread", "net", "signal"] }`). `router`
+//! is generic over your router's state, so it merges into a
+//! `Router<AppState>` as it is. A complete `main`:
 //!
 //! ```no_run
 //! # #[cfg(feature = "axum")]
@@ -318,12 +320,6 @@ mod webhook;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-/// The `axum` this crate's router is built with (feature `axum`).
-#[cfg(feature = "axum")]
-pub use ::axum;
-/// The `tokio` this crate's server runs on (feature `axum`).
-#[cfg(feature = "axum")]
-pub use ::tokio;
 /// The attribute the traits are written with: `#[async_trait]` on an
 /// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
 /// [`Engine`].

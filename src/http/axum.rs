@@ -72,8 +72,33 @@ use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic, in_
 /// serve(listener, app, ServeOptions::default(), std::future::pending()).await
 /// # }
 /// ```
-pub fn router(path: &str, starter: WebhookStarter) -> Router {
-    Router::new().route(path, any(serve_call)).with_state(starter)
+///
+/// A call under the webhook's path (`/webhook/send/dd9759e0-…`, the UUID
+/// put in the path instead of the query) is `404 unknown_path`, whose
+/// detail shows where the `uid` goes.
+///
+/// The router is generic over the host's state `S`, so that it merges into
+/// a host's `Router<S>` as it is; it needs none of that state itself.
+pub fn router<S>(path: &str, starter: WebhookStarter) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut routes = Router::new().route(path, any(serve_call));
+    if !path.ends_with('/') {
+        let webhook = path.to_owned();
+        routes = routes.route(
+            &format!("{path}/{{*rest}}"),
+            any(move |State(starter): State<WebhookStarter>| wrong_path(starter, webhook.clone())),
+        );
+    }
+    routes.with_state(starter)
+}
+
+/// A call under the webhook's path: refused with a hint, and counted and
+/// logged as every refusal is.
+async fn wrong_path(starter: WebhookStarter, webhook: String) -> Response {
+    let (observed, started) = (Observed::default(), Instant::now());
+    into_response(starter.reply(Err(WebhookError::UnknownPath { webhook }), &observed, started))
 }
 
 /// An `axum::Router` with the two health checks a load balancer or an
@@ -104,7 +129,10 @@ pub fn router(path: &str, starter: WebhookStarter) -> Router {
 /// serve(listener, app, ServeOptions::default(), std::future::pending()).await
 /// # }
 /// ```
-pub fn health_router(starter: WebhookStarter) -> Router {
+pub fn health_router<S>(starter: WebhookStarter) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route(
             "/healthz",

@@ -137,6 +137,57 @@ async fn refusals_over_http_carry_their_status_and_code_and_start_nothing() {
 }
 
 #[tokio::test]
+async fn a_uuid_in_the_path_instead_of_the_query_is_a_404_that_says_where_it_goes() {
+    let world = World::new();
+    let addr = serve(world.starter()).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/webhook/send/{ORDER_INTAKE}"))
+        .bearer_auth(world.token.expose_secret())
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    let doc = problem(response, 404, "unknown_path").await;
+    assert_eq!(doc["title"], "Not found");
+    assert_eq!(
+        doc["detail"],
+        "no webhook at this path: the process's UUID goes in the query, as `/webhook/send?uid=<process uuid>`"
+    );
+    assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn the_router_merges_into_a_host_router_with_its_own_state() {
+    #[derive(Clone)]
+    struct HostState(&'static str);
+    let world = World::new();
+    let host: axum::Router<HostState> = axum::Router::new()
+        .route(
+            "/hello",
+            axum::routing::get(
+                |axum::extract::State(state): axum::extract::State<HostState>| async move { state.0 },
+            ),
+        )
+        .merge(router("/webhook/send", world.starter()));
+    let app = host.with_state(HostState("hi"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let hello = client.get(format!("http://{addr}/hello")).send().await.unwrap();
+    assert_eq!(hello.text().await.unwrap(), "hi");
+    let started = client
+        .post(url(addr, ORDER_INTAKE))
+        .bearer_auth(world.token.expose_secret())
+        .json(&order_payload())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    assert_eq!(world.started(), 1);
+}
+
+#[tokio::test]
 async fn other_methods_are_405() {
     let world = World::new();
     let addr = serve(world.starter()).await;

@@ -145,6 +145,39 @@ fn a_body_that_is_not_a_json_object_is_malformed_payload() {
 }
 
 #[test]
+fn a_malformed_body_is_told_where_it_breaks_and_never_what_it_holds() {
+    let cases: [(&[u8], &str); 5] = [
+        (
+            b"{\"customerName\": \"John\",\n \"orderNumber\": secret}",
+            "the payload is not valid JSON: syntax error at line 2, column 17",
+        ),
+        (
+            b"{\"customerName\": \"secret",
+            "the payload is not valid JSON: it ends early, at line 1, column 24",
+        ),
+        (
+            b"\"secret\"",
+            "the payload is not a JSON object of the expected shape (at line 1, column 8)",
+        ),
+        (
+            b"[\"secret\"]",
+            "the payload is not a JSON object of the expected shape (at line 1, column 0)",
+        ),
+        (
+            b"{} {\"secret\": 1}",
+            "the payload is not valid JSON: syntax error at line 1, column 4",
+        ),
+    ];
+    for (body, detail) in cases {
+        let err = assert_refused(parse(TARGET, &[], body), 400, "malformed_payload");
+        assert_eq!(err.to_string(), detail);
+        let doc = err.to_problem_json();
+        assert_eq!(doc["detail"], detail);
+        assert!(!doc.to_string().contains("secret"), "{doc}");
+    }
+}
+
+#[test]
 fn a_body_over_the_limit_is_refused_before_it_is_parsed() {
     let body = vec![b'x'; DEFAULT_BODY_LIMIT + 1];
     let err = assert_refused(parse(TARGET, &[], &body), 413, "payload_too_large");
