@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = EnvironmentToken::generate();
     tokens.insert(&token, Environment::new(production, acme));
 
-    let mut engine = Camunda7Engine::new(&url).with_model_store(models.clone());
+    let mut engine = Camunda7Engine::new(&url);
     if let (Ok(user), Ok(password)) = (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD")) {
         engine = engine.with_basic_auth(user, password);
     }

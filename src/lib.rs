@@ -309,13 +309,18 @@ mod error;
 mod form;
 mod http;
 mod id;
+mod idempotency;
 mod limit;
 mod model;
 mod observe;
+mod outcome;
+mod request;
+mod signature;
+mod start;
+mod starter;
 mod store;
 mod token;
 mod trace;
-mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -342,8 +347,7 @@ pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation
 pub use crate::http::{
     Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
-    DEFAULT_SIGNATURE_TOLERANCE, DEFAULT_WEBHOOK_BASE, DryRun, HttpReply, NotReady, WebhookStarter,
-    verify_signature, webhook_url,
+    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, webhook_url,
 };
 #[cfg(feature = "axum")]
 pub use crate::http::{
@@ -351,16 +355,24 @@ pub use crate::http::{
     ServeOptions, health_router, router, serve,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+pub use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
 #[cfg(feature = "redis")]
 pub use crate::limit::RedisRateLimiter;
 pub use crate::limit::{
     InMemoryRateLimiter, InvalidQuota, OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter,
 };
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+pub use crate::outcome::StartOutcome;
+pub use crate::request::WebhookStartRequest;
+pub use crate::signature::{
+    DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureHeaders, SignatureVerifier, SigningSecret,
+};
+pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
+pub use crate::starter::{DryRun, WebhookStarter};
 pub use crate::store::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
-    IdempotencyStore, InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore, ModelStore,
-    PayloadFingerprint, Reservation, StoreError, TokenStore,
+    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
+    InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore, ModelStore, Reservation, StoreError,
+    TokenStore,
 };
 #[cfg(feature = "postgres")]
 pub use crate::store::{
@@ -368,9 +380,8 @@ pub use crate::store::{
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
-pub use crate::token::{EnvironmentToken, InvalidSigningSecret, SigningSecret, TokenDigest};
+pub use crate::token::{EnvironmentToken, TokenDigest};
 pub use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
-pub use crate::webhook::{StartOutcome, WebhookStartRequest, start_via_webhook};
 
 /// The README's examples, compiled and run as doc-tests.
 #[cfg(all(doctest, feature = "camunda7", feature = "postgres", feature = "axum"))]

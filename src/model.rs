@@ -7,9 +7,10 @@ use smol_str::SmolStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::WebhookError;
 use crate::form::StartForm;
 use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
-use crate::token::SigningSecret;
+use crate::signature::SigningSecret;
 
 /// An environment of an organization (development, production, …), the scope
 /// of one [`EnvironmentToken`](crate::EnvironmentToken).
@@ -285,6 +286,36 @@ impl Deployment {
     /// The deployed version.
     pub fn version(&self) -> VersionTag {
         self.0.version
+    }
+
+    /// The version a webhook may start: the released version's number.
+    /// The draft rule has its one home here: **a draft is never started by
+    /// webhook**, and its schema is never answered either.
+    ///
+    /// # Errors
+    ///
+    /// [`WebhookError::DraftVersion`] (`409 draft_version`) for a draft.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use process_webhook::*;
+    ///
+    /// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    /// let production = EnvironmentId::new("production");
+    /// let released = Deployment::new(uuid, VersionTag::Released(2), production.clone(), StartForm::default());
+    /// assert_eq!(released.startable_version().unwrap(), 2);
+    /// let draft = Deployment::new(uuid, VersionTag::Draft, production, StartForm::default());
+    /// assert_eq!(draft.startable_version().unwrap_err().code(), "draft_version");
+    /// ```
+    pub fn startable_version(&self) -> Result<u32, WebhookError> {
+        match self.0.version {
+            VersionTag::Released(n) => Ok(n),
+            VersionTag::Draft => Err(WebhookError::DraftVersion {
+                process: self.0.process,
+                environment: self.0.environment.clone(),
+            }),
+        }
     }
 
     /// The environment deployed to.

@@ -24,10 +24,10 @@ use serde_json::Map;
 use crate::form::{FieldKind, FieldSpec, StartForm};
 use crate::id::{EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::outcome::sample_outcome;
 use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
 use crate::store::{ModelStore, TokenStore};
 use crate::token::EnvironmentToken;
-use crate::webhook::sample_outcome;
 
 /// Models and deployments to put in a store before
 /// [`check_model_store`]: insert every model, then deploy every deployment

@@ -3,11 +3,9 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, Mac};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -181,100 +179,6 @@ impl fmt::Debug for TokenDigest {
     }
 }
 
-/// A secret that signs an environment's webhooks: `whsec_` followed by the
-/// base64 of the key bytes.
-///
-/// Its `Debug` does not show the key; equality is constant-time.
-///
-/// # Example
-///
-/// ```
-/// use process_webhook::SigningSecret;
-///
-/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let secret: SigningSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".parse()?;
-/// let signature = secret.sign("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", 1649367553, br#"{"email":"test@example.com","username":"test_user"}"#);
-/// assert_eq!(signature, "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
-/// assert_eq!(format!("{secret:?}"), "SigningSecret([redacted])");
-/// # Ok(())
-/// # }
-/// # example().unwrap();
-/// ```
-#[derive(Clone)]
-pub struct SigningSecret(Arc<[u8]>);
-
-impl SigningSecret {
-    /// A new secret of 32 random bytes from the operating system.
-    ///
-    /// # Panics
-    ///
-    /// Only when the operating system has no random source.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        Self(Arc::from(&bytes[..]))
-    }
-
-    /// The secret in its `whsec_…` form, to hand to the sender.
-    ///
-    /// # Security Warning
-    ///
-    /// Anyone with it can sign calls; show it once, never log it.
-    pub fn expose_secret(&self) -> String {
-        format!("whsec_{}", STANDARD.encode(&self.0))
-    }
-
-    /// The `v1,<base64>` signature of a call.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        format!(
-            "v1,{}",
-            STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
-        )
-    }
-
-    pub(crate) fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
-    }
-}
-
-impl std::str::FromStr for SigningSecret {
-    type Err = InvalidSigningSecret;
-
-    /// Reads `whsec_<base64>` (the prefix is optional), at least 1 byte.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let encoded = s.strip_prefix("whsec_").unwrap_or(s);
-        match STANDARD.decode(encoded) {
-            Ok(bytes) if !bytes.is_empty() => Ok(Self(bytes.into())),
-            _ => Err(InvalidSigningSecret),
-        }
-    }
-}
-
-impl PartialEq for SigningSecret {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl Eq for SigningSecret {}
-
-impl fmt::Debug for SigningSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningSecret([redacted])")
-    }
-}
-
-/// A signing secret's text is not `whsec_` and base64.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a signing secret must be `whsec_` followed by non-empty base64")]
-pub struct InvalidSigningSecret;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,16 +233,6 @@ mod tests {
             hasher.hash_one(EnvironmentToken::new("a").digest())
         );
         assert_ne!(hasher.hash_one(a), hasher.hash_one(b));
-    }
-
-    #[test]
-    fn signing_secrets_are_equal_exactly_when_their_bytes_are() {
-        let a: SigningSecret = "whsec_c2VjcmV0LWE=".parse().unwrap();
-        let same: SigningSecret = "c2VjcmV0LWE=".parse().unwrap(); // the prefix is optional
-        let b: SigningSecret = "whsec_c2VjcmV0LWI=".parse().unwrap();
-        assert!(a == same);
-        assert!(a != b);
-        assert!(a != SigningSecret::generate());
     }
 
     #[test]

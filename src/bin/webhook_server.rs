@@ -80,7 +80,7 @@ impl<E: Engine> Engine for PrintingEngine<E> {
 fn engine(models: &Arc<dyn ModelStore>) -> Arc<dyn Engine> {
     #[cfg(feature = "camunda7")]
     if let Ok(url) = std::env::var("CAMUNDA_URL") {
-        let mut engine = Camunda7Engine::new(&url).with_model_store(models.clone());
+        let mut engine = Camunda7Engine::new(&url);
         if let (Ok(user), Ok(password)) = (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD")) {
             engine = engine.with_basic_auth(user, password);
         }

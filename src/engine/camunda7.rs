@@ -2,7 +2,6 @@
 //! (feature `camunda7`).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,10 +16,8 @@ use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{
     DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, StartCommand, trace_variable_of,
 };
-use crate::form::{FieldKind, StartForm};
+use crate::form::FieldKind;
 use crate::id::InstanceId;
-use crate::model::Deployment;
-use crate::store::ModelStore;
 
 /// Path segments keep only RFC 3986 unreserved characters unescaped.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -57,9 +54,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// A start form's `Date` and `DateTime` fields are sent as `Date` in Camunda's
 /// format `yyyy-MM-dd'T'HH:mm:ss.SSSZ` (a `Date` at midnight UTC). The engine
-/// learns the form from the deployment, so this needs
-/// [`with_model_store`](Camunda7Engine::with_model_store); without it, such
-/// fields are sent as `String`. The `Json` type needs Camunda's Spin plugin,
+/// reads the form from the command ([`StartCommand::start_form`]), which
+/// carries the deployment the start resolved. The `Json` type needs Camunda's Spin plugin,
 /// which the standard distributions include.
 ///
 /// The business key is the command's idempotency key, where there is one.
@@ -96,7 +92,6 @@ pub struct Camunda7Engine {
     auth: Option<(String, String)>,
     tenant: Option<String>,
     timeout: Duration,
-    models: Option<Arc<dyn ModelStore>>,
     trace_variable: Option<String>,
 }
 
@@ -107,7 +102,6 @@ impl fmt::Debug for Camunda7Engine {
             .field("auth", &self.auth.as_ref().map(|(user, _)| (user, "[redacted]")))
             .field("tenant", &self.tenant)
             .field("timeout", &self.timeout)
-            .field("model_store", &self.models.is_some())
             .field("trace_variable", &self.trace_variable)
             .finish_non_exhaustive()
     }
@@ -125,7 +119,6 @@ impl Camunda7Engine {
             auth: None,
             tenant: None,
             timeout: DEFAULT_TIMEOUT,
-            models: None,
             trace_variable: Some(DEFAULT_TRACE_VARIABLE.to_owned()),
         }
     }
@@ -169,13 +162,6 @@ impl Camunda7Engine {
         self
     }
 
-    /// Reads start forms from this store, so that `Date` and `DateTime`
-    /// fields are sent as Camunda `Date`s.
-    pub fn with_model_store(mut self, models: Arc<dyn ModelStore>) -> Self {
-        self.models = Some(models);
-        self
-    }
-
     /// The URL a start of `definition_key` is sent to.
     pub fn start_url(&self, definition_key: &str) -> String {
         let key = utf8_percent_encode(definition_key, SEGMENT);
@@ -188,32 +174,14 @@ impl Camunda7Engine {
             ),
         }
     }
-
-    /// The deployment the command starts, for its start form (only with a
-    /// model store, and only while it is still the deployment in use).
-    async fn deployment(&self, command: &StartCommand) -> Result<Option<Deployment>, EngineError> {
-        let Some(models) = &self.models else {
-            return Ok(None);
-        };
-        let deployment = models
-            .deployment(&command.process, &command.environment)
-            .await
-            .map_err(|e| {
-                EngineError::new("could not load the start form")
-                    .with_source(e)
-                    .retryable()
-            })?;
-        Ok(deployment.filter(|d| d.id() == command.deployment))
-    }
 }
 
 /// The body of a start request: Camunda's typed variables and the business key.
-fn start_body(command: &StartCommand, form: Option<&StartForm>, trace_variable: Option<&str>) -> Value {
+fn start_body(command: &StartCommand, trace_variable: Option<&str>) -> Value {
+    let form = command.start_form();
     let mut variables = Map::new();
     for (name, value) in &command.variables {
-        let kind = form
-            .and_then(|f| f.fields().iter().find(|s| s.name() == name))
-            .map(|s| s.kind());
+        let kind = form.fields().iter().find(|s| s.name() == name).map(|s| s.kind());
         variables.insert(name.clone(), typed_variable(value, kind));
     }
     if let Some((name, traceparent)) = trace_variable_of(command, trace_variable) {
@@ -350,12 +318,7 @@ impl Engine for Camunda7Engine {
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let deployment = self.deployment(&command).await?;
-        let body = start_body(
-            &command,
-            deployment.as_ref().map(Deployment::start_form),
-            self.trace_variable.as_deref(),
-        );
+        let body = start_body(&command, self.trace_variable.as_deref());
         let mut request = self
             .client
             .post(self.start_url(&command.definition_key))

@@ -22,13 +22,14 @@ pub use camunda7::{Camunda7Engine, CamundaProblem};
 #[cfg(feature = "camunda8")]
 pub use camunda8::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};
-use serde::Serialize;
 use serde_json::{Map, Value};
 #[cfg(feature = "temporal")]
 pub use temporal::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 pub use wait::{Completion, InstanceRef};
 
+use crate::form::StartForm;
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
+use crate::idempotency::PayloadFingerprint;
 use crate::model::Deployment;
 use crate::trace::TraceContext;
 
@@ -117,8 +118,34 @@ impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
 }
 
 /// Everything an engine needs to start one instance.
-#[derive(Clone, PartialEq, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// The start builds it from the deployment it resolved and the variables
+/// it validated; it carries what engines need so that none reads a store
+/// again: the deployment's start form ([`start_form`](Self::start_form),
+/// e.g. for the kinds of its fields) and the fingerprint of the caller's
+/// payload when the start has an idempotency key.
+///
+/// A host's tests build one with [`new`](Self::new) and the `with_*`
+/// methods: more fields may come, so it cannot be built as a literal.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+/// use serde_json::json;
+///
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+/// let form = StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]);
+/// let deployment = Deployment::new(uuid, VersionTag::Released(3), EnvironmentId::new("production"), form);
+/// let variables = json!({"orderNumber": "123456"}).as_object().unwrap().clone();
+/// let command = StartCommand::new(&deployment, 3, variables).with_idempotency_key("order-1");
+/// assert_eq!(command.process, uuid);
+/// assert_eq!(command.deployment, deployment.id());
+/// assert_eq!(command.idempotency_key.as_deref(), Some("order-1"));
+/// assert_eq!(command.start_form().fields().len(), 1);
+/// ```
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
 pub struct StartCommand {
     /// The process started.
     pub process: ProcessUuid,
@@ -134,22 +161,22 @@ pub struct StartCommand {
     pub variables: Map<String, Value>,
     /// The caller's idempotency key, when there is one.
     pub idempotency_key: Option<String>,
+    /// The fingerprint of the caller's payload (before defaults were filled
+    /// in), when the start has an idempotency key: the one the idempotency
+    /// store compares, from which an engine may derive a request id.
+    pub fingerprint: Option<PayloadFingerprint>,
     /// The caller's W3C trace context, when it sent a valid `traceparent`:
     /// an engine passes it on so that the instance joins the caller's trace.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// The deployment itself (shared, not copied), for its start form.
+    resolved: Deployment,
 }
 
 impl StartCommand {
-    /// The command that starts `deployment` (of released `version`) with
-    /// these variables.
-    pub(crate) fn for_deployment(
-        deployment: &Deployment,
-        version: u32,
-        variables: Map<String, Value>,
-        idempotency_key: Option<String>,
-        trace: Option<TraceContext>,
-    ) -> Self {
+    /// The command that starts `deployment`, released as `version`, with
+    /// these variables (validated by the caller), and no idempotency key,
+    /// fingerprint or trace context.
+    pub fn new(deployment: &Deployment, version: u32, variables: Map<String, Value>) -> Self {
         Self {
             process: *deployment.process(),
             deployment: deployment.id(),
@@ -157,9 +184,36 @@ impl StartCommand {
             version,
             environment: deployment.environment().clone(),
             variables,
-            idempotency_key,
-            trace,
+            idempotency_key: None,
+            fingerprint: None,
+            trace: None,
+            resolved: deployment.clone(),
         }
+    }
+
+    /// Sets the caller's idempotency key.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets the fingerprint of the caller's payload.
+    pub fn with_fingerprint(mut self, fingerprint: PayloadFingerprint) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
+    /// Sets the caller's trace context.
+    pub fn with_trace_context(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The start form of the deployment that starts, which the variables
+    /// satisfy: an engine reads the kinds of its fields from it (Camunda 7
+    /// sends `date` and `dateTime` fields as Camunda `Date`s).
+    pub fn start_form(&self) -> &StartForm {
+        self.resolved.start_form()
     }
 }
 

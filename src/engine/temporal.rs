@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{Completion, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand};
 use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
-use crate::store::PayloadFingerprint;
+use crate::idempotency::PayloadFingerprint;
 
 /// The default timeout of one call to Temporal: 10 seconds.
 pub const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,7 +152,11 @@ impl TemporalEngine {
         match &command.idempotency_key {
             Some(key) => {
                 let workflow_id = Self::workflow_id_for(&command.environment, &command.process, key);
-                let fingerprint = PayloadFingerprint::of(&command.variables);
+                // The fingerprint the start took of the caller's payload; a
+                // host's own command without one gets its variables'.
+                let fingerprint = command
+                    .fingerprint
+                    .unwrap_or_else(|| PayloadFingerprint::of(&command.variables));
                 let mut request = Sha256::new();
                 request.update(workflow_id.as_bytes());
                 request.update(fingerprint.as_bytes());
@@ -484,20 +488,21 @@ impl Engine for TemporalEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::DeploymentId;
+    use crate::model::{Deployment, VersionTag};
 
     fn command(key: Option<&str>, order: &str) -> StartCommand {
         let mut variables = serde_json::Map::new();
         variables.insert("orderNumber".into(), json!(order));
-        StartCommand {
-            process: ProcessUuid::from(uuid::Uuid::nil()),
-            deployment: DeploymentId::from(uuid::Uuid::nil()),
-            definition_key: "order-intake".into(),
-            version: 1,
-            environment: EnvironmentId::new("production"),
-            variables,
-            idempotency_key: key.map(str::to_owned),
-            trace: None,
+        let deployment = Deployment::new(
+            ProcessUuid::from(uuid::Uuid::nil()),
+            VersionTag::Released(1),
+            EnvironmentId::new("production"),
+            Default::default(),
+        );
+        let command = StartCommand::new(&deployment, 1, variables);
+        match key {
+            Some(key) => command.with_idempotency_key(key),
+            None => command,
         }
     }
 
@@ -519,6 +524,22 @@ mod tests {
         let (a, _) = TemporalEngine::ids(&command(None, "1"));
         let (b, _) = TemporalEngine::ids(&command(None, "1"));
         assert_ne!(a, b, "without a key, a fresh workflow id each time");
+    }
+
+    #[test]
+    fn the_request_id_follows_the_fingerprint_the_start_took_when_there_is_one() {
+        let mut other = serde_json::Map::new();
+        other.insert("orderNumber".into(), json!("other"));
+        let taken = PayloadFingerprint::of(&other);
+        let (workflow, plain) = TemporalEngine::ids(&command(Some("k"), "1"));
+        let (same_workflow, carried) = TemporalEngine::ids(&command(Some("k"), "1").with_fingerprint(taken));
+        assert_eq!(same_workflow, workflow);
+        assert_ne!(carried, plain, "the carried fingerprint, not the variables'");
+        assert_eq!(
+            TemporalEngine::ids(&command(Some("k"), "2").with_fingerprint(taken)).1,
+            carried,
+            "the variables are not fingerprinted again"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::error::WebhookError;
 use crate::http::HttpReply;
 use crate::http::protect::BodyBytes;
 use crate::http::signal::{Flag, RaiseOnDrop};
-use crate::http::starter::{Observed, WebhookStarter, call_span, catch_panic, in_span};
+use crate::observe::{Observed, call_span, catch_panic, in_span};
+use crate::starter::WebhookStarter;
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`

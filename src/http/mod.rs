@@ -7,13 +7,13 @@ use serde::Deserialize;
 
 #[cfg(feature = "axum")]
 mod axum;
-mod health;
-mod protect;
+mod exchange;
+pub(crate) mod health;
+pub(crate) mod protect;
 #[cfg(feature = "axum")]
 mod serve;
-mod signal;
-mod signature;
-mod starter;
+pub(crate) mod signal;
+pub(crate) mod wait;
 
 #[cfg(feature = "axum")]
 pub use self::axum::{health_router, router};
@@ -25,15 +25,16 @@ pub use serve::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
     ServeOptions, serve,
 };
-pub(crate) use signature::SignatureHeaders;
-pub use signature::{DEFAULT_SIGNATURE_TOLERANCE, verify_signature};
-pub use starter::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DryRun, WebhookStarter};
+pub use wait::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
 
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
+use crate::idempotency::CallerKey;
+use crate::outcome::StartOutcome;
+use crate::request::{RequestKey, SignedCall, WebhookStartRequest};
+use crate::signature::SignatureHeaders;
 use crate::token::EnvironmentToken;
 use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
-use crate::webhook::{SignedCall, StartOutcome, WebhookStartRequest, check_idempotency_key};
 
 /// The base of every process's webhook URL.
 pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
@@ -95,7 +96,7 @@ pub fn webhook_url(base: &str, process: &ProcessUuid) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct RequestHead {
     pub(crate) token: Option<EnvironmentToken>,
-    pub(crate) idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<CallerKey>,
     pub(crate) signature: Option<SignatureHeaders>,
     /// Whether a `Prefer` header was sent, and whether it asks for a dry run.
     pub(crate) prefer: bool,
@@ -118,6 +119,7 @@ impl RequestHead {
         let mut head = Self::default();
         let mut has_authorization = false;
         let mut signature = SignatureHeaders::default();
+        let mut key = None;
         let (mut has_key, mut has_id, mut has_timestamp) = (false, false, false);
         // Trace headers never fail a call: a repeated `traceparent` is
         // ignored, as the W3C recommendation says; `tracestate` lines join.
@@ -129,7 +131,7 @@ impl RequestHead {
                 head.token = token_from_authorization(value);
             } else if name.eq_ignore_ascii_case("idempotency-key") {
                 once(&mut has_key, "idempotency-key")?;
-                head.idempotency_key = Some(value.trim_ascii().to_owned());
+                key = Some(value.trim_ascii().to_owned());
             } else if name.eq_ignore_ascii_case("prefer") {
                 head.prefer = true;
                 for preference in value.split(',') {
@@ -168,9 +170,8 @@ impl RequestHead {
             let tracestate = (!tracestate.is_empty()).then_some(tracestate.as_str());
             head.trace = TraceContext::parse(&traceparent, tracestate);
         }
-        if let Some(key) = &head.idempotency_key {
-            check_idempotency_key(key)?;
-        }
+        // Checked once, here: the start takes the key as it is.
+        head.idempotency_key = key.map(CallerKey::new).transpose()?;
         // Without a `webhook-id` there is no signature to check: an
         // environment that needs one refuses the call (`invalid_signature`)
         // as it would refuse a signature without its id.
@@ -192,12 +193,14 @@ impl RequestHead {
         // Only a `webhook-id` that was sent stands in for the key: signature
         // headers without one are the signature check's business, not a
         // malformed key.
-        request.idempotency_key = self.idempotency_key.or_else(|| {
-            self.signature
+        request.idempotency_key = match self.idempotency_key {
+            Some(key) => Some(RequestKey::Checked(key)),
+            None => self
+                .signature
                 .as_ref()
                 .filter(|s| !s.id.is_empty())
-                .map(|s| s.id.clone())
-        });
+                .map(|s| RequestKey::Unchecked(s.id.clone())),
+        };
         request.dry_run = self.dry_run;
         request.trace = self.trace.map(Box::new);
         (request, self.signature)
@@ -726,7 +729,7 @@ pub(crate) fn outcome_json(outcome: &StartOutcome) -> Vec<u8> {
     out.extend_from_slice(itoa::Buffer::new().format(outcome.version()).as_bytes());
     out.extend_from_slice(b",\"environment\":");
     string(&mut out, outcome.environment().as_str());
-    out.extend_from_slice(if outcome.replayed() {
+    out.extend_from_slice(if outcome.is_replayed() {
         b",\"replayed\":true}"
     } else {
         b",\"replayed\":false}"

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::store::StoreError;
 
+mod apply;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

@@ -14,12 +14,12 @@ use async_trait::async_trait;
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
 use crate::observe;
+use crate::outcome::StartOutcome;
 use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
     IdempotencyStore, ModelStore, PayloadFingerprint, Reservation, StoreError, TokenStore,
 };
 use crate::token::{EnvironmentToken, TokenDigest};
-use crate::webhook::StartOutcome;
 
 /// The in-memory maps hash with foldhash (randomly seeded per process): a
 /// start does three look-ups, and SipHash was a visible part of its cost.
@@ -648,7 +648,7 @@ mod tests {
         let store = InMemoryIdempotencyStore::new().with_lease(Duration::ZERO);
         assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
         assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        let outcome = crate::outcome::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         assert!(matches!(
             reserve(&store, &key("a")).await,
@@ -676,7 +676,7 @@ mod tests {
         let store = InMemoryIdempotencyStore::new()
             .with_capacity(2)
             .with_ttl(Duration::from_secs(3600));
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        let outcome = crate::outcome::sample_outcome(InstanceId::new("1"));
         for k in ["a", "b"] {
             assert_eq!(reserve(&store, &key(k)).await, Reservation::Reserved);
             store.complete(&key(k), &outcome).await.unwrap();
@@ -703,7 +703,7 @@ mod tests {
         let store = InMemoryIdempotencyStore::new()
             .with_capacity(3)
             .with_ttl(Duration::ZERO);
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        let outcome = crate::outcome::sample_outcome(InstanceId::new("1"));
         for i in 0..1_000 {
             let k = key(&format!("k{i}"));
             assert_eq!(reserve(&store, &k).await, Reservation::Reserved);
@@ -732,7 +732,7 @@ mod tests {
             .with_capacity(2)
             .with_lease(LEASE)
             .with_ttl(Duration::from_secs(3600));
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        let outcome = crate::outcome::sample_outcome(InstanceId::new("1"));
         // "a" is reserved and released, then "b" is reserved (and will be
         // abandoned), then "a" is reserved again and completed.
         assert_eq!(reserve(&store, &key("a")).await, Reservation::Reserved);
@@ -918,7 +918,7 @@ mod tests {
     async fn release_does_not_forget_a_completed_key() {
         let store = InMemoryIdempotencyStore::new();
         reserve(&store, &key("a")).await;
-        let outcome = crate::webhook::sample_outcome(InstanceId::new("1"));
+        let outcome = crate::outcome::sample_outcome(InstanceId::new("1"));
         store.complete(&key("a"), &outcome).await.unwrap();
         store.release(&key("a")).await.unwrap();
         assert!(matches!(

@@ -16,9 +16,10 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub(crate) use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 pub use idempotency::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey,
-    IdempotencyStore, PayloadFingerprint, Reservation,
+    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
+    Reservation,
 };
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]

@@ -16,13 +16,14 @@ use sqlx::{Executor as _, Row as _};
 
 use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::outcome::StartOutcome;
+use crate::signature::SigningSecret;
 use crate::store::idempotency::{outcome_from_stored, stored_outcome};
 use crate::store::{
     DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStore, ModelStore,
     PayloadFingerprint, Reservation, StoreError, TokenStore,
 };
-use crate::token::{EnvironmentToken, SigningSecret, TokenDigest};
-use crate::webhook::StartOutcome;
+use crate::token::{EnvironmentToken, TokenDigest};
 
 /// The schema the tables live in unless [`PostgresStore::with_schema`] says
 /// otherwise.

@@ -11,12 +11,12 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
+use crate::outcome::StartOutcome;
 use crate::store::idempotency::{outcome_from_stored, stored_outcome};
 use crate::store::{
     DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStore, PayloadFingerprint,
     Reservation, StoreError,
 };
-use crate::webhook::StartOutcome;
 
 /// The default bound on one Redis call: 1 second.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);

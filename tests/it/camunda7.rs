@@ -131,15 +131,17 @@ fn started_body() -> Value {
 }
 
 fn command(variables: Value, key: Option<&str>) -> StartCommand {
-    StartCommand {
-        process: uuid(ORDER_INTAKE),
-        deployment: DeploymentId::new_random(),
-        definition_key: "order-intake".into(),
-        version: 2,
-        environment: EnvironmentId::new("production"),
-        variables: object(variables),
-        idempotency_key: key.map(str::to_owned),
-        trace: None,
+    let deployment = Deployment::new(
+        uuid(ORDER_INTAKE),
+        VersionTag::Released(2),
+        EnvironmentId::new("production"),
+        StartForm::default(),
+    )
+    .with_definition_key("order-intake");
+    let command = StartCommand::new(&deployment, 2, object(variables));
+    match key {
+        Some(key) => command.with_idempotency_key(key),
+        None => command,
     }
 }
 
@@ -225,7 +227,7 @@ async fn a_tenant_uses_the_tenant_path_and_segments_are_percent_encoded() {
 async fn date_fields_of_the_start_form_are_sent_as_camunda_dates() {
     let camunda = FakeCamunda::ok().await;
     let world = World::new();
-    let engine = Arc::new(Camunda7Engine::new(camunda.base()).with_model_store(world.models.clone()));
+    let engine = Arc::new(Camunda7Engine::new(camunda.base()));
     start_via_webhook(
         world.request(TYPED, typed_payload()),
         &*world.models,
@@ -376,7 +378,7 @@ async fn debug_shows_the_settings_and_hides_the_password() {
     assert_eq!(
         shown,
         "Camunda7Engine { base: \"http://h\", auth: Some((\"demo\", \"[redacted]\")), \
-         tenant: Some(\"acme\"), timeout: 10s, model_store: false, \
+         tenant: Some(\"acme\"), timeout: 10s, \
          trace_variable: Some(\"traceparent\"), .. }"
     );
 }
@@ -385,9 +387,8 @@ async fn debug_shows_the_settings_and_hides_the_password() {
 async fn the_callers_traceparent_arrives_as_a_string_variable_and_never_overwrites_the_payload() {
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let camunda = FakeCamunda::ok().await;
-    let traced = |variables: Value| StartCommand {
-        trace: TraceContext::parse(TRACEPARENT, None),
-        ..command(variables, None)
+    let traced = |variables: Value| {
+        command(variables, None).with_trace_context(TraceContext::parse(TRACEPARENT, None).unwrap())
     };
     Camunda7Engine::new(camunda.base())
         .start(traced(json!({"orderNumber": "1"})))

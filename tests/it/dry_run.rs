@@ -52,7 +52,7 @@ async fn a_dry_run_answers_200_with_the_version_and_the_exact_variables() {
 async fn a_dry_run_fails_every_check_a_start_would() {
     let world = World::new();
     let starter = world.starter();
-    let dry = |process: &str, payload| starter.dry_run(world.request(process, payload).dry_run());
+    let dry = |process: &str, payload| starter.dry_run(world.request(process, payload).with_dry_run(true));
     assert_refused(dry(DRAFT_ONLY, order_payload()).await, 409, "draft_version");
     assert_refused(dry(UNDEPLOYED, order_payload()).await, 409, "not_deployed");
     assert_refused(dry(FOREIGN, order_payload()).await, 404, "unknown_process");
@@ -83,5 +83,5 @@ fn a_call_is_a_dry_run_only_when_it_asks_for_one() {
     assert!(asked.is_dry_run());
     let built = WebhookStartRequest::new(uuid(ORDER_INTAKE), None, Default::default());
     assert!(!built.is_dry_run());
-    assert!(built.dry_run().is_dry_run());
+    assert!(built.with_dry_run(true).is_dry_run());
 }

@@ -128,7 +128,7 @@ async fn when_the_engine_fails_the_key_is_released_so_a_retry_starts() {
     let err = assert_refused(starter.start(request()).await, 502, "engine_failed");
     assert!(err.is_retryable());
     let outcome = starter.start(request()).await.unwrap();
-    assert!(!outcome.replayed());
+    assert!(!outcome.is_replayed());
     assert_eq!(engine.calls(), 2);
     assert_eq!(engine.inner.started().len(), 1);
 }
@@ -163,7 +163,7 @@ async fn refused_calls_do_not_use_up_the_key() {
     let good = world
         .request(ORDER_INTAKE, order_payload())
         .with_idempotency_key("k");
-    assert!(!starter.start(good).await.unwrap().replayed());
+    assert!(!starter.start(good).await.unwrap().is_replayed());
 }
 
 #[tokio::test]

@@ -213,7 +213,7 @@ fn a_start_through_the_library_is_timed_as_started_and_its_retry_as_replayed() {
         };
         let first = starter.start(keyed()).await.unwrap();
         let again = starter.start(keyed()).await.unwrap();
-        assert!(!first.replayed() && again.replayed());
+        assert!(!first.is_replayed() && again.is_replayed());
         assert_eq!(world.engine.started().len(), 1);
         let before = rows(&snapshotter);
         let duration = "process_webhook_call_duration_seconds";

@@ -27,7 +27,11 @@ fn verify(
     body: &[u8],
     now: u64,
 ) -> Result<(), WebhookError> {
-    verify_signature(secrets, id, ts, sig, body, at(now), DEFAULT_SIGNATURE_TOLERANCE)
+    SignatureVerifier::new(secrets.iter().cloned()).verify_at(
+        body,
+        &SignatureHeaders::new(id, ts, sig),
+        at(now),
+    )
 }
 
 fn secret() -> SigningSecret {
@@ -109,14 +113,10 @@ fn a_clock_set_before_1970_counts_seconds_before_it() {
     let before = UNIX_EPOCH - Duration::from_secs(1_000);
     let check = |ts: i64| {
         let signed = secret().sign(ID, ts, BODY);
-        verify_signature(
-            &[secret()],
-            ID,
-            &ts.to_string(),
-            &signed,
+        SignatureVerifier::new([secret()]).verify_at(
             BODY,
+            &SignatureHeaders::new(ID, ts.to_string(), signed),
             before,
-            DEFAULT_SIGNATURE_TOLERANCE,
         )
     };
     check(-1_000).unwrap();

@@ -20,7 +20,7 @@ async fn a_deployed_process_starts_with_the_documented_payload() {
     assert_eq!(outcome.version(), 2, "the latest deployment in the environment");
     assert_eq!(outcome.environment().as_str(), "production");
     assert_eq!(outcome.deployment_id(), world.order_deployment);
-    assert!(!outcome.replayed());
+    assert!(!outcome.is_replayed());
 
     let started = world.engine.started();
     assert_eq!(started.len(), 1);
@@ -366,7 +366,65 @@ async fn the_idempotency_key_reaches_the_engine_and_a_malformed_one_is_refused()
 #[tokio::test]
 async fn a_request_marked_as_a_dry_run_is_never_started() {
     let world = World::new();
-    let request = world.request(ORDER_INTAKE, order_payload()).dry_run();
+    let request = world.request(ORDER_INTAKE, order_payload()).with_dry_run(true);
     assert_refused(world.start(request).await, 400, "dry_run_not_started");
     assert_eq!(world.started(), 0);
+}
+
+#[tokio::test]
+async fn the_engine_gets_the_start_form_and_for_a_keyed_start_the_payloads_fingerprint() {
+    let world = World::new();
+    world
+        .start(
+            world
+                .request(ORDER_INTAKE, order_payload())
+                .with_idempotency_key("order-1"),
+        )
+        .await
+        .unwrap();
+    world
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await
+        .unwrap();
+    let started = world.engine.started();
+    let (keyed, plain) = (&started[0].command, &started[1].command);
+    assert_eq!(keyed.fingerprint, Some(PayloadFingerprint::of(&order_payload())));
+    assert_eq!(keyed.idempotency_key.as_deref(), Some("order-1"));
+    assert_eq!(plain.fingerprint, None, "no key, nothing to fingerprint");
+    let names: Vec<&str> = keyed.start_form().fields().iter().map(FieldSpec::name).collect();
+    assert_eq!(names, ["customerName", "orderNumber", "productCode"]);
+}
+
+#[tokio::test]
+async fn the_free_function_replays_an_idempotent_start_and_refuses_a_reused_key() {
+    let world = World::new();
+    let keys = InMemoryIdempotencyStore::new();
+    let start = |payload| {
+        let request = world
+            .request(ORDER_INTAKE, payload)
+            .with_idempotency_key("order-1");
+        start_via_webhook_with_idempotency(request, &*world.models, &*world.tokens, &*world.engine, &keys)
+    };
+    let first = start(order_payload()).await.unwrap();
+    let again = start(order_payload()).await.unwrap();
+    assert!(!first.is_replayed() && again.is_replayed());
+    assert_eq!(again.instance_id(), first.instance_id());
+    assert_eq!(again.instance().idempotency_key(), Some("order-1"));
+    let mut other = order_payload();
+    other.insert("orderNumber".into(), json!("999"));
+    let err = start(other).await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (422, "idempotency_key_reused"));
+    let err = start_via_webhook_with_idempotency(
+        world
+            .request(ORDER_INTAKE, order_payload())
+            .with_idempotency_key("tab\there"),
+        &*world.models,
+        &*world.tokens,
+        &*world.engine,
+        &keys,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!((err.status(), err.code()), (400, "invalid_idempotency_key"));
+    assert_eq!(world.started(), 1, "one start for all of them");
 }

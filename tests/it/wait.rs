@@ -330,7 +330,7 @@ async fn the_engine_is_told_the_instance_its_business_key_and_the_callers_key() 
         assert_eq!(instance.environment().as_str(), "production");
     }
     // The in-memory engine gives a keyed instance the key as business key;
-    // a replay knows only the caller's key.
+    // a replay knows it too, from the outcome the idempotency store kept.
     let keys: Vec<(Option<&str>, Option<&str>)> = asked
         .iter()
         .map(|i| (i.business_key(), i.idempotency_key()))
@@ -339,7 +339,7 @@ async fn the_engine_is_told_the_instance_its_business_key_and_the_callers_key() 
         keys,
         [
             (Some("order-9"), Some("order-9")),
-            (None, Some("order-9")),
+            (Some("order-9"), Some("order-9")),
             (None, None)
         ]
     );

@@ -1,0 +1,548 @@
+//! The whole HTTP exchange over a [`WebhookStarter`], without any web
+//! framework: a call's head admitted before its body is read, the rest once
+//! it is, and the answer with its one log event.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::engine::Completion;
+use crate::error::WebhookError;
+use crate::http::{
+    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_payload,
+    process_from_target,
+};
+use crate::id::ProcessUuid;
+use crate::model::{Deployment, Environment};
+use crate::observe::{Observed, call_span, catch_panic, in_span};
+use crate::outcome::StartOutcome;
+use crate::signature::SignatureHeaders;
+use crate::start::{check, environment_of, request_key, resolve, verify_signed};
+use crate::starter::{DryRun, WebhookStarter};
+
+/// What a call's method, target and headers established, before its body is
+/// read.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    method: Method,
+    process: ProcessUuid,
+    head: RequestHead,
+    /// The environment of the token on the request; `None` for a `POST`
+    /// without one, whose token can only be inside an envelope body.
+    environment: Option<Environment>,
+}
+
+impl Admitted {
+    /// Whether the token on the request was checked (else the body is read
+    /// before the call is authenticated).
+    #[cfg(feature = "axum")]
+    pub(crate) fn is_authenticated(&self) -> bool {
+        self.environment.is_some()
+    }
+}
+
+/// The methods the webhook URL serves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Method {
+    Post,
+    Get,
+    Head,
+    Options,
+}
+
+impl Method {
+    fn parse(method: &str) -> Result<Self, WebhookError> {
+        [
+            ("POST", Self::Post),
+            ("GET", Self::Get),
+            ("HEAD", Self::Head),
+            ("OPTIONS", Self::Options),
+        ]
+        .into_iter()
+        // Methods are case-sensitive (RFC 9110, section 9.1): `post` is not `POST`.
+        .find(|(name, _)| method == *name)
+        .map(|(_, m)| m)
+        .ok_or_else(|| WebhookError::MethodNotAllowed {
+            method: method.chars().take(32).collect(),
+        })
+    }
+}
+
+/// What a successful call answers.
+pub(crate) enum Success {
+    Started(StartOutcome),
+    DryRun(DryRun),
+    Schema(Value),
+    /// The answer to `HEAD`: the schema's headers, without its body.
+    SchemaHead(Value),
+    /// The answer to `OPTIONS`.
+    Options,
+    /// A start the call waited for (`Prefer: wait`): the outcome, how the
+    /// instance stood at the end, and the seconds the wait was allowed.
+    Waited(StartOutcome, Completion, u32),
+}
+
+impl WebhookStarter {
+    /// The whole HTTP exchange of a `POST`, without any web framework: reads
+    /// the call (as [`WebhookStartRequest::from_parts`](crate::WebhookStartRequest::from_parts) does, with this
+    /// starter's limits), starts it, and answers:
+    ///
+    /// - `202` with the [`StartOutcome`] as `application/json` (a replay also
+    ///   has `idempotent-replayed: true`);
+    /// - for a dry run (`Prefer: dry-run`), `200` with the [`DryRun`];
+    /// - for every error, its
+    ///   [`to_problem_json`](WebhookError::to_problem_json) as
+    ///   `application/problem+json` with its status (and `Retry-After` where
+    ///   it has one).
+    ///
+    /// The order of checks: target (`missing_uid`, `invalid_uid`), body size
+    /// (`413`), headers (`duplicate_header`, `invalid_idempotency_key`), the
+    /// token on the request (`401`), the body (`413` for too many JSON
+    /// values, `malformed_payload`), the signature over the raw body, and
+    /// the start goes on as [`start`](Self::start).
+    ///
+    /// # Waiting for the result: `Prefer: wait=N`
+    ///
+    /// A `POST` with the `wait` preference of RFC 7240 (`Prefer: wait=10`,
+    /// alone or among other preferences) starts as any other, then waits up
+    /// to `min(N, max)` seconds (max: [`with_max_wait`](Self::with_max_wait),
+    /// default 30 s) for the instance to end, through
+    /// [`Engine::wait`](crate::Engine::wait):
+    ///
+    /// - it completed: `200` with the start's fields, `"status": "completed"`
+    ///   and `"result"` (the engine's: Temporal's workflow result, Camunda's
+    ///   variables);
+    /// - it failed, was terminated or cancelled: `200` with
+    ///   `"status": "failed"` (`terminated`, `cancelled`), and the engine's
+    ///   message only with [`with_failure_messages`](Self::with_failure_messages);
+    /// - still running at the deadline: `202` as without the preference,
+    ///   plus `"status": "running"`.
+    ///
+    /// Those answers carry `Preference-Applied: wait=S`, S the seconds the
+    /// wait was allowed. A replay of an idempotent start waits on the same
+    /// instance. The answer is exactly that of a call without the
+    /// preference (no `status`, no `Preference-Applied`) when the engine
+    /// cannot wait, waiting is off (max zero, or `wait=0`), or the bound on
+    /// waiting calls ([`with_max_waiting_calls`](Self::with_max_waiting_calls),
+    /// default 1,000) is reached. With the `router`, a caller that hangs up
+    /// ends its wait, never its instance.
+    ///
+    /// # Envelope bodies
+    ///
+    /// The product documents a webhook call as one JSON document,
+    /// `{"headers": {"authorization": "…"}, "payload": {…}}`. A body of
+    /// exactly that shape (top-level keys exactly `headers` and `payload`)
+    /// is read as the call's headers and payload, unless the host turned
+    /// this off ([`with_envelope_bodies`](Self::with_envelope_bodies)) or
+    /// the deployment's start form itself names a field `headers` or
+    /// `payload` (its bodies are then always plain payloads, so that no
+    /// valid payload is reinterpreted).
+    ///
+    /// - Header names in the envelope are case-insensitive; `authorization`,
+    ///   `idempotency-key` and `prefer` count there. A header sent both on
+    ///   the request and in the envelope must mean the same (the same token,
+    ///   bare or `Bearer`; the same key; the same preferences), else
+    ///   `400 conflicting_headers`.
+    /// - Signature headers (`webhook-*`) and trace context (`traceparent`,
+    ///   `tracestate`) count only on the request, and the signature is always
+    ///   over the raw body as received.
+    /// - The instance's variables are the envelope's `payload`; the `headers`
+    ///   object never reaches the engine, a log or an answer.
+    /// - `headers` that is not an object of strings, or `payload` that is not
+    ///   an object, is `400 malformed_payload` saying which.
+    /// - A call without an `authorization` header can only be authenticated
+    ///   by an envelope, so its body is read before its token is checked; a
+    ///   call whose header token is unknown is refused before its body is
+    ///   read.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use process_webhook::*;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    /// let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    /// let models = Arc::new(InMemoryModelStore::new());
+    /// models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
+    /// models.deploy(Deployment::new(uuid, VersionTag::Released(1), production.clone(),
+    ///     StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)])));
+    /// let tokens = Arc::new(InMemoryTokenStore::new());
+    /// let token = EnvironmentToken::generate();
+    /// tokens.insert(&token, Environment::new(production, acme));
+    /// let engine = Arc::new(InMemoryEngine::new());
+    /// let starter = WebhookStarter::new(models, tokens, engine.clone());
+    ///
+    /// // The documented call, as one JSON document in the body.
+    /// let body = serde_json::json!({
+    ///     "headers": {"authorization": token.expose_secret()},
+    ///     "payload": {"orderNumber": "123456"},
+    /// });
+    /// let target = webhook_url("/webhook/send", &uuid);
+    /// let no_headers: [(&str, &str); 0] = [];
+    /// let reply = starter.handle(&target, no_headers, body.to_string().as_bytes()).await;
+    /// assert_eq!(reply.status(), 202);
+    /// let started = &engine.started()[0].command.variables;
+    /// assert_eq!(serde_json::Value::Object(started.clone()), serde_json::json!({"orderNumber": "123456"}));
+    /// # });
+    /// ```
+    pub async fn handle<K, V>(
+        &self,
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+    ) -> HttpReply
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        self.handle_method_from(None, "POST", target, headers, body).await
+    }
+
+    /// [`handle`](Self::handle) for any method: `POST` starts, `GET` answers
+    /// the payload's JSON Schema ([`schema`](Self::schema)) as
+    /// `application/schema+json`, `HEAD` answers as `GET` without the body
+    /// (RFC 9110 §9.3.2), `OPTIONS` answers `204` with
+    /// `Allow: GET, HEAD, OPTIONS, POST` (no token needed), and anything else
+    /// is `405 method_not_allowed` with that `Allow`.
+    ///
+    /// A `POST` whose `Content-Type` is present and not JSON
+    /// (`application/json` or a `+json` type, any parameters) is
+    /// `415 unsupported_media_type` with `Accept-Post: application/json`; a
+    /// missing `Content-Type` is accepted, since senders often omit it. Every
+    /// `401` carries `WWW-Authenticate: Bearer realm="process-webhook"` (with
+    /// `error="invalid_token"` for a token no environment has), and a dry
+    /// run's answer `Preference-Applied: dry-run`.
+    pub async fn handle_method<K, V>(
+        &self,
+        method: &str,
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+    ) -> HttpReply
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        self.handle_method_from(None, method, target, headers, body).await
+    }
+
+    /// [`handle_method`](Self::handle_method) for a call from the client
+    /// address `peer`. Failed authentications are then logged at `warn` with
+    /// that address, at most one event a second per address with the number
+    /// of failures since the last (so that a guessing run is seen without
+    /// flooding the log).
+    pub async fn handle_method_from<K, V>(
+        &self,
+        peer: Option<IpAddr>,
+        method: &str,
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body: &[u8],
+    ) -> HttpReply
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let call = async {
+            let mut observed = Observed::from_peer(peer);
+            let started = Instant::now();
+            let result = catch_panic(async {
+                let admitted = self
+                    .admit(method, target, headers, Some(body.len()), &mut observed)
+                    .await?;
+                self.finish(admitted, body, &mut observed).await
+            })
+            .await;
+            self.settle(result, &observed, started).await
+        };
+        in_span(&call_span(), std::pin::pin!(call)).await
+    }
+
+    /// The answer to a call's result, after counting a failed
+    /// authentication against its client.
+    pub(crate) async fn settle(
+        &self,
+        result: Result<Success, WebhookError>,
+        observed: &Observed,
+        started: Instant,
+    ) -> HttpReply {
+        if matches!(&result, Err(error) if error.status() == 401) {
+            self.note_failed_auth(observed.peer).await;
+        }
+        self.reply(result, observed, started)
+    }
+
+    /// The answer to a call's result, with its one log event.
+    pub(crate) fn reply(
+        &self,
+        result: Result<Success, WebhookError>,
+        observed: &Observed,
+        started: Instant,
+    ) -> HttpReply {
+        let outcome = match &result {
+            Ok(Success::Started(outcome)) if outcome.is_replayed() => "replayed",
+            Ok(Success::Started(_)) => "started",
+            Ok(Success::DryRun(_)) => "dry_run",
+            Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
+            Ok(Success::Options) => "options",
+            Ok(Success::Waited(..)) => "waited",
+            Err(_) => "",
+        };
+        let reply = match &result {
+            Ok(Success::Started(outcome)) => marked_replayed(HttpReply::started(outcome), outcome),
+            Ok(Success::DryRun(dry_run)) => {
+                HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
+            }
+            Ok(Success::Schema(schema)) => {
+                HttpReply::json(200, schema).with_content_type("application/schema+json")
+            }
+            Ok(Success::SchemaHead(schema)) => HttpReply::json(200, schema)
+                .with_content_type("application/schema+json")
+                .without_body(),
+            Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
+            Ok(Success::Waited(outcome, completion, seconds)) => {
+                self.waited_reply(outcome, completion, *seconds)
+            }
+            Err(error) => {
+                if let (401, Some(peer)) = (error.status(), observed.peer) {
+                    self.settings.auth_failures.record(peer, error.code());
+                }
+                HttpReply::from_error(error)
+            }
+        };
+        let reply = match observed.rate {
+            Some((quota, decision)) => reply
+                .with_header(
+                    "ratelimit-policy",
+                    format!(
+                        "\"environment\";q={};w={}",
+                        quota.count(),
+                        whole_seconds(quota.period())
+                    ),
+                )
+                .with_header(
+                    "ratelimit",
+                    format!(
+                        "\"environment\";r={};t={}",
+                        decision.remaining(),
+                        whole_seconds(decision.reset_after())
+                    ),
+                ),
+            None => reply,
+        };
+        self.log_call(
+            observed,
+            result.as_ref().map(|_| reply.status()),
+            outcome,
+            started,
+        );
+        reply
+    }
+
+    /// The part of a call that needs no body: method, target, size, headers,
+    /// and the token on the request. `body_len` is the body's size where it
+    /// is known.
+    pub(crate) async fn admit<K, V>(
+        &self,
+        method: &str,
+        target: &str,
+        headers: impl IntoIterator<Item = (K, V)>,
+        body_len: Option<usize>,
+        observed: &mut Observed,
+    ) -> Result<Admitted, WebhookError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let method = Method::parse(method)?;
+        if method == Method::Options {
+            return Ok(Admitted {
+                method,
+                process: ProcessUuid::from(uuid::Uuid::nil()),
+                head: RequestHead::default(),
+                environment: None,
+            });
+        }
+        let process = process_from_target(target)?;
+        observed.process = Some(process);
+        if let Some(len) = body_len {
+            check_body_size(len, self.settings.body_limit)?;
+        }
+        let head = RequestHead::parse_headers(headers)?;
+        if let Some(trace) = &head.trace {
+            tracing::Span::current().record("trace_id", trace.trace_id());
+        }
+        if method == Method::Post && head.not_json {
+            return Err(WebhookError::UnsupportedMediaType);
+        }
+        self.check_client(observed).await?;
+        let environment = if head.token.is_none() && method == Method::Post && self.settings.envelopes {
+            None
+        } else {
+            let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
+            observed.environment = Some(environment.id().clone());
+            self.limit_environment(&environment, observed).await?;
+            Some(environment)
+        };
+        Ok(Admitted {
+            method,
+            process,
+            head,
+            environment,
+        })
+    }
+
+    /// The rest of a call, once its body is read.
+    ///
+    /// What only some calls do (a `GET`'s schema, a token read from an
+    /// envelope body, a wait) runs in boxed futures of its own, so that the
+    /// future of every `POST` holds no room for them.
+    pub(crate) async fn finish(
+        &self,
+        admitted: Admitted,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let Admitted {
+            method,
+            process,
+            head,
+            environment,
+        } = admitted;
+        if method == Method::Options {
+            return Ok(Success::Options);
+        }
+        if method != Method::Post {
+            // `admit` looked the token up for every GET and HEAD.
+            let environment = environment.ok_or(WebhookError::MissingToken)?;
+            return Box::pin(self.finish_schema(method, process, &head, environment, body, observed)).await;
+        }
+        let (mut head, environment, from_envelope, mut payload) = match environment {
+            Some(environment) => {
+                // The signature is checked over the raw body, before it is parsed.
+                self.verify_body(&environment, head.signature.as_ref(), body)?;
+                let payload = parse_payload(body, self.settings.max_json_values)?;
+                (head, environment, false, payload)
+            }
+            None => {
+                let (head, environment, payload) =
+                    Box::pin(self.open_token_envelope(head, body, observed)).await?;
+                (head, environment, true, payload)
+            }
+        };
+        let deployment = resolve(&process, &environment, &*self.settings.models).await?;
+        observed.deployed = true;
+        let envelopes_here = self.settings.envelopes && !names_envelope_fields(&deployment);
+        if from_envelope && !envelopes_here {
+            // The deployment takes its bodies as plain payloads: the token
+            // read from the body does not count.
+            return Err(WebhookError::MissingToken);
+        }
+        if !from_envelope && envelopes_here && is_envelope(&payload) {
+            let (inner, inner_payload) = open_envelope(payload)?;
+            head.merge_envelope(inner)?;
+            payload = inner_payload;
+        }
+        let wait = head.wait;
+        let (mut request, _) = head.into_request(process, payload);
+        let key = request_key(&mut request)?;
+        let dry_run = request.dry_run;
+        let checked = check(request, key, deployment)?;
+        if dry_run {
+            return Ok(Success::DryRun(DryRun::from(checked)));
+        }
+        let outcome = self.start_checked(checked).await?;
+        match wait {
+            Some(seconds) => Ok(Box::pin(self.wait_for(outcome, seconds, observed)).await),
+            None => Ok(Success::Started(outcome)),
+        }
+    }
+
+    /// The signature `environment` may require, over the raw `body`.
+    fn verify_body(
+        &self,
+        environment: &Environment,
+        signature: Option<&SignatureHeaders>,
+        body: &[u8],
+    ) -> Result<(), WebhookError> {
+        verify_signed(
+            environment,
+            signature.map(|s| (s, body)),
+            self.settings.signature_tolerance,
+        )
+    }
+
+    /// A `GET` or `HEAD`: the schema of the payload, once the signature over
+    /// the (empty) body holds.
+    async fn finish_schema(
+        &self,
+        method: Method,
+        process: ProcessUuid,
+        head: &RequestHead,
+        environment: Environment,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        self.verify_body(&environment, head.signature.as_ref(), body)?;
+        let schema = self.schema_authenticated(&process, &environment).await?;
+        observed.deployed = true;
+        Ok(if method == Method::Head {
+            Success::SchemaHead(schema)
+        } else {
+            Success::Schema(schema)
+        })
+    }
+
+    /// A `POST` without a token on the request: only an envelope body can
+    /// carry one. Its environment (looked up, limited, and its signature
+    /// checked against the request's own signature headers), the head with
+    /// the envelope's headers merged in, and the envelope's payload.
+    async fn open_token_envelope(
+        &self,
+        mut head: RequestHead,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<(RequestHead, Environment, Map<String, Value>), WebhookError> {
+        let payload = match parse_payload(body, self.settings.max_json_values) {
+            Ok(payload) if is_envelope(&payload) => payload,
+            _ => return Err(WebhookError::MissingToken),
+        };
+        // Signature headers inside an envelope do not count: the request's
+        // own are kept aside before the envelope's are merged.
+        let signature = head.signature.clone();
+        let (inner, payload) = open_envelope(payload)?;
+        head.merge_envelope(inner)?;
+        let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
+        observed.environment = Some(environment.id().clone());
+        self.limit_environment(&environment, observed).await?;
+        self.verify_body(&environment, signature.as_ref(), body)?;
+        Ok((head, environment, payload))
+    }
+}
+
+/// `reply` with `idempotent-replayed: true` when `outcome` is a replay.
+pub(crate) fn marked_replayed(reply: HttpReply, outcome: &StartOutcome) -> HttpReply {
+    if outcome.is_replayed() {
+        reply.with_header("idempotent-replayed", "true".to_owned())
+    } else {
+        reply
+    }
+}
+
+/// A duration in whole seconds, rounded up.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Whether a deployment's start form names a field `headers` or `payload`:
+/// its bodies are then never read as envelopes.
+fn names_envelope_fields(deployment: &Deployment) -> bool {
+    deployment
+        .start_form()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.name(), "headers" | "payload"))
+}

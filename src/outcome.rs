@@ -1,0 +1,142 @@
+//! [`StartOutcome`]: what a start answers, and what a later wait for the
+//! instance needs.
+
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::engine::InstanceRef;
+use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
+use crate::model::Deployment;
+
+/// A started (or, with idempotency, replayed) instance.
+///
+/// Serialized as `{"instanceId", "processUuid", "version", "environment",
+/// "replayed"}`: the body of the `202` answer. It also keeps the instance as
+/// an engine knows it ([`instance`](Self::instance): the business key the
+/// engine gave it, the caller's idempotency key), which a wait for the
+/// instance hands to [`Engine::wait`](crate::Engine::wait).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StartOutcome {
+    instance: InstanceRef,
+    version: u32,
+    deployment_id: DeploymentId,
+    replayed: bool,
+}
+
+impl Serialize for StartOutcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut outcome = serializer.serialize_struct("StartOutcome", 5)?;
+        outcome.serialize_field("instanceId", self.instance.id())?;
+        outcome.serialize_field("processUuid", self.instance.process())?;
+        outcome.serialize_field("version", &self.version)?;
+        outcome.serialize_field("environment", self.instance.environment())?;
+        outcome.serialize_field("replayed", &self.replayed)?;
+        outcome.end()
+    }
+}
+
+impl StartOutcome {
+    /// The outcome of a start of `deployment` (released as `version`) that
+    /// the engine answered with `instance_id`.
+    pub(crate) fn new(instance_id: InstanceId, deployment: &Deployment, version: u32) -> Self {
+        Self {
+            instance: InstanceRef::new(
+                instance_id,
+                *deployment.process(),
+                deployment.environment().clone(),
+            ),
+            version,
+            deployment_id: deployment.id(),
+            replayed: false,
+        }
+    }
+
+    /// An outcome from its stored parts (a store reading one back).
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+    pub(crate) fn from_parts(
+        instance_id: InstanceId,
+        process: ProcessUuid,
+        version: u32,
+        environment: EnvironmentId,
+        deployment_id: DeploymentId,
+    ) -> Self {
+        Self {
+            instance: InstanceRef::new(instance_id, process, environment),
+            version,
+            deployment_id,
+            replayed: false,
+        }
+    }
+
+    /// The same outcome, with the business key the engine gave the instance.
+    pub(crate) fn with_business_key(mut self, key: Option<&str>) -> Self {
+        if let Some(key) = key {
+            self.instance = self.instance.with_business_key(key);
+        }
+        self
+    }
+
+    /// The same outcome, with the caller's idempotency key of the start.
+    pub(crate) fn with_idempotency_key(mut self, key: Option<&str>) -> Self {
+        if let Some(key) = key {
+            self.instance = self.instance.with_idempotency_key(key);
+        }
+        self
+    }
+
+    /// The same outcome, marked as a replay of an earlier start.
+    pub(crate) fn into_replay(mut self) -> Self {
+        self.replayed = true;
+        self
+    }
+
+    /// The new instance's id.
+    pub fn instance_id(&self) -> &InstanceId {
+        self.instance.id()
+    }
+
+    /// The instance as an engine knows it: its id, process and environment,
+    /// the engine's business key (after a start that reported one) and the
+    /// caller's idempotency key (when the start had one).
+    pub fn instance(&self) -> &InstanceRef {
+        &self.instance
+    }
+
+    /// The process started.
+    pub fn process(&self) -> &ProcessUuid {
+        self.instance.process()
+    }
+
+    /// The version started.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The environment it started in.
+    pub fn environment(&self) -> &EnvironmentId {
+        self.instance.environment()
+    }
+
+    /// The deployment that started.
+    pub fn deployment_id(&self) -> DeploymentId {
+        self.deployment_id
+    }
+
+    /// Whether this answers a repeated call with the outcome of the first
+    /// (idempotency), rather than a new start.
+    pub fn is_replayed(&self) -> bool {
+        self.replayed
+    }
+}
+
+/// An outcome of a released deployment of the nil process in `production`,
+/// for the idempotency stores' unit tests and the conformance suite.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn sample_outcome(id: InstanceId) -> StartOutcome {
+    let deployment = Deployment::new(
+        ProcessUuid::from(uuid::Uuid::nil()),
+        crate::model::VersionTag::Released(1),
+        EnvironmentId::new("production"),
+        Default::default(),
+    );
+    StartOutcome::new(id, &deployment, 1)
+}

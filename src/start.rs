@@ -1,0 +1,452 @@
+//! The start, written once: authenticate, resolve, check (the draft rule,
+//! the idempotency key, the start form), reserve the key, call the engine,
+//! record the outcome. [`start_via_webhook`], [`WebhookStarter`] and the
+//! HTTP exchange all run these steps, in this order.
+//!
+//! [`WebhookStarter`]: crate::WebhookStarter
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
+use serde_json::{Map, Value};
+
+use crate::engine::{Engine, ProcessInstance, StartCommand};
+use crate::error::WebhookError;
+use crate::id::ProcessUuid;
+use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
+use crate::model::{Deployment, Environment};
+use crate::observe::chain;
+use crate::outcome::StartOutcome;
+use crate::request::{RequestKey, WebhookStartRequest};
+use crate::signature::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders, verify};
+use crate::store::{IdempotencyStore, ModelStore, Reservation, TokenStore};
+use crate::token::EnvironmentToken;
+use crate::trace::TraceContext;
+/// Starts the process of a webhook call, if the call may start it.
+///
+/// In order:
+/// 1. No token: `401 missing_token`; a token no environment has (or a revoked
+///    one): `401 invalid_token`. An environment with signing secrets also
+///    needs a valid signature (`401 invalid_signature` / `stale_timestamp`).
+/// 2. The process must exist in the token's organization, else
+///    `404 unknown_process` (a token never learns whether another
+///    organization's process exists), and be deployed to the token's
+///    environment, else `409 not_deployed`.
+/// 3. A draft deployment is `409 draft_version`.
+/// 4. The payload is validated against the deployment's start form, every
+///    problem reported at once: `422 invalid_payload`.
+/// 5. The engine starts the instance; its failure is `502 engine_failed`
+///    (or `429`/`503`, see [`EngineErrorKind`](crate::EngineErrorKind)).
+///
+/// A store that fails is `503 store_unavailable`; the engine is then never
+/// called. The idempotency key is only checked for shape and handed to the
+/// engine: repeated calls are recognised by
+/// [`WebhookStarter::with_idempotency`](crate::WebhookStarter::with_idempotency).
+///
+/// # Errors
+///
+/// A [`WebhookError`] as above; nothing was started.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+/// use serde_json::json;
+///
+/// # tokio_test::block_on(async {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+/// let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+/// let models = InMemoryModelStore::new();
+/// models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
+/// models.deploy(Deployment::new(uuid, VersionTag::Draft, production.clone(), StartForm::default()));
+/// let tokens = InMemoryTokenStore::new();
+/// let token = EnvironmentToken::generate();
+/// tokens.insert(&token, Environment::new(production, acme));
+/// let engine = InMemoryEngine::new();
+///
+/// let request = WebhookStartRequest::new(uuid, Some(token), Default::default());
+/// let err = start_via_webhook(request, &models, &tokens, &engine).await.unwrap_err();
+/// assert_eq!((err.status(), err.code()), (409, "draft_version"));
+/// assert!(engine.started().is_empty());
+/// # });
+/// ```
+pub async fn start_via_webhook<M, T, E>(
+    request: WebhookStartRequest,
+    models: &M,
+    tokens: &T,
+    engine: &E,
+) -> Result<StartOutcome, WebhookError>
+where
+    M: ModelStore + ?Sized,
+    T: TokenStore + ?Sized,
+    E: Engine + ?Sized,
+{
+    start_free(request, models, tokens, engine, None).await
+}
+
+/// [`start_via_webhook`], idempotent: a repeated call with the same
+/// idempotency key and the same payload gets the first call's outcome,
+/// marked as replayed, without reaching the engine; the same key with
+/// another payload is `422 idempotency_key_reused`, and a start with that
+/// key still running `409 start_in_progress`. A call without a key starts
+/// as [`start_via_webhook`] does. See [`IdempotencyStore`] for the rules.
+///
+/// # Errors
+///
+/// As [`start_via_webhook`], and the refusals above; nothing was started.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+/// use serde_json::json;
+///
+/// # tokio_test::block_on(async {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+/// let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+/// let models = InMemoryModelStore::new();
+/// models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
+/// models.deploy(Deployment::new(uuid, VersionTag::Released(1), production.clone(), StartForm::default()));
+/// let tokens = InMemoryTokenStore::new();
+/// let token = EnvironmentToken::generate();
+/// tokens.insert(&token, Environment::new(production, acme));
+/// let (engine, keys) = (InMemoryEngine::new(), InMemoryIdempotencyStore::new());
+///
+/// let call = || {
+///     let payload = json!({"orderNumber": "123456"}).as_object().unwrap().clone();
+///     WebhookStartRequest::new(uuid, Some(token.clone()), payload).with_idempotency_key("order-1")
+/// };
+/// let first = start_via_webhook_with_idempotency(call(), &models, &tokens, &engine, &keys).await.unwrap();
+/// let again = start_via_webhook_with_idempotency(call(), &models, &tokens, &engine, &keys).await.unwrap();
+/// assert!(!first.is_replayed() && again.is_replayed());
+/// assert_eq!(again.instance_id(), first.instance_id());
+/// assert_eq!(engine.started().len(), 1);
+/// # });
+/// ```
+pub async fn start_via_webhook_with_idempotency<M, T, E>(
+    request: WebhookStartRequest,
+    models: &M,
+    tokens: &T,
+    engine: &E,
+    keys: &dyn IdempotencyStore,
+) -> Result<StartOutcome, WebhookError>
+where
+    M: ModelStore + ?Sized,
+    T: TokenStore + ?Sized,
+    E: Engine + ?Sized,
+{
+    start_free(request, models, tokens, engine, Some(keys)).await
+}
+
+/// The steps of a start of the free functions: a dry run refused, the
+/// token and signature, the key, the deployment, the checks, then the
+/// engine (through the idempotency store, when there is one).
+async fn start_free<M, T, E>(
+    mut request: WebhookStartRequest,
+    models: &M,
+    tokens: &T,
+    engine: &E,
+    idempotency: Option<&dyn IdempotencyStore>,
+) -> Result<StartOutcome, WebhookError>
+where
+    M: ModelStore + ?Sized,
+    T: TokenStore + ?Sized,
+    E: Engine + ?Sized,
+{
+    if request.dry_run {
+        return Err(WebhookError::DryRunNotStarted);
+    }
+    let environment = authenticate_request(&request, tokens, DEFAULT_SIGNATURE_TOLERANCE).await?;
+    let key = request_key(&mut request)?;
+    let deployment = resolve(&request.process, &environment, models).await?;
+    let checked = check(request, key, deployment)?;
+    start_checked(checked, idempotency, |command| {
+        engine.start(command).map(engine_result)
+    })
+    .await
+}
+
+/// An engine's answer as a start's.
+pub(crate) fn engine_result(
+    result: Result<ProcessInstance, crate::engine::EngineError>,
+) -> Result<ProcessInstance, WebhookError> {
+    result.map_err(WebhookError::from)
+}
+
+/// Step 1 for a request: its token, and its signature where it was built
+/// from raw parts.
+pub(crate) async fn authenticate_request<T: TokenStore + ?Sized>(
+    request: &WebhookStartRequest,
+    tokens: &T,
+    tolerance: Duration,
+) -> Result<Environment, WebhookError> {
+    let signed = request.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
+    authenticate(request.token.as_ref(), signed, tokens, tolerance).await
+}
+
+/// Step 1: the token's environment, and the signature it may require
+/// (checked over the raw body, before it is parsed, where the caller has it).
+pub(crate) async fn authenticate<T: TokenStore + ?Sized>(
+    token: Option<&EnvironmentToken>,
+    signed: Option<(&SignatureHeaders, &[u8])>,
+    tokens: &T,
+    tolerance: Duration,
+) -> Result<Environment, WebhookError> {
+    let environment = environment_of(token, tokens).await?;
+    verify_signed(&environment, signed, tolerance)?;
+    Ok(environment)
+}
+
+/// The first half of step 1: the environment of the token, from the store.
+pub(crate) async fn environment_of<T: TokenStore + ?Sized>(
+    token: Option<&EnvironmentToken>,
+    tokens: &T,
+) -> Result<Environment, WebhookError> {
+    let token = token.ok_or(WebhookError::MissingToken)?;
+    let found = match tokens.environment_now(token) {
+        Some(found) => found,
+        None => tokens.environment(token).await,
+    };
+    found?.ok_or(WebhookError::InvalidToken)
+}
+
+/// The second half of step 1: the signature an environment may require.
+pub(crate) fn verify_signed(
+    environment: &Environment,
+    signed: Option<(&SignatureHeaders, &[u8])>,
+    tolerance: Duration,
+) -> Result<(), WebhookError> {
+    if !environment.signing_secrets().is_empty() {
+        let (headers, body) = signed.ok_or(WebhookError::InvalidSignature)?;
+        verify(
+            environment.signing_secrets(),
+            headers,
+            body,
+            SystemTime::now(),
+            tolerance,
+        )?;
+    }
+    Ok(())
+}
+
+/// The caller's idempotency key of `request`, taken out of it and checked
+/// (once: a key the HTTP edge checked when it read the header is not
+/// checked again).
+pub(crate) fn request_key(request: &mut WebhookStartRequest) -> Result<Option<CallerKey>, WebhookError> {
+    request
+        .idempotency_key
+        .take()
+        .map(RequestKey::into_checked)
+        .transpose()
+}
+
+/// Step 2: the deployment of `process` in the token's environment, read
+/// with one store call.
+pub(crate) async fn resolve<M: ModelStore + ?Sized>(
+    process: &ProcessUuid,
+    environment: &Environment,
+    models: &M,
+) -> Result<Deployment, WebhookError> {
+    let found = match models.model_with_deployment_now(process, environment.id()) {
+        Some(found) => found?,
+        None => models.model_with_deployment(process, environment.id()).await?,
+    };
+    let deployment = match found {
+        Some((model, deployment)) if model.organization() == environment.organization() => deployment,
+        _ => return Err(WebhookError::UnknownProcess { process: *process }),
+    };
+    deployment.ok_or_else(|| WebhookError::NotDeployed {
+        process: *process,
+        environment: environment.id().clone(),
+    })
+}
+
+/// A call that passed every check: what the engine gets, and what the answer
+/// reports.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub(crate) deployment: Deployment,
+    pub(crate) version: u32,
+    pub(crate) variables: Map<String, Value>,
+    pub(crate) key: Option<CallerKey>,
+    pub(crate) fingerprint: Option<PayloadFingerprint>,
+    pub(crate) trace: Option<Box<TraceContext>>,
+}
+
+/// Step 3, once the deployment is known: the draft rule, then the payload
+/// against the start form (every problem at once). The fingerprint of the
+/// payload is taken, before the form fills in defaults, when the call has a
+/// key.
+pub(crate) fn check(
+    request: WebhookStartRequest,
+    key: Option<CallerKey>,
+    deployment: Deployment,
+) -> Result<Checked, WebhookError> {
+    let version = deployment.startable_version()?;
+    let fingerprint = key.as_ref().map(|_| PayloadFingerprint::of(&request.payload));
+    let variables = deployment
+        .start_form()
+        .validate(request.payload)
+        .map_err(|violations| WebhookError::InvalidPayload { violations })?;
+    Ok(Checked {
+        deployment,
+        version,
+        variables,
+        key,
+        fingerprint,
+        trace: request.trace,
+    })
+}
+
+/// Steps 4 to 6: with an idempotency store and a key, the key's
+/// reservation (or the replay of its first outcome), the engine, the
+/// outcome recorded; else the engine alone. `call` is how this start calls
+/// its engine (the starter's guards panics and times it).
+///
+/// The command is built, and the engine's future made, when this is called
+/// for a start without a reservation: the future returned keeps only the
+/// engine's future and what the answer needs, so that a start waiting on its
+/// engine holds little.
+pub(crate) fn start_checked<'a, F, Fut>(
+    checked: Checked,
+    idempotency: Option<&'a dyn IdempotencyStore>,
+    call: F,
+) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + 'a
+where
+    F: FnOnce(StartCommand) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send + 'a,
+{
+    match (idempotency, &checked.key) {
+        // Boxed: the idempotent path holds the key and its store's futures
+        // besides the engine's, and would make every start's future (most
+        // have no key) that much larger.
+        (Some(store), Some(_)) => Either::Right(Box::pin(start_idempotent(store, checked, call))),
+        _ => Either::Left(start_now(checked, call)),
+    }
+}
+
+/// What an answer needs once the engine has started the instance.
+struct Answer {
+    deployment: Deployment,
+    version: u32,
+    key: Option<CallerKey>,
+}
+
+impl Answer {
+    fn outcome(self, instance: &ProcessInstance) -> StartOutcome {
+        StartOutcome::new(instance.id().clone(), &self.deployment, self.version)
+            .with_business_key(instance.business_key())
+            .with_idempotency_key(self.key.as_ref().map(CallerKey::as_str))
+    }
+}
+
+/// The command for the engine (the variables moved, not copied), and what
+/// the answer needs.
+fn command_of(checked: Checked) -> (StartCommand, Answer) {
+    let Checked {
+        deployment,
+        version,
+        variables,
+        key,
+        fingerprint,
+        trace,
+    } = checked;
+    let mut command = StartCommand::new(&deployment, version, variables);
+    command.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());
+    command.fingerprint = fingerprint;
+    command.trace = trace.map(|t| *t);
+    (
+        command,
+        Answer {
+            deployment,
+            version,
+            key,
+        },
+    )
+}
+
+/// Step 5 alone: the engine starts the instance.
+fn start_now<'a, F, Fut>(
+    checked: Checked,
+    call: F,
+) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + 'a
+where
+    F: FnOnce(StartCommand) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send + 'a,
+{
+    let (command, answer) = command_of(checked);
+    let started = call(command);
+    async move {
+        let instance = started.await?;
+        Ok(answer.outcome(&instance))
+    }
+}
+
+/// Steps 4 to 6 with a key: reserve it (or replay its first outcome, or
+/// refuse a reused or running key), start, record the outcome (or free the
+/// key after a failure).
+async fn start_idempotent<F, Fut>(
+    store: &dyn IdempotencyStore,
+    checked: Checked,
+    call: F,
+) -> Result<StartOutcome, WebhookError>
+where
+    F: FnOnce(StartCommand) -> Fut + Send,
+    Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send,
+{
+    let (Some(caller_key), Some(fingerprint)) = (&checked.key, checked.fingerprint) else {
+        return start_now(checked, call).await;
+    };
+    let key = IdempotencyKey::new(
+        checked.deployment.environment().clone(),
+        *checked.deployment.process(),
+        caller_key.as_str(),
+    );
+    match store.reserve(&key, fingerprint).await? {
+        Reservation::Reserved => {}
+        Reservation::Full { retry_after } => {
+            tracing::error!(
+                target: "process_webhook",
+                process = %key.process(),
+                environment = %key.environment(),
+                "the idempotency store is full: an idempotent start was refused"
+            );
+            return Err(WebhookError::IdempotencyStoreFull { retry_after });
+        }
+        Reservation::InProgress { fingerprint: held } => {
+            return Err(if held == fingerprint {
+                WebhookError::StartInProgress
+            } else {
+                WebhookError::IdempotencyKeyReused
+            });
+        }
+        Reservation::Completed {
+            fingerprint: held,
+            outcome,
+        } => {
+            return if held == fingerprint {
+                Ok(outcome.into_replay().with_idempotency_key(Some(key.key())))
+            } else {
+                Err(WebhookError::IdempotencyKeyReused)
+            };
+        }
+    }
+    let result = start_now(checked, call).await;
+    let recorded = match &result {
+        Ok(outcome) => store.complete(&key, outcome).await,
+        Err(_) => store.release(&key).await,
+    };
+    if let Err(error) = recorded {
+        // The start's own result stands; a key left reserved counts as
+        // abandoned once the store's lease ends.
+        tracing::error!(
+            target: "process_webhook",
+            process = %key.process(),
+            environment = %key.environment(),
+            error = %chain(&error),
+            "could not record the outcome of an idempotent start"
+        );
+    }
+    result
+}
