@@ -1,0 +1,205 @@
+//! [`HttpReply`]: the answer to a call, independent of any web framework,
+//! and the bytes of a start's `202`.
+
+use crate::error::WebhookError;
+use crate::http::ALLOWED_METHODS;
+use crate::outcome::StartOutcome;
+
+/// The realm of the `WWW-Authenticate` challenge of a `401`.
+const REALM: &str = "process-webhook";
+
+/// `value` as JSON, in a buffer sized for the answers this crate sends (a
+/// start's outcome is about 170 bytes) so that it is written without
+/// growing.
+fn json_bytes(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The `202` answer of a start: what `serde_json` writes for a
+/// [`StartOutcome`], written directly (field names and the UUID need no
+/// escaping; an id is escaped by `serde_json` only when it holds a byte
+/// JSON escapes). A property test holds it to `serde_json`'s bytes.
+pub(crate) fn outcome_json(outcome: &StartOutcome) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, text: &str) {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        } else {
+            // Writing to a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut *out, text);
+        }
+    }
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"instanceId\":");
+    string(&mut out, outcome.instance_id().as_str());
+    out.extend_from_slice(b",\"processUuid\":\"");
+    let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(
+        outcome
+            .process()
+            .as_uuid()
+            .hyphenated()
+            .encode_lower(&mut uuid)
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"version\":");
+    out.extend_from_slice(itoa::Buffer::new().format(outcome.version()).as_bytes());
+    out.extend_from_slice(b",\"environment\":");
+    string(&mut out, outcome.environment().as_str());
+    out.extend_from_slice(if outcome.is_replayed() {
+        b",\"replayed\":true}"
+    } else {
+        b",\"replayed\":false}"
+    });
+    out
+}
+
+/// An HTTP answer, independent of any web framework.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::{HttpReply, WebhookError};
+///
+/// let reply = HttpReply::from_error(&WebhookError::MissingToken);
+/// assert_eq!(reply.status(), 401);
+/// assert_eq!(reply.content_type(), "application/problem+json");
+/// let doc: serde_json::Value = serde_json::from_slice(reply.body()).unwrap();
+/// assert_eq!(doc["code"], "missing_token");
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HttpReply {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// An answer with a JSON body.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: json_bytes(body),
+        }
+    }
+
+    /// The problem document of `error`, with its status, and `Retry-After`
+    /// (in seconds) where the error has one.
+    pub fn from_error(error: &WebhookError) -> Self {
+        let mut reply = Self {
+            status: error.status(),
+            content_type: "application/problem+json",
+            headers: Vec::new(),
+            body: json_bytes(&error.to_problem_json()),
+        };
+        if let Some(after) = error.retry_after() {
+            // Whole seconds, rounded up: a caller that waits that long is
+            // not refused again for waiting too little.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            reply = reply.with_header("retry-after", secs.max(1).to_string());
+        }
+        match error {
+            WebhookError::MethodNotAllowed { .. } => {
+                reply = reply.with_header("allow", ALLOWED_METHODS.to_owned());
+            }
+            WebhookError::UnsupportedMediaType => {
+                reply = reply.with_header("accept-post", "application/json".to_owned());
+            }
+            // RFC 9110 §11.6.1: a 401 says how to authenticate.
+            WebhookError::InvalidToken => {
+                reply = reply.with_header(
+                    "www-authenticate",
+                    format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+                );
+            }
+            _ if error.status() == 401 => {
+                reply = reply.with_header("www-authenticate", format!("Bearer realm=\"{REALM}\""));
+            }
+            _ => {}
+        }
+        reply
+    }
+
+    /// The `202` answer of a start.
+    pub(crate) fn started(outcome: &StartOutcome) -> Self {
+        Self {
+            status: 202,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: outcome_json(outcome),
+        }
+    }
+
+    /// An answer without a body (`204`, say).
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The same answer without its body (the answer to a `HEAD`).
+    pub fn without_body(mut self) -> Self {
+        self.body = Vec::new();
+        self
+    }
+
+    /// Replaces the `Content-Type`.
+    pub fn with_content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The `Content-Type`.
+    pub fn content_type(&self) -> &str {
+        self.content_type
+    }
+
+    #[cfg(feature = "axum")]
+    pub(crate) fn content_type_static(&self) -> &'static str {
+        self.content_type
+    }
+
+    /// Headers to send besides `Content-Type` (names in lower case).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (*n, v.as_str()))
+    }
+
+    /// The value of header `name` (case-insensitive), if set.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body, owned.
+    pub fn into_body(self) -> Vec<u8> {
+        self.body
+    }
+}
