@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     let (plain, token, uuid) = world();
     let limited = plain.clone().with_rate_limit(
         Arc::new(InMemoryRateLimiter::new()),
-        RateLimitPolicy::default().per_environment(Quota::per_second(u32::MAX)),
+        RateLimitPolicy::default().with_per_environment(Quota::per_second(u32::MAX)),
     );
     let payload = json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"});
     let payload = payload.as_object().unwrap().clone();

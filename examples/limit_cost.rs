@@ -43,7 +43,7 @@ fn main() {
     if mode == "limited" {
         starter = starter.with_rate_limit(
             Arc::new(InMemoryRateLimiter::new()),
-            RateLimitPolicy::default().per_environment(Quota::per_second(u32::MAX)),
+            RateLimitPolicy::default().with_per_environment(Quota::per_second(u32::MAX)),
         );
     }
     let payload = json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"});

@@ -67,6 +67,7 @@ pub enum WebhookError {
     /// The body is not a JSON object. The message says where JSON parsing
     /// stopped (line and column), never what the body holds.
     #[error("{}", malformed(source.as_ref()))]
+    #[non_exhaustive]
     MalformedPayload {
         /// Why it could not be read, when JSON parsing failed.
         #[source]
@@ -75,6 +76,7 @@ pub enum WebhookError {
     /// A body read as an envelope (`{"headers": {…}, "payload": {…}}`) is
     /// malformed (code `malformed_payload`).
     #[error("the envelope body is malformed: {problem}")]
+    #[non_exhaustive]
     MalformedEnvelope {
         /// What is wrong with it.
         problem: &'static str,
@@ -82,12 +84,14 @@ pub enum WebhookError {
     /// A header sent on the request and the same header inside an envelope
     /// body have different values.
     #[error("the `{name}` header on the request differs from the one in the envelope body")]
+    #[non_exhaustive]
     ConflictingHeaders {
         /// The header's name, in lower case.
         name: &'static str,
     },
     /// The body is over the limit.
     #[error("the payload is larger than the limit of {limit} bytes")]
+    #[non_exhaustive]
     PayloadTooLarge {
         /// The limit, in bytes.
         limit: usize,
@@ -96,12 +100,14 @@ pub enum WebhookError {
     /// `payload_too_large`): the limit keeps a call's memory a small
     /// multiple of its bytes.
     #[error("the payload holds more than {limit} JSON values")]
+    #[non_exhaustive]
     TooManyJsonValues {
         /// The limit, in JSON values.
         limit: usize,
     },
     /// The body did not arrive within the time limit.
     #[error("the request body did not arrive within {} seconds", limit.as_secs_f64())]
+    #[non_exhaustive]
     BodyTimeout {
         /// The time limit for the whole body.
         limit: Duration,
@@ -113,6 +119,7 @@ pub enum WebhookError {
     /// The caller is over a rate limit (its environment's, or its client
     /// address's for failed authentications).
     #[error("too many calls: over the rate limit")]
+    #[non_exhaustive]
     RateLimited {
         /// When a call would be allowed again.
         retry_after: Duration,
@@ -125,6 +132,7 @@ pub enum WebhookError {
     TooManyConnections,
     /// The idempotency store has no room for another key before some expire.
     #[error("the idempotency store is full")]
+    #[non_exhaustive]
     IdempotencyStoreFull {
         /// When a key is expected to expire, if the store knows.
         retry_after: Option<Duration>,
@@ -134,6 +142,7 @@ pub enum WebhookError {
     InvalidIdempotencyKey,
     /// A header that must appear at most once appears more often.
     #[error("the `{name}` header appears more than once")]
+    #[non_exhaustive]
     DuplicateHeader {
         /// The header's name, in lower case.
         name: &'static str,
@@ -156,6 +165,7 @@ pub enum WebhookError {
     StaleTimestamp,
     /// No such process in the token's organization.
     #[error("process {process} does not exist")]
+    #[non_exhaustive]
     UnknownProcess {
         /// The process asked for.
         process: ProcessUuid,
@@ -172,12 +182,14 @@ pub enum WebhookError {
     },
     /// The method is not one the endpoint serves.
     #[error("method {method} is not allowed")]
+    #[non_exhaustive]
     MethodNotAllowed {
         /// The method used.
         method: String,
     },
     /// The process has no deployment in the token's environment.
     #[error("process {process} is not deployed to environment {environment}")]
+    #[non_exhaustive]
     NotDeployed {
         /// The process asked for.
         process: ProcessUuid,
@@ -188,6 +200,7 @@ pub enum WebhookError {
     #[error(
         "process {process} is deployed to environment {environment} only as a draft, which cannot be started by webhook"
     )]
+    #[non_exhaustive]
     DraftVersion {
         /// The process asked for.
         process: ProcessUuid,
@@ -199,6 +212,7 @@ pub enum WebhookError {
     StartInProgress,
     /// The payload does not satisfy the start form.
     #[error("the payload is invalid: {} problem(s), first: {}", violations.len(), violations.first().map(ToString::to_string).unwrap_or_default())]
+    #[non_exhaustive]
     InvalidPayload {
         /// Every problem found.
         violations: Vec<FieldViolation>,
@@ -208,6 +222,7 @@ pub enum WebhookError {
     IdempotencyKeyReused,
     /// The engine could not start the instance.
     #[error("the process engine could not start the instance")]
+    #[non_exhaustive]
     EngineFailed {
         /// The engine's error.
         #[source]
@@ -215,6 +230,7 @@ pub enum WebhookError {
     },
     /// A store could not answer.
     #[error("a store could not answer")]
+    #[non_exhaustive]
     StoreUnavailable {
         /// The store's error.
         #[source]

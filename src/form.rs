@@ -406,6 +406,7 @@ pub enum Violation {
     /// A mandatory field is absent, `null` or a blank string.
     Missing,
     /// The value is not of the field's kind.
+    #[non_exhaustive]
     WrongType {
         /// The kind the form asks for.
         expected: FieldKind,

@@ -325,6 +325,18 @@ mod trace;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The `sqlx` whose `PgPool` [`PostgresStore`] is built on (feature
+/// `postgres`), so that a host's pool is of the same version.
+#[cfg(feature = "postgres")]
+pub use ::sqlx;
+/// The `reqwest` whose `Client` the HTTP engines take (features
+/// `camunda7`, `camunda8`, `temporal`).
+#[cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal"))]
+pub use ::reqwest;
+/// The `redis` whose connection [`RedisIdempotencyStore`] and
+/// [`RedisRateLimiter`] share (feature `redis`).
+#[cfg(feature = "redis")]
+pub use ::redis;
 /// The attribute the traits are written with: `#[async_trait]` on an
 /// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
 /// [`Engine`].
@@ -376,7 +388,8 @@ pub use crate::store::{
 };
 #[cfg(feature = "postgres")]
 pub use crate::store::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, InvalidSchemaName,
+    PostgresStore,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};

@@ -34,6 +34,7 @@ use crate::token::EnvironmentToken;
 /// in order (a later deployment of the same process to the same environment
 /// replaces the earlier).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ModelFixtures {
     /// The models.
     pub models: Vec<ProcessModel>,

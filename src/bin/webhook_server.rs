@@ -352,7 +352,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut starter =
         WebhookStarter::new(stores.models, stores.tokens, engine).with_idempotency(stores.idempotency);
     if let Some(limit) = rate_limit()? {
-        starter = starter.with_rate_limit(stores.limiter, RateLimitPolicy::default().per_environment(limit));
+        starter = starter.with_rate_limit(
+            stores.limiter,
+            RateLimitPolicy::default().with_per_environment(limit),
+        );
     }
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));

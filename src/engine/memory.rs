@@ -13,6 +13,7 @@ use crate::id::InstanceId;
 
 /// An instance [`InMemoryEngine`] started, with the command that started it.
 #[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
 pub struct StartedInstance {
     /// The instance's id (a random UUID).
     pub id: InstanceId,

@@ -203,3 +203,184 @@ impl HttpReply {
         self.body
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError;
+    use crate::store::StoreError;
+    use serde_json::Value;
+
+    #[test]
+    fn every_refusal_that_says_when_to_retry_has_its_documented_status_code_title_and_retry_after() {
+        use std::time::Duration;
+        let secs = Duration::from_secs;
+        let cases = [
+            (
+                WebhookError::StartInProgress,
+                409,
+                "start_in_progress",
+                "Conflict",
+                Some("1"),
+            ),
+            (
+                WebhookError::ServerBusy,
+                503,
+                "server_busy",
+                "Service unavailable",
+                Some("1"),
+            ),
+            (
+                WebhookError::TooManyConnections,
+                503,
+                "too_many_connections",
+                "Service unavailable",
+                Some("1"),
+            ),
+            (
+                WebhookError::RateLimited {
+                    retry_after: Duration::from_millis(2_500),
+                },
+                429,
+                "rate_limited",
+                "Too many requests",
+                Some("3"),
+            ),
+            (
+                WebhookError::RateLimited {
+                    retry_after: Duration::from_millis(200),
+                },
+                429,
+                "rate_limited",
+                "Too many requests",
+                Some("1"),
+            ),
+            (
+                WebhookError::IdempotencyStoreFull {
+                    retry_after: Some(secs(7)),
+                },
+                503,
+                "idempotency_store_full",
+                "Service unavailable",
+                Some("7"),
+            ),
+            (
+                WebhookError::IdempotencyStoreFull { retry_after: None },
+                503,
+                "idempotency_store_full",
+                "Service unavailable",
+                Some("60"),
+            ),
+            (
+                WebhookError::StoreUnavailable {
+                    source: StoreError::new("down"),
+                },
+                503,
+                "store_unavailable",
+                "Service unavailable",
+                Some("5"),
+            ),
+            (
+                WebhookError::EngineFailed {
+                    source: EngineError::overloaded("busy").with_retry_after(secs(3)),
+                },
+                429,
+                "engine_overloaded",
+                "Engine overloaded",
+                Some("3"),
+            ),
+            (
+                WebhookError::EngineFailed {
+                    source: EngineError::unavailable("restarting"),
+                },
+                503,
+                "engine_unavailable",
+                "Service unavailable",
+                Some("5"),
+            ),
+            (
+                WebhookError::EngineFailed {
+                    source: EngineError::key_reused("other payload"),
+                },
+                422,
+                "idempotency_key_reused",
+                "Unprocessable payload",
+                None,
+            ),
+            (
+                WebhookError::EngineFailed {
+                    source: EngineError::refused("no such definition"),
+                },
+                502,
+                "engine_failed",
+                "Engine failed",
+                None,
+            ),
+            (
+                WebhookError::InvalidToken,
+                401,
+                "invalid_token",
+                "Unauthorized",
+                None,
+            ),
+        ];
+        for (error, status, code, title, retry_after) in cases {
+            assert_eq!((error.status(), error.code()), (status, code), "{error:?}");
+            let reply = HttpReply::from_error(&error);
+            assert_eq!(reply.status(), status);
+            assert_eq!(reply.header("retry-after"), retry_after, "{error:?}");
+            let doc: Value = serde_json::from_slice(reply.body()).unwrap();
+            assert_eq!(
+                (doc["code"].as_str(), doc["title"].as_str()),
+                (Some(code), Some(title))
+            );
+        }
+    }
+
+    #[test]
+    fn every_status_has_its_title_and_only_a_401_says_how_to_authenticate() {
+        use std::time::Duration;
+        let cases = [
+            (WebhookError::MissingUid, 400, "Bad request"),
+            (WebhookError::MissingToken, 401, "Unauthorized"),
+            (
+                WebhookError::UnknownProcess {
+                    process: "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap(),
+                },
+                404,
+                "Unknown process",
+            ),
+            (
+                WebhookError::MethodNotAllowed { method: "PUT".into() },
+                405,
+                "Method not allowed",
+            ),
+            (
+                WebhookError::BodyTimeout {
+                    limit: Duration::from_secs(10),
+                },
+                408,
+                "Request timeout",
+            ),
+            (
+                WebhookError::PayloadTooLarge { limit: 1024 },
+                413,
+                "Payload too large",
+            ),
+            (WebhookError::UnsupportedMediaType, 415, "Unsupported media type"),
+            (WebhookError::Internal, 500, "Internal error"),
+        ];
+        for (error, status, title) in cases {
+            let reply = HttpReply::from_error(&error);
+            assert_eq!(reply.status(), status);
+            let doc: Value = serde_json::from_slice(reply.body()).unwrap();
+            assert_eq!(doc["title"].as_str(), Some(title), "{error:?}");
+            let challenge = reply.header("www-authenticate");
+            if status == 401 {
+                assert_eq!(challenge, Some("Bearer realm=\"process-webhook\""));
+            } else {
+                assert_eq!(challenge, None, "{error:?}");
+            }
+        }
+    }
+}

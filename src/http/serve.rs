@@ -55,9 +55,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// use process_webhook::ServeOptions;
 ///
 /// let options = ServeOptions::default()
-///     .header_read_timeout(Duration::from_secs(5))
-///     .max_connections(2_000);
-/// assert_eq!(options.get_max_connections(), 2_000);
+///     .with_header_read_timeout(Duration::from_secs(5))
+///     .with_max_connections(2_000);
+/// assert_eq!(options.max_connections(), 2_000);
 /// ```
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -82,34 +82,49 @@ impl ServeOptions {
     /// Sets how long a client may take to send a request's head (request
     /// line and headers), counted from its first byte. A slow sender
     /// (slowloris) is closed then.
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
 
     /// Sets how long a connection may wait for its first request, or for
     /// the next one on a kept-alive connection, without sending a byte.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
     /// Sets how many connections are held at once (at least 1).
-    pub fn max_connections(mut self, connections: usize) -> Self {
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self
     }
 
     /// Sets how long calls in flight may take to finish once shutdown
     /// begins.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// The connection bound.
-    pub fn get_max_connections(&self) -> usize {
+    pub fn max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// The shutdown grace.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
     }
 }
 

@@ -218,9 +218,9 @@ pub enum OnLimiterError {
 /// use process_webhook::{OnLimiterError, Quota, RateLimitPolicy};
 ///
 /// let policy = RateLimitPolicy::default()
-///     .per_environment(Quota::per_second(100).with_burst(20))
-///     .failed_authentications_per_client(Quota::per_minute(30))
-///     .on_error(OnLimiterError::Refuse);
+///     .with_per_environment(Quota::per_second(100).with_burst(20))
+///     .with_failed_authentications_per_client(Quota::per_minute(30))
+///     .with_on_error(OnLimiterError::Refuse);
 /// # let _ = policy;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -234,22 +234,37 @@ impl RateLimitPolicy {
     /// Limits the calls of each environment (starts, dry runs and schema
     /// requests alike), checked after authentication and before
     /// validation, the idempotency store and the engine.
-    pub fn per_environment(mut self, quota: Quota) -> Self {
+    pub fn with_per_environment(mut self, quota: Quota) -> Self {
         self.per_environment = Some(quota);
         self
     }
 
     /// Limits failed authentications per client address; once a client is
     /// over it, its calls are refused before the token store is consulted.
-    pub fn failed_authentications_per_client(mut self, quota: Quota) -> Self {
+    pub fn with_failed_authentications_per_client(mut self, quota: Quota) -> Self {
         self.failed_auth = Some(quota);
         self
     }
 
     /// Sets what happens when the limiter cannot answer (default: allow).
-    pub fn on_error(mut self, on_error: OnLimiterError) -> Self {
+    pub fn with_on_error(mut self, on_error: OnLimiterError) -> Self {
         self.on_error = on_error;
         self
+    }
+
+    /// The limit of each environment's calls, if any.
+    pub fn per_environment(&self) -> Option<Quota> {
+        self.per_environment
+    }
+
+    /// The limit of each client's failed authentications, if any.
+    pub fn failed_authentications_per_client(&self) -> Option<Quota> {
+        self.failed_auth
+    }
+
+    /// What happens when the limiter cannot answer.
+    pub fn on_error(&self) -> OnLimiterError {
+        self.on_error
     }
 }
 

@@ -165,8 +165,8 @@ impl WebhookStarter {
     /// let starter = starter().with_rate_limit(
     ///     Arc::new(InMemoryRateLimiter::new()),
     ///     RateLimitPolicy::default()
-    ///         .per_environment("100/s".parse().unwrap())
-    ///         .failed_authentications_per_client(Quota::per_minute(30)),
+    ///         .with_per_environment("100/s".parse().unwrap())
+    ///         .with_failed_authentications_per_client(Quota::per_minute(30)),
     /// );
     /// # let _ = starter;
     /// ```

@@ -24,7 +24,8 @@ pub use idempotency::{
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, PostgresStore,
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, InvalidSchemaName,
+    PostgresStore,
 };
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};

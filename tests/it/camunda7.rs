@@ -316,7 +316,7 @@ async fn a_500_is_retryable_and_reaches_the_caller_only_as_engine_failed() {
     .await;
     assert_eq!(err.kind(), EngineErrorKind::Failed);
     assert!(err.is_retryable());
-    let webhook = WebhookError::EngineFailed { source: err };
+    let webhook = WebhookError::from(err);
     assert_eq!((webhook.status(), webhook.code()), (502, "engine_failed"));
     assert!(!webhook.to_problem_json().to_string().contains("deadlock"));
 }

@@ -356,7 +356,7 @@ async fn a_401_that_persists_is_a_refusal_after_one_refresh() {
             .push_back(problem(401, "UNAUTHORIZED", "no"));
     }
     let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
-    let WebhookError::EngineFailed { source } = &err else {
+    let WebhookError::EngineFailed { source, .. } = &err else {
         panic!()
     };
     assert_eq!(source.kind(), EngineErrorKind::Refused);
@@ -447,7 +447,7 @@ async fn camunda_problems_map_to_the_documented_answers_and_stay_in_the_source()
             )
         );
         if status == 409 {
-            let WebhookError::EngineFailed { source } = &err else {
+            let WebhookError::EngineFailed { source, .. } = &err else {
                 panic!()
             };
             assert!(

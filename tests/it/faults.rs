@@ -95,25 +95,13 @@ async fn panicking_stores_are_answered_500_and_the_starter_keeps_serving() {
 
 #[tokio::test]
 async fn errors_say_whether_a_retry_can_help() {
-    assert!(
-        WebhookError::StoreUnavailable {
-            source: StoreError::new("x")
-        }
-        .is_retryable()
-    );
+    assert!(WebhookError::from(StoreError::new("x")).is_retryable());
     assert!(WebhookError::StartInProgress.is_retryable());
     assert!(!WebhookError::MissingToken.is_retryable());
-    assert!(!WebhookError::InvalidPayload { violations: vec![] }.is_retryable());
-    assert!(
-        !WebhookError::EngineFailed {
-            source: EngineError::refused("x")
-        }
-        .is_retryable()
-    );
-    assert!(
-        WebhookError::EngineFailed {
-            source: EngineError::new("x").retryable()
-        }
-        .is_retryable()
-    );
+    let world = World::new();
+    let invalid = world.start(world.request(ORDER_INTAKE, Default::default())).await;
+    assert_eq!(invalid.as_ref().unwrap_err().code(), "invalid_payload");
+    assert!(!invalid.unwrap_err().is_retryable());
+    assert!(!WebhookError::from(EngineError::refused("x")).is_retryable());
+    assert!(WebhookError::from(EngineError::new("x").retryable()).is_retryable());
 }

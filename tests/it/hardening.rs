@@ -164,7 +164,7 @@ async fn bodies_in_flight_are_bounded_and_calls_over_the_bound_get_503() {
 #[tokio::test]
 async fn a_slow_head_is_closed_after_the_header_timeout() {
     let world = World::new();
-    let options = ServeOptions::default().header_read_timeout(Duration::from_millis(200));
+    let options = ServeOptions::default().with_header_read_timeout(Duration::from_millis(200));
     let addr = start_server(world.starter(), options).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     // One byte now and then, never a whole head (slowloris).
@@ -186,8 +186,8 @@ async fn a_slow_head_is_closed_after_the_header_timeout() {
 async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
     let world = World::new();
     let options = ServeOptions::default()
-        .idle_timeout(Duration::from_millis(200))
-        .header_read_timeout(Duration::from_secs(30));
+        .with_idle_timeout(Duration::from_millis(200))
+        .with_header_read_timeout(Duration::from_secs(30));
     let addr = start_server(world.starter(), options.clone()).await;
     let mut idle = TcpStream::connect(addr).await.unwrap();
     assert!(
@@ -217,8 +217,8 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_n
 async fn the_idle_timeout_counts_from_the_last_answer_not_from_the_connection() {
     let world = World::new();
     let options = ServeOptions::default()
-        .idle_timeout(Duration::from_millis(500))
-        .header_read_timeout(Duration::from_secs(30));
+        .with_idle_timeout(Duration::from_millis(500))
+        .with_header_read_timeout(Duration::from_secs(30));
     let addr = start_server(world.starter(), options).await;
     let body = serde_json::to_vec(&order_payload()).unwrap();
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -243,8 +243,8 @@ async fn the_idle_timeout_counts_from_the_last_answer_not_from_the_connection() 
 async fn the_header_timeout_counts_from_the_heads_first_byte_not_from_the_connection() {
     let world = World::new();
     let options = ServeOptions::default()
-        .header_read_timeout(Duration::from_millis(400))
-        .idle_timeout(Duration::from_secs(30));
+        .with_header_read_timeout(Duration::from_millis(400))
+        .with_idle_timeout(Duration::from_secs(30));
     let addr = start_server(world.starter(), options).await;
     let body = serde_json::to_vec(&order_payload()).unwrap();
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -268,14 +268,14 @@ async fn the_header_timeout_counts_from_the_heads_first_byte_not_from_the_connec
 
 #[test]
 fn serve_options_keep_what_they_are_given() {
-    assert_eq!(ServeOptions::default().get_max_connections(), 10_000);
+    assert_eq!(ServeOptions::default().max_connections(), 10_000);
     assert_eq!(DEFAULT_MAX_CONNECTIONS, 10_000);
     assert_eq!(
-        ServeOptions::default().max_connections(3).get_max_connections(),
+        ServeOptions::default().with_max_connections(3).max_connections(),
         3
     );
     assert_eq!(
-        ServeOptions::default().max_connections(0).get_max_connections(),
+        ServeOptions::default().with_max_connections(0).max_connections(),
         1,
         "at least one"
     );
@@ -284,7 +284,7 @@ fn serve_options_keep_what_they_are_given() {
 #[tokio::test]
 async fn over_the_connection_bound_new_connections_are_refused_not_queued() {
     let world = World::new();
-    let options = ServeOptions::default().max_connections(2);
+    let options = ServeOptions::default().with_max_connections(2);
     let addr = start_server(world.starter(), options).await;
     let held = [
         TcpStream::connect(addr).await.unwrap(),
@@ -352,7 +352,7 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     let server = tokio::spawn(serve(
         listener,
         router("/webhook/send", starter),
-        ServeOptions::default().shutdown_grace(Duration::from_millis(100)),
+        ServeOptions::default().with_shutdown_grace(Duration::from_millis(100)),
         async move {
             let _ = stopped.await;
         },

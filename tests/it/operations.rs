@@ -338,8 +338,8 @@ fn rate_limited_calls_are_counted_by_scope() {
         let starter = world.starter().with_rate_limit(
             Arc::new(InMemoryRateLimiter::new()),
             RateLimitPolicy::default()
-                .per_environment(Quota::per_minute(1))
-                .failed_authentications_per_client(Quota::per_minute(1)),
+                .with_per_environment(Quota::per_minute(1))
+                .with_failed_authentications_per_client(Quota::per_minute(1)),
         );
         let auth = world.bearer();
         let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
@@ -435,8 +435,8 @@ fn connections_the_server_closes_or_refuses_are_counted_by_reason() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let options = ServeOptions::default()
-            .header_read_timeout(Duration::from_millis(100))
-            .max_connections(1);
+            .with_header_read_timeout(Duration::from_millis(100))
+            .with_max_connections(1);
         tokio::spawn(serve(listener, app, options, std::future::pending()));
 
         // A head that never ends: closed after the header read timeout.

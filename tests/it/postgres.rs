@@ -93,7 +93,7 @@ async fn a_schema_name_outside_the_rule_is_refused_and_one_inside_it_is_taken() 
     ] {
         let err = store.clone().with_schema(bad).expect_err(bad);
         assert_eq!(
-            err.message(),
+            err.to_string(),
             "a schema name is 1 to 48 lower-case letters, digits and `_`, not starting with a digit",
             "{bad:?}"
         );

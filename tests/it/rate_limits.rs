@@ -32,7 +32,7 @@ async fn an_environment_over_its_limit_gets_429_and_nothing_is_started_or_reserv
     let world = World::new();
     let starter = limited(
         &world,
-        RateLimitPolicy::default().per_environment(Quota::per_minute(3)),
+        RateLimitPolicy::default().with_per_environment(Quota::per_minute(3)),
     );
     for left in [2, 1, 0] {
         let reply = starter
@@ -109,7 +109,7 @@ async fn a_refused_call_reserves_no_idempotency_key() {
     let store = Arc::new(InMemoryIdempotencyStore::new());
     let starter = world.starter().with_idempotency(store.clone()).with_rate_limit(
         Arc::new(InMemoryRateLimiter::new()),
-        RateLimitPolicy::default().per_environment(Quota::per_minute(1)),
+        RateLimitPolicy::default().with_per_environment(Quota::per_minute(1)),
     );
     let keyed = |k: &str| {
         [
@@ -136,7 +136,7 @@ async fn a_client_over_its_failed_authentications_is_refused_before_its_token_is
     let starter = WebhookStarter::new(world.models.clone(), counting.clone(), world.engine.clone())
         .with_rate_limit(
             Arc::new(InMemoryRateLimiter::new()),
-            RateLimitPolicy::default().failed_authentications_per_client(Quota::per_minute(3)),
+            RateLimitPolicy::default().with_failed_authentications_per_client(Quota::per_minute(3)),
         );
     let guesser: IpAddr = "192.0.2.1".parse().unwrap();
     let honest: IpAddr = "192.0.2.2".parse().unwrap();
@@ -219,7 +219,7 @@ async fn a_failing_limiter_lets_calls_through_by_default_or_refuses_them_when_to
     let quota = Quota::per_second(1);
     let open = world.starter().with_rate_limit(
         Arc::new(BrokenLimiter),
-        RateLimitPolicy::default().per_environment(quota),
+        RateLimitPolicy::default().with_per_environment(quota),
     );
     for _ in 0..3 {
         let reply = open
@@ -231,8 +231,8 @@ async fn a_failing_limiter_lets_calls_through_by_default_or_refuses_them_when_to
     let closed = world.starter().with_rate_limit(
         Arc::new(BrokenLimiter),
         RateLimitPolicy::default()
-            .per_environment(quota)
-            .on_error(OnLimiterError::Refuse),
+            .with_per_environment(quota)
+            .with_on_error(OnLimiterError::Refuse),
     );
     let reply = closed
         .handle(&target(), [("authorization", world.bearer())], &body())
@@ -247,7 +247,7 @@ async fn start_and_dry_run_through_the_api_are_limited_too() {
     let world = World::new();
     let starter = limited(
         &world,
-        RateLimitPolicy::default().per_environment(Quota::per_minute(1)),
+        RateLimitPolicy::default().with_per_environment(Quota::per_minute(1)),
     );
     starter
         .start(world.request(ORDER_INTAKE, order_payload()))

@@ -158,7 +158,7 @@ async fn a_limit_shared_by_two_replicas_admits_its_rate_across_both() {
         let limiter = Arc::new(RedisRateLimiter::new(keys.connection()).with_prefix(rate_prefix.clone()));
         let starter = world
             .starter()
-            .with_rate_limit(limiter, RateLimitPolicy::default().per_environment(quota));
+            .with_rate_limit(limiter, RateLimitPolicy::default().with_per_environment(quota));
         addrs.push(start_server(starter).await);
     }
     let client = reqwest::Client::new();
@@ -279,7 +279,7 @@ async fn a_redis_that_goes_away_is_503_or_fail_open_and_work_resumes_when_it_ret
     let world = World::new();
     let starter = world.starter().with_idempotency(keys.clone()).with_rate_limit(
         limiter,
-        RateLimitPolicy::default().per_environment(Quota::per_second(1000)),
+        RateLimitPolicy::default().with_per_environment(Quota::per_second(1000)),
     );
     let call = |key: &str| {
         let headers = [

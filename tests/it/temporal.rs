@@ -167,7 +167,7 @@ async fn a_namespace_that_does_not_exist_is_a_refusal() {
         502,
         "engine_failed",
     );
-    let WebhookError::EngineFailed { source } = &err else {
+    let WebhookError::EngineFailed { source, .. } = &err else {
         panic!("{err:?}")
     };
     assert_eq!(source.kind(), EngineErrorKind::Refused);

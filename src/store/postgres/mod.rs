@@ -29,6 +29,14 @@ use crate::model::{Deployment, Environment, ProcessModel};
 use crate::signature::SigningSecret;
 use crate::store::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, StoreError};
 
+/// A schema name [`PostgresStore::with_schema`] refuses: a schema name is 1
+/// to 48 lower-case letters, digits and `_`, not starting with a digit (so
+/// that it needs no quoting and cannot carry SQL).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a schema name is 1 to 48 lower-case letters, digits and `_`, not starting with a digit")]
+#[non_exhaustive]
+pub struct InvalidSchemaName;
+
 /// The schema the tables live in unless [`PostgresStore::with_schema`] says
 /// otherwise.
 pub const DEFAULT_POSTGRES_SCHEMA: &str = "process_webhook";
@@ -183,17 +191,16 @@ impl PostgresStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] naming the rule when `schema` breaks it.
-    pub fn with_schema(mut self, schema: &str) -> Result<Self, StoreError> {
+    /// [`InvalidSchemaName`] naming the rule when `schema` breaks it (a
+    /// mistake in the host's settings, not a database that cannot answer).
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, InvalidSchemaName> {
         let valid = (1..=48).contains(&schema.len())
             && schema
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !schema.as_bytes()[0].is_ascii_digit();
         if !valid {
-            return Err(StoreError::new(
-                "a schema name is 1 to 48 lower-case letters, digits and `_`, not starting with a digit",
-            ));
+            return Err(InvalidSchemaName);
         }
         self.sql = Arc::new(Statements::new(schema));
         Ok(self)
