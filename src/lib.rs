@@ -281,25 +281,16 @@
 //!   stores.
 //! - `server`: the `webhook_server` binary.
 //!
-//! # Metrics
+//! # Guides
 //!
-//! With the `metrics` feature the crate reports through the
-//! [`metrics`](https://docs.rs/metrics) facade; the host installs the
-//! exporter (e.g. `metrics-exporter-prometheus`).
-//!
-//! | metric | kind | labels |
-//! |---|---|---|
-//! | `process_webhook_calls_total` | counter | `status`, `code` (`ok` or the error's code), `environment` (empty before authentication), `process` (only with [`WebhookStarter::with_process_label`], only for deployed processes) |
-//! | `process_webhook_call_duration_seconds` | histogram | `outcome`: `started`, `replayed`, `dry_run`, `schema`, `options`, `client_error`, `server_error` |
-//! | `process_webhook_engine_call_duration_seconds` | histogram | `engine` ([`Engine::name`]), `outcome` (`ok`, `error`) |
-//! | `process_webhook_rate_limited_total` | counter | `scope`: `environment`, `client` |
-//! | `process_webhook_refused_connections_total` | counter | `reason`: `too_many_connections`, `header_timeout`, `idle_timeout` |
-//! | `process_webhook_bodies_in_flight` | gauge | |
-//! | `process_webhook_body_bytes_in_flight` | gauge | |
-//! | `process_webhook_idempotency_keys` | gauge (an [`InMemoryIdempotencyStore`]) | |
-//!
-//! No label ever holds a token, an idempotency key or a payload value.
+//! The [`guide`] module has the rest: the [rules and answers](guide::rules),
+//! the [guarantees](guide::guarantees), [idempotency and signed
+//! webhooks](guide::idempotency), [running it in
+//! production](guide::production) (limits, metrics, health, trace context),
+//! [many replicas](guide::replicas), the [engines](guide::engines) and
+//! [`Prefer: wait`](guide::waiting).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
@@ -322,6 +313,22 @@ mod store;
 mod token;
 mod trace;
 
+// The guides are documentation only; their examples are doc-tests that
+// need every feature, so they are compiled for documentation, and for
+// doc-tests only with those features on.
+#[cfg(any(
+    doc,
+    all(
+        doctest,
+        feature = "axum",
+        feature = "camunda7",
+        feature = "camunda8",
+        feature = "postgres",
+        feature = "redis",
+        feature = "temporal"
+    )
+))]
+pub mod guide;
 #[cfg(feature = "testing")]
 pub mod testing;
 
