@@ -24,6 +24,7 @@ command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants@27.1
 
 common=(--all-features --profile mutants --timeout 60 --copy-target true)
 out=target/mutants
+mkdir -p "$out"
 
 # The test targets a file's mutants are first run against (cargo test
 # target flags): every target but the doc tests.

@@ -332,18 +332,18 @@ pub mod guide;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-/// The `sqlx` whose `PgPool` [`PostgresStore`] is built on (feature
-/// `postgres`), so that a host's pool is of the same version.
-#[cfg(feature = "postgres")]
-pub use ::sqlx;
-/// The `reqwest` whose `Client` the HTTP engines take (features
-/// `camunda7`, `camunda8`, `temporal`).
-#[cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal"))]
-pub use ::reqwest;
 /// The `redis` whose connection [`RedisIdempotencyStore`] and
 /// [`RedisRateLimiter`] share (feature `redis`).
 #[cfg(feature = "redis")]
 pub use ::redis;
+/// The `reqwest` whose `Client` the HTTP engines take (features
+/// `camunda7`, `camunda8`, `temporal`).
+#[cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal"))]
+pub use ::reqwest;
+/// The `sqlx` whose `PgPool` [`PostgresStore`] is built on (feature
+/// `postgres`), so that a host's pool is of the same version.
+#[cfg(feature = "postgres")]
+pub use ::sqlx;
 /// The attribute the traits are written with: `#[async_trait]` on an
 /// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
 /// [`Engine`].

@@ -3,6 +3,15 @@
 //! crate's own tests run them against the in-memory stores, directly and
 //! through `dyn` trait objects.
 //!
+//! There is a suite for each port: [`check_model_store`],
+//! [`check_token_store`], [`check_idempotency_store`], [`check_engine`] and
+//! [`check_rate_limiter`].
+//!
+//! **Stability**: the suites may check more rules in a later version (a
+//! store that passed may then fail, where it breaks a rule the traits'
+//! docs already state); their signatures and the fixtures' shape follow
+//! the crate's semver.
+//!
 //! Each suite panics (like `assert!`) at the first broken rule, so call it
 //! from a test:
 //!
@@ -19,10 +28,12 @@
 //! ```
 
 use futures_util::future::join_all;
-use serde_json::Map;
+use serde_json::{Map, Value};
 
+use crate::engine::{Engine, StartCommand};
 use crate::form::{FieldKind, FieldSpec, StartForm};
 use crate::id::{EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+use crate::limit::{Quota, RateLimiter};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 use crate::outcome::sample_outcome;
 use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
@@ -289,4 +300,118 @@ pub async fn check_idempotency_store<S: IdempotencyStore + ?Sized>(store: &S) {
         .filter(|r| matches!(r, Ok(Reservation::Reserved)))
         .count();
     assert_eq!(reserved, 1, "exactly one of 32 concurrent reservations wins");
+}
+
+/// Checks an [`Engine`] that can start `deployment` (its definition key
+/// names a definition the engine runs) with `variables`: it is ready, it has
+/// a name, two starts without an idempotency key are two instances with
+/// distinct, non-empty ids, and a start with a key succeeds.
+///
+/// The engine's `wait` is not checked: an engine that cannot wait answers
+/// `Ok(None)` by default, and one that can needs an instance that ends.
+///
+/// # Panics
+///
+/// When the engine breaks the contract (or fails).
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+///
+/// # tokio_test::block_on(async {
+/// let deployment = testing::model_fixtures().deployments[0].clone();
+/// testing::check_engine(&InMemoryEngine::new(), &deployment, serde_json::Map::new()).await;
+/// # });
+/// ```
+pub async fn check_engine<E: Engine + ?Sized>(
+    engine: &E,
+    deployment: &Deployment,
+    variables: Map<String, Value>,
+) {
+    engine.ready().await.expect("the engine is ready");
+    assert!(!engine.name().is_empty(), "an engine has a name");
+    let version = deployment.startable_version().unwrap_or(1);
+    let command = || StartCommand::new(deployment, version, variables.clone());
+    let first = engine
+        .start(command())
+        .await
+        .expect("the engine starts an instance");
+    let second = engine
+        .start(command())
+        .await
+        .expect("the engine starts a second instance");
+    assert!(!first.id().as_str().is_empty(), "an instance has an id");
+    assert_ne!(
+        first.id(),
+        second.id(),
+        "two starts without an idempotency key are two instances"
+    );
+    let key = format!("conformance-{}", uuid::Uuid::new_v4());
+    let keyed = engine
+        .start(command().with_idempotency_key(key))
+        .await
+        .expect("the engine starts an instance with an idempotency key");
+    assert!(!keyed.id().as_str().is_empty(), "a keyed instance has an id");
+    assert_ne!(keyed.id(), first.id(), "a keyed start is an instance of its own");
+}
+
+/// Checks a [`RateLimiter`]: a quota of two a minute allows two units of a
+/// key and refuses the third (with a `Retry-After`, taking nothing);
+/// `peek` takes nothing; keys are independent; an answer at once
+/// ([`RateLimiter::acquire_now`]), where the limiter gives one, is the one
+/// `acquire` would give. Keys are random, so a shared limiter (Redis) may
+/// be checked while it serves.
+///
+/// # Panics
+///
+/// When the limiter breaks the contract (or fails).
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+///
+/// # tokio_test::block_on(async {
+/// testing::check_rate_limiter(&InMemoryRateLimiter::new()).await;
+/// # });
+/// ```
+pub async fn check_rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
+    let quota = Quota::per_minute(2);
+    let prefix = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    let (key, other) = (format!("{prefix}:a"), format!("{prefix}:b"));
+    let peeked = limiter.peek(&key, quota).await.expect("peek failed");
+    assert!(peeked.allowed(), "a new key's unit is allowed");
+    for n in 1..=2 {
+        let decision = limiter.acquire(&key, quota).await.expect("acquire failed");
+        assert!(decision.allowed(), "unit {n} of 2 is allowed (peek took nothing)");
+    }
+    let refused = limiter.acquire(&key, quota).await.expect("acquire failed");
+    assert!(!refused.allowed(), "the third unit of 2 a minute is refused");
+    assert_eq!(refused.remaining(), 0, "nothing remains once refused");
+    assert!(!refused.retry_after().is_zero(), "a refusal says when to retry");
+    let peeked = limiter.peek(&key, quota).await.expect("peek failed");
+    assert!(!peeked.allowed(), "peek sees the key spent");
+    assert!(
+        limiter
+            .acquire(&other, quota)
+            .await
+            .expect("acquire failed")
+            .allowed(),
+        "another key has its own allowance"
+    );
+    if let Some(now) = limiter.acquire_now(&other, quota) {
+        let now = now.expect("acquire_now failed");
+        assert!(
+            now.allowed(),
+            "acquire_now gives the answer of acquire: the second unit"
+        );
+        let later = limiter
+            .acquire_now(&other, quota)
+            .expect("it answered at once before");
+        assert!(
+            !later.expect("acquire_now failed").allowed(),
+            "acquire_now gives the answer of acquire: the third unit is refused"
+        );
+    }
 }

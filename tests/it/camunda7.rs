@@ -1,6 +1,7 @@
-//! `Camunda7Engine` against a fake Camunda on loopback that records each
-//! request and answers with Camunda's documented bodies.
-#![cfg(feature = "camunda7")]
+//! `Camunda7Engine` against a fake Camunda on loopback (an axum app, as
+//! the Camunda 8 fake is) that records each request and answers with
+//! Camunda's documented bodies.
+#![cfg(all(feature = "camunda7", feature = "axum"))]
 
 use crate::common;
 
@@ -11,7 +12,6 @@ use std::time::Duration;
 use common::*;
 use process_webhook::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
@@ -40,66 +40,85 @@ struct FakeCamunda {
 
 impl FakeCamunda {
     async fn start(status: u16, extra_headers: &'static str, body: Value, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let recorded = recorded.clone();
-                let body = body.to_string();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_end = loop {
-                        let n = socket.read(&mut chunk).await.unwrap();
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let mut lines = head.split("\r\n");
-                    let mut request_line = lines.next().unwrap().split(' ');
-                    let (method, path) = (
-                        request_line.next().unwrap().to_owned(),
-                        request_line.next().unwrap().to_owned(),
-                    );
-                    let headers: Vec<(String, String)> = lines
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-                        .collect();
-                    let length: usize = headers
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        // `extra_headers` is written as on the wire: `name: value\r\n` lines.
+        let extra: Vec<(String, String)> = extra_headers
+            .split("\r\n")
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let body = body.to_string();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (recorded, extra, body) = (recorded.clone(), extra.clone(), body.clone());
+            async move {
+                let (parts, sent) = request.into_parts();
+                let sent = axum::body::to_bytes(sent, usize::MAX).await.unwrap();
+                recorded.lock().unwrap().push(Recorded {
+                    method: parts.method.to_string(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map_or_else(String::new, |pq| pq.to_string()),
+                    headers: parts
+                        .headers
                         .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                        .map_or(0, |(_, v)| v.parse().unwrap());
-                    while buf.len() < head_end + length {
-                        let n = socket.read(&mut chunk).await.unwrap();
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let sent: Value =
-                        serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
-                    recorded.lock().unwrap().push(Recorded {
-                        method,
-                        path,
-                        headers,
-                        body: sent,
-                    });
-                    tokio::time::sleep(delay).await;
-                    let answer = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}connection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(answer.as_bytes()).await;
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+                        .collect(),
+                    body: serde_json::from_slice(&sent).unwrap_or(Value::Null),
                 });
+                tokio::time::sleep(delay).await;
+                let mut response = axum::response::Response::new(axum::body::Body::from(body));
+                *response.status_mut() = status;
+                let headers = response.headers_mut();
+                headers.insert("content-type", "application/json".parse().unwrap());
+                for (name, value) in &extra {
+                    headers.insert(
+                        axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        value.parse().unwrap(),
+                    );
+                }
+                response
             }
         });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, requests }
+    }
+
+    /// A fake whose every start answers a new instance id, and whose
+    /// `GET /version` answers Camunda's version document.
+    async fn numbered() -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (recorded, count) = (recorded.clone(), count.clone());
+            async move {
+                let (parts, sent) = request.into_parts();
+                let sent = axum::body::to_bytes(sent, usize::MAX).await.unwrap();
+                recorded.lock().unwrap().push(Recorded {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    headers: Vec::new(),
+                    body: serde_json::from_slice(&sent).unwrap_or(Value::Null),
+                });
+                let body = if parts.uri.path().ends_with("/version") {
+                    json!({"version": "7.22.0"})
+                } else {
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let mut body = started_body();
+                    body["id"] = json!(format!("instance-{n}"));
+                    body
+                };
+                ([("content-type", "application/json")], body.to_string())
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, requests }
     }
 
@@ -445,4 +464,16 @@ async fn ready_asks_camundas_version_endpoint_with_the_engines_credentials() {
             .await
             .is_err()
     );
+}
+
+#[cfg(feature = "testing")]
+#[tokio::test]
+async fn the_camunda7_engine_passes_the_engine_suite_against_the_fake() {
+    // The fake answers every start with Camunda's documented body, whose
+    // id is always `anId`: give each start its own id, as Camunda does.
+    let camunda = FakeCamunda::numbered().await;
+    let engine = Camunda7Engine::new(camunda.base());
+    let deployment = testing::model_fixtures().deployments[0].clone();
+    testing::check_engine(&engine, &deployment, order_payload()).await;
+    assert_eq!(camunda.requests().len(), 4, "one GET /version, then three starts");
 }

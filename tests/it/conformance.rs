@@ -3,6 +3,7 @@
 #![cfg(feature = "testing")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use process_webhook::*;
 
@@ -210,4 +211,76 @@ impl IdempotencyStore for Forgetful {
 async fn an_idempotency_store_that_forgets_completed_keys_fails_the_suite() {
     let store = Forgetful(InMemoryIdempotencyStore::new(), Default::default());
     testing::check_idempotency_store(&store).await;
+}
+
+#[tokio::test]
+async fn the_in_memory_engine_and_limiter_pass_their_suites_directly_and_as_trait_objects() {
+    let deployment = testing::model_fixtures().deployments[0].clone();
+    let engine = InMemoryEngine::new();
+    testing::check_engine(&engine, &deployment, crate::common::order_payload()).await;
+    assert_eq!(engine.total_started(), 3, "the suite started three instances");
+    let dynamic: std::sync::Arc<dyn Engine> = std::sync::Arc::new(InMemoryEngine::new());
+    testing::check_engine(&*dynamic, &deployment, crate::common::order_payload()).await;
+    testing::check_rate_limiter(&InMemoryRateLimiter::new()).await;
+    let dynamic: std::sync::Arc<dyn RateLimiter> = std::sync::Arc::new(InMemoryRateLimiter::new());
+    testing::check_rate_limiter(&*dynamic).await;
+}
+
+/// An engine that gives every instance the same id.
+struct OneInstance;
+
+#[async_trait::async_trait]
+impl Engine for OneInstance {
+    async fn start(&self, _command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        Ok(ProcessInstance::new(InstanceId::new("the-one")))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "two starts without an idempotency key are two instances")]
+async fn an_engine_that_answers_one_instance_for_every_start_fails_the_suite() {
+    let deployment = testing::model_fixtures().deployments[0].clone();
+    testing::check_engine(&OneInstance, &deployment, crate::common::order_payload()).await;
+}
+
+/// A limiter that never refuses.
+struct Unlimited;
+
+#[async_trait::async_trait]
+impl RateLimiter for Unlimited {
+    async fn acquire(&self, _key: &str, _quota: Quota) -> Result<RateDecision, StoreError> {
+        Ok(RateDecision::new(true, 1, Duration::ZERO, Duration::ZERO))
+    }
+    async fn peek(&self, _key: &str, _quota: Quota) -> Result<RateDecision, StoreError> {
+        Ok(RateDecision::new(true, 1, Duration::ZERO, Duration::ZERO))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "the third unit of 2 a minute is refused")]
+async fn a_limiter_that_never_refuses_fails_the_suite() {
+    testing::check_rate_limiter(&Unlimited).await;
+}
+
+/// A limiter whose answer at once always allows (it forgot to take the
+/// unit its async answer takes).
+struct HastyLimiter(InMemoryRateLimiter);
+
+#[async_trait::async_trait]
+impl RateLimiter for HastyLimiter {
+    async fn acquire(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+        self.0.acquire(key, quota).await
+    }
+    async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+        self.0.peek(key, quota).await
+    }
+    fn acquire_now(&self, _key: &str, _quota: Quota) -> Option<Result<RateDecision, StoreError>> {
+        Some(Ok(RateDecision::new(true, 1, Duration::ZERO, Duration::ZERO)))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "acquire_now gives the answer of acquire: the third unit is refused")]
+async fn a_limiter_whose_answer_at_once_differs_fails_the_suite() {
+    testing::check_rate_limiter(&HastyLimiter(InMemoryRateLimiter::new())).await;
 }

@@ -411,3 +411,13 @@ async fn debug_of_a_limiter_shows_its_prefix_and_timeout() {
         "RedisRateLimiter { prefix: \"process_webhook:rate\", timeout: 1s, .. }"
     );
 }
+
+#[tokio::test]
+async fn the_redis_limiter_passes_the_rate_limiter_suite() {
+    let Some(redis) = redis_url() else { return };
+    let keys = keys_at(&redis, &prefix()).await;
+    let limiter = RedisRateLimiter::new(keys.connection()).with_prefix(prefix());
+    testing::check_rate_limiter(&limiter).await;
+    let as_dyn: Arc<dyn RateLimiter> = Arc::new(limiter);
+    testing::check_rate_limiter(&*as_dyn).await;
+}

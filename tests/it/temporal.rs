@@ -388,3 +388,18 @@ async fn a_history_read_cut_off_by_the_deadline_is_running_and_a_broken_one_an_e
     let waited = engine.wait(&a_run(), Duration::from_millis(300)).await.unwrap();
     assert_eq!(waited, Some(Completion::Running));
 }
+
+#[cfg(feature = "testing")]
+#[tokio::test]
+async fn the_temporal_engine_passes_the_engine_suite() {
+    let Some(url) = temporal_url() else { return };
+    let engine = TemporalEngine::new(&url, "default", "process-webhook-tests");
+    let deployment = Deployment::new(
+        uuid(ORDER_INTAKE),
+        VersionTag::Released(1),
+        EnvironmentId::new("production"),
+        StartForm::default(),
+    )
+    .with_definition_key("order-intake");
+    testing::check_engine(&engine, &deployment, order_payload()).await;
+}
