@@ -1,9 +1,10 @@
-//! What the crate reports through the [`metrics`](https://docs.rs/metrics)
-//! facade (feature `metrics`); without the feature every function here is
-//! empty and compiles away.
+//! What the crate reports about each call: its one log event, its span,
+//! the panics it catches, and the [`metrics`](https://docs.rs/metrics)
+//! (feature `metrics`; without it every metrics function here is empty and
+//! compiles away).
 //!
-//! The names, kinds and labels are documented in one table in the crate
-//! docs (section "Metrics"). No label ever holds a token, an idempotency
+//! The metrics' names, kinds and labels are documented in one table in the
+//! production guide. No label ever holds a token, an idempotency
 //! key or a payload value: `environment` is an environment id the token
 //! store resolved, `process` (only when the host opts in) a deployed
 //! process's UUID, and the rest come from fixed sets.
