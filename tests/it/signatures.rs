@@ -389,3 +389,38 @@ async fn a_webhook_id_alone_is_the_idempotency_key_of_an_unsigned_environment() 
         Some("msg_7")
     );
 }
+
+#[test]
+fn signature_headers_read_back_what_was_sent() {
+    let headers = SignatureHeaders::new(ID, TS, SIG);
+    assert_eq!(
+        (headers.id(), headers.timestamp(), headers.signatures()),
+        (ID, TS, SIG)
+    );
+    assert_eq!(headers, SignatureHeaders::new(ID, TS, SIG));
+    assert_ne!(headers, SignatureHeaders::new(ID, "1649367554", SIG));
+}
+
+#[test]
+fn a_verifier_checks_against_the_clock_within_its_tolerance() {
+    let verifier = SignatureVerifier::new([secret()]);
+    assert_eq!(verifier.tolerance(), DEFAULT_SIGNATURE_TOLERANCE);
+    assert!(!format!("{verifier:?}").contains("C2FVsBQ"), "no secret in Debug");
+    let ten_minutes_late = at(1649367553 + 600);
+    let headers = SignatureHeaders::new(ID, TS, SIG);
+    let err = verifier.verify_at(BODY, &headers, ten_minutes_late).unwrap_err();
+    assert_eq!((err.status(), err.code()), (401, "stale_timestamp"));
+    let lenient = verifier.clone().with_tolerance(Duration::from_secs(15 * 60));
+    assert_eq!(lenient.tolerance(), Duration::from_secs(15 * 60));
+    lenient.verify_at(BODY, &headers, ten_minutes_late).unwrap();
+
+    // `verify` reads the system clock: a signature made now verifies, and
+    // the specification's 2022 vector is long stale.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let fresh = SignatureHeaders::new(ID, now.to_string(), secret().sign(ID, now, BODY));
+    verifier.verify(BODY, &fresh).unwrap();
+    let err = verifier.verify(BODY, &headers).unwrap_err();
+    assert_eq!(err.code(), "stale_timestamp");
+    let err = verifier.verify(b"{}", &fresh).unwrap_err();
+    assert_eq!((err.status(), err.code()), (401, "invalid_signature"));
+}
