@@ -424,3 +424,10 @@ fn a_verifier_checks_against_the_clock_within_its_tolerance() {
     let err = verifier.verify(b"{}", &fresh).unwrap_err();
     assert_eq!((err.status(), err.code()), (401, "invalid_signature"));
 }
+
+#[test]
+fn a_signing_secret_shows_no_key_in_debug() {
+    let shown = format!("{:?} {:#?}", secret(), secret());
+    assert_eq!(format!("{:?}", secret()), "SigningSecret([redacted])");
+    assert!(!shown.contains("C2FVsBQ"), "{shown}");
+}
