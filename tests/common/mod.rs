@@ -24,6 +24,19 @@ pub fn object(value: Value) -> Map<String, Value> {
     value.as_object().cloned().expect("a JSON object")
 }
 
+/// A released deployment of Order intake in production, with its engine
+/// definition key `order-intake` and an empty form: what an engine test
+/// builds its commands from.
+pub fn order_deployment(version: u32) -> Deployment {
+    Deployment::new(
+        uuid(ORDER_INTAKE),
+        VersionTag::Released(version),
+        EnvironmentId::new("production"),
+        StartForm::default(),
+    )
+    .with_definition_key("order-intake")
+}
+
 /// The documented example payload.
 pub fn order_payload() -> Map<String, Value> {
     object(json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}))

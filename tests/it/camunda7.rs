@@ -150,13 +150,7 @@ fn started_body() -> Value {
 }
 
 fn command(variables: Value, key: Option<&str>) -> StartCommand {
-    let deployment = Deployment::new(
-        uuid(ORDER_INTAKE),
-        VersionTag::Released(2),
-        EnvironmentId::new("production"),
-        StartForm::default(),
-    )
-    .with_definition_key("order-intake");
+    let deployment = order_deployment(2);
     let command = StartCommand::new(&deployment, 2, object(variables));
     match key {
         Some(key) => command.with_idempotency_key(key),

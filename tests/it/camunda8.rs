@@ -225,13 +225,7 @@ async fn a_start_posts_the_definition_the_variables_the_tenant_and_the_business_
 async fn the_engine_reports_the_instance_and_definition_keys() {
     let (addr, _fake) = start_fake().await;
     let engine = Camunda8Engine::new(&format!("http://{addr}"));
-    let deployment = Deployment::new(
-        uuid(ORDER_INTAKE),
-        VersionTag::Released(1),
-        EnvironmentId::new("production"),
-        StartForm::default(),
-    )
-    .with_definition_key("order-intake");
+    let deployment = order_deployment(1);
     let command = StartCommand::new(&deployment, 1, order_payload()).with_idempotency_key("k");
     let instance = engine.start(command).await.unwrap();
     assert_eq!(instance.id().as_str(), CREATED_KEY);

@@ -394,12 +394,6 @@ async fn a_history_read_cut_off_by_the_deadline_is_running_and_a_broken_one_an_e
 async fn the_temporal_engine_passes_the_engine_suite() {
     let Some(url) = temporal_url() else { return };
     let engine = TemporalEngine::new(&url, "default", "process-webhook-tests");
-    let deployment = Deployment::new(
-        uuid(ORDER_INTAKE),
-        VersionTag::Released(1),
-        EnvironmentId::new("production"),
-        StartForm::default(),
-    )
-    .with_definition_key("order-intake");
+    let deployment = order_deployment(1);
     testing::check_engine(&engine, &deployment, order_payload()).await;
 }
