@@ -31,7 +31,9 @@ use crate::store::StoreError;
 /// | 401 | `invalid_token` | a token no environment has |
 /// | 401 | `invalid_signature` | the environment requires signed webhooks and the signature is absent or wrong |
 /// | 401 | `stale_timestamp` | the signed timestamp is outside the tolerance window |
+/// | 401 | `missing_signature` | a call of a webhook source lacks its scheme's signature header (or Basic credentials) |
 /// | 404 | `unknown_process` | no such process in the token's organization |
+/// | 404 | `unknown_source` | no webhook source has the call's `source` id, or it starts another process than `uid` |
 /// | 404 | `unknown_path` | (the axum router) a path under the webhook's path, e.g. the UUID in the path instead of the query |
 /// | 405 | `method_not_allowed` | a method other than `POST`, `GET`, `HEAD` or `OPTIONS` |
 /// | 409 | `not_deployed` | the process has no deployment in the token's environment |
@@ -163,6 +165,14 @@ pub enum WebhookError {
     /// The signed timestamp is outside the tolerance window.
     #[error("the webhook timestamp is outside the tolerance window")]
     StaleTimestamp,
+    /// A call of a webhook source lacks the header its scheme signs with
+    /// (or, for `basic`, Basic credentials).
+    #[error("the call has no signature header of its source's scheme")]
+    MissingSignature,
+    /// No webhook source has the call's `source` id (or it is not a valid
+    /// id), or the source starts another process than the call's `uid`.
+    #[error("no webhook source of this process has this id")]
+    UnknownSource,
     /// No such process in the token's organization.
     #[error("process {process} does not exist")]
     #[non_exhaustive]
@@ -298,8 +308,12 @@ impl WebhookError {
             | Self::InvalidIdempotencyKey
             | Self::DuplicateHeader { .. }
             | Self::DryRunNotStarted => 400,
-            Self::MissingToken | Self::InvalidToken | Self::InvalidSignature | Self::StaleTimestamp => 401,
-            Self::UnknownProcess { .. } | Self::UnknownPath { .. } => 404,
+            Self::MissingToken
+            | Self::InvalidToken
+            | Self::InvalidSignature
+            | Self::StaleTimestamp
+            | Self::MissingSignature => 401,
+            Self::UnknownProcess { .. } | Self::UnknownPath { .. } | Self::UnknownSource => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
@@ -342,6 +356,8 @@ impl WebhookError {
             Self::InvalidToken => "invalid_token",
             Self::InvalidSignature => "invalid_signature",
             Self::StaleTimestamp => "stale_timestamp",
+            Self::MissingSignature => "missing_signature",
+            Self::UnknownSource => "unknown_source",
             Self::UnknownProcess { .. } => "unknown_process",
             Self::UnknownPath { .. } => "unknown_path",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -416,6 +432,7 @@ impl WebhookError {
             400 => "Bad request",
             401 => "Unauthorized",
             404 if self.code() == "unknown_path" => "Not found",
+            404 if self.code() == "unknown_source" => "Unknown source",
             404 => "Unknown process",
             405 => "Method not allowed",
             408 => "Request timeout",

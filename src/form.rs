@@ -399,6 +399,41 @@ impl StartForm {
     }
 }
 
+impl StartForm {
+    /// Reads the strings of a form body as the form's kinds ask: for an
+    /// `Integer` field, `"42"` is `42`; for a `Number`, `"1.5"` is `1.5` (as
+    /// written: any JSON number); for a `Boolean`, `"true"` and `"false"`.
+    /// Text, dates, choices and fields the form does not name stay strings;
+    /// a string that does not read as its kind stays a string, and
+    /// [`validate`](Self::validate) then reports it as the wrong type.
+    pub(crate) fn read_form_strings(&self, payload: &mut Map<String, Value>) {
+        for field in &self.fields {
+            let Some(Value::String(text)) = payload.get(&field.name) else {
+                continue;
+            };
+            let read = match field.kind {
+                FieldKind::Integer | FieldKind::Number => {
+                    let text = text.trim_ascii();
+                    // Only JSON's own number syntax: no `+1`, `0x1`, `inf`.
+                    serde_json::from_str::<serde_json::Number>(text)
+                        .ok()
+                        .filter(|_| !text.is_empty())
+                        .map(Value::Number)
+                }
+                FieldKind::Boolean => match text.trim_ascii() {
+                    "true" => Some(Value::Bool(true)),
+                    "false" => Some(Value::Bool(false)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(value) = read {
+                payload.insert(field.name.clone(), value);
+            }
+        }
+    }
+}
+
 /// What is wrong with one field of a payload.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
@@ -573,5 +608,36 @@ mod tests {
             serde_json::to_value(&v).unwrap(),
             json!({"field": "qty", "problem": "wrong_type", "message": "field `qty` must be integer"})
         );
+    }
+
+    #[test]
+    fn a_form_s_strings_are_read_as_the_kinds_ask() {
+        let form = StartForm::new([
+            FieldSpec::mandatory("quantity", FieldKind::Integer),
+            FieldSpec::mandatory("price", FieldKind::Number),
+            FieldSpec::mandatory("gift", FieldKind::Boolean),
+            FieldSpec::mandatory("on", FieldKind::Date),
+            FieldSpec::mandatory("code", FieldKind::Text),
+            FieldSpec::optional("bad", FieldKind::Integer),
+            FieldSpec::optional("yes", FieldKind::Boolean),
+        ]);
+        let mut payload = json!({
+            "quantity": "42", "price": " 1.5e2 ", "gift": "false", "on": "2024-02-29",
+            "code": "007", "bad": "+1", "yes": "True", "extra": "3",
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        form.read_form_strings(&mut payload);
+        assert_eq!(
+            Value::Object(payload.clone()),
+            json!({
+                "quantity": 42, "price": 150.0, "gift": false, "on": "2024-02-29",
+                "code": "007", "bad": "+1", "yes": "True", "extra": "3",
+            })
+        );
+        let violations = form.validate(payload).unwrap_err();
+        let wrong: Vec<&str> = violations.iter().map(FieldViolation::field).collect();
+        assert_eq!(wrong, ["bad", "yes"]);
     }
 }

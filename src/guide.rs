@@ -6,6 +6,8 @@
 //!   the HTTP details and envelope bodies.
 //! - [`guarantees`]: what a caller can rely on, failure by failure.
 //! - [`idempotency`]: idempotency keys and signed webhooks.
+//! - [`sources`]: webhook sources: GitHub, Stripe, Slack, Shopify, Twilio,
+//!   GitLab and any HMAC sender, verified by their own signatures.
 //! - [`production`]: the limits of the server loop and the starter, what an
 //!   attack does to it, metrics, health checks and trace context.
 //! - [`replicas`]: many replicas on PostgreSQL, rate limits and Redis.
@@ -23,6 +25,9 @@ pub mod guarantees {}
 
 #[doc = include_str!("docs/idempotency.md")]
 pub mod idempotency {}
+
+#[doc = include_str!("docs/sources.md")]
+pub mod sources {}
 
 #[doc = include_str!("docs/production.md")]
 pub mod production {}

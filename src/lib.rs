@@ -285,7 +285,9 @@
 //!
 //! The [`guide`] module has the rest: the [rules and answers](guide::rules),
 //! the [guarantees](guide::guarantees), [idempotency and signed
-//! webhooks](guide::idempotency), [running it in
+//! webhooks](guide::idempotency), [webhook sources](guide::sources)
+//! (GitHub, Stripe, Slack, Shopify, Twilio, GitLab and any HMAC sender,
+//! verified by their own signatures), [running it in
 //! production](guide::production) (limits, metrics, health, trace context),
 //! [many replicas](guide::replicas), the [engines](guide::engines) and
 //! [`Prefer: wait`](guide::waiting).
@@ -307,6 +309,7 @@ mod observe;
 mod outcome;
 mod request;
 mod signature;
+mod source;
 mod start;
 mod starter;
 mod store;
@@ -366,7 +369,7 @@ pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation
 pub use crate::http::{
     Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
-    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, webhook_url,
+    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, source_webhook_url, webhook_url,
 };
 #[cfg(feature = "axum")]
 pub use crate::http::{
@@ -386,12 +389,16 @@ pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
     DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureHeaders, SignatureVerifier, SigningSecret,
 };
+pub use crate::source::{
+    EmptySourceSecret, HmacAlgorithm, HmacEncoding, HmacScheme, InvalidScheme, InvalidSource,
+    InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,
+};
 pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
 pub use crate::starter::{DryRun, WebhookStarter};
 pub use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
-    InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore, ModelStore, Reservation, StoreError,
-    TokenStore,
+    InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore,
+    Reservation, SourceStore, StoreError, TokenStore,
 };
 #[cfg(feature = "postgres")]
 pub use crate::store::{

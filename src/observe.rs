@@ -38,7 +38,8 @@ mod names {
 }
 
 /// One answered call: counted by `status`, `code` and `environment` (and
-/// `process` when the host opted in), timed by `outcome`.
+/// `process` when the host opted in, `scheme` for a webhook source's call),
+/// timed by `outcome`.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn call(
     status: u16,
@@ -46,19 +47,32 @@ pub(crate) fn call(
     outcome: &'static str,
     environment: Option<&str>,
     process: Option<String>,
+    scheme: Option<&'static str>,
     elapsed: Duration,
 ) {
     #[cfg(feature = "metrics")]
     {
         let environment = environment.unwrap_or_default().to_owned();
         let status = status_label(status);
-        match process {
-            Some(process) => metrics::counter!(
+        match (process, scheme) {
+            (process, Some(scheme)) => {
+                let mut labels = vec![
+                    metrics::Label::new("status", status),
+                    metrics::Label::new("code", code),
+                    metrics::Label::new("environment", environment),
+                ];
+                if let Some(process) = process {
+                    labels.push(metrics::Label::new("process", process));
+                }
+                labels.push(metrics::Label::new("scheme", scheme));
+                metrics::counter!(names::CALLS, labels).increment(1);
+            }
+            (Some(process), None) => metrics::counter!(
                 names::CALLS,
                 "status" => status, "code" => code, "environment" => environment, "process" => process
             )
             .increment(1),
-            None => metrics::counter!(
+            (None, None) => metrics::counter!(
                 names::CALLS, "status" => status, "code" => code, "environment" => environment
             )
             .increment(1),
@@ -155,6 +169,9 @@ pub(crate) struct Observed {
     /// Whether the process was found deployed in the call's environment
     /// (only then may it be a metrics label).
     pub(crate) deployed: bool,
+    /// The scheme of the webhook source that the call named, when it named
+    /// one that exists (a metrics label).
+    pub(crate) scheme: Option<&'static str>,
     /// Raised when the caller hung up (the router sets it): a wait stops.
     pub(crate) hung_up: Option<Flag>,
 }
@@ -195,6 +212,7 @@ impl WebhookStarter {
             outcome,
             observed.environment.as_ref().map(EnvironmentId::as_str),
             process,
+            observed.scheme,
             elapsed,
         );
         log_call(observed, result, elapsed);

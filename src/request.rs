@@ -48,6 +48,9 @@ pub struct WebhookStartRequest {
     // life.
     pub(crate) signed: Option<Box<SignedCall>>,
     pub(crate) dry_run: bool,
+    /// Whether the payload was read from a form body: its strings are then
+    /// read by the start form's kinds (`"42"` for an integer).
+    pub(crate) form: bool,
     pub(crate) trace: Option<Box<TraceContext>>,
 }
 
@@ -61,6 +64,7 @@ impl WebhookStartRequest {
             idempotency_key: None,
             signed: None,
             dry_run: false,
+            form: false,
             trace: None,
         }
     }
@@ -166,6 +170,7 @@ impl fmt::Debug for WebhookStartRequest {
             .field("idempotency_key", &self.idempotency_key)
             .field("signed", &self.signed.is_some())
             .field("dry_run", &self.dry_run)
+            .field("form", &self.form)
             .finish()
     }
 }

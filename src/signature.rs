@@ -254,17 +254,7 @@ pub(crate) fn verify(
     if secrets.is_empty() || id.is_empty() {
         return Err(WebhookError::InvalidSignature);
     }
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| WebhookError::InvalidSignature)?;
-    let now = match now.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    if now.abs_diff(ts) > tolerance.as_secs() {
-        return Err(WebhookError::StaleTimestamp);
-    }
+    let ts = check_timestamp(timestamp, now, tolerance)?;
     let candidates: Vec<Vec<u8>> = signatures
         .split(' ')
         .filter_map(|s| s.strip_prefix("v1,"))
@@ -282,6 +272,28 @@ pub(crate) fn verify(
     } else {
         Err(WebhookError::InvalidSignature)
     }
+}
+
+/// A signed Unix timestamp (seconds), if it is within `tolerance` of `now`
+/// either way: `invalid_signature` for one that is not a number,
+/// `stale_timestamp` for one outside the window.
+pub(crate) fn check_timestamp(
+    timestamp: &str,
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<i64, WebhookError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| WebhookError::InvalidSignature)?;
+    let now = match now.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    if now.abs_diff(ts) > tolerance.as_secs() {
+        return Err(WebhookError::StaleTimestamp);
+    }
+    Ok(ts)
 }
 
 #[cfg(test)]

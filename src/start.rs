@@ -275,7 +275,8 @@ pub(crate) struct Checked {
 }
 
 /// Step 3, once the deployment is known: the draft rule, then the payload
-/// against the start form (every problem at once). The fingerprint of the
+/// against the start form (every problem at once; a form body's strings
+/// read as the form's kinds first). The fingerprint of the
 /// payload is taken, before the form fills in defaults, when the call has a
 /// key.
 pub(crate) fn check(
@@ -285,9 +286,13 @@ pub(crate) fn check(
 ) -> Result<Checked, WebhookError> {
     let version = deployment.startable_version()?;
     let fingerprint = key.as_ref().map(|_| PayloadFingerprint::of(&request.payload));
+    let mut payload = request.payload;
+    if request.form {
+        deployment.start_form().read_form_strings(&mut payload);
+    }
     let variables = deployment
         .start_form()
-        .validate(request.payload)
+        .validate(payload)
         .map_err(|violations| WebhookError::InvalidPayload { violations })?;
     Ok(Checked {
         deployment,

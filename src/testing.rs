@@ -4,8 +4,8 @@
 //! through `dyn` trait objects.
 //!
 //! There is a suite for each port: [`check_model_store`],
-//! [`check_token_store`], [`check_idempotency_store`], [`check_engine`] and
-//! [`check_rate_limiter`].
+//! [`check_token_store`], [`check_source_store`], [`check_idempotency_store`],
+//! [`check_engine`] and [`check_rate_limiter`].
 //!
 //! **Stability**: the suites may check more rules in a later version (a
 //! store that passed may then fail, where it breaks a rule the traits'
@@ -36,8 +36,11 @@ use crate::id::{EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 use crate::limit::{Quota, RateLimiter};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 use crate::outcome::sample_outcome;
+use crate::source::{
+    HmacAlgorithm, HmacEncoding, HmacScheme, SourceId, SourceScheme, SourceSecret, WebhookSource,
+};
 use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reservation};
-use crate::store::{ModelStore, TokenStore};
+use crate::store::{ModelStore, SourceStore, TokenStore};
 use crate::token::EnvironmentToken;
 
 /// Models and deployments to put in a store before
@@ -231,6 +234,86 @@ pub async fn check_token_store<S: TokenStore + ?Sized>(
     let found = store.environment(&empty).await.expect("look-up failed");
     assert_eq!(found, None, "the empty token is unknown");
     check_environment_now(store, &empty).await;
+}
+
+/// Sources for [`check_source_store`]: one of each shape a store must keep
+/// (settings, several secrets in order, binary secrets, an event list).
+///
+/// # Panics
+///
+/// Never: the fixtures are valid.
+pub fn source_fixtures() -> Vec<WebhookSource> {
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    let secret = |s: &[u8]| SourceSecret::new(s).expect("a fixture secret");
+    let hmac = HmacScheme::new("X-Signature")
+        .and_then(|h| h.with_timestamp_header("X-Timestamp"))
+        .expect("a fixture scheme")
+        .with_prefix("sha512=")
+        .with_algorithm(HmacAlgorithm::Sha512)
+        .with_encoding(HmacEncoding::Base64);
+    let source = |id: &str, scheme: SourceScheme, secrets: Vec<SourceSecret>| {
+        WebhookSource::new(
+            SourceId::new(id).expect("a fixture id"),
+            production.clone(),
+            uuid(1),
+            scheme,
+            secrets,
+        )
+        .expect("a fixture source")
+    };
+    vec![
+        source(
+            "github",
+            SourceScheme::Github,
+            vec![secret(b"new"), secret(b"old")],
+        )
+        .with_events(["push", "release"])
+        .expect("github names events"),
+        source(
+            "acme-hmac",
+            SourceScheme::hmac(hmac),
+            vec![secret(&[0, 159, 146, 150, 255])],
+        ),
+        source(
+            "twilio",
+            SourceScheme::twilio("https://hooks.example.com".parse().expect("an origin")),
+            vec![secret(b"auth-token")],
+        ),
+        source("zapier", SourceScheme::basic("zapier"), vec![secret(b"password")]),
+    ]
+}
+
+/// Checks a [`SourceStore`] holding [`source_fixtures`]: each comes back
+/// whole (scheme, settings, environment, process, events, and every
+/// secret, in order), and an unknown id is `Ok(None)`.
+///
+/// # Panics
+///
+/// When the store breaks the contract (or fails).
+pub async fn check_source_store<S: SourceStore + ?Sized>(store: &S, fixtures: &[WebhookSource]) {
+    for source in fixtures {
+        let found = store
+            .source(source.id())
+            .await
+            .expect("source look-up failed")
+            .unwrap_or_else(|| panic!("source {} as inserted", source.id()));
+        assert_eq!(found.scheme(), source.scheme(), "the scheme of {}", source.id());
+        assert_eq!(
+            (found.environment(), found.process(), found.events()),
+            (source.environment(), source.process(), source.events()),
+            "the environment, process and events of {}",
+            source.id()
+        );
+        assert!(
+            found.secrets() == source.secrets(),
+            "every secret of {} comes back, in order, byte for byte",
+            source.id()
+        );
+        assert_eq!(&found, source, "source {} as inserted", source.id());
+    }
+    let unknown = SourceId::new("no-such-source").expect("an id");
+    let found = store.source(&unknown).await.expect("look-up failed");
+    assert!(found.is_none(), "an unknown source is Ok(None)");
 }
 
 /// Checks an empty [`IdempotencyStore`] (with a retention of at least a

@@ -86,6 +86,34 @@ pub(crate) fn parse_payload(body: &[u8], max_values: usize) -> Result<Map<String
     parsed.map_err(|e| WebhookError::MalformedPayload { source: Some(e) })
 }
 
+/// Reads an `application/x-www-form-urlencoded` body as an object of
+/// strings (a repeated name: an array of its strings, in order). Each name
+/// and each value counts as a value against `max_values`, as a JSON
+/// body's do; an empty body is an empty payload.
+pub(crate) fn parse_form(body: &[u8], max_values: usize) -> Result<Map<String, Value>, WebhookError> {
+    // Each pair is a name and a value: two values, as `{"name": "value"}`
+    // counts in a JSON body.
+    let pairs = memchr::memchr_iter(b'&', body).count() + 1;
+    if pairs.saturating_mul(2) > max_values {
+        return Err(WebhookError::TooManyJsonValues { limit: max_values });
+    }
+    let mut payload = Map::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        let value = Value::String(value.into_owned());
+        match payload.get_mut(name.as_ref()) {
+            None => {
+                payload.insert(name.into_owned(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => {
+                let first = first.take();
+                payload.insert(name.into_owned(), Value::Array(vec![first, value]));
+            }
+        }
+    }
+    Ok(payload)
+}
+
 pub(crate) fn check_body_size(len: usize, limit: usize) -> Result<(), WebhookError> {
     if len > limit {
         Err(WebhookError::PayloadTooLarge { limit })
@@ -107,8 +135,15 @@ impl WebhookStartRequest {
     ///   `Prefer: dry-run` marks a dry run; `webhook-id`, `webhook-timestamp`
     ///   and `webhook-signature` a Standard Webhooks signature (the raw body
     ///   is then kept to verify it).
-    /// - The body is the JSON object of start fields; an empty body is an
-    ///   empty payload.
+    /// - The body is the JSON object of start fields, or (with
+    ///   `Content-Type: application/x-www-form-urlencoded`) a form, read as
+    ///   an object of strings (a repeated name: an array of strings) whose
+    ///   strings the start form's kinds then read (`"42"` for an integer,
+    ///   `"true"` for a boolean); an empty body is an empty payload.
+    /// - The `source` query parameter (a webhook source's call) is not read
+    ///   here: such calls are authenticated by their source's scheme, which
+    ///   [`WebhookStarter::handle`](crate::WebhookStarter::handle) and the
+    ///   router check.
     ///
     /// # Errors
     ///
@@ -118,7 +153,7 @@ impl WebhookStartRequest {
     /// `400 duplicate_header` (`authorization`, `idempotency-key`,
     /// `webhook-id` or `webhook-timestamp` more than once),
     /// `400 invalid_idempotency_key`, `415 unsupported_media_type` (a
-    /// `Content-Type` that is not JSON; none is fine),
+    /// `Content-Type` that is neither JSON nor a form; none is fine),
     /// `413 payload_too_large` (more than 10,000 JSON values),
     /// `400 malformed_payload` (not JSON, not an object, invalid UTF-8,
     /// nested deeper than 128 levels).
@@ -177,7 +212,11 @@ impl WebhookStartRequest {
         if head.not_json {
             return Err(WebhookError::UnsupportedMediaType);
         }
-        let payload = parse_payload(body, DEFAULT_MAX_JSON_VALUES)?;
+        let payload = if head.form {
+            parse_form(body, DEFAULT_MAX_JSON_VALUES)?
+        } else {
+            parse_payload(body, DEFAULT_MAX_JSON_VALUES)?
+        };
         let (mut request, signature) = head.into_request(process, payload);
         request.signed = signature.map(|headers| {
             Box::new(SignedCall {

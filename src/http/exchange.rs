@@ -3,21 +3,24 @@
 //! it is, and the answer with its one log event.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
 use crate::engine::Completion;
 use crate::error::WebhookError;
+use crate::http::target::parse_target;
 use crate::http::{
-    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_payload,
-    process_from_target,
+    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_form,
+    parse_payload,
 };
 use crate::id::ProcessUuid;
 use crate::model::{Deployment, Environment};
 use crate::observe::{Observed, call_span, catch_panic, in_span};
 use crate::outcome::StartOutcome;
+use crate::request::{RequestKey, WebhookStartRequest};
 use crate::signature::SignatureHeaders;
+use crate::source::{Reaction, SourceCall, SourceId, WebhookSource};
 use crate::start::{check, environment_of, request_key, resolve, verify_signed};
 use crate::starter::{DryRun, WebhookStarter};
 
@@ -28,9 +31,22 @@ pub(crate) struct Admitted {
     method: Method,
     process: ProcessUuid,
     head: RequestHead,
-    /// The environment of the token on the request; `None` for a `POST`
-    /// without one, whose token can only be inside an envelope body.
+    /// The environment of the token on the request (or of the source);
+    /// `None` for a `POST` without a token, whose token can only be inside
+    /// an envelope body.
     environment: Option<Environment>,
+    /// For a call of a webhook source: the source and the raw parts its
+    /// scheme checks once the body is read. Boxed: most calls have none.
+    source: Option<Box<SourceAdmitted>>,
+}
+
+/// What a call of a webhook source keeps for its check: the source, the
+/// headers (names in lower case) and the target's path and query.
+#[derive(Debug)]
+struct SourceAdmitted {
+    source: WebhookSource,
+    headers: Vec<(String, String)>,
+    target: String,
 }
 
 impl Admitted {
@@ -81,6 +97,11 @@ pub(crate) enum Success {
     /// A start the call waited for (`Prefer: wait`): the outcome, how the
     /// instance stood at the end, and the seconds the wait was allowed.
     Waited(StartOutcome, Completion, u32),
+    /// A source's delivery that starts nothing: an event the source does
+    /// not list, or the sender's own check (GitHub's `ping`).
+    Ignored(Option<String>),
+    /// Slack's `url_verification`: its challenge, answered.
+    Challenge(String),
 }
 
 impl WebhookStarter {
@@ -289,6 +310,8 @@ impl WebhookStarter {
             Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
             Ok(Success::Options) => "options",
             Ok(Success::Waited(..)) => "waited",
+            Ok(Success::Ignored(_)) => "ignored",
+            Ok(Success::Challenge(_)) => "challenge",
             Err(_) => "",
         };
         let reply = match &result {
@@ -305,6 +328,12 @@ impl WebhookStarter {
             Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
             Ok(Success::Waited(outcome, completion, seconds)) => {
                 self.waited_reply(outcome, completion, *seconds)
+            }
+            Ok(Success::Ignored(event)) => {
+                HttpReply::json(200, &serde_json::json!({"status": "ignored", "event": event}))
+            }
+            Ok(Success::Challenge(challenge)) => {
+                HttpReply::json(200, &serde_json::json!({"challenge": challenge}))
             }
             Err(error) => {
                 if let (401, Some(peer)) = (error.status(), observed.peer) {
@@ -364,20 +393,45 @@ impl WebhookStarter {
                 process: ProcessUuid::from(uuid::Uuid::nil()),
                 head: RequestHead::default(),
                 environment: None,
+                source: None,
             });
         }
-        let process = process_from_target(target)?;
+        let parsed = parse_target(target)?;
+        let process = parsed.process;
         observed.process = Some(process);
         if let Some(len) = body_len {
             check_body_size(len, self.settings.body_limit)?;
         }
+        if let Some(source) = parsed.source {
+            // The scheme needs headers the head does not keep: they are
+            // collected (only for a source's call).
+            let headers: Vec<(String, String)> = headers
+                .into_iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_ref().trim_ascii().to_ascii_lowercase(),
+                        v.as_ref().to_owned(),
+                    )
+                })
+                .collect();
+            let head = RequestHead::parse_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+            check_head(method, &head)?;
+            let id = SourceId::new(&source).map_err(|_| WebhookError::UnknownSource)?;
+            let source = Box::pin(self.admit_source(process, &id, observed)).await?;
+            return Ok(Admitted {
+                method,
+                process,
+                head,
+                environment: Some(source.environment().clone()),
+                source: Some(Box::new(SourceAdmitted {
+                    source,
+                    headers,
+                    target: path_and_query(target).to_owned(),
+                })),
+            });
+        }
         let head = RequestHead::parse_headers(headers)?;
-        if let Some(trace) = &head.trace {
-            tracing::Span::current().record("trace_id", trace.trace_id());
-        }
-        if method == Method::Post && head.not_json {
-            return Err(WebhookError::UnsupportedMediaType);
-        }
+        check_head(method, &head)?;
         self.check_client(observed).await?;
         let environment = if head.token.is_none() && method == Method::Post && self.settings.envelopes {
             None
@@ -392,7 +446,34 @@ impl WebhookStarter {
             process,
             head,
             environment,
+            source: None,
         })
+    }
+
+    /// The source a call names: it must exist and start the call's
+    /// process, else `404 unknown_source`; its environment is limited as a
+    /// token's would be.
+    async fn admit_source(
+        &self,
+        process: ProcessUuid,
+        id: &SourceId,
+        observed: &mut Observed,
+    ) -> Result<WebhookSource, WebhookError> {
+        self.check_client(observed).await?;
+        let sources = self
+            .settings
+            .sources
+            .as_ref()
+            .ok_or(WebhookError::UnknownSource)?;
+        let source = sources
+            .source(id)
+            .await?
+            .filter(|source| *source.process() == process)
+            .ok_or(WebhookError::UnknownSource)?;
+        observed.environment = Some(source.environment().id().clone());
+        observed.scheme = Some(source.scheme().name());
+        self.limit_environment(source.environment(), observed).await?;
+        Ok(source)
     }
 
     /// The rest of a call, once its body is read.
@@ -411,9 +492,13 @@ impl WebhookStarter {
             process,
             head,
             environment,
+            source,
         } = admitted;
         if method == Method::Options {
             return Ok(Success::Options);
+        }
+        if let Some(source) = source {
+            return Box::pin(self.finish_source(method, process, head, *source, body, observed)).await;
         }
         if method != Method::Post {
             // `admit` looked the token up for every GET and HEAD.
@@ -424,7 +509,7 @@ impl WebhookStarter {
             Some(environment) => {
                 // The signature is checked over the raw body, before it is parsed.
                 self.verify_body(&environment, head.signature.as_ref(), body)?;
-                let payload = parse_payload(body, self.settings.max_json_values)?;
+                let payload = self.parse_body(&head, body)?;
                 (head, environment, false, payload)
             }
             None => {
@@ -441,13 +526,26 @@ impl WebhookStarter {
             // read from the body does not count.
             return Err(WebhookError::MissingToken);
         }
-        if !from_envelope && envelopes_here && is_envelope(&payload) {
+        if !from_envelope && envelopes_here && !head.form && is_envelope(&payload) {
             let (inner, inner_payload) = open_envelope(payload)?;
             head.merge_envelope(inner)?;
             payload = inner_payload;
         }
         let wait = head.wait;
-        let (mut request, _) = head.into_request(process, payload);
+        let (request, _) = head.into_request(process, payload);
+        self.start_request(request, deployment, wait, observed).await
+    }
+
+    /// The end of every `POST`, once the call is authenticated and its
+    /// deployment known: the key, the checks, a dry run's answer or the
+    /// start, and the wait it may ask for.
+    async fn start_request(
+        &self,
+        mut request: WebhookStartRequest,
+        deployment: Deployment,
+        wait: Option<u32>,
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
         let key = request_key(&mut request)?;
         let dry_run = request.dry_run;
         let checked = check(request, key, deployment)?;
@@ -459,6 +557,69 @@ impl WebhookStarter {
             Some(seconds) => Ok(Box::pin(self.wait_for(outcome, seconds, observed)).await),
             None => Ok(Success::Started(outcome)),
         }
+    }
+
+    /// A call's body as start fields: a form, or JSON.
+    fn parse_body(&self, head: &RequestHead, body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
+        if head.form {
+            parse_form(body, self.settings.max_json_values)
+        } else {
+            parse_payload(body, self.settings.max_json_values)
+        }
+    }
+
+    /// The rest of a source's call, once its body is read: the scheme's
+    /// check over the raw body, then what the delivery says (the sender's
+    /// own check of the endpoint, an event the source does not list, or a
+    /// start, its delivery id the idempotency key where the call sent
+    /// none). A source's bodies are never envelopes.
+    async fn finish_source(
+        &self,
+        method: Method,
+        process: ProcessUuid,
+        mut head: RequestHead,
+        admitted: SourceAdmitted,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let SourceAdmitted {
+            source,
+            headers,
+            target,
+        } = admitted;
+        let call = SourceCall {
+            headers: &headers,
+            body,
+            target: &target,
+        };
+        source.verify(&call, SystemTime::now(), self.settings.signature_tolerance)?;
+        if method != Method::Post {
+            return self
+                .schema_answer(method, &process, source.environment(), observed)
+                .await;
+        }
+        let payload = self.parse_body(&head, body)?;
+        let delivery = source.delivery(&call, &payload);
+        match delivery.reaction {
+            Reaction::Challenge(challenge) => return Ok(Success::Challenge(challenge)),
+            Reaction::Ping => return Ok(Success::Ignored(delivery.event)),
+            Reaction::Start if !source.starts_on(delivery.event.as_deref()) => {
+                return Ok(Success::Ignored(delivery.event));
+            }
+            Reaction::Start => {}
+        }
+        let deployment = resolve(&process, source.environment(), &*self.settings.models).await?;
+        observed.deployed = true;
+        // The source authenticated the call: no token or Standard Webhooks
+        // headers of the request count.
+        head.token = None;
+        head.signature = None;
+        let wait = head.wait;
+        let (mut request, _) = head.into_request(process, payload);
+        if request.idempotency_key.is_none() {
+            request.idempotency_key = delivery.id.map(RequestKey::Unchecked);
+        }
+        self.start_request(request, deployment, wait, observed).await
     }
 
     /// The signature `environment` may require, over the raw `body`.
@@ -487,7 +648,18 @@ impl WebhookStarter {
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
         self.verify_body(&environment, head.signature.as_ref(), body)?;
-        let schema = self.schema_authenticated(&process, &environment).await?;
+        self.schema_answer(method, &process, &environment, observed).await
+    }
+
+    /// The answer to an authenticated `GET` or `HEAD`: the payload's schema.
+    async fn schema_answer(
+        &self,
+        method: Method,
+        process: &ProcessUuid,
+        environment: &Environment,
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let schema = self.schema_authenticated(process, environment).await?;
         observed.deployed = true;
         Ok(if method == Method::Head {
             Success::SchemaHead(schema)
@@ -529,6 +701,31 @@ pub(crate) fn marked_replayed(reply: HttpReply, outcome: &StartOutcome) -> HttpR
         reply.with_header("idempotent-replayed", "true".to_owned())
     } else {
         reply
+    }
+}
+
+/// What a call's head alone decides: its trace id recorded, and a `POST`
+/// of a media type other than JSON or a form refused.
+fn check_head(method: Method, head: &RequestHead) -> Result<(), WebhookError> {
+    if let Some(trace) = &head.trace {
+        tracing::Span::current().record("trace_id", trace.trace_id());
+    }
+    if method == Method::Post && head.not_json {
+        return Err(WebhookError::UnsupportedMediaType);
+    }
+    Ok(())
+}
+
+/// The path and query of a target given as a full URL (`https://host/p?q`
+/// is `/p?q`); a path with query as it is.
+fn path_and_query(target: &str) -> &str {
+    let Some(at) = target.find("://") else {
+        return target;
+    };
+    let rest = &target[at + 3..];
+    match rest.find(['/', '?']) {
+        Some(start) => &rest[start..],
+        None => "/",
     }
 }
 

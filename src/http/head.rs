@@ -26,6 +26,13 @@ pub(crate) fn is_json_media_type(value: &str) -> bool {
             || ends_with_json)
 }
 
+/// Whether a `Content-Type` value is `application/x-www-form-urlencoded`,
+/// with any parameters, in any case.
+pub(crate) fn is_form_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim_ascii();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
 /// What a call's target and headers say, before its body is read.
 #[derive(Debug, Default)]
 pub(crate) struct RequestHead {
@@ -37,8 +44,10 @@ pub(crate) struct RequestHead {
     pub(crate) dry_run: bool,
     /// The seconds of a `wait` preference (RFC 7240), when there is one.
     pub(crate) wait: Option<u32>,
-    /// Whether a `Content-Type` was sent that is not JSON.
+    /// Whether a `Content-Type` was sent that is neither JSON nor a form.
     pub(crate) not_json: bool,
+    /// Whether the body is a form (`application/x-www-form-urlencoded`).
+    pub(crate) form: bool,
     /// The caller's trace context (a valid, single `traceparent`).
     pub(crate) trace: Option<TraceContext>,
 }
@@ -78,7 +87,11 @@ impl RequestHead {
                     }
                 }
             } else if name.eq_ignore_ascii_case("content-type") {
-                head.not_json |= !is_json_media_type(value);
+                if is_form_media_type(value) {
+                    head.form = true;
+                } else {
+                    head.not_json |= !is_json_media_type(value);
+                }
             } else if name.eq_ignore_ascii_case("webhook-id") {
                 once(&mut has_id, "webhook-id")?;
                 signature.id = value.trim_ascii().to_owned();
@@ -136,6 +149,7 @@ impl RequestHead {
                 .map(|s| RequestKey::Unchecked(s.id.clone())),
         };
         request.dry_run = self.dry_run;
+        request.form = self.form;
         request.trace = self.trace.map(Box::new);
         (request, self.signature)
     }

@@ -32,7 +32,7 @@ pub use wait::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
 pub use body::DEFAULT_MAX_JSON_VALUES;
 #[cfg(test)]
 use body::json_values_exceed;
-pub(crate) use body::{check_body_size, parse_payload};
+pub(crate) use body::{check_body_size, parse_form, parse_payload};
 pub(crate) use envelope::{is_envelope, open_envelope};
 pub(crate) use head::RequestHead;
 pub use reply::HttpReply;
@@ -43,6 +43,7 @@ use target::parse_uid;
 pub(crate) use target::process_from_target;
 
 use crate::id::ProcessUuid;
+use crate::source::SourceId;
 
 /// The base of every process's webhook URL.
 pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
@@ -80,6 +81,14 @@ pub fn webhook_url(base: &str, process: &ProcessUuid) -> String {
         Some(_) => '&',
     };
     format!("{base}{separator}uid={process}")
+}
+
+/// The webhook URL of a source: `base` (e.g.
+/// `https://run.stackfl.com/webhook/send`) with `uid` and `source` in its
+/// query, as [`webhook_url`] builds a token caller's.
+pub fn source_webhook_url(base: &str, process: &ProcessUuid, source: &SourceId) -> String {
+    // A source id is URL-safe: it needs no escaping.
+    format!("{}&source={source}", webhook_url(base, process))
 }
 
 #[cfg(test)]

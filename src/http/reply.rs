@@ -111,7 +111,10 @@ impl HttpReply {
                 reply = reply.with_header("allow", ALLOWED_METHODS.to_owned());
             }
             WebhookError::UnsupportedMediaType => {
-                reply = reply.with_header("accept-post", "application/json".to_owned());
+                reply = reply.with_header(
+                    "accept-post",
+                    "application/json, application/x-www-form-urlencoded".to_owned(),
+                );
             }
             // RFC 9110 §11.6.1: a 401 says how to authenticate.
             WebhookError::InvalidToken => {

@@ -1,4 +1,5 @@
-//! A call's target: the process named by the `uid` query parameter.
+//! A call's target: the process named by the `uid` query parameter, and
+//! the webhook source named by `source`, if any.
 
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
@@ -10,6 +11,20 @@ use crate::id::ProcessUuid;
 /// allocation and UTF-8 re-validation, which profiling showed to cost more
 /// than parsing the documented payload).
 pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookError> {
+    parse_target(target).map(|target| target.process)
+}
+
+/// What a call's target names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Target<'a> {
+    pub(crate) process: ProcessUuid,
+    /// The `source` query parameter, as sent (decoded), when there is one.
+    pub(crate) source: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The `uid` and `source` query parameters of a full URL or a path with
+/// query. A `source` given twice names no source (`404 unknown_source`).
+pub(crate) fn parse_target(target: &str) -> Result<Target<'_>, WebhookError> {
     // The separators are ASCII and found with `memchr`: a target is read in
     // a few vector steps rather than byte by byte.
     let bytes = target.as_bytes();
@@ -24,6 +39,7 @@ pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookEr
         _ => return Err(WebhookError::MissingUid),
     };
     let mut uid: Option<std::borrow::Cow<'_, str>> = None;
+    let (mut source, mut sources): (Option<std::borrow::Cow<'_, str>>, u32) = (None, 0);
     let mut rest = query;
     loop {
         let (pair, next) = match memchr::memchr(b'&', rest.as_bytes()) {
@@ -31,22 +47,26 @@ pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookEr
             None => (rest, None),
         };
         let found = if memchr::memchr2(b'%', b'+', pair.as_bytes()).is_some() {
-            form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .filter(|(name, _)| name == "uid")
-                .map(|(_, value)| value)
+            form_urlencoded::parse(pair.as_bytes()).next()
         } else {
             let (name, value) = match memchr::memchr(b'=', pair.as_bytes()) {
                 Some(equals) => (&pair[..equals], &pair[equals + 1..]),
                 None => (pair, ""),
             };
-            (name == "uid").then_some(value.into())
+            Some((name.into(), value.into()))
         };
-        if let Some(value) = found {
-            if uid.is_some() {
-                return Err(WebhookError::RepeatedUid);
+        match found {
+            Some((name, value)) if name == "uid" => {
+                if uid.is_some() {
+                    return Err(WebhookError::RepeatedUid);
+                }
+                uid = Some(value);
             }
-            uid = Some(value);
+            Some((name, value)) if name == "source" => {
+                sources += 1;
+                source = Some(value);
+            }
+            _ => {}
         }
         match next {
             Some(next) => rest = next,
@@ -54,7 +74,11 @@ pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookEr
         }
     }
     let uid = uid.ok_or(WebhookError::MissingUid)?;
-    parse_uid(&uid)
+    let process = parse_uid(&uid)?;
+    if sources > 1 {
+        return Err(WebhookError::UnknownSource);
+    }
+    Ok(Target { process, source })
 }
 
 /// The `uid` of a webhook URL: a UUID in the hyphenated form (any case) or

@@ -15,12 +15,19 @@ fn reference(target: &str) -> Result<ProcessUuid, WebhookError> {
     let uids: Vec<_> = form_urlencoded::parse(query.as_bytes())
         .filter(|(n, _)| n == "uid")
         .collect();
-    match uids.as_slice() {
+    let sources = form_urlencoded::parse(query.as_bytes())
+        .filter(|(n, _)| n == "source")
+        .count();
+    let process = match uids.as_slice() {
         [] => Err(WebhookError::MissingUid),
         [(_, v)] if v.trim().is_empty() => Err(WebhookError::MissingUid),
         [(_, v)] => v.trim().parse().map_err(|_| WebhookError::InvalidUid),
         _ => Err(WebhookError::InvalidUid),
+    }?;
+    if sources > 1 {
+        return Err(WebhookError::UnknownSource);
     }
+    Ok(process)
 }
 
 proptest! {
@@ -38,6 +45,8 @@ proptest! {
                 Just("uid".to_owned()),
                 Just("uid=".to_owned()),
                 Just("=x".to_owned()),
+                Just("source=github".to_owned()),
+                Just("sourc%65=git+hub".to_owned()),
                 "[a-z%+=0-9-]{0,12}",
             ],
             0..4,

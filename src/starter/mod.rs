@@ -17,7 +17,7 @@ use crate::http::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES};
 use crate::limit::{RateLimitPolicy, RateLimiter};
 use crate::observe::chain;
 use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
-use crate::store::{IdempotencyStore, ModelStore, TokenStore};
+use crate::store::{IdempotencyStore, ModelStore, SourceStore, TokenStore};
 
 mod start;
 
@@ -73,6 +73,7 @@ pub(crate) struct Settings {
     pub(crate) tokens: Arc<dyn TokenStore>,
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) idempotency: Option<Arc<dyn IdempotencyStore>>,
+    pub(crate) sources: Option<Arc<dyn SourceStore>>,
     pub(crate) body_limit: usize,
     pub(crate) max_json_values: usize,
     pub(crate) body_timeout: Duration,
@@ -90,6 +91,7 @@ impl fmt::Debug for WebhookStarter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookStarter")
             .field("idempotency", &self.settings.idempotency.is_some())
+            .field("sources", &self.settings.sources.is_some())
             .field("body_limit", &self.settings.body_limit)
             .field("max_json_values", &self.settings.max_json_values)
             .field("body_timeout", &self.settings.body_timeout)
@@ -120,6 +122,7 @@ impl WebhookStarter {
             tokens,
             engine,
             idempotency: None,
+            sources: None,
             body_limit: DEFAULT_BODY_LIMIT,
             max_json_values: DEFAULT_MAX_JSON_VALUES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -172,6 +175,26 @@ impl WebhookStarter {
     /// ```
     pub fn with_rate_limit(mut self, limiter: Arc<dyn RateLimiter>, policy: RateLimitPolicy) -> Self {
         Arc::make_mut(&mut self.settings).limiter = Some((limiter, policy));
+        self
+    }
+
+    /// Serves the webhook sources in `sources`: a call with
+    /// `source={id}` in its query is authenticated by that source's scheme
+    /// (GitHub's, Stripe's, …; see [`SourceScheme`](crate::SourceScheme))
+    /// instead of an environment token, and starts the source's process in
+    /// the source's environment; every other rule applies as to a token's
+    /// call. Without sources (the default) such a call is
+    /// `404 unknown_source`.
+    ///
+    /// With an idempotency store, each delivery starts exactly once: the
+    /// scheme's delivery id (GitHub's `X-GitHub-Delivery`, Stripe's event
+    /// `id`, …) is the idempotency key, unless the call sends an
+    /// `Idempotency-Key`, and a redelivery replays the first answer.
+    ///
+    /// The [sources guide](crate::guide::sources) has the whole story
+    /// (built into the docs with every feature on).
+    pub fn with_sources(mut self, sources: Arc<dyn SourceStore>) -> Self {
+        Arc::make_mut(&mut self.settings).sources = Some(sources);
         self
     }
 

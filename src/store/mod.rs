@@ -1,5 +1,5 @@
-//! The storage a start reads: process models and deployments, and the
-//! environments behind tokens.
+//! The storage a start reads: process models and deployments, the
+//! environments behind tokens, and webhook sources.
 //!
 //! How to implement them: the crate docs' section "Implementing your own
 //! stores and engine".
@@ -21,7 +21,7 @@ pub use idempotency::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
     Reservation,
 };
-pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemoryTokenStore};
+pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, InvalidSchemaName,
@@ -34,6 +34,7 @@ pub(crate) use redis::{bounded as redis_bounded, ping as redis_ping};
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
+use crate::source::{SourceId, WebhookSource};
 use crate::token::EnvironmentToken;
 
 /// Where process models and their deployments are kept.
@@ -156,6 +157,52 @@ pub trait TokenStore: Send + Sync {
     /// says yes, which is right for a store in the host's memory.
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// Where webhook sources are kept: the senders connected to processes
+/// ([`WebhookSource`]), looked up by the `source` of a call.
+///
+/// # Contract
+///
+/// - `source` returns the source with that id, with all its secrets, or
+///   `Ok(None)` for an id no source has (or one that was removed).
+/// - The secrets must be recoverable (the schemes need them to compute
+///   HMACs) but never readable at rest: keep them encrypted (with
+///   AES-256-GCM, say, under a key the host holds apart from the data) and
+///   never put one in a log line, an error or a `Debug`.
+/// - An `Err` means the store could not answer.
+///
+/// # Methods, as you write them
+///
+/// With [`#[async_trait]`](crate::async_trait) (re-exported here):
+///
+/// ```text
+/// async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError>;
+/// ```
+///
+/// `testing::check_source_store` (feature `testing`) checks an
+/// implementation.
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// The source with id `id`.
+    async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError>;
+
+    /// Whether the store can serve now (see [`TokenStore::ready`]); the
+    /// default says yes.
+    async fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: SourceStore + ?Sized> SourceStore for std::sync::Arc<T> {
+    async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
+        (**self).source(id).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
     }
 }
 

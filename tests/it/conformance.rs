@@ -284,3 +284,50 @@ impl RateLimiter for HastyLimiter {
 async fn a_limiter_whose_answer_at_once_differs_fails_the_suite() {
     testing::check_rate_limiter(&HastyLimiter(InMemoryRateLimiter::new())).await;
 }
+
+#[tokio::test]
+async fn the_in_memory_source_store_keeps_the_contract() {
+    let store = InMemorySourceStore::new();
+    let fixtures = testing::source_fixtures();
+    for source in &fixtures {
+        store.insert(source.clone());
+    }
+    testing::check_source_store(&store, &fixtures).await;
+    let dynamic: Arc<dyn SourceStore> = Arc::new(store);
+    testing::check_source_store(&dynamic, &fixtures).await;
+    testing::check_source_store(&*dynamic, &fixtures).await;
+}
+
+/// Keeps only a source's newest secret.
+struct ForgetsOldSecrets(InMemorySourceStore);
+
+#[async_trait]
+impl SourceStore for ForgetsOldSecrets {
+    async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
+        Ok(self.0.source(id).await?.map(|s| {
+            let newest = WebhookSource::new(
+                s.id().clone(),
+                s.environment().clone(),
+                *s.process(),
+                s.scheme().clone(),
+                s.secrets()[..1].to_vec(),
+            )
+            .unwrap();
+            match s.events() {
+                Some(events) => newest.with_events(events.iter().cloned()).unwrap(),
+                None => newest,
+            }
+        }))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "every secret of github comes back")]
+async fn a_source_store_that_forgets_a_rotated_secret_fails_the_suite() {
+    let store = InMemorySourceStore::new();
+    let fixtures = testing::source_fixtures();
+    for source in &fixtures {
+        store.insert(source.clone());
+    }
+    testing::check_source_store(&ForgetsOldSecrets(store), &fixtures).await;
+}

@@ -73,12 +73,12 @@ fn common_no_headers() -> [(&'static str, &'static str); 0] {
 }
 
 #[tokio::test]
-async fn a_body_declared_as_something_other_than_json_is_415() {
+async fn a_body_declared_as_neither_json_nor_a_form_is_415() {
     let world = World::new();
     let starter = world.starter();
     for content_type in [
         "text/plain",
-        "application/x-www-form-urlencoded",
+        "application/x-www-form-urlencodedx",
         "multipart/form-data; boundary=x",
         "json",
         "application/jsonp",
@@ -100,7 +100,7 @@ async fn a_body_declared_as_something_other_than_json_is_415() {
         assert_reply(&reply, 415, "unsupported_media_type");
         assert_eq!(
             reply.header("accept-post"),
-            Some("application/json"),
+            Some("application/json, application/x-www-form-urlencoded"),
             "{content_type}"
         );
     }

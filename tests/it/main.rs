@@ -29,6 +29,7 @@ mod schema;
 mod secrets;
 mod serde_shapes;
 mod signatures;
+mod sources;
 mod start_rules;
 mod temporal;
 mod wait;

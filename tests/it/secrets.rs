@@ -152,7 +152,7 @@ fn debug_of_a_starter_shows_its_settings() {
     let world = World::new();
     assert_eq!(
         format!("{:?}", world.starter()),
-        "WebhookStarter { idempotency: false, body_limit: 1048576, max_json_values: 10000, \
+        "WebhookStarter { idempotency: false, sources: false, body_limit: 1048576, max_json_values: 10000, \
          body_timeout: 10s, body_budget: BodyBudget { held: 0, bodies: 0, max: 67108864 }, \
          envelopes: true, signature_tolerance: 300s, rate_limit: None, process_label: false, \
          ready_timeout: 2s, max_wait: 30s, max_waiting_calls: 1000, .. }"

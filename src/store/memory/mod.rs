@@ -1,7 +1,8 @@
 //! In-memory model and token stores (idempotency keys beside them), for tests, doc
 //! examples and small hosts.
 //!
-//! Models and tokens are here; idempotency keys in `idempotency.rs`.
+//! Models and tokens are here; idempotency keys in `idempotency.rs`,
+//! webhook sources in `source.rs`.
 //!
 //! All of them take `&self` for changes, so they can be shared in an `Arc`
 //! and changed while serving; clones share state. No lock is held across an
@@ -13,8 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 mod idempotency;
+mod source;
 
 pub use idempotency::InMemoryIdempotencyStore;
+pub use source::InMemorySourceStore;
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

@@ -1,0 +1,158 @@
+//! A delivery as the schemes check it ([`SourceCall`]), what it says once
+//! checked ([`Delivery`]), and the pieces the schemes share: HMACs over
+//! several parts, the secrets tried in turn, a signed timestamp's window.
+
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha1::Sha1;
+use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+use crate::error::WebhookError;
+use crate::signature::check_timestamp;
+use crate::source::{HmacAlgorithm, SourceSecret};
+
+/// The raw parts of a delivery a scheme checks: its headers (names in
+/// lower case), its body as received, and its target (path and query).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SourceCall<'a> {
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) body: &'a [u8],
+    pub(crate) target: &'a str,
+}
+
+impl<'a> SourceCall<'a> {
+    /// The first value of header `name` (lower case), trimmed.
+    pub(crate) fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim_ascii())
+    }
+
+    /// The value of header `name`, or `401 missing_signature`.
+    pub(crate) fn required(&self, name: &str) -> Result<&'a str, WebhookError> {
+        self.header(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(WebhookError::MissingSignature)
+    }
+}
+
+/// What a source's check is made with: its secrets and the clock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Keys<'a> {
+    pub(crate) secrets: &'a [SourceSecret],
+    pub(crate) now: SystemTime,
+    pub(crate) tolerance: Duration,
+}
+
+impl Keys<'_> {
+    /// Whether `sent` is the HMAC of the concatenated `parts` under one of
+    /// the secrets; each comparison constant-time.
+    pub(crate) fn any_mac(&self, algorithm: HmacAlgorithm, parts: &[&[u8]], sent: &[u8]) -> bool {
+        let mut matched = subtle::Choice::from(0u8);
+        for secret in self.secrets {
+            matched |= mac(algorithm, secret.expose_secret(), parts)
+                .as_slice()
+                .ct_eq(sent);
+        }
+        matched.into()
+    }
+
+    /// [`any_mac`](Self::any_mac) as a result: `401 invalid_signature`
+    /// when no secret signed it.
+    pub(crate) fn expect_mac(
+        &self,
+        algorithm: HmacAlgorithm,
+        parts: &[&[u8]],
+        sent: &[u8],
+    ) -> Result<(), WebhookError> {
+        if self.any_mac(algorithm, parts, sent) {
+            Ok(())
+        } else {
+            Err(WebhookError::InvalidSignature)
+        }
+    }
+
+    /// A signed Unix timestamp, if it is within the tolerance of the clock.
+    pub(crate) fn fresh(&self, timestamp: &str) -> Result<(), WebhookError> {
+        check_timestamp(timestamp, self.now, self.tolerance).map(|_| ())
+    }
+}
+
+/// The HMAC of the concatenated `parts` under `key`.
+pub(crate) fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn of<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
+    }
+    match algorithm {
+        HmacAlgorithm::Sha256 => of::<Hmac<Sha256>>(key, parts),
+        HmacAlgorithm::Sha512 => of::<Hmac<Sha512>>(key, parts),
+        HmacAlgorithm::Sha1 => of::<Hmac<Sha1>>(key, parts),
+    }
+}
+
+/// Hex digits (either case) as bytes; `None` for anything else.
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok()
+}
+
+/// Standard base64 (padded) as bytes; `None` for anything else.
+pub(crate) fn from_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// What a checked delivery says: its id (the idempotency key, where the
+/// caller sent none), its event, and what to do with it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    pub(crate) id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) reaction: Reaction,
+}
+
+/// What a checked delivery asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) enum Reaction {
+    /// Start the process (if the source's events allow it).
+    #[default]
+    Start,
+    /// A sender's own check of the endpoint (GitHub's `ping`): answered
+    /// `200` as an ignored event, nothing started.
+    Ping,
+    /// Slack's `url_verification`: answered `200` with the challenge.
+    Challenge(String),
+}
+
+impl Delivery {
+    /// A delivery with the id and event of headers `id` and `event`.
+    pub(crate) fn from_headers(call: &SourceCall<'_>, id: Option<&str>, event: Option<&str>) -> Self {
+        let read = |name: Option<&str>| {
+            name.and_then(|n| call.header(n))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        Self {
+            id: read(id),
+            event: read(event),
+            reaction: Reaction::Start,
+        }
+    }
+}
+
+/// The text at `path` in a JSON payload, if it is a string.
+pub(crate) fn text_at(payload: &Map<String, Value>, path: &[&str]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut value = payload.get(*first)?;
+    for name in rest {
+        value = value.get(name)?;
+    }
+    value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}

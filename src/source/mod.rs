@@ -1,0 +1,250 @@
+//! Webhook sources: one sender (GitHub, Stripe, Slack, Shopify, Twilio,
+//! GitLab, any Standard Webhooks or HMAC sender, or one that can only send
+//! Basic credentials) connected to one process in one environment, and
+//! authenticated by the sender's own scheme instead of an environment
+//! token.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+use crate::error::WebhookError;
+use crate::id::ProcessUuid;
+use crate::model::Environment;
+
+pub(crate) mod call;
+mod id;
+mod scheme;
+mod secret;
+mod senders;
+
+pub use id::{InvalidSourceId, MAX_SOURCE_ID_LEN, SourceId};
+pub use scheme::{HmacAlgorithm, HmacEncoding, HmacScheme, InvalidScheme, PublicOrigin, SourceScheme};
+pub use secret::{EmptySourceSecret, SourceSecret};
+
+pub(crate) use call::{Delivery, Reaction, SourceCall};
+
+/// One sender connected to one process in one environment: its
+/// [`SourceId`] (in the URL, `…/webhook/send?uid={process}&source={id}`),
+/// the [`Environment`] it starts in, the process, the sender's
+/// [`SourceScheme`], its secrets (several at once while a secret is
+/// rotated; any of them verifies) and, optionally, the events that start
+/// the process.
+///
+/// A call with `source=` is authenticated by its source instead of an
+/// environment token; every other rule applies unchanged. Its `Debug`
+/// shows no secret.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::*;
+///
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
+/// let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+/// let source = WebhookSource::new(
+///     "github-orders".parse()?,
+///     production,
+///     uuid,
+///     SourceScheme::Github,
+///     [SourceSecret::new("It's a Secret to Everybody")?],
+/// )?
+/// .with_events(["push", "release"])?;
+/// assert!(source.starts_on(Some("push")) && !source.starts_on(Some("issues")));
+/// assert!(!format!("{source:?}").contains("Secret to Everybody"));
+/// assert_eq!(
+///     source_webhook_url("https://hooks.example.com/webhook/send", &uuid, source.id()),
+///     "https://hooks.example.com/webhook/send?uid=dd9759e0-cc94-11ed-938f-13cf60270555&source=github-orders"
+/// );
+/// # Ok(())
+/// # }
+/// # example().unwrap();
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSource {
+    id: SourceId,
+    environment: Environment,
+    process: ProcessUuid,
+    scheme: SourceScheme,
+    secrets: Vec<SourceSecret>,
+    events: Option<Vec<String>>,
+}
+
+impl WebhookSource {
+    /// A source of `process` in `environment`, whose sender signs with any
+    /// of `secrets` in `scheme`. Every event starts the process.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSource::NoSecret`] without a secret;
+    /// [`InvalidSource::StandardWebhooksSecret`] for a `standard-webhooks`
+    /// secret that is not `whsec_` and base64.
+    pub fn new(
+        id: SourceId,
+        environment: Environment,
+        process: ProcessUuid,
+        scheme: SourceScheme,
+        secrets: impl IntoIterator<Item = SourceSecret>,
+    ) -> Result<Self, InvalidSource> {
+        let secrets: Vec<SourceSecret> = secrets.into_iter().collect();
+        if secrets.is_empty() {
+            return Err(InvalidSource::NoSecret);
+        }
+        if scheme == SourceScheme::StandardWebhooks {
+            let standard = |s: &SourceSecret| {
+                std::str::from_utf8(s.expose_secret())
+                    .ok()
+                    .and_then(|s| s.parse::<crate::SigningSecret>().ok())
+                    .is_some()
+            };
+            if !secrets.iter().all(standard) {
+                return Err(InvalidSource::StandardWebhooksSecret);
+            }
+        }
+        Ok(Self {
+            id,
+            environment,
+            process,
+            scheme,
+            secrets,
+            events: None,
+        })
+    }
+
+    /// Limits the process's starts to deliveries of these `events`
+    /// (GitHub's `X-GitHub-Event`, Stripe's `type`, …, as the sender names
+    /// them); a delivery of another event is answered `200` with
+    /// `{"status":"ignored","event":"…"}` and starts nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSource::NoEvents`] when the scheme's senders name no events
+    /// ([`SourceScheme::has_events`]) or `events` is empty.
+    pub fn with_events<S: Into<String>>(
+        mut self,
+        events: impl IntoIterator<Item = S>,
+    ) -> Result<Self, InvalidSource> {
+        let events: Vec<String> = events.into_iter().map(Into::into).collect();
+        if events.is_empty() || !self.scheme.has_events() {
+            return Err(InvalidSource::NoEvents {
+                scheme: self.scheme.name(),
+            });
+        }
+        self.events = Some(events);
+        Ok(self)
+    }
+
+    /// The source's id.
+    pub fn id(&self) -> &SourceId {
+        &self.id
+    }
+
+    /// The environment it starts in.
+    pub fn environment(&self) -> &Environment {
+        &self.environment
+    }
+
+    /// The process it starts.
+    pub fn process(&self) -> &ProcessUuid {
+        &self.process
+    }
+
+    /// The sender's scheme.
+    pub fn scheme(&self) -> &SourceScheme {
+        &self.scheme
+    }
+
+    /// Its secrets, the newest first by convention.
+    pub fn secrets(&self) -> &[SourceSecret] {
+        &self.secrets
+    }
+
+    /// The events that start the process; `None`: every delivery does.
+    pub fn events(&self) -> Option<&[String]> {
+        self.events.as_deref()
+    }
+
+    /// Whether a delivery of `event` starts the process: always without an
+    /// event list; with one, only a listed event.
+    pub fn starts_on(&self, event: Option<&str>) -> bool {
+        match (&self.events, event) {
+            (None, _) => true,
+            (Some(events), Some(event)) => events.iter().any(|e| e == event),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Checks a delivery's signature (or credentials) over its raw body.
+    pub(crate) fn verify(
+        &self,
+        call: &SourceCall<'_>,
+        now: SystemTime,
+        tolerance: Duration,
+    ) -> Result<(), WebhookError> {
+        let keys = call::Keys {
+            secrets: &self.secrets,
+            now,
+            tolerance,
+        };
+        match &self.scheme {
+            SourceScheme::Github => senders::github::verify(call, &keys),
+            SourceScheme::Stripe => senders::stripe::verify(call, &keys),
+            SourceScheme::Slack => senders::slack::verify(call, &keys),
+            SourceScheme::Shopify => senders::shopify::verify(call, &keys),
+            SourceScheme::Twilio(origin) => senders::twilio::verify(origin, call, &keys),
+            SourceScheme::Gitlab => senders::gitlab::verify(call, &keys),
+            SourceScheme::StandardWebhooks => senders::standard::verify(call, &keys),
+            SourceScheme::Hmac(scheme) => senders::hmac::verify(scheme, call, &keys),
+            SourceScheme::Basic(user) => senders::basic::verify(user, call, &keys),
+        }
+    }
+
+    /// What a verified delivery says: its id, its event, and whether it is
+    /// the sender's own check of the endpoint.
+    pub(crate) fn delivery(&self, call: &SourceCall<'_>, payload: &Map<String, Value>) -> Delivery {
+        match &self.scheme {
+            SourceScheme::Github => senders::github::delivery(call),
+            SourceScheme::Stripe => senders::stripe::delivery(payload),
+            SourceScheme::Slack => senders::slack::delivery(payload),
+            SourceScheme::Shopify => senders::shopify::delivery(call),
+            SourceScheme::Twilio(_) => senders::twilio::delivery(call),
+            SourceScheme::Gitlab => senders::gitlab::delivery(call),
+            SourceScheme::StandardWebhooks => senders::standard::delivery(call),
+            SourceScheme::Hmac(scheme) => senders::hmac::delivery(scheme, call),
+            SourceScheme::Basic(_) => Delivery::default(),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSource")
+            .field("id", &self.id)
+            .field("environment", &self.environment)
+            .field("process", &self.process)
+            .field("scheme", &self.scheme)
+            .field("secrets", &self.secrets.len())
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// A [`WebhookSource`] cannot be made as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidSource {
+    /// A source needs at least one secret.
+    #[error("a source needs at least one secret")]
+    NoSecret,
+    /// A `standard-webhooks` secret must be `whsec_` and base64.
+    #[error("a standard-webhooks secret must be `whsec_` followed by base64")]
+    StandardWebhooksSecret,
+    /// The scheme's senders name no events, or the list is empty.
+    #[error("a `{scheme}` source cannot list events: its sender names none, or the list is empty")]
+    NoEvents {
+        /// The scheme's name.
+        scheme: &'static str,
+    },
+}

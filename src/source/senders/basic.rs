@@ -1,0 +1,32 @@
+//! `basic`: `authorization: Basic base64(user:password)`, the user the
+//! source names and one of its secrets as the password, each compared as
+//! digests in constant time.
+
+use subtle::ConstantTimeEq;
+
+use crate::error::WebhookError;
+use crate::source::call::{Keys, SourceCall, from_base64};
+
+pub(crate) fn verify(user: &str, call: &SourceCall<'_>, keys: &Keys<'_>) -> Result<(), WebhookError> {
+    let sent = call.required("authorization")?;
+    let credentials = match sent.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim_ascii(),
+        _ => return Err(WebhookError::MissingSignature),
+    };
+    let decoded = from_base64(credentials).ok_or(WebhookError::InvalidSignature)?;
+    let at = memchr::memchr(b':', &decoded).ok_or(WebhookError::InvalidSignature)?;
+    let (sent_user, password) = (&decoded[..at], &decoded[at + 1..]);
+    use sha2::{Digest, Sha256};
+    let user_ok: bool = Sha256::digest(user.as_bytes())
+        .ct_eq(&Sha256::digest(sent_user))
+        .into();
+    let mut password_ok = false;
+    for secret in keys.secrets {
+        password_ok |= secret.matches(password);
+    }
+    if user_ok & password_ok {
+        Ok(())
+    } else {
+        Err(WebhookError::InvalidSignature)
+    }
+}
