@@ -275,7 +275,8 @@
 //!   workflows through Temporal's HTTP API, exactly once per idempotency key.
 //! - `redis`: `RedisIdempotencyStore` and `RedisRateLimiter`, idempotency
 //!   keys and rate limits shared by replicas through Redis.
-//! - `postgres`: `PostgresStore`, models, tokens and idempotency keys in
+//! - `postgres`: `PostgresStore`, models, tokens, webhook sources (their
+//!   secrets encrypted) and idempotency keys in
 //!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
 //!   stores.
@@ -402,8 +403,8 @@ pub use crate::store::{
 };
 #[cfg(feature = "postgres")]
 pub use crate::store::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, InvalidSchemaName,
-    PostgresStore,
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, EncryptionKey,
+    InvalidEncryptionKey, InvalidSchemaName, PostgresStore,
 };
 #[cfg(feature = "redis")]
 pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};

@@ -24,8 +24,8 @@ pub use idempotency::{
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, InvalidSchemaName,
-    PostgresStore,
+    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, EncryptionKey,
+    InvalidEncryptionKey, InvalidSchemaName, PostgresStore,
 };
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
@@ -168,9 +168,10 @@ pub trait TokenStore: Send + Sync {
 /// - `source` returns the source with that id, with all its secrets, or
 ///   `Ok(None)` for an id no source has (or one that was removed).
 /// - The secrets must be recoverable (the schemes need them to compute
-///   HMACs) but never readable at rest: keep them encrypted (with
-///   AES-256-GCM, say, under a key the host holds apart from the data) and
-///   never put one in a log line, an error or a `Debug`.
+///   HMACs) but never readable at rest: keep them encrypted (as
+///   [`PostgresStore`](crate::PostgresStore) does, with AES-256-GCM under
+///   a key the host holds apart from the data) and never put one in a log
+///   line, an error or a `Debug`.
 /// - An `Err` means the store could not answer.
 ///
 /// # Methods, as you write them

@@ -119,7 +119,7 @@ async fn debug_shows_the_schema_and_the_timings() {
     assert_eq!(
         format!("{store:?}"),
         "PostgresStore { schema: \"process_webhook\", timeout: 2s, cache_ttl: 1s, \
-         ttl: 86400s, lease: 300s, .. }"
+         ttl: 86400s, lease: 300s, encryption_key: None, .. }"
     );
 }
 
@@ -819,4 +819,153 @@ async fn hostile_text_is_stored_exactly_or_refused_clearly() {
             .unwrap(),
         None
     );
+}
+
+fn key(id: &str, n: u8) -> EncryptionKey {
+    EncryptionKey::new(id, [n; 32]).unwrap()
+}
+
+#[tokio::test]
+async fn sources_pass_their_suite_and_come_back_after_a_restart_with_no_secret_in_a_row() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await.with_encryption_key(key("k1", 1));
+    let mut fixtures = testing::source_fixtures();
+    fixtures.push(
+        WebhookSource::new(
+            "long-secret".parse().unwrap(),
+            fixtures[0].environment().clone(),
+            *fixtures[0].process(),
+            SourceScheme::Stripe,
+            [SourceSecret::new("whsec_a-long-and-recognisable-secret-0123456789").unwrap()],
+        )
+        .unwrap(),
+    );
+    for source in &fixtures {
+        store.put_source(source).await.unwrap();
+    }
+    testing::check_source_store(&store, &fixtures).await;
+
+    // A new replica (or the same after a restart) with the key reads them.
+    let restarted = db.store().await.with_encryption_key(key("k1", 1));
+    testing::check_source_store(&restarted, &fixtures).await;
+
+    // No row holds a secret in plain text, in hex or in base64.
+    let rows: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT row_to_json(s)::text FROM \"{}\".sources s",
+        db.schema
+    ))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), fixtures.len());
+    use base64::Engine as _;
+    for source in &fixtures {
+        for secret in source.secrets() {
+            let bytes = secret.expose_secret();
+            let spellings = [
+                String::from_utf8_lossy(bytes).into_owned(),
+                hex::encode(bytes),
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            ];
+            for row in &rows {
+                // (Spellings shorter than 8 characters could turn up in
+                // random ciphertext by chance.)
+                for spelling in spellings.iter().filter(|s| s.len() >= 8) {
+                    assert!(!row.contains(spelling.as_str()), "{spelling} in {row}");
+                }
+                assert!(row.contains("\"key\": \"k1\""), "{row}");
+            }
+        }
+    }
+
+    // Without its key, a replica says which key it needs.
+    let keyless = db.store().await;
+    let err = keyless.source(fixtures[0].id()).await.unwrap_err();
+    assert!(err.to_string().contains("key `k1`"), "{err}");
+    // A removed source is gone.
+    assert!(store.remove_source(fixtures[0].id()).await.unwrap());
+    assert!(!store.remove_source(fixtures[0].id()).await.unwrap());
+    assert_eq!(store.source(fixtures[0].id()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_store_without_an_encryption_key_refuses_to_store_a_source_secret() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    let source = &testing::source_fixtures()[0];
+    let err = store.put_source(source).await.unwrap_err();
+    assert!(err.to_string().contains("no encryption key"), "{err}");
+    assert!(err.to_string().contains("with_encryption_key"), "{err}");
+    assert_eq!(
+        store.source(source.id()).await.unwrap(),
+        None,
+        "nothing was written"
+    );
+}
+
+#[tokio::test]
+async fn a_second_key_rolled_in_reads_the_old_rows_and_reseals_them() {
+    let Some(db) = Db::new() else { return };
+    let fixtures = testing::source_fixtures();
+    let old = db.store().await.with_encryption_key(key("k1", 1));
+    for source in &fixtures {
+        old.put_source(source).await.unwrap();
+    }
+    let rolled = db
+        .store()
+        .await
+        .with_encryption_key(key("k2", 2))
+        .with_decryption_key(key("k1", 1));
+    testing::check_source_store(&rolled, &fixtures).await;
+    assert_eq!(rolled.reseal_sources().await.unwrap(), fixtures.len() as u64);
+    assert_eq!(
+        rolled.reseal_sources().await.unwrap(),
+        0,
+        "nothing left under the old key"
+    );
+    // The old key can now be retired.
+    let new_only = db.store().await.with_encryption_key(key("k2", 2));
+    testing::check_source_store(&new_only, &fixtures).await;
+    // A key of the right id but the wrong bytes opens nothing.
+    let wrong = db.store().await.with_encryption_key(key("k2", 7));
+    let err = wrong.source(fixtures[0].id()).await.unwrap_err();
+    assert!(err.to_string().contains("does not decrypt"), "{err}");
+}
+
+#[tokio::test]
+async fn a_gitlab_source_in_postgres_starts_its_process_through_the_starter() {
+    let Some(db) = Db::new() else { return };
+    let store = Arc::new(db.store().await.with_encryption_key(key("k1", 1)));
+    seed(&store).await;
+    let process = uuid(ORDER_INTAKE);
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    let source = WebhookSource::new(
+        "gitlab".parse().unwrap(),
+        production,
+        process,
+        SourceScheme::Gitlab,
+        [SourceSecret::new("gitlab-token").unwrap()],
+    )
+    .unwrap();
+    store.put_source(&source).await.unwrap();
+    let engine = Arc::new(InMemoryEngine::new());
+    let starter = WebhookStarter::new(store.clone(), store.clone(), engine.clone())
+        .with_idempotency(store.clone())
+        .with_sources(store.clone());
+    let target = format!("{}&source=gitlab", webhook_url("/webhook/send", &process));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let headers = [("X-Gitlab-Token", "gitlab-token"), ("X-Gitlab-Event-UUID", "e1")];
+    let first = starter.handle(&target, headers, &body).await;
+    assert_eq!(first.status(), 202, "{}", String::from_utf8_lossy(first.body()));
+    let again = starter.handle(&target, headers, &body).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let wrong = starter
+        .handle(
+            &target,
+            [("X-Gitlab-Token", "gitlab-tokem"), ("X-Gitlab-Event-UUID", "e2")],
+            &body,
+        )
+        .await;
+    assert_reply(&wrong, 401, "invalid_signature");
+    assert_eq!(engine.started().len(), 1);
 }

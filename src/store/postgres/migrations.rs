@@ -9,7 +9,10 @@ use super::PostgresStore;
 use crate::store::StoreError;
 
 /// The migrations, in order; the schema version is their count.
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_sources.sql"),
+];
 
 impl PostgresStore {
     /// Creates or upgrades the tables. Safe to run from several replicas at

@@ -10,9 +10,12 @@ mod cache;
 mod lookups;
 mod migrations;
 mod queries;
+mod sealing;
+mod sources;
 
 use cache::Cache;
 use queries::Statements;
+pub use sealing::{EncryptionKey, InvalidEncryptionKey};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -132,6 +135,7 @@ pub struct PostgresStore {
     lease: Duration,
     cache: Arc<Cache>,
     secrets: Arc<RwLock<Keyring>>,
+    keys: Arc<sealing::Keys>,
     listening: Arc<AtomicBool>,
 }
 
@@ -143,6 +147,7 @@ impl fmt::Debug for PostgresStore {
             .field("cache_ttl", &self.cache_ttl)
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
+            .field("encryption_key", &self.keys.sealing_id())
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +166,7 @@ impl PostgresStore {
             lease: DEFAULT_IDEMPOTENCY_LEASE,
             cache: Arc::default(),
             secrets: Arc::default(),
+            keys: Arc::default(),
             listening: Arc::default(),
         }
     }

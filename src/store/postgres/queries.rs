@@ -27,6 +27,9 @@ pub(super) struct Statements {
     pub(super) complete: String,
     pub(super) release: String,
     pub(super) purge: String,
+    pub(super) source: String,
+    pub(super) put_source: String,
+    pub(super) remove_source: String,
 }
 
 impl Statements {
@@ -92,6 +95,17 @@ impl Statements {
                    WHERE reserved_at <= clock_timestamp() - make_interval(secs => $1) \
                    LIMIT $2 FOR UPDATE SKIP LOCKED))"
             ),
+            source: format!(
+                "SELECT organization, environment, process, scheme, events, secrets FROM {s}.sources WHERE id = $1"
+            ),
+            put_source: format!(
+                "INSERT INTO {s}.sources (id, organization, environment, process, scheme, events, secrets) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+                 organization = EXCLUDED.organization, environment = EXCLUDED.environment, \
+                 process = EXCLUDED.process, scheme = EXCLUDED.scheme, events = EXCLUDED.events, \
+                 secrets = EXCLUDED.secrets, updated_at = now()"
+            ),
+            remove_source: format!("DELETE FROM {s}.sources WHERE id = $1"),
             quoted: s,
         }
     }
