@@ -15,7 +15,12 @@ const TOKEN: &str = "an-operator-chosen-token-of-40-characters";
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 11] = [
+const SETTINGS: [&str; 16] = [
+    "WEBHOOK_CONFIG",
+    "WEBHOOK_SCHEMA",
+    "WEBHOOK_SECRET_KEY",
+    "WEBHOOK_OLD_SECRET_KEYS",
+    "GITHUB_WEBHOOK_SECRET",
     "RUST_LOG",
     "WEBHOOK_ADDR",
     "WEBHOOK_TOKEN",
@@ -470,4 +475,217 @@ async fn its_log_lines_have_no_colours_when_its_output_is_not_a_terminal() {
     };
     assert!(logged.contains("INFO"), "{logged}");
     assert!(!logged.contains('\u{1b}'), "no ANSI escape: {logged:?}");
+}
+
+/// A `WEBHOOK_CONFIG` file with `text`, removed when dropped.
+struct ConfigFile(std::path::PathBuf);
+
+impl ConfigFile {
+    fn new(text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("webhook-config-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const GITHUB_SOURCE: &str = r#"
+# GitHub's "Payload URL" is the printed URL, its "Secret" $GITHUB_WEBHOOK_SECRET.
+[[source]]
+id = "github-orders"
+process = "dd9759e0-cc94-11ed-938f-13cf60270555"
+environment = "production"
+scheme = "github"
+secret_env = "GITHUB_WEBHOOK_SECRET"
+events = ["push"]
+"#;
+
+const GITHUB_SECRET: &str = "an operator's GitHub webhook secret";
+
+/// A delivery of the documented order payload, as GitHub signs it.
+async fn github_delivery(
+    client: &reqwest::Client,
+    url: &str,
+    senders: &common::senders::Senders,
+    event: &str,
+    delivery: &str,
+) -> reqwest::Response {
+    let body = r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#;
+    let signed = senders.sign(serde_json::json!({"scheme": "github", "secret": GITHUB_SECRET, "body": body}));
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .body(body);
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_github_source_in_its_config_file_starts_once_per_delivery_and_no_secret_is_printed() {
+    let Some(senders) = common::senders::Senders::find() else {
+        return;
+    };
+    let file = ConfigFile::new(GITHUB_SOURCE);
+    let server = Server::with(&[
+        ("WEBHOOK_CONFIG", file.path()),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+    ]);
+    let url = server
+        .printed("source github-orders (github): ")
+        .unwrap_or_else(|| panic!("the source's URL is printed: {:?}", server.printed))
+        .to_owned();
+    assert_eq!(
+        url,
+        format!(
+            "{}/webhook/send?uid={ORDER_INTAKE}&source=github-orders",
+            server.base
+        )
+    );
+    let client = reqwest::Client::new();
+
+    let ping = github_delivery(&client, &url, &senders, "ping", "d-0").await;
+    assert_eq!(ping.status(), 200);
+    let first = github_delivery(&client, &url, &senders, "push", "d-1").await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = github_delivery(&client, &url, &senders, "push", "d-1").await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["instanceId"], first["instanceId"]);
+    let forged = client
+        .post(&url)
+        .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+        .header("x-github-event", "push")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // One start, for the first delivery; the scheme is a metrics label.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let later = server.later.lock().unwrap().join("\n");
+    assert_eq!(later.matches("started instance").count(), 1, "{later}");
+    let scrape = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(scrape.contains("scheme=\"github\""), "{scrape}");
+    let everything = format!("{}\n{later}\n{scrape}", server.printed.join("\n"));
+    assert!(!everything.contains(GITHUB_SECRET), "{everything}");
+}
+
+#[test]
+fn a_config_file_it_cannot_use_stops_it_naming_the_file_line_and_key() {
+    let file = ConfigFile::new(&GITHUB_SOURCE.replace("scheme = \"github\"", "scheme = \"gihtub\""));
+    let (status, stderr) = refused(&[
+        ("WEBHOOK_CONFIG", file.path()),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+    ]);
+    assert_eq!(status, Some(1));
+    let expected = format!("error: {}:7:10: scheme: unknown scheme `gihtub`", file.path());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+
+    let file = ConfigFile::new(GITHUB_SOURCE);
+    let (status, stderr) = refused(&[("WEBHOOK_CONFIG", file.path())]);
+    assert_eq!(status, Some(1));
+    assert!(
+        stderr.contains(":8:14: secret_env: the environment variable GITHUB_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    let (status, stderr) = refused(&[("WEBHOOK_CONFIG", "/nonexistent/sources.toml")]);
+    assert_eq!(status, Some(1));
+    assert!(
+        stderr.contains("WEBHOOK_CONFIG=/nonexistent/sources.toml: cannot read the file"),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn with_postgres_sources_are_stored_encrypted_under_the_key_and_refused_without_one() {
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let file = ConfigFile::new(
+        GITHUB_SOURCE
+            .replace("scheme = \"github\"\n", "scheme = \"gitlab\"\n")
+            .replace("events = [\"push\"]\n", "")
+            .as_str(),
+    );
+    let base = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_CONFIG", file.path()),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+    ];
+    let (status, stderr) = refused(&base);
+    assert_eq!(status, Some(1));
+    assert!(
+        stderr.starts_with("error: WEBHOOK_SECRET_KEY: not set"),
+        "{stderr}"
+    );
+
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+    let mut settings = base.to_vec();
+    settings.push(("WEBHOOK_SECRET_KEY", key));
+    let client = reqwest::Client::new();
+    let gitlab = |base: &str, token: &str| {
+        client
+            .post(format!(
+                "{base}/webhook/send?uid={ORDER_INTAKE}&source=github-orders"
+            ))
+            .header("x-gitlab-token", token)
+            .header("content-type", "application/json")
+            .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#)
+            .send()
+    };
+    {
+        let server = Server::with(&settings);
+        assert_eq!(gitlab(&server.base, GITHUB_SECRET).await.unwrap().status(), 202);
+    }
+    // A replica without the file reads the source from the database.
+    settings.retain(|(name, _)| *name != "WEBHOOK_CONFIG" && *name != "GITHUB_WEBHOOK_SECRET");
+    let replica = Server::with(&settings);
+    assert_eq!(gitlab(&replica.base, GITHUB_SECRET).await.unwrap().status(), 202);
+    assert_eq!(
+        gitlab(&replica.base, "another secret").await.unwrap().status(),
+        401
+    );
+    let rows: Vec<String> = {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let rows = sqlx::query_scalar(&format!(
+            "SELECT row_to_json(s)::text FROM \"{schema}\".sources s"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        rows
+    };
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].contains("GitHub webhook secret"), "{}", rows[0]);
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod senders;
+
 use async_trait::async_trait;
 use process_webhook::*;
 use serde_json::{Map, Value, json};

@@ -10,92 +10,17 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::senders::Senders;
 use common::*;
 use process_webhook::*;
 use serde_json::{Value, json};
 
 const ORDERS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const REFUNDS: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
-
-/// The senders' libraries.
-struct Senders {
-    dir: PathBuf,
-    python: String,
-}
-
-impl Senders {
-    /// The libraries, or `None` (with a printed line) where they are not
-    /// installed, outside CI.
-    fn find() -> Option<Self> {
-        let dir = server_setting(
-            "SENDER_LIBRARIES",
-            "SENDER_LIBRARIES=tests/senders, with npm ci run there",
-        )?;
-        let python = server_setting(
-            "SLACK_PYTHON",
-            "SLACK_PYTHON=target/tools/senders-venv/bin/python",
-        )?;
-        Some(Self {
-            dir: PathBuf::from(dir),
-            python,
-        })
-    }
-
-    /// The headers the sender's library sends for `request` (see `sign.mjs`).
-    fn sign(&self, request: Value) -> Vec<(String, String)> {
-        let output = Command::new("node")
-            .arg(self.dir.join("sign.mjs"))
-            .arg(request.to_string())
-            .output()
-            .expect("node runs");
-        assert!(
-            output.status.success(),
-            "sign.mjs: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        headers_of(&output.stdout)
-    }
-
-    /// The headers of Slack's SDK for `body` at `timestamp`.
-    fn slack(&self, secret: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
-        use std::io::Write as _;
-        let mut child = Command::new(&self.python)
-            .arg(self.dir.join("slack_sign.py"))
-            .args([secret, &timestamp.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python runs");
-        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "slack_sign.py failed");
-        headers_of(&output.stdout)
-    }
-
-    /// The first of `@octokit/webhooks-examples`' payloads of `event`.
-    fn github_example(&self, event: &str) -> String {
-        let output = Command::new("node")
-            .arg(self.dir.join("sign.mjs"))
-            .args(["example", event])
-            .output()
-            .expect("node runs");
-        assert!(output.status.success());
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-fn headers_of(json: &[u8]) -> Vec<(String, String)> {
-    let headers: serde_json::Map<String, Value> = serde_json::from_slice(json).unwrap();
-    headers
-        .into_iter()
-        .map(|(name, value)| (name, value.as_str().unwrap().to_owned()))
-        .collect()
-}
 
 fn json_of(reply: &HttpReply) -> Value {
     serde_json::from_slice(reply.body()).unwrap_or(Value::Null)

@@ -16,9 +16,26 @@
 //! one log line per call. It serves with [`serve`]'s default limits and stops
 //! gracefully on Ctrl-C or SIGTERM (calls in flight get up to 10 s).
 //!
-//! With `--features server,postgres` and `DATABASE_URL` set, models, tokens
-//! and idempotency keys live in PostgreSQL (migrated and seeded at start,
-//! idempotently, so that several replicas can share the database).
+//! `WEBHOOK_CONFIG` names a TOML file whose `[[source]]` tables add webhook
+//! sources (GitHub, Stripe, Slack, Shopify, Twilio, GitLab, Standard
+//! Webhooks, HMAC, Basic) of the example's processes: `id`, `process`,
+//! `environment`, `scheme`, `secret_env` (the environment variable, or a
+//! list of them during a rotation, that holds the secret: secrets are never
+//! in the file), `events` (optional); for `hmac`: `header`, `prefix`,
+//! `algorithm`, `encoding`, `timestamp_header`, `delivery_header`; for
+//! `twilio`: `public_origin`; for `basic`: `user`. Each source's URL is
+//! printed at start; a table the server cannot use stops it, naming the
+//! file, the line and the key.
+//!
+//! With `--features server,postgres` and `DATABASE_URL` set, models, tokens,
+//! sources and idempotency keys live in PostgreSQL (migrated and seeded at
+//! start, idempotently, so that several replicas can share the database),
+//! in the schema `WEBHOOK_SCHEMA` (default `process_webhook`). Source secrets are stored encrypted (AES-256-GCM) under
+//! `WEBHOOK_SECRET_KEY` (32 bytes, base64: `openssl rand -base64 32`);
+//! without it the server refuses to store a source's secret. During a key
+//! roll, `WEBHOOK_OLD_SECRET_KEYS` (comma-separated) still opens rows
+//! sealed under older keys, which the server then seals again under the
+//! new one.
 //!
 //! With `--features server,redis` and `REDIS_URL` set, idempotency keys
 //! (in preference to PostgreSQL's) and rate limits live in Redis.
@@ -33,6 +50,8 @@
 //! With `--features server,camunda7` and `CAMUNDA_URL` set (e.g.
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
+
+mod config;
 
 use std::sync::Arc;
 
@@ -154,8 +173,49 @@ impl Seed {
 struct Stores {
     models: Arc<dyn ModelStore>,
     tokens: Arc<dyn TokenStore>,
+    sources: Arc<dyn SourceStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     limiter: Arc<dyn RateLimiter>,
+}
+
+/// The sources of the `WEBHOOK_CONFIG` file, if one is named.
+fn configured_sources(seed: &Seed) -> Result<Vec<WebhookSource>, Box<dyn std::error::Error>> {
+    let Ok(path) = std::env::var("WEBHOOK_CONFIG") else {
+        return Ok(Vec::new());
+    };
+    let served: Vec<(ProcessUuid, Environment)> = seed
+        .deployments
+        .iter()
+        .map(|d| (*d.process(), seed.environment.clone()))
+        .collect();
+    Ok(config::read_sources(&path, &served, |name| {
+        std::env::var(name).ok()
+    })?)
+}
+
+/// The key of `WEBHOOK_SECRET_KEY` and the older ones of
+/// `WEBHOOK_OLD_SECRET_KEYS`, each named by the start of its SHA-256 (so
+/// that rows say which key sealed them without naming it).
+#[cfg(feature = "postgres")]
+fn secret_keys() -> Result<(Option<EncryptionKey>, Vec<EncryptionKey>), BadSetting> {
+    use sha2::Digest as _;
+    let key = |variable: &'static str, text: &str| {
+        let named = |bytes: &[u8]| format!("k{}", &hex::encode(sha2::Sha256::digest(bytes))[..12]);
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
+            .unwrap_or_default();
+        EncryptionKey::from_base64(&named(&bytes), text).map_err(|e| bad_setting(variable, None, &e))
+    };
+    let current = match std::env::var("WEBHOOK_SECRET_KEY") {
+        Ok(text) if !text.trim().is_empty() => Some(key("WEBHOOK_SECRET_KEY", &text)?),
+        _ => None,
+    };
+    let old = std::env::var("WEBHOOK_OLD_SECRET_KEYS").unwrap_or_default();
+    let old = old
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| key("WEBHOOK_OLD_SECRET_KEYS", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((current, old))
 }
 
 /// `WEBHOOK_RATE_LIMIT` (`100/s`, `6000/min`), if set.
@@ -192,13 +252,34 @@ async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> 
 }
 
 /// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else memory;
-/// seeded either way.
-async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
+/// seeded either way, with the configured sources.
+async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dyn std::error::Error>> {
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("DATABASE_URL") {
-        let store = PostgresStore::connect(&url)
+        let mut store = PostgresStore::connect(&url)
             .await
             .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
+        if let Ok(schema) = std::env::var("WEBHOOK_SCHEMA") {
+            store = store
+                .with_schema(&schema)
+                .map_err(|e| bad_setting("WEBHOOK_SCHEMA", Some(&schema), &e))?;
+        }
+        let (current, old) = secret_keys()?;
+        if let Some(key) = current {
+            store = store.with_encryption_key(key);
+        } else if !sources.is_empty() {
+            return Err(Box::new(BadSetting {
+                variable: "WEBHOOK_SECRET_KEY",
+                value: None,
+                problem: "not set: with DATABASE_URL, sources' secrets are stored encrypted under this key \
+                          (32 bytes in base64, e.g. from `openssl rand -base64 32`), and the server refuses \
+                          to store one without it"
+                    .to_owned(),
+            }));
+        }
+        for key in old {
+            store = store.with_decryption_key(key);
+        }
         store
             .migrate()
             .await
@@ -210,15 +291,22 @@ async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
             store.deploy(deployment.clone()).await?;
         }
         store.insert(&seed.token, seed.environment.clone()).await?;
+        for source in sources {
+            store.put_source(source).await?;
+        }
+        if store.reseal_sources().await.is_ok_and(|n| n > 0) {
+            println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
+        }
         store.spawn_purger(std::time::Duration::from_secs(60));
         println!(
-            "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens and idempotency keys",
+            "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens, sources and idempotency keys",
             store.schema()
         );
         let store = Arc::new(store);
         return with_redis(Stores {
             models: store.clone(),
             tokens: store.clone(),
+            sources: store.clone(),
             idempotency: store,
             limiter: Arc::new(InMemoryRateLimiter::new()),
         })
@@ -233,10 +321,15 @@ async fn stores(seed: &Seed) -> Result<Stores, Box<dyn std::error::Error>> {
     }
     let tokens = InMemoryTokenStore::new();
     tokens.insert(&seed.token, seed.environment.clone());
+    let in_memory = InMemorySourceStore::new();
+    for source in sources {
+        in_memory.insert(source.clone());
+    }
     println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
     with_redis(Stores {
         models: Arc::new(models),
         tokens: Arc::new(tokens),
+        sources: Arc::new(in_memory),
         idempotency: Arc::new(InMemoryIdempotencyStore::new()),
         limiter: Arc::new(InMemoryRateLimiter::new()),
     })
@@ -346,11 +439,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let order_intake: ProcessUuid = ORDER_INTAKE.parse()?;
     let returns: ProcessUuid = RETURNS_DRAFT.parse()?;
     let seed = Seed::new(&token);
-    let stores = stores(&seed).await?;
+    let sources = configured_sources(&seed)?;
+    let stores = stores(&seed, &sources).await?;
     let models = stores.models.clone();
     let engine = engine(&models);
-    let mut starter =
-        WebhookStarter::new(stores.models, stores.tokens, engine).with_idempotency(stores.idempotency);
+    let mut starter = WebhookStarter::new(stores.models, stores.tokens, engine)
+        .with_idempotency(stores.idempotency)
+        .with_sources(stores.sources);
     if let Some(limit) = rate_limit()? {
         starter = starter.with_rate_limit(
             stores.limiter,
@@ -395,6 +490,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "Returns (draft): {}",
         webhook_url(&format!("http://{local}/webhook/send"), &returns)
     );
+    for source in &sources {
+        let url = source_webhook_url(
+            &format!("http://{local}/webhook/send"),
+            source.process(),
+            source.id(),
+        );
+        println!("source {} ({}): {url}", source.id(), source.scheme());
+    }
     if generated {
         println!("production token (shown once): {}", token.expose_secret());
     } else {
