@@ -1,4 +1,4 @@
-//! The ratios of issue 5, measured interleaved: each round times the
+//! The ratios of a start to its floors, measured interleaved: each round times the
 //! subject and its floor back to back, and the report is the median of the
 //! per-round ratios, so that the machine's drifting load (these machines
 //! are noisy) cancels instead of landing on one side. The criterion groups
@@ -8,59 +8,11 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
 mod common;
-use common::{block_on, body, fixture, spread_starts, start};
-
-const ROUNDS: usize = 41;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-/// Times `iters` calls of `f`.
-fn time(iters: u32, mut f: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed()
-}
-
-/// Median over rounds of (subject time / floor time), with the median
-/// per-call times of each.
-fn ratio(iters: u32, mut floor: impl FnMut(), mut subject: impl FnMut()) -> (f64, f64, f64) {
-    let (mut ratios, mut floors, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
-    time(iters, &mut floor);
-    time(iters, &mut subject);
-    for round in 0..ROUNDS {
-        // Alternate which goes first.
-        let (f, s) = if round % 2 == 0 {
-            let f = time(iters, &mut floor);
-            (f, time(iters, &mut subject))
-        } else {
-            let s = time(iters, &mut subject);
-            (time(iters, &mut floor), s)
-        };
-        ratios.push(s.as_secs_f64() / f.as_secs_f64());
-        floors.push(f.as_secs_f64() / iters as f64);
-        subjects.push(s.as_secs_f64() / iters as f64);
-    }
-    (median(ratios), median(floors), median(subjects))
-}
-
-fn show(name: &str, floor_name: &str, (r, f, s): (f64, f64, f64), unit: &str) {
-    let scale = if unit == "us" { 1e6 } else { 1e9 };
-    println!(
-        "{name:<34} {r:>6.2}x   ({floor_name} {:.1} {unit}, subject {:.1} {unit})",
-        f * scale,
-        s * scale
-    );
-}
+use common::{block_on, body, fixture, ratio, show, spread_starts, start};
 
 fn main() {
     println!("{:<34} {:>7}", "target", "ratio");

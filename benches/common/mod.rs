@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use process_webhook::*;
@@ -142,4 +143,55 @@ pub fn spread_starts(
             task.await.unwrap();
         }
     });
+}
+
+// Interleaved ratios: each round times the subject and its floor back to
+// back, alternating which goes first; the report is the median of the
+// per-round ratios, so that a noisy machine's drift cancels.
+
+pub const ROUNDS: usize = 41;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Times `iters` calls of `f`.
+pub fn time(iters: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed()
+}
+
+/// Median over rounds of (subject time / floor time), with the median
+/// per-call times of each.
+pub fn ratio(iters: u32, mut floor: impl FnMut(), mut subject: impl FnMut()) -> (f64, f64, f64) {
+    let (mut ratios, mut floors, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
+    time(iters, &mut floor);
+    time(iters, &mut subject);
+    for round in 0..ROUNDS {
+        // Alternate which goes first.
+        let (f, s) = if round % 2 == 0 {
+            let f = time(iters, &mut floor);
+            (f, time(iters, &mut subject))
+        } else {
+            let s = time(iters, &mut subject);
+            (time(iters, &mut floor), s)
+        };
+        ratios.push(s.as_secs_f64() / f.as_secs_f64());
+        floors.push(f.as_secs_f64() / iters as f64);
+        subjects.push(s.as_secs_f64() / iters as f64);
+    }
+    (median(ratios), median(floors), median(subjects))
+}
+
+pub fn show(name: &str, floor_name: &str, (r, f, s): (f64, f64, f64), unit: &str) {
+    let scale = if unit == "us" { 1e6 } else { 1e9 };
+    println!(
+        "{name:<34} {r:>6.2}x   ({floor_name} {:.1} {unit}, subject {:.1} {unit})",
+        f * scale,
+        s * scale
+    );
 }

@@ -50,13 +50,27 @@ pub(crate) struct Keys<'a> {
 
 impl Keys<'_> {
     /// Whether `sent` is the HMAC of the concatenated `parts` under one of
-    /// the secrets; each comparison constant-time.
+    /// the secrets; each comparison constant-time, nothing allocated.
     pub(crate) fn any_mac(&self, algorithm: HmacAlgorithm, parts: &[&[u8]], sent: &[u8]) -> bool {
+        fn matches<M: Mac + hmac::digest::KeyInit>(
+            key: &[u8],
+            parts: &[&[u8]],
+            sent: &[u8],
+        ) -> subtle::Choice {
+            let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+            for part in parts {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().as_slice().ct_eq(sent)
+        }
         let mut matched = subtle::Choice::from(0u8);
         for secret in self.secrets {
-            matched |= mac(algorithm, secret.expose_secret(), parts)
-                .as_slice()
-                .ct_eq(sent);
+            let key = secret.expose_secret();
+            matched |= match algorithm {
+                HmacAlgorithm::Sha256 => matches::<Hmac<Sha256>>(key, parts, sent),
+                HmacAlgorithm::Sha512 => matches::<Hmac<Sha512>>(key, parts, sent),
+                HmacAlgorithm::Sha1 => matches::<Hmac<Sha1>>(key, parts, sent),
+            };
         }
         matched.into()
     }
@@ -82,31 +96,48 @@ impl Keys<'_> {
     }
 }
 
-/// The HMAC of the concatenated `parts` under `key`.
-pub(crate) fn mac(algorithm: HmacAlgorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn of<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        let mut mac = <M as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
-        for part in parts {
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().to_vec()
-    }
-    match algorithm {
-        HmacAlgorithm::Sha256 => of::<Hmac<Sha256>>(key, parts),
-        HmacAlgorithm::Sha512 => of::<Hmac<Sha512>>(key, parts),
-        HmacAlgorithm::Sha1 => of::<Hmac<Sha1>>(key, parts),
+/// A signature as sent, decoded: at most 64 bytes (SHA-512's), on the
+/// stack.
+#[derive(Clone, Copy)]
+pub(crate) struct Sent {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl std::ops::Deref for Sent {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
-/// Hex digits (either case) as bytes; `None` for anything else.
-pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
-    hex::decode(text).ok()
+/// Hex digits (either case) of at most 64 bytes; `None` for anything else.
+pub(crate) fn from_hex(text: &str) -> Option<Sent> {
+    let len = text.len() / 2;
+    if text.len() % 2 != 0 || len > 64 {
+        return None;
+    }
+    let mut sent = Sent { bytes: [0; 64], len };
+    hex::decode_to_slice(text, &mut sent.bytes[..len]).ok()?;
+    Some(sent)
 }
 
-/// Standard base64 (padded) as bytes; `None` for anything else.
-pub(crate) fn from_base64(text: &str) -> Option<Vec<u8>> {
+/// Standard base64 (padded) of at most 64 bytes; `None` for anything else.
+pub(crate) fn from_base64(text: &str) -> Option<Sent> {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
+    let mut sent = Sent {
+        bytes: [0; 64],
+        len: 0,
+    };
+    // A longer text cannot decode to 64 bytes or fewer.
+    if text.len() > 88 {
+        return None;
+    }
+    sent.len = base64::engine::general_purpose::STANDARD
+        .decode_slice(text, &mut sent.bytes)
+        .ok()?;
+    Some(sent)
 }
 
 /// What a checked delivery says: its id (the idempotency key, where the

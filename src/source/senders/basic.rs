@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use crate::error::WebhookError;
-use crate::source::call::{Keys, SourceCall, from_base64};
+use crate::source::call::{Keys, SourceCall};
 
 pub(crate) fn verify(user: &str, call: &SourceCall<'_>, keys: &Keys<'_>) -> Result<(), WebhookError> {
     let sent = call.required("authorization")?;
@@ -13,7 +13,10 @@ pub(crate) fn verify(user: &str, call: &SourceCall<'_>, keys: &Keys<'_>) -> Resu
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim_ascii(),
         _ => return Err(WebhookError::MissingSignature),
     };
-    let decoded = from_base64(credentials).ok_or(WebhookError::InvalidSignature)?;
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .map_err(|_| WebhookError::InvalidSignature)?;
     let at = memchr::memchr(b':', &decoded).ok_or(WebhookError::InvalidSignature)?;
     let (sent_user, password) = (&decoded[..at], &decoded[at + 1..]);
     use sha2::{Digest, Sha256};

@@ -41,7 +41,7 @@ pub(crate) fn verify(
         Some(hash) => {
             let expected = Sha256::digest(call.body);
             let sent = from_hex(&hash).ok_or(WebhookError::InvalidSignature)?;
-            if bool::from(expected.as_slice().ct_eq(&sent)) {
+            if bool::from(expected.as_slice().ct_eq(&*sent)) {
                 Ok(())
             } else {
                 Err(WebhookError::InvalidSignature)
