@@ -14,6 +14,7 @@ mod conformance;
 mod dry_run;
 mod envelope;
 mod faults;
+mod forms;
 mod hardening;
 mod http_details;
 mod http_edge;

@@ -705,3 +705,40 @@ async fn a_source_s_secret_is_never_in_its_debug_an_answer_or_the_logs() {
     assert!(logs.contains("invalid_signature"), "{logs}");
     assert!(!logs.contains("gitlab-very"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_slack_slash_command_posts_a_form_signed_by_slack_and_starts_with_its_strings() {
+    let Some(senders) = Senders::find() else { return };
+    let host = Host::new(StartForm::new([
+        FieldSpec::mandatory("command", FieldKind::Text),
+        FieldSpec::mandatory("text", FieldKind::Text),
+    ]));
+    host.add("slack", SourceScheme::Slack, &["slack-signing-secret"]);
+    let body = "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&command=%2Forder&text=123456+ABC123&trigger_id=13345224609.738474920.8088930838d88f008e0";
+    let mut headers = pairs(&[("Content-Type", "application/x-www-form-urlencoded")]);
+    headers.extend(senders.slack("slack-signing-secret", now(), body));
+    let reply = host.post("slack", &headers, body).await;
+    assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
+    let variables = &host.engine.started()[0].command.variables;
+    assert_eq!(
+        (variables["command"].as_str(), variables["text"].as_str()),
+        (Some("/order"), Some("123456 ABC123"))
+    );
+}
+
+#[tokio::test]
+async fn a_source_s_calls_count_against_its_environment_s_rate_limit() {
+    let host = Host::new(open_form());
+    host.add("gitlab", SourceScheme::Gitlab, &["gitlab-secret"]);
+    let starter = host.starter.clone().with_rate_limit(
+        Arc::new(InMemoryRateLimiter::new()),
+        RateLimitPolicy::default().with_per_environment(Quota::per_minute(1)),
+    );
+    let target = format!("/webhook/send?uid={ORDERS}&source=gitlab");
+    let call = || starter.handle(&target, [("X-Gitlab-Token", "gitlab-secret")], b"{}");
+    assert_eq!(call().await.status(), 202);
+    let reply = call().await;
+    assert_reply(&reply, 429, "rate_limited");
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(host.started(), 1);
+}
