@@ -1,6 +1,8 @@
 //! A call's target: the process named by the `uid` query parameter, and
 //! the webhook source named by `source`, if any.
 
+use std::borrow::Cow;
+
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
 
@@ -19,7 +21,7 @@ pub(crate) fn process_from_target(target: &str) -> Result<ProcessUuid, WebhookEr
 pub(crate) struct Target<'a> {
     pub(crate) process: ProcessUuid,
     /// The `source` query parameter, as sent (decoded), when there is one.
-    pub(crate) source: Option<std::borrow::Cow<'a, str>>,
+    pub(crate) source: Option<Cow<'a, str>>,
 }
 
 /// The `uid` and `source` query parameters of a full URL or a path with
@@ -38,35 +40,24 @@ pub(crate) fn parse_target(target: &str) -> Result<Target<'_>, WebhookError> {
         }
         _ => return Err(WebhookError::MissingUid),
     };
-    let mut uid: Option<std::borrow::Cow<'_, str>> = None;
-    let (mut source, mut sources): (Option<std::borrow::Cow<'_, str>>, u32) = (None, 0);
+    let mut uid: Option<Cow<'_, str>> = None;
+    let mut source: Found<'_> = Found::None;
     let mut rest = query;
     loop {
         let (pair, next) = match memchr::memchr(b'&', rest.as_bytes()) {
             Some(end) => (&rest[..end], Some(&rest[end + 1..])),
             None => (rest, None),
         };
-        let found = if memchr::memchr2(b'%', b'+', pair.as_bytes()).is_some() {
-            form_urlencoded::parse(pair.as_bytes()).next()
+        if memchr::memchr2(b'%', b'+', pair.as_bytes()).is_some() {
+            if let Some((name, value)) = form_urlencoded::parse(pair.as_bytes()).next() {
+                take(&name, value, &mut uid, &mut source)?;
+            }
         } else {
             let (name, value) = match memchr::memchr(b'=', pair.as_bytes()) {
                 Some(equals) => (&pair[..equals], &pair[equals + 1..]),
                 None => (pair, ""),
             };
-            Some((name.into(), value.into()))
-        };
-        match found {
-            Some((name, value)) if name == "uid" => {
-                if uid.is_some() {
-                    return Err(WebhookError::RepeatedUid);
-                }
-                uid = Some(value);
-            }
-            Some((name, value)) if name == "source" => {
-                sources += 1;
-                source = Some(value);
-            }
-            _ => {}
+            take(name, value.into(), &mut uid, &mut source)?;
         }
         match next {
             Some(next) => rest = next,
@@ -75,10 +66,42 @@ pub(crate) fn parse_target(target: &str) -> Result<Target<'_>, WebhookError> {
     }
     let uid = uid.ok_or(WebhookError::MissingUid)?;
     let process = parse_uid(&uid)?;
-    if sources > 1 {
-        return Err(WebhookError::UnknownSource);
-    }
+    let source = match source {
+        Found::None => None,
+        Found::Once(source) => Some(source),
+        // A source given twice names no source.
+        Found::Repeated => return Err(WebhookError::UnknownSource),
+    };
     Ok(Target { process, source })
+}
+
+/// The `source` parameter as the query gives it.
+enum Found<'a> {
+    None,
+    Once(Cow<'a, str>),
+    Repeated,
+}
+
+/// Keeps a query pair's value where its name is `uid` or `source`.
+#[inline(always)]
+fn take<'a>(
+    name: &str,
+    value: Cow<'a, str>,
+    uid: &mut Option<Cow<'a, str>>,
+    source: &mut Found<'a>,
+) -> Result<(), WebhookError> {
+    match name {
+        "uid" if uid.is_some() => return Err(WebhookError::RepeatedUid),
+        "uid" => *uid = Some(value),
+        "source" => {
+            *source = match source {
+                Found::None => Found::Once(value),
+                _ => Found::Repeated,
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The `uid` of a webhook URL: a UUID in the hyphenated form (any case) or
