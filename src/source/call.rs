@@ -114,8 +114,9 @@ impl std::ops::Deref for Sent {
 
 /// Hex digits (either case) of at most 64 bytes; `None` for anything else.
 pub(crate) fn from_hex(text: &str) -> Option<Sent> {
+    // (An odd length fails the decoding: it must fill exactly `len` bytes.)
     let len = text.len() / 2;
-    if text.len() % 2 != 0 || len > 64 {
+    if len > 64 {
         return None;
     }
     let mut sent = Sent { bytes: [0; 64], len };
@@ -186,4 +187,30 @@ pub(crate) fn text_at(payload: &Map<String, Value>, path: &[&str]) -> Option<Str
         value = value.get(name)?;
     }
     value.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hex_signature_is_at_most_64_bytes_of_an_even_count_of_digits() {
+        let sha512 = "ab".repeat(64);
+        assert_eq!(from_hex(&sha512).as_deref(), Some(&[0xab; 64][..]));
+        assert_eq!(from_hex("00FF").as_deref(), Some(&[0, 255][..]));
+        assert!(from_hex(&"ab".repeat(65)).is_none());
+        assert!(from_hex(&format!("{sha512}a")).is_none());
+        assert!(from_hex("abc").is_none());
+        assert!(from_hex("zz").is_none());
+        assert_eq!(from_hex("").as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn a_base64_signature_is_at_most_64_bytes() {
+        use base64::Engine as _;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert_eq!(from_base64(&encode(&[7; 64])).as_deref(), Some(&[7; 64][..]));
+        assert!(from_base64(&encode(&[7; 65])).is_none());
+        assert!(from_base64("not base64!").is_none());
+    }
 }

@@ -88,4 +88,10 @@ mod tests {
         assert!(a.matches(b"secret-a") && !a.matches(b"secret"));
         assert_eq!(a.expose_secret(), b"secret-a");
     }
+
+    #[test]
+    fn debug_shows_no_byte_of_the_secret() {
+        let secret = SourceSecret::new("secret-a").unwrap();
+        assert_eq!(format!("{secret:?}"), "SourceSecret([redacted])");
+    }
 }
