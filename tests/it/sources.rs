@@ -742,3 +742,75 @@ async fn a_source_s_calls_count_against_its_environment_s_rate_limit() {
     assert!(reply.header("retry-after").is_some());
     assert_eq!(host.started(), 1);
 }
+
+#[tokio::test]
+async fn a_delivery_of_an_event_the_source_does_not_list_is_ignored_naming_its_event() {
+    let Some(senders) = Senders::find() else { return };
+    let expected = [
+        ("github", "push"),
+        ("stripe", "checkout.session.completed"),
+        ("slack", "app_mention"),
+        ("shopify", "orders/create"),
+        ("gitlab", "Push Hook"),
+    ];
+    for sender in Sender::all().into_iter().filter(|s| s.scheme.has_events()) {
+        let host = Host::new(open_form());
+        let name = sender.name;
+        let secret = sender.secret(1);
+        let source = host
+            .add(name, sender.scheme.clone(), &[&secret])
+            .with_events(["another-event"])
+            .unwrap();
+        host.sources.insert(source);
+        let body = (sender.body)("delivery-1");
+        let headers = sender.delivery(&senders, &secret, &body, now(), "delivery-1");
+        let reply = host.post(name, &headers, &body).await;
+        assert_eq!(reply.status(), 200, "{name}");
+        let event = expected.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(
+            json_of(&reply),
+            json!({"status": "ignored", "event": event}),
+            "{name}"
+        );
+        assert_eq!(host.started(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_basic_source_wants_basic_credentials() {
+    let host = Host::new(open_form());
+    host.add("zapier", SourceScheme::basic("zapier"), &["a-password"]);
+    use base64::Engine as _;
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let host = &host;
+    let call = |authorization: String| async move {
+        let headers = pairs(&[("Authorization", &authorization)]);
+        host.post("zapier", &headers, "{}").await
+    };
+    // A bearer token of the right base64 is no Basic credential.
+    let bearer = call(format!("Bearer {}", encode("zapier:a-password"))).await;
+    assert_reply(&bearer, 401, "missing_signature");
+    assert_reply(
+        &call(format!("Basic {}", encode("zapier:wrong"))).await,
+        401,
+        "invalid_signature",
+    );
+    assert_reply(
+        &call(format!("Basic {}", encode("other:a-password"))).await,
+        401,
+        "invalid_signature",
+    );
+    assert_reply(
+        &call(format!("Basic {}", encode("no colon"))).await,
+        401,
+        "invalid_signature",
+    );
+    assert_reply(&call("Basic !!!".to_owned()).await, 401, "invalid_signature");
+    assert_eq!(host.started(), 0);
+    assert_eq!(
+        call(format!("basic {}", encode("zapier:a-password")))
+            .await
+            .status(),
+        202
+    );
+}

@@ -28,7 +28,6 @@ pub(crate) fn delivery(payload: &Map<String, Value>) -> Delivery {
     if text_at(payload, &["type"]).as_deref() == Some("url_verification") {
         let challenge = text_at(payload, &["challenge"]).unwrap_or_default();
         return Delivery {
-            event: Some("url_verification".to_owned()),
             reaction: Reaction::Challenge(challenge),
             ..Delivery::default()
         };
