@@ -68,10 +68,8 @@ fn sorted_params(body: &[u8]) -> String {
     }
     let mut signed = String::new();
     for (name, mut values) in params {
-        if values.len() > 1 {
-            values.sort();
-            values.dedup();
-        }
+        values.sort();
+        values.dedup();
         for value in values {
             signed.push_str(&name);
             signed.push_str(&value);
@@ -119,6 +117,8 @@ mod tests {
         assert_eq!(with_other_port("https://a.example:8443"), "https://a.example");
         assert_eq!(with_other_port("http://[::1]:80"), "http://[::1]");
         assert_eq!(with_other_port("http://[::1]"), "http://[::1]:80");
+        assert_eq!(with_other_port("http://[::]:8080"), "http://[::]");
+        assert_eq!(with_other_port("https://[::]"), "https://[::]:443");
     }
 
     #[test]

@@ -254,6 +254,34 @@ mod tests {
     }
 
     #[test]
+    fn a_key_sealing_from_now_on_keeps_the_keys_before_it_for_opening() {
+        let mut keys = Keys::default();
+        keys.seal_with(key("k1", 1));
+        let secret = SourceSecret::new("s3cr3t").unwrap();
+        let old = keys.seal(&secret, "src").unwrap();
+        keys.seal_with(key("k2", 2));
+        assert!(keys.open(&old, "src").unwrap() == secret, "k1 still opens");
+        // The same id again replaces its key rather than adding a second.
+        keys.seal_with(key("k2", 3));
+        assert_eq!(
+            keys.0.iter().map(EncryptionKey::id).collect::<Vec<_>>(),
+            ["k2", "k1"]
+        );
+        keys.open_with(key("k1", 9));
+        assert_eq!(keys.0.len(), 2, "a known id is not added twice");
+        assert!(keys.open(&old, "src").unwrap() == secret);
+    }
+
+    #[test]
+    fn a_key_shows_its_id_and_never_its_bytes() {
+        let key = key("2026-12", 0xab);
+        assert_eq!(key.id(), "2026-12");
+        let debug = format!("{key:?}");
+        assert_eq!(debug, "EncryptionKey { id: \"2026-12\", key: [redacted] }");
+        assert!(!debug.contains("ab") && !debug.contains("171"));
+    }
+
+    #[test]
     fn key_ids_and_bytes_are_checked() {
         assert_eq!(
             EncryptionKey::new("", [0; 32]).unwrap_err(),
