@@ -91,8 +91,9 @@ fn query_value(target: &str, name: &str) -> Option<String> {
 /// its port when it has one.
 fn with_other_port(origin: &str) -> String {
     let (scheme, host) = origin.split_once("://").unwrap_or(("https", origin));
-    // A colon after an IPv6 literal's closing bracket starts the port.
-    let after = host.rfind(']').map_or(0, |at| at + 1);
+    // A colon after an IPv6 literal's closing bracket starts the port
+    // (the search may start at the bracket: it is not a colon).
+    let after = host.rfind(']').unwrap_or(0);
     match host[after..].find(':') {
         Some(colon) => format!("{scheme}://{}", &host[..after + colon]),
         None => {
