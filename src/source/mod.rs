@@ -248,3 +248,64 @@ pub enum InvalidSource {
         scheme: &'static str,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{EnvironmentId, OrganizationId};
+
+    fn source(scheme: SourceScheme, secret: &str) -> Result<WebhookSource, InvalidSource> {
+        WebhookSource::new(
+            SourceId::new("s").unwrap(),
+            Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme")),
+            uuid::Uuid::nil().into(),
+            scheme,
+            [SourceSecret::new(secret).unwrap()],
+        )
+    }
+
+    #[test]
+    fn events_are_listed_only_for_senders_that_name_them_and_never_as_an_empty_list() {
+        let github = source(SourceScheme::Github, "x").unwrap();
+        let none: [&str; 0] = [];
+        assert_eq!(
+            github.clone().with_events(none),
+            Err(InvalidSource::NoEvents { scheme: "github" })
+        );
+        assert!(github.with_events(["push"]).is_ok());
+        let basic = source(SourceScheme::basic("u"), "x").unwrap();
+        assert_eq!(
+            basic.with_events(["push"]),
+            Err(InvalidSource::NoEvents { scheme: "basic" })
+        );
+    }
+
+    #[test]
+    fn a_source_needs_a_secret_and_a_standard_webhooks_one_must_be_whsec() {
+        let no_secret = WebhookSource::new(
+            SourceId::new("s").unwrap(),
+            Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme")),
+            uuid::Uuid::nil().into(),
+            SourceScheme::Github,
+            [],
+        );
+        assert_eq!(no_secret, Err(InvalidSource::NoSecret));
+        assert_eq!(
+            source(SourceScheme::StandardWebhooks, "not-whsec"),
+            Err(InvalidSource::StandardWebhooksSecret)
+        );
+        assert!(source(SourceScheme::StandardWebhooks, "whsec_c2VjcmV0").is_ok());
+        // Any scheme but standard-webhooks takes any secret.
+        assert!(source(SourceScheme::Stripe, "not-whsec").is_ok());
+    }
+
+    #[test]
+    fn without_an_event_list_every_delivery_starts_and_with_one_only_a_listed_event() {
+        let github = source(SourceScheme::Github, "x").unwrap();
+        assert!(github.starts_on(None) && github.starts_on(Some("issues")));
+        let push = github.with_events(["push"]).unwrap();
+        assert!(push.starts_on(Some("push")));
+        assert!(!push.starts_on(Some("issues")) && !push.starts_on(None));
+        assert_eq!(push.events(), Some(&["push".to_owned()][..]));
+    }
+}
