@@ -300,6 +300,21 @@ mod tests {
     }
 
     #[test]
+    fn debug_names_the_source_and_counts_its_secrets_without_showing_them() {
+        let source = source(SourceScheme::Github, "It's a Secret to Everybody").unwrap();
+        let debug = format!("{source:?}");
+        assert!(
+            debug.starts_with("WebhookSource { id: SourceId(s), environment: "),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("scheme: Github, secrets: 1, events: None }"),
+            "{debug}"
+        );
+        assert!(!debug.contains("Secret to"), "{debug}");
+    }
+
+    #[test]
     fn without_an_event_list_every_delivery_starts_and_with_one_only_a_listed_event() {
         let github = source(SourceScheme::Github, "x").unwrap();
         assert!(github.starts_on(None) && github.starts_on(Some("issues")));
