@@ -470,6 +470,13 @@ mod tests {
     }
 
     #[test]
+    fn a_scheme_displays_as_its_name() {
+        assert_eq!(SourceScheme::Github.to_string(), "github");
+        assert_eq!(SourceScheme::StandardWebhooks.to_string(), "standard-webhooks");
+        assert_eq!(SourceScheme::basic("u").to_string(), "basic");
+    }
+
+    #[test]
     fn names_parse_and_settings_are_required() {
         assert_eq!("github".parse(), Ok(SourceScheme::Github));
         assert_eq!("standard-webhooks".parse(), Ok(SourceScheme::StandardWebhooks));
