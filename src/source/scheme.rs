@@ -540,6 +540,11 @@ mod tests {
     #[test]
     fn header_names_are_tokens() {
         assert!(HmacScheme::new("X-Signature").is_ok());
+        assert!(HmacScheme::new(&"x".repeat(128)).is_ok());
+        assert!(matches!(
+            HmacScheme::new(&"x".repeat(129)),
+            Err(InvalidScheme::HeaderName { .. })
+        ));
         for bad in ["", "X Signature", "X:Sig", "é"] {
             assert!(
                 matches!(HmacScheme::new(bad), Err(InvalidScheme::HeaderName { .. })),
