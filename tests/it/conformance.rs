@@ -293,6 +293,12 @@ async fn the_in_memory_source_store_keeps_the_contract() {
         store.insert(source.clone());
     }
     testing::check_source_store(&store, &fixtures).await;
+    // Removing says whether there was a source, and a removed one is gone.
+    let removed = fixtures[0].id();
+    assert!(store.clone().remove(removed));
+    assert!(!store.remove(removed));
+    assert_eq!(store.source(removed).await.unwrap(), None);
+    store.insert(fixtures[0].clone());
     let dynamic: Arc<dyn SourceStore> = Arc::new(store);
     testing::check_source_store(&dynamic, &fixtures).await;
     testing::check_source_store(&*dynamic, &fixtures).await;
