@@ -969,3 +969,17 @@ async fn a_gitlab_source_in_postgres_starts_its_process_through_the_starter() {
     assert_reply(&wrong, 401, "invalid_signature");
     assert_eq!(engine.started().len(), 1);
 }
+
+#[tokio::test]
+async fn as_a_source_store_it_is_ready_only_when_its_database_answers() {
+    // Nothing listens on port 1 of this machine.
+    let options = sqlx::postgres::PgPoolOptions::new().acquire_timeout(Duration::from_millis(500));
+    let gone = PostgresStore::new(
+        options
+            .connect_lazy("postgres://postgres@127.0.0.1:1/test")
+            .unwrap(),
+    );
+    assert!(SourceStore::ready(&gone).await.is_err());
+    let Some(db) = Db::new() else { return };
+    assert!(SourceStore::ready(&db.store().await).await.is_ok());
+}
