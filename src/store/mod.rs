@@ -169,7 +169,7 @@ pub trait TokenStore: Send + Sync {
 ///   `Ok(None)` for an id no source has (or one that was removed).
 /// - The secrets must be recoverable (the schemes need them to compute
 ///   HMACs) but never readable at rest: keep them encrypted (as
-///   [`PostgresStore`](crate::PostgresStore) does, with AES-256-GCM under
+///   `PostgresStore` does, with AES-256-GCM under
 ///   a key the host holds apart from the data) and never put one in a log
 ///   line, an error or a `Debug`.
 /// - An `Err` means the store could not answer.
