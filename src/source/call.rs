@@ -90,6 +90,16 @@ impl Keys<'_> {
         }
     }
 
+    /// Whether `sent` is one of the secrets itself (GitLab's token, a
+    /// Basic password), each compared as digests in constant time.
+    pub(crate) fn any_secret(&self, sent: &[u8]) -> bool {
+        let mut matched = false;
+        for secret in self.secrets {
+            matched |= secret.matches(sent);
+        }
+        matched
+    }
+
     /// A signed Unix timestamp, if it is within the tolerance of the clock.
     pub(crate) fn fresh(&self, timestamp: &str) -> Result<(), WebhookError> {
         check_timestamp(timestamp, self.now, self.tolerance).map(|_| ())

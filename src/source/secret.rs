@@ -52,7 +52,7 @@ impl SourceSecret {
     /// Whether `sent` is this secret, compared as SHA-256 digests in
     /// constant time (so that neither its bytes nor its length leak).
     pub(crate) fn matches(&self, sent: &[u8]) -> bool {
-        Sha256::digest(&self.0).ct_eq(&Sha256::digest(sent)).into()
+        digests_match(&self.0, sent)
     }
 }
 
@@ -68,6 +68,12 @@ impl fmt::Debug for SourceSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SourceSecret([redacted])")
     }
+}
+
+/// Whether `a` and `b` are the same bytes, compared as SHA-256 digests in
+/// constant time (so that neither their bytes nor their lengths leak).
+pub(crate) fn digests_match(a: &[u8], b: &[u8]) -> bool {
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
 /// A source secret must not be empty.

@@ -7,11 +7,7 @@ use crate::source::call::{Delivery, Keys, SourceCall};
 
 pub(crate) fn verify(call: &SourceCall<'_>, keys: &Keys<'_>) -> Result<(), WebhookError> {
     let sent = call.required("x-gitlab-token")?;
-    let mut matched = false;
-    for secret in keys.secrets {
-        matched |= secret.matches(sent.as_bytes());
-    }
-    if matched {
+    if keys.any_secret(sent.as_bytes()) {
         Ok(())
     } else {
         Err(WebhookError::InvalidSignature)
