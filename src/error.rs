@@ -22,7 +22,7 @@ use crate::store::StoreError;
 /// |---|---|---|
 /// | 400 | `missing_uid` | the target has no (or an empty) `uid` query parameter |
 /// | 400 | `invalid_uid` | `uid` is not a UUID in the hyphenated or `urn:uuid:` form, or is given twice |
-/// | 400 | `malformed_payload` | the body is not a JSON object (the `detail` says at which line and column), or an envelope body is malformed |
+/// | 400 | `malformed_payload` | the body is not a JSON object (the `detail` says at which line and column), or an envelope or multipart body is malformed |
 /// | 400 | `conflicting_headers` | a header on the request and the same header in an envelope body differ |
 /// | 400 | `invalid_idempotency_key` | the key is not 1 to 255 printable ASCII characters |
 /// | 400 | `duplicate_header` | a header that must appear once appears more often |
@@ -41,7 +41,8 @@ use crate::store::StoreError;
 /// | 408 | `body_timeout` | the body did not arrive within the time limit |
 /// | 409 | `start_in_progress` | a start with the same idempotency key is still running |
 /// | 413 | `payload_too_large` | the body is over the byte limit, or holds more JSON values than allowed |
-/// | 415 | `unsupported_media_type` | a `Content-Type` was sent and it is not JSON |
+/// | 415 | `unsupported_media_type` | a `Content-Type` was sent and it is not JSON, a form or (with the `multipart` feature) `multipart/form-data` |
+/// | 415 | `file_part` | a `multipart/form-data` body holds a file (the `detail` names the part): no process variable can hold one |
 /// | 422 | `invalid_payload` | the payload does not satisfy the start form |
 /// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
 /// | 429 | `engine_overloaded` | the engine is overloaded |
@@ -115,9 +116,26 @@ pub enum WebhookError {
         limit: Duration,
     },
     /// The body's `Content-Type` is not JSON (`application/json` or a
-    /// `+json` type).
-    #[error("the body must be JSON (`application/json`)")]
+    /// `+json` type), a form (`application/x-www-form-urlencoded`) or,
+    /// with the `multipart` feature, `multipart/form-data`.
+    #[error("the body must be JSON (`application/json`) or a form")]
     UnsupportedMediaType,
+    /// A `multipart/form-data` body holds a file part (one with a file
+    /// name, or a content type other than text): no process variable can
+    /// hold a file.
+    #[error("part `{part}` of the multipart body is a file: only text parts can be start fields")]
+    #[non_exhaustive]
+    FilePart {
+        /// The part's name (its first 64 characters).
+        part: String,
+    },
+    /// A `multipart/form-data` body is malformed (code `malformed_payload`).
+    #[error("the multipart body is malformed: {problem}")]
+    #[non_exhaustive]
+    MalformedMultipart {
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The caller is over a rate limit (its environment's, or its client
     /// address's for failed authentications).
     #[error("too many calls: over the rate limit")]
@@ -304,6 +322,7 @@ impl WebhookError {
             | Self::RepeatedUid
             | Self::MalformedPayload { .. }
             | Self::MalformedEnvelope { .. }
+            | Self::MalformedMultipart { .. }
             | Self::ConflictingHeaders { .. }
             | Self::InvalidIdempotencyKey
             | Self::DuplicateHeader { .. }
@@ -318,7 +337,7 @@ impl WebhookError {
             Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
-            Self::UnsupportedMediaType => 415,
+            Self::UnsupportedMediaType | Self::FilePart { .. } => 415,
             Self::RateLimited { .. } => 429,
             Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
             Self::EngineFailed { source } => match source.kind() {
@@ -340,11 +359,14 @@ impl WebhookError {
         match self {
             Self::MissingUid => "missing_uid",
             Self::InvalidUid | Self::RepeatedUid => "invalid_uid",
-            Self::MalformedPayload { .. } | Self::MalformedEnvelope { .. } => "malformed_payload",
+            Self::MalformedPayload { .. }
+            | Self::MalformedEnvelope { .. }
+            | Self::MalformedMultipart { .. } => "malformed_payload",
             Self::ConflictingHeaders { .. } => "conflicting_headers",
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::FilePart { .. } => "file_part",
             Self::RateLimited { .. } => "rate_limited",
             Self::ServerBusy => "server_busy",
             Self::TooManyConnections => "too_many_connections",

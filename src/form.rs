@@ -407,7 +407,13 @@ impl StartForm {
     /// a string that does not read as its kind stays a string, and
     /// [`validate`](Self::validate) then reports it as the wrong type.
     pub(crate) fn read_form_strings(&self, payload: &mut Map<String, Value>) {
-        for field in &self.fields {
+        self.read_strings_of(payload, |_| true);
+    }
+
+    /// [`read_form_strings`](Self::read_form_strings) for the fields `only`
+    /// takes: a mapping's fields whose values came as text.
+    pub(crate) fn read_strings_of(&self, payload: &mut Map<String, Value>, only: impl Fn(&str) -> bool) {
+        for field in self.fields.iter().filter(|f| only(&f.name)) {
             let Some(Value::String(text)) = payload.get(&field.name) else {
                 continue;
             };
@@ -466,11 +472,14 @@ impl Violation {
 /// One problem with one field of a payload, as reported by
 /// [`WebhookError::violations`](crate::WebhookError::violations).
 ///
-/// Serialized as `{"field": "orderNumber", "problem": "missing", "message": "…"}`.
+/// Serialized as `{"field": "orderNumber", "problem": "missing", "message": "…"}`,
+/// with `"query": "$.body.order.number"` too for a field a source's mapping
+/// fills.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct FieldViolation {
     field: String,
     violation: Violation,
+    query: Option<String>,
 }
 
 impl FieldViolation {
@@ -479,7 +488,20 @@ impl FieldViolation {
         Self {
             field: field.into(),
             violation,
+            query: None,
         }
+    }
+
+    /// The violation of a field a source's mapping fills from `query`
+    /// (the query is then named in the message and the problem document).
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = Some(query.into());
+        self
+    }
+
+    /// The query of a mapped field.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
     }
 
     /// The field's name.
@@ -495,6 +517,16 @@ impl FieldViolation {
 
 impl fmt::Display for FieldViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f)?;
+        match &self.query {
+            Some(query) => write!(f, " (mapped from `{query}`)"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FieldViolation {
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.violation {
             Violation::Missing => write!(f, "mandatory field `{}` is missing", self.field),
             Violation::WrongType {
@@ -517,10 +549,13 @@ impl fmt::Display for FieldViolation {
 impl Serialize for FieldViolation {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("FieldViolation", 3)?;
+        let mut s = serializer.serialize_struct("FieldViolation", 3 + usize::from(self.query.is_some()))?;
         s.serialize_field("field", &self.field)?;
         s.serialize_field("problem", self.violation.code())?;
         s.serialize_field("message", &self.to_string())?;
+        if let Some(query) = &self.query {
+            s.serialize_field("query", query)?;
+        }
         s.end()
     }
 }

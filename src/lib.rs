@@ -390,6 +390,9 @@ pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
     DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureHeaders, SignatureVerifier, SigningSecret,
 };
+#[cfg(feature = "mapping")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+pub use crate::source::{Condition, InvalidQuery, JsonQuery, PayloadMapping};
 pub use crate::source::{
     EmptySourceSecret, HmacAlgorithm, HmacEncoding, HmacScheme, InvalidScheme, InvalidSource,
     InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,

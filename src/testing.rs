@@ -280,12 +280,40 @@ pub fn source_fixtures() -> Vec<WebhookSource> {
             vec![secret(b"auth-token")],
         ),
         source("zapier", SourceScheme::basic("zapier"), vec![secret(b"password")]),
+        #[cfg(feature = "mapping")]
+        mapped(source("mapped", SourceScheme::Github, vec![secret(b"mapped")])),
     ]
 }
 
+/// A fixture source with every rule: a mapping (in an order that is not
+/// alphabetical), a body variable, conditions, a delivery query.
+#[cfg(feature = "mapping")]
+fn mapped(source: WebhookSource) -> WebhookSource {
+    use crate::{Condition, JsonQuery, PayloadMapping};
+    let query = |q: &str| q.parse::<JsonQuery>().expect("a fixture query");
+    let mapping = PayloadMapping::new()
+        .with_field("title", query("$.body.pull_request.title"))
+        .and_then(|m| m.with_field("author", query("$.body.pull_request.user.login")))
+        .and_then(|m| m.with_body_variable("delivery"))
+        .expect("a fixture mapping");
+    let conditions = [
+        Condition::new(query("$.body.action"), ["opened", "reopened"]),
+        Condition::new(
+            query("$.body.number"),
+            [serde_json::json!(7), serde_json::json!(true)],
+        ),
+    ]
+    .map(|c| c.expect("a fixture condition"));
+    source
+        .with_mapping(mapping)
+        .with_conditions(conditions)
+        .with_delivery_query(query("$.body.delivery_id"))
+}
+
 /// Checks a [`SourceStore`] holding [`source_fixtures`]: each comes back
-/// whole (scheme, settings, environment, process, events, and every
-/// secret, in order), and an unknown id is `Ok(None)`.
+/// whole (scheme, settings, environment, process, events, every secret in
+/// order, and with the `mapping` feature its mapping, conditions and
+/// delivery query), and an unknown id is `Ok(None)`.
 ///
 /// # Panics
 ///
@@ -307,6 +335,13 @@ pub async fn check_source_store<S: SourceStore + ?Sized>(store: &S, fixtures: &[
         assert!(
             found.secrets() == source.secrets(),
             "every secret of {} comes back, in order, byte for byte",
+            source.id()
+        );
+        #[cfg(feature = "mapping")]
+        assert_eq!(
+            (found.mapping(), found.conditions(), found.delivery_query()),
+            (source.mapping(), source.conditions(), source.delivery_query()),
+            "the mapping, conditions and delivery query of {}",
             source.id()
         );
         assert_eq!(&found, source, "source {} as inserted", source.id());

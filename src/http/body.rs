@@ -114,6 +114,29 @@ pub(crate) fn parse_form(body: &[u8], max_values: usize) -> Result<Map<String, V
     Ok(payload)
 }
 
+/// A call's body as start fields, as its head's media type says: a
+/// multipart body, a form, or JSON.
+pub(crate) fn parse_body(
+    head: &RequestHead,
+    body: &[u8],
+    max_values: usize,
+    body_limit: usize,
+) -> Result<Map<String, Value>, WebhookError> {
+    #[cfg(feature = "multipart")]
+    if let Some(boundary) = &head.multipart {
+        let boundary = boundary.as_deref().ok_or(WebhookError::MalformedMultipart {
+            problem: "its Content-Type names no boundary",
+        })?;
+        return super::multipart::parse_multipart(body, boundary, max_values, body_limit);
+    }
+    let _ = body_limit;
+    if head.form {
+        parse_form(body, max_values)
+    } else {
+        parse_payload(body, max_values)
+    }
+}
+
 pub(crate) fn check_body_size(len: usize, limit: usize) -> Result<(), WebhookError> {
     if len > limit {
         Err(WebhookError::PayloadTooLarge { limit })
@@ -212,11 +235,7 @@ impl WebhookStartRequest {
         if head.not_json {
             return Err(WebhookError::UnsupportedMediaType);
         }
-        let payload = if head.form {
-            parse_form(body, DEFAULT_MAX_JSON_VALUES)?
-        } else {
-            parse_payload(body, DEFAULT_MAX_JSON_VALUES)?
-        };
+        let payload = parse_body(&head, body, DEFAULT_MAX_JSON_VALUES, limit)?;
         let (mut request, signature) = head.into_request(process, payload);
         request.signed = signature.map(|headers| {
             Box::new(SignedCall {

@@ -11,7 +11,7 @@ use crate::engine::Completion;
 use crate::error::WebhookError;
 use crate::http::target::parse_target;
 use crate::http::{
-    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_form,
+    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_body,
     parse_payload,
 };
 use crate::id::ProcessUuid;
@@ -90,8 +90,20 @@ impl Method {
 enum Delivered {
     Answer(Success),
     Schema(Environment),
-    Start(Environment, Map<String, Value>, Option<String>),
+    Start {
+        environment: Environment,
+        payload: Map<String, Value>,
+        delivery: Option<String>,
+        mapped: Option<Mapped>,
+    },
 }
+
+/// What a source's mapping made of a delivery (nothing, without the
+/// `mapping` feature).
+#[cfg(feature = "mapping")]
+use crate::source::mapping::Mapped;
+#[cfg(not(feature = "mapping"))]
+type Mapped = std::convert::Infallible;
 
 /// What a successful call answers.
 pub(crate) enum Success {
@@ -511,14 +523,25 @@ impl WebhookStarter {
         // allocator consolidate its free lists on every call: a third of a
         // start of a 7 KB push.)
         let from_source = source.is_some();
+        let mut mapped: Option<Mapped> = None;
         let (mut head, environment, from_envelope, mut payload) = match source {
             Some(source) => match self.check_delivery(method, &head, *source, body)? {
                 Delivered::Answer(success) => return Ok(success),
                 Delivered::Schema(environment) => {
                     return Box::pin(self.schema_answer(method, &process, &environment, observed)).await;
                 }
-                Delivered::Start(environment, payload, delivery) => {
+                Delivered::Start {
+                    environment,
+                    payload,
+                    delivery,
+                    mapped: by_mapping,
+                } => {
                     let mut head = head;
+                    if by_mapping.is_some() {
+                        // The mapping's text fields are read below, by name.
+                        head.form = false;
+                    }
+                    mapped = by_mapping;
                     // The source authenticated the call: no token or
                     // Standard Webhooks headers of the request count.
                     head.token = None;
@@ -565,8 +588,17 @@ impl WebhookStarter {
             payload = inner_payload;
         }
         let wait = head.wait;
+        #[cfg(feature = "mapping")]
+        if let Some(mapped) = &mapped {
+            mapped.read_text(deployment.start_form(), &mut payload);
+        }
         let (request, _) = head.into_request(process, payload);
-        self.start_request(request, deployment, wait, observed).await
+        let started = self.start_request(request, deployment, wait, observed).await;
+        match mapped {
+            #[cfg(feature = "mapping")]
+            Some(mapped) => started.map_err(|e| mapped.annotate(e)),
+            _ => started,
+        }
     }
 
     /// The end of every `POST`, once the call is authenticated and its
@@ -594,11 +626,12 @@ impl WebhookStarter {
 
     /// A call's body as start fields: a form, or JSON.
     fn parse_body(&self, head: &RequestHead, body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
-        if head.form {
-            parse_form(body, self.settings.max_json_values)
-        } else {
-            parse_payload(body, self.settings.max_json_values)
-        }
+        parse_body(
+            head,
+            body,
+            self.settings.max_json_values,
+            self.settings.body_limit,
+        )
     }
 
     /// The scheme's check of a source's call over the raw body, then what
@@ -628,13 +661,37 @@ impl WebhookStarter {
         }
         let payload = self.parse_body(head, body)?;
         let delivery = source.delivery(&call, &payload);
-        Ok(match delivery.reaction {
-            Reaction::Challenge(challenge) => Delivered::Answer(Success::Challenge(challenge)),
-            Reaction::Ping => Delivered::Answer(Success::Ignored(delivery.event)),
+        match delivery.reaction {
+            Reaction::Challenge(challenge) => return Ok(Delivered::Answer(Success::Challenge(challenge))),
+            Reaction::Ping => return Ok(Delivered::Answer(Success::Ignored(delivery.event))),
             Reaction::Start if !source.starts_on(delivery.event.as_deref()) => {
-                Delivered::Answer(Success::Ignored(delivery.event))
+                return Ok(Delivered::Answer(Success::Ignored(delivery.event)));
             }
-            Reaction::Start => Delivered::Start(source.environment().clone(), payload, delivery.id),
+            Reaction::Start => {}
+        }
+        let environment = source.environment().clone();
+        #[cfg(feature = "mapping")]
+        if let Some(rules) = source.into_rules() {
+            use crate::source::mapping::Ruled;
+            return Ok(match rules.apply(&call, payload, head.form)? {
+                Ruled::Ignored => Delivered::Answer(Success::Ignored(delivery.event)),
+                Ruled::Start {
+                    payload,
+                    delivery: from_payload,
+                    mapped,
+                } => Delivered::Start {
+                    environment,
+                    payload,
+                    delivery: from_payload.or(delivery.id),
+                    mapped,
+                },
+            });
+        }
+        Ok(Delivered::Start {
+            environment,
+            payload,
+            delivery: delivery.id,
+            mapped: None,
         })
     }
 

@@ -46,8 +46,13 @@ pub(crate) struct RequestHead {
     pub(crate) wait: Option<u32>,
     /// Whether a `Content-Type` was sent that is neither JSON nor a form.
     pub(crate) not_json: bool,
-    /// Whether the body is a form (`application/x-www-form-urlencoded`).
+    /// Whether the body is a form (`application/x-www-form-urlencoded`,
+    /// or `multipart/form-data`): its strings are read by kind.
     pub(crate) form: bool,
+    /// A `multipart/form-data` body's boundary (`Some(None)`: its
+    /// `Content-Type` has none usable).
+    #[cfg(feature = "multipart")]
+    pub(crate) multipart: Option<Option<Box<str>>>,
     /// The caller's trace context (a valid, single `traceparent`).
     pub(crate) trace: Option<TraceContext>,
 }
@@ -89,9 +94,15 @@ impl RequestHead {
             } else if name.eq_ignore_ascii_case("content-type") {
                 if is_form_media_type(value) {
                     head.form = true;
-                } else {
-                    head.not_json |= !is_json_media_type(value);
+                    continue;
                 }
+                #[cfg(feature = "multipart")]
+                if let Some(boundary) = super::multipart::multipart_boundary(value) {
+                    head.form = true;
+                    head.multipart = Some(boundary);
+                    continue;
+                }
+                head.not_json |= !is_json_media_type(value);
             } else if name.eq_ignore_ascii_case("webhook-id") {
                 once(&mut has_id, "webhook-id")?;
                 signature.id = value.trim_ascii().to_owned();

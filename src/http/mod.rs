@@ -10,6 +10,8 @@ mod envelope;
 mod exchange;
 mod head;
 pub(crate) mod health;
+#[cfg(feature = "multipart")]
+mod multipart;
 pub(crate) mod protect;
 mod reply;
 #[cfg(feature = "axum")]
@@ -32,7 +34,7 @@ pub use wait::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
 pub use body::DEFAULT_MAX_JSON_VALUES;
 #[cfg(test)]
 use body::json_values_exceed;
-pub(crate) use body::{check_body_size, parse_form, parse_payload};
+pub(crate) use body::{check_body_size, parse_body, parse_payload};
 pub(crate) use envelope::{is_envelope, open_envelope};
 pub(crate) use head::RequestHead;
 pub use reply::HttpReply;

@@ -8,6 +8,14 @@ use crate::outcome::StartOutcome;
 /// The realm of the `WWW-Authenticate` challenge of a `401`.
 const REALM: &str = "process-webhook";
 
+/// The media types a `POST` body may have (`Accept-Post`, RFC 9110).
+#[cfg(not(feature = "multipart"))]
+pub(crate) const ACCEPTED_MEDIA_TYPES: &str = "application/json, application/x-www-form-urlencoded";
+/// The media types a `POST` body may have (`Accept-Post`, RFC 9110).
+#[cfg(feature = "multipart")]
+pub(crate) const ACCEPTED_MEDIA_TYPES: &str =
+    "application/json, application/x-www-form-urlencoded, multipart/form-data";
+
 /// `value` as JSON, in a buffer sized for the answers this crate sends (a
 /// start's outcome is about 170 bytes) so that it is written without
 /// growing.
@@ -110,11 +118,8 @@ impl HttpReply {
             WebhookError::MethodNotAllowed { .. } => {
                 reply = reply.with_header("allow", ALLOWED_METHODS.to_owned());
             }
-            WebhookError::UnsupportedMediaType => {
-                reply = reply.with_header(
-                    "accept-post",
-                    "application/json, application/x-www-form-urlencoded".to_owned(),
-                );
+            WebhookError::UnsupportedMediaType | WebhookError::FilePart { .. } => {
+                reply = reply.with_header("accept-post", ACCEPTED_MEDIA_TYPES.to_owned());
             }
             // RFC 9110 §11.6.1: a 401 says how to authenticate.
             WebhookError::InvalidToken => {

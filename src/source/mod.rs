@@ -15,11 +15,19 @@ use crate::model::Environment;
 
 pub(crate) mod call;
 mod id;
+#[cfg(feature = "mapping")]
+pub(crate) mod mapping;
+#[cfg(feature = "mapping")]
+mod query;
 mod scheme;
 mod secret;
 mod senders;
 
 pub use id::{InvalidSourceId, MAX_SOURCE_ID_LEN, SourceId};
+#[cfg(feature = "mapping")]
+pub use mapping::{Condition, PayloadMapping};
+#[cfg(feature = "mapping")]
+pub use query::{InvalidQuery, JsonQuery};
 pub use scheme::{HmacAlgorithm, HmacEncoding, HmacScheme, InvalidScheme, PublicOrigin, SourceScheme};
 pub use secret::{EmptySourceSecret, SourceSecret};
 
@@ -70,6 +78,8 @@ pub struct WebhookSource {
     scheme: SourceScheme,
     secrets: Vec<SourceSecret>,
     events: Option<Vec<String>>,
+    #[cfg(feature = "mapping")]
+    rules: mapping::Rules,
 }
 
 impl WebhookSource {
@@ -110,6 +120,8 @@ impl WebhookSource {
             scheme,
             secrets,
             events: None,
+            #[cfg(feature = "mapping")]
+            rules: mapping::Rules::default(),
         })
     }
 
@@ -134,6 +146,61 @@ impl WebhookSource {
         }
         self.events = Some(events);
         Ok(self)
+    }
+
+    /// Maps the sender's payload into the start form's fields (see
+    /// [`PayloadMapping`]): the variables are then exactly the mapped
+    /// fields, the form's defaults and the body variable.
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn with_mapping(mut self, mapping: PayloadMapping) -> Self {
+        self.rules.mapping = Some(mapping);
+        self
+    }
+
+    /// Starts the process only for deliveries that meet every one of
+    /// `conditions`; another is answered `200` with
+    /// `{"status":"ignored"}`, nothing reserved, nothing started (as an
+    /// event the source does not list).
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn with_conditions(mut self, conditions: impl IntoIterator<Item = Condition>) -> Self {
+        self.rules.conditions = conditions.into_iter().collect();
+        self
+    }
+
+    /// Reads the delivery id from the value `query` selects (a string, or
+    /// a number as written), for senders without a delivery header: it is
+    /// the idempotency key, as a scheme's delivery id is, unless the call
+    /// sends `Idempotency-Key`. When it selects nothing (or `null`), the
+    /// scheme's delivery id, if any, stays; another value is
+    /// `400 invalid_idempotency_key`.
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn with_delivery_query(mut self, query: JsonQuery) -> Self {
+        self.rules.delivery = Some(query);
+        self
+    }
+
+    /// The mapping of the sender's payload, if any.
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn mapping(&self) -> Option<&PayloadMapping> {
+        self.rules.mapping.as_ref()
+    }
+
+    /// The conditions a delivery must meet to start.
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn conditions(&self) -> &[Condition] {
+        &self.rules.conditions
+    }
+
+    /// The query that reads the delivery id, if any.
+    #[cfg(feature = "mapping")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
+    pub fn delivery_query(&self) -> Option<&JsonQuery> {
+        self.rules.delivery.as_ref()
     }
 
     /// The source's id.
@@ -174,6 +241,25 @@ impl WebhookSource {
             (Some(events), Some(event)) => events.iter().any(|e| e == event),
             (Some(_), None) => false,
         }
+    }
+
+    /// Its rules, as a store keeps them (`None`: none).
+    #[cfg(feature = "mapping")]
+    pub(crate) fn rules(&self) -> Option<&mapping::Rules> {
+        (!self.rules.is_empty()).then_some(&self.rules)
+    }
+
+    /// The source with `rules`, as a store read them.
+    #[cfg(feature = "mapping")]
+    pub(crate) fn with_rules(mut self, rules: mapping::Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The rules it runs over a delivery's document, taken out of it.
+    #[cfg(feature = "mapping")]
+    pub(crate) fn into_rules(self) -> Option<mapping::Rules> {
+        (!self.rules.is_empty()).then_some(self.rules)
     }
 
     /// Checks a delivery's signature (or credentials) over its raw body.
@@ -220,14 +306,18 @@ impl WebhookSource {
 
 impl fmt::Debug for WebhookSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookSource")
-            .field("id", &self.id)
+        let mut f = f.debug_struct("WebhookSource");
+        f.field("id", &self.id)
             .field("environment", &self.environment)
             .field("process", &self.process)
             .field("scheme", &self.scheme)
             .field("secrets", &self.secrets.len())
-            .field("events", &self.events)
-            .finish()
+            .field("events", &self.events);
+        #[cfg(feature = "mapping")]
+        f.field("mapping", &self.rules.mapping)
+            .field("conditions", &self.rules.conditions)
+            .field("delivery_query", &self.rules.delivery);
+        f.finish()
     }
 }
 
@@ -246,6 +336,19 @@ pub enum InvalidSource {
     NoEvents {
         /// The scheme's name.
         scheme: &'static str,
+    },
+    /// A mapping names a field twice (or a mapped field is its body
+    /// variable too).
+    #[error("the mapping names field `{field}` twice")]
+    DuplicateField {
+        /// The field.
+        field: String,
+    },
+    /// A condition lists no value to equal.
+    #[error("the condition on `{query}` lists no value: no delivery could meet it")]
+    NoValues {
+        /// The condition's query.
+        query: String,
     },
 }
 
@@ -308,7 +411,7 @@ mod tests {
             "{debug}"
         );
         assert!(
-            debug.contains("scheme: Github, secrets: 1, events: None }"),
+            debug.contains("scheme: Github, secrets: 1, events: None"),
             "{debug}"
         );
         assert!(!debug.contains("Secret to"), "{debug}");

@@ -78,6 +78,46 @@ impl Senders {
     }
 }
 
+impl Senders {
+    /// Every payload of `@octokit/webhooks-examples` (about 330, of 58
+    /// events), each as `{event, action, body, signature}`: the body as
+    /// sent, signed with `secret` by `@octokit/webhooks-methods`.
+    pub fn github_examples(&self, secret: &str) -> Vec<Value> {
+        let output = Command::new("node")
+            .arg(self.dir.join("sign.mjs"))
+            .args(["examples", secret])
+            .output()
+            .expect("node runs");
+        assert!(output.status.success());
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Senders {
+    /// The `multipart/form-data` body (and its `Content-Type`) that fetch,
+    /// Node's own `FormData` as browsers send it, makes of text `fields`
+    /// and `files` (name, file name, content).
+    pub fn multipart(&self, fields: &[(&str, &str)], files: &[(&str, &str, &str)]) -> (String, Vec<u8>) {
+        use base64::Engine as _;
+        let request = serde_json::json!({"fields": fields, "files": files});
+        let output = Command::new("node")
+            .arg(self.dir.join("sign.mjs"))
+            .args(["multipart", &request.to_string()])
+            .output()
+            .expect("node runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let made: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(made["body"].as_str().unwrap())
+            .unwrap();
+        (made["contentType"].as_str().unwrap().to_owned(), body)
+    }
+}
+
 fn headers_of(json: &[u8]) -> Vec<(String, String)> {
     let headers: serde_json::Map<String, Value> = serde_json::from_slice(json).unwrap();
     headers

@@ -337,3 +337,41 @@ async fn a_source_store_that_forgets_a_rotated_secret_fails_the_suite() {
     }
     testing::check_source_store(&ForgetsOldSecrets(store), &fixtures).await;
 }
+
+/// Keeps everything of a source but its mapping, conditions and delivery
+/// query.
+#[cfg(feature = "mapping")]
+struct ForgetsRules(InMemorySourceStore);
+
+#[cfg(feature = "mapping")]
+#[async_trait]
+impl SourceStore for ForgetsRules {
+    async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
+        Ok(self.0.source(id).await?.map(|s| {
+            let bare = WebhookSource::new(
+                s.id().clone(),
+                s.environment().clone(),
+                *s.process(),
+                s.scheme().clone(),
+                s.secrets().to_vec(),
+            )
+            .unwrap();
+            match s.events() {
+                Some(events) => bare.with_events(events.iter().cloned()).unwrap(),
+                None => bare,
+            }
+        }))
+    }
+}
+
+#[cfg(feature = "mapping")]
+#[tokio::test]
+#[should_panic(expected = "the mapping, conditions and delivery query of mapped")]
+async fn a_source_store_that_forgets_a_mapping_fails_the_suite() {
+    let store = InMemorySourceStore::new();
+    let fixtures = testing::source_fixtures();
+    for source in &fixtures {
+        store.insert(source.clone());
+    }
+    testing::check_source_store(&ForgetsRules(store), &fixtures).await;
+}

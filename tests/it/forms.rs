@@ -10,10 +10,10 @@ use common::*;
 use process_webhook::*;
 use serde_json::{Value, json};
 
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A starter whose process takes typed fields.
-fn typed_host() -> (WebhookStarter, Arc<InMemoryEngine>, EnvironmentToken) {
+pub(crate) fn typed_host() -> (WebhookStarter, Arc<InMemoryEngine>, EnvironmentToken) {
     let acme = OrganizationId::new("acme");
     let production = EnvironmentId::new("production");
     let models = Arc::new(InMemoryModelStore::new());

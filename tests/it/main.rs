@@ -21,6 +21,8 @@ mod http_edge;
 mod idempotency;
 mod limits;
 mod logs;
+mod mapping;
+mod multipart;
 mod operations;
 mod postgres;
 mod properties;

@@ -19,27 +19,27 @@ use common::*;
 use process_webhook::*;
 use serde_json::{Value, json};
 
-const ORDERS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
+pub(crate) const ORDERS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const REFUNDS: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
 
-fn json_of(reply: &HttpReply) -> Value {
+pub(crate) fn json_of(reply: &HttpReply) -> Value {
     serde_json::from_slice(reply.body()).unwrap_or(Value::Null)
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// A host serving sources of the order process (and of a refund process).
-struct Host {
-    starter: WebhookStarter,
-    engine: Arc<InMemoryEngine>,
-    sources: Arc<InMemorySourceStore>,
-    production: Environment,
+pub(crate) struct Host {
+    pub(crate) starter: WebhookStarter,
+    pub(crate) engine: Arc<InMemoryEngine>,
+    pub(crate) sources: Arc<InMemorySourceStore>,
+    pub(crate) production: Environment,
 }
 
 impl Host {
-    fn new(form: StartForm) -> Self {
+    pub(crate) fn new(form: StartForm) -> Self {
         let acme = OrganizationId::new("acme");
         let production = Environment::new(EnvironmentId::new("production"), acme.clone());
         let models = Arc::new(InMemoryModelStore::new());
@@ -65,7 +65,7 @@ impl Host {
         }
     }
 
-    fn add(&self, id: &str, scheme: SourceScheme, secrets: &[&str]) -> WebhookSource {
+    pub(crate) fn add(&self, id: &str, scheme: SourceScheme, secrets: &[&str]) -> WebhookSource {
         let source = WebhookSource::new(
             id.parse().unwrap(),
             self.production.clone(),
@@ -78,11 +78,11 @@ impl Host {
         source
     }
 
-    async fn post(&self, source: &str, headers: &[(String, String)], body: &str) -> HttpReply {
+    pub(crate) async fn post(&self, source: &str, headers: &[(String, String)], body: &str) -> HttpReply {
         self.post_to(ORDERS, source, headers, body).await
     }
 
-    async fn post_to(
+    pub(crate) async fn post_to(
         &self,
         process: &str,
         source: &str,
@@ -94,7 +94,7 @@ impl Host {
         self.starter.handle(&target, headers, body.as_bytes()).await
     }
 
-    fn started(&self) -> usize {
+    pub(crate) fn started(&self) -> usize {
         self.engine.started().len()
     }
 }
@@ -114,7 +114,7 @@ struct Sender {
     delivered_once: bool,
 }
 
-fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))

@@ -5,7 +5,14 @@
 // prints the headers to send, as a JSON object. Shopify, GitLab and the
 // generic HMAC have no client library: their headers follow the senders'
 // documented recipes, with Node's own crypto. `node sign.mjs example push`
-// prints the first of @octokit/webhooks-examples' payloads of an event.
+// prints the first of @octokit/webhooks-examples' payloads of an event;
+// `node sign.mjs examples SECRET` prints every example of every event as a
+// JSON array of {event, action, body, signature}, each body signed with
+// @octokit/webhooks-methods as GitHub signs a delivery;
+// `node sign.mjs multipart '{"fields": [[name, value], …], "files": [[name,
+// file name, content], …]}'` prints {"contentType", "body" (base64)}: the
+// multipart/form-data body that fetch (Node's own FormData, as browsers
+// send it) makes of them.
 import { createRequire } from "node:module";
 import { createHmac } from "node:crypto";
 import { sign as githubSign } from "@octokit/webhooks-methods";
@@ -53,7 +60,25 @@ async function headers(r) {
   }
 }
 
-if (process.argv[2] === "example") {
+if (process.argv[2] === "multipart") {
+  const r = JSON.parse(process.argv[3]);
+  const form = new FormData();
+  for (const [name, value] of r.fields ?? []) form.append(name, value);
+  for (const [name, file, content] of r.files ?? []) form.append(name, new Blob([content]), file);
+  const encoded = new Response(form);
+  const body = Buffer.from(await encoded.arrayBuffer()).toString("base64");
+  process.stdout.write(JSON.stringify({ contentType: encoded.headers.get("content-type"), body }));
+} else if (process.argv[2] === "examples") {
+  const examples = require("@octokit/webhooks-examples");
+  const signed = [];
+  for (const event of examples) {
+    for (const example of event.examples) {
+      const body = JSON.stringify(example);
+      signed.push({ event: event.name, action: example.action ?? null, body, signature: await githubSign(process.argv[3], body) });
+    }
+  }
+  process.stdout.write(JSON.stringify(signed));
+} else if (process.argv[2] === "example") {
   const examples = require("@octokit/webhooks-examples");
   const event = examples.find((e) => e.name === process.argv[3]);
   process.stdout.write(JSON.stringify(event.examples[0]));

@@ -12,6 +12,7 @@ use crate::store::StoreError;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_sources.sql"),
+    include_str!("migrations/0003_source_rules.sql"),
 ];
 
 impl PostgresStore {

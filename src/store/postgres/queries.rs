@@ -96,14 +96,14 @@ impl Statements {
                    LIMIT $2 FOR UPDATE SKIP LOCKED))"
             ),
             source: format!(
-                "SELECT organization, environment, process, scheme, events, secrets FROM {s}.sources WHERE id = $1"
+                "SELECT organization, environment, process, scheme, events, secrets, rules FROM {s}.sources WHERE id = $1"
             ),
             put_source: format!(
-                "INSERT INTO {s}.sources (id, organization, environment, process, scheme, events, secrets) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+                "INSERT INTO {s}.sources (id, organization, environment, process, scheme, events, secrets, rules) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
                  organization = EXCLUDED.organization, environment = EXCLUDED.environment, \
                  process = EXCLUDED.process, scheme = EXCLUDED.scheme, events = EXCLUDED.events, \
-                 secrets = EXCLUDED.secrets, updated_at = now()"
+                 secrets = EXCLUDED.secrets, rules = EXCLUDED.rules, updated_at = now()"
             ),
             remove_source: format!("DELETE FROM {s}.sources WHERE id = $1"),
             quoted: s,

@@ -64,6 +64,7 @@ impl PostgresStore {
         if scheme.to_string().contains("\\u0000") {
             return Err(super::queries::nul_refused("the source's scheme"));
         }
+        let rules = stored_rules(source)?;
         let query = sqlx::query(&self.sql.put_source)
             .bind(id)
             .bind(source.environment().organization().as_str())
@@ -71,7 +72,8 @@ impl PostgresStore {
             .bind(source.process().as_uuid())
             .bind(scheme)
             .bind(source.events().map(<[String]>::to_vec))
-            .bind(secrets);
+            .bind(secrets)
+            .bind(rules);
         self.run("storing a source", query.execute(&self.pool)).await?;
         Ok(())
     }
@@ -151,6 +153,7 @@ impl SourceStore for PostgresStore {
             .collect::<Result<Vec<_>, _>>()?;
         let source = WebhookSource::new(id.clone(), environment, process.into(), scheme, secrets)
             .map_err(|e| invalid("definition").with_source(e))?;
+        let source = read_rules(source, get::<Option<Value>>(&row, "rules")?)?;
         let events: Option<Vec<String>> = get(&row, "events")?;
         match events {
             Some(events) => source
@@ -163,5 +166,52 @@ impl SourceStore for PostgresStore {
 
     async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await
+    }
+}
+
+/// A source's rules as the `rules` column keeps them (`NULL`: none).
+#[cfg(feature = "mapping")]
+fn stored_rules(source: &WebhookSource) -> Result<Option<Value>, StoreError> {
+    let Some(rules) = source.rules() else {
+        return Ok(None);
+    };
+    let rules = serde_json::to_value(rules)
+        .map_err(|e| StoreError::new("a source's rules could not be stored").with_source(e))?;
+    if rules.to_string().contains("\\u0000") {
+        return Err(super::queries::nul_refused("the source's rules"));
+    }
+    Ok(Some(rules))
+}
+
+/// Without the `mapping` feature a source has no rules.
+#[cfg(not(feature = "mapping"))]
+fn stored_rules(_: &WebhookSource) -> Result<Option<Value>, StoreError> {
+    Ok(None)
+}
+
+/// `source` with the rules of its row.
+#[cfg(feature = "mapping")]
+fn read_rules(source: WebhookSource, rules: Option<Value>) -> Result<WebhookSource, StoreError> {
+    match rules {
+        None => Ok(source),
+        Some(rules) => {
+            let rules = serde_json::from_value(rules).map_err(|e| {
+                StoreError::new(format!("stored source {} has invalid rules", source.id())).with_source(e)
+            })?;
+            Ok(source.with_rules(rules))
+        }
+    }
+}
+
+/// Without the `mapping` feature, a source stored with rules is refused:
+/// starting it without them would hand the engine other variables.
+#[cfg(not(feature = "mapping"))]
+fn read_rules(source: WebhookSource, rules: Option<Value>) -> Result<WebhookSource, StoreError> {
+    match rules {
+        None => Ok(source),
+        Some(_) => Err(StoreError::new(format!(
+            "stored source {} maps its payload: this build lacks the `mapping` feature",
+            source.id()
+        ))),
     }
 }
