@@ -619,6 +619,90 @@ fn a_config_file_it_cannot_use_stops_it_naming_the_file_line_and_key() {
     );
 }
 
+const MAPPED_SOURCE: &str = r#"
+[[source]]
+id = "shop-orders"
+process = "dd9759e0-cc94-11ed-938f-13cf60270555"
+environment = "production"
+scheme = "hmac"
+header = "X-Shop-Signature"
+secret_env = "SHOP_SECRET"
+when = [{ path = "$.body.topic", equals = ["orders/create"] }]
+delivery = "$.body.id"
+
+[source.map]
+customerName = "$.body.customer.name"
+orderNumber = "$.body.order.number"
+productCode = "$.headers['x-product']"
+"#;
+
+#[tokio::test]
+async fn a_mapped_source_in_its_config_file_starts_with_the_mapped_fields_and_ignores_other_topics() {
+    let Some(senders) = common::senders::Senders::find() else {
+        return;
+    };
+    let file = ConfigFile::new(MAPPED_SOURCE);
+    let server = Server::with(&[("WEBHOOK_CONFIG", file.path()), ("SHOP_SECRET", "shop-secret")]);
+    let url = server.printed("source shop-orders (hmac): ").unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let deliver = |topic: &str, dry_run: bool| {
+        let body = serde_json::json!({
+            "id": 4242, "topic": topic,
+            "customer": {"name": "John Doe"}, "order": {"number": "123456"},
+        })
+        .to_string();
+        let signed = senders.sign(serde_json::json!({
+            "scheme": "hmac", "secret": "shop-secret", "body": body,
+            "header": "X-Shop-Signature", "algorithm": "sha256", "encoding": "hex",
+        }));
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-product", "ABC123")
+            .body(body);
+        if dry_run {
+            request = request.header("prefer", "dry-run");
+        }
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let dry = deliver("orders/create", true).await.unwrap();
+    assert_eq!(dry.status(), 200);
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(
+        dry["variables"],
+        serde_json::json!({"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"})
+    );
+    let started = deliver("orders/create", false).await.unwrap();
+    assert_eq!(started.status(), 202);
+    let again = deliver("orders/create", false).await.unwrap();
+    assert_eq!(
+        again.headers()["idempotent-replayed"],
+        "true",
+        "the body's id is the delivery id"
+    );
+    let other = deliver("orders/cancelled", false).await.unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(
+        other.json::<Value>().await.unwrap(),
+        serde_json::json!({"status": "ignored"})
+    );
+}
+
+#[test]
+fn a_bad_query_in_the_config_file_stops_it_with_the_line_and_the_position_in_the_query() {
+    let file = ConfigFile::new(&MAPPED_SOURCE.replace("$.body.order.number", "$.body.order[*].number"));
+    let (status, stderr) = refused(&[("WEBHOOK_CONFIG", file.path()), ("SHOP_SECRET", "shop-secret")]);
+    assert_eq!(status, Some(1));
+    let expected = format!(
+        "error: {}:14:15: map.orderNumber: JSONPath query `$.body.order[*].number` at position 12: not singular",
+        file.path()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn with_postgres_sources_are_stored_encrypted_under_the_key_and_refused_without_one() {

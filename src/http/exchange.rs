@@ -350,7 +350,12 @@ impl WebhookStarter {
                 self.waited_reply(outcome, completion, *seconds)
             }
             Ok(Success::Ignored(event)) => {
-                HttpReply::json(200, &serde_json::json!({"status": "ignored", "event": event}))
+                // `{"status":"ignored"}`, with the event where the sender names one.
+                let answer = match event {
+                    Some(event) => serde_json::json!({"status": "ignored", "event": event}),
+                    None => serde_json::json!({"status": "ignored"}),
+                };
+                HttpReply::json(200, &answer)
             }
             Ok(Success::Challenge(challenge)) => {
                 HttpReply::json(200, &serde_json::json!({"challenge": challenge}))

@@ -17,10 +17,25 @@
 //! `delivery_header`; `twilio` takes `public_origin`; `basic` takes `user`.
 //! Secrets are never in the file: `secret_env` names the environment
 //! variables that hold them.
+//!
+//! A source may map the sender's payload into the start form, with RFC
+//! 9535 JSONPath queries over `{"body", "headers", "query"}`:
+//!
+//! ```toml
+//! body_variable = "delivery"                 # optional: the whole body
+//! when = [{ path = "$.body.action", equals = ["opened", "reopened"] }]
+//! delivery = "$.body.id"                     # optional: the delivery id
+//!
+//! [source.map]
+//! author = "$.body.pull_request.user.login"
+//! title = "$.body.pull_request.title"
+//! ```
 
 use std::ops::Range;
 
-use process_webhook::{Environment, ProcessUuid, SourceScheme, SourceSecret, WebhookSource};
+use process_webhook::{
+    Condition, Environment, JsonQuery, PayloadMapping, ProcessUuid, SourceScheme, SourceSecret, WebhookSource,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
@@ -51,6 +66,18 @@ struct SourceTable {
     delivery_header: Option<String>,
     public_origin: Option<String>,
     user: Option<String>,
+    body_variable: Option<Spanned<String>>,
+    map: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    when: Option<Vec<Spanned<WhenTable>>>,
+    delivery: Option<Spanned<String>>,
+}
+
+/// One of `when`: a query and the values it may select.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenTable {
+    path: Spanned<String>,
+    equals: Spanned<Vec<toml::Value>>,
 }
 
 /// `secret_env`: one variable's name, or several during a rotation.
@@ -181,15 +208,69 @@ fn source_of(
     }
     let source = WebhookSource::new(id, environment, process, scheme, secrets)
         .map_err(|e| place.error(span.clone(), "secret_env", e))?;
-    match table.events {
-        Some(events) => {
-            let at = events.span();
-            source
-                .with_events(events.into_inner())
-                .map_err(|e| place.error(at, "events", e))
+    let source = match &table.events {
+        Some(events) => source
+            .with_events(events.get_ref().clone())
+            .map_err(|e| place.error(events.span(), "events", e))?,
+        None => source,
+    };
+    rules_of(place, table, source)
+}
+
+/// A query of the file: a bad one is named with its key, and the message
+/// says where in the query it goes wrong.
+fn query_of(place: &Place<'_>, key: &str, query: &Spanned<String>) -> Result<JsonQuery, BadConfig> {
+    query
+        .get_ref()
+        .parse()
+        .map_err(|e| place.error(query.span(), key, e))
+}
+
+/// The source with the table's mapping, conditions and delivery query.
+fn rules_of(
+    place: &Place<'_>,
+    table: SourceTable,
+    mut source: WebhookSource,
+) -> Result<WebhookSource, BadConfig> {
+    if table.map.is_some() || table.body_variable.is_some() {
+        let mut mapping = PayloadMapping::new();
+        for (field, query) in table.map.iter().flatten() {
+            let key = format!("map.{field}");
+            let query = query_of(place, &key, query)?;
+            mapping = mapping
+                .with_field(field.clone(), query)
+                .map_err(|e| place.error(0..0, &key, e))?;
         }
-        None => Ok(source),
+        if let Some(name) = &table.body_variable {
+            mapping = mapping
+                .with_body_variable(name.get_ref().clone())
+                .map_err(|e| place.error(name.span(), "body_variable", e))?;
+        }
+        source = source.with_mapping(mapping);
     }
+    if let Some(when) = &table.when {
+        let mut conditions = Vec::new();
+        for condition in when {
+            let condition = condition.get_ref();
+            let query = query_of(place, "when.path", &condition.path)?;
+            let equals = condition
+                .equals
+                .get_ref()
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<Value>, _>>()
+                .map_err(|e| place.error(condition.equals.span(), "when.equals", e))?;
+            conditions.push(
+                Condition::new(query, equals)
+                    .map_err(|e| place.error(condition.equals.span(), "when.equals", e))?,
+            );
+        }
+        source = source.with_conditions(conditions);
+    }
+    if let Some(delivery) = &table.delivery {
+        source = source.with_delivery_query(query_of(place, "delivery", delivery)?);
+    }
+    Ok(source)
 }
 
 /// The scheme of a table: its name and the settings beside it, read as
@@ -325,5 +406,84 @@ mod tests {
             error.starts_with("sources.toml:7:1: id: two sources are named g"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_table_may_map_the_payload_with_conditions_and_a_delivery_query() {
+        let sources = parse(&format!(
+            "[[source]]\nid = \"prs\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\n\
+             scheme = \"github\"\nsecret_env = \"GITHUB_SECRET\"\nbody_variable = \"delivery\"\n\
+             when = [{{ path = \"$.body.action\", equals = [\"opened\", 7, true] }}]\n\
+             delivery = \"$.body.id\"\n\n[source.map]\nauthor = \"$.body.pull_request.user.login\"\n\
+             event = \"$.headers['x-github-event']\"\n"
+        ))
+        .unwrap();
+        let mapping = sources[0].mapping().unwrap();
+        assert_eq!(
+            mapping.fields().map(|(f, q)| (f, q.as_str())).collect::<Vec<_>>(),
+            [
+                ("author", "$.body.pull_request.user.login"),
+                ("event", "$.headers['x-github-event']")
+            ]
+        );
+        assert_eq!(mapping.body_variable(), Some("delivery"));
+        let condition = &sources[0].conditions()[0];
+        assert_eq!(condition.query().as_str(), "$.body.action");
+        assert_eq!(
+            condition.equals(),
+            &[Value::from("opened"), Value::from(7), Value::from(true)][..]
+        );
+        assert_eq!(
+            sources[0].delivery_query().map(JsonQuery::as_str),
+            Some("$.body.id")
+        );
+        // A table without them has none.
+        let plain = parse(&format!(
+            "[[source]]\nid = \"g\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\n\
+             scheme = \"gitlab\"\nsecret_env = \"GITHUB_SECRET\"\n"
+        ))
+        .unwrap();
+        assert!(plain[0].mapping().is_none() && plain[0].conditions().is_empty());
+        assert!(plain[0].delivery_query().is_none());
+    }
+
+    #[test]
+    fn a_bad_query_stops_the_server_with_its_line_and_the_position_in_it() {
+        let table = |extra: &str| {
+            format!(
+                "[[source]]\nid = \"g\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\n\
+                 scheme = \"github\"\nsecret_env = \"GITHUB_SECRET\"\n{extra}"
+            )
+        };
+        let cases = [
+            (
+                table("\n[source.map]\nauthor = \"$.body.commits[*].author\"\n"),
+                "sources.toml:9:10: map.author: JSONPath query `$.body.commits[*].author` at position 14: not singular",
+            ),
+            (
+                table("delivery = \"body.id\"\n"),
+                "sources.toml:7:12: delivery: JSONPath query `body.id` at position 0:",
+            ),
+            (
+                table("when = [{ path = \"$.body..action\", equals = [\"opened\"] }]\n"),
+                "sources.toml:7:18: when.path: JSONPath query `$.body..action` at position 6: not singular",
+            ),
+            (
+                table("when = [{ path = \"$.body.action\", equals = [] }]\n"),
+                "sources.toml:7:44: when.equals: the condition on `$.body.action` lists no value",
+            ),
+            (
+                table("body_variable = \"author\"\n[source.map]\nauthor = \"$.body.a\"\n"),
+                "sources.toml:7:17: body_variable: the mapping names field `author` twice",
+            ),
+            (
+                table("when = [{ path = \"$.body.action\" }]\n"),
+                "sources.toml:7:9: syntax: missing field `equals`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
+        }
     }
 }
