@@ -166,3 +166,101 @@ proptest! {
         prop_assert_eq!(world.started(), 0);
     }
 }
+
+/// One segment of a singular query: a name (short, so that it often names
+/// a member of the document) or an index, negative too.
+#[cfg(feature = "mapping")]
+#[derive(Debug, Clone)]
+enum Step {
+    Name(String),
+    Index(i64),
+}
+
+#[cfg(feature = "mapping")]
+fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        "[a-c]{0,2}".prop_map(Step::Name),
+        (-3i64..4).prop_map(Step::Index),
+    ];
+    prop::collection::vec(step, 0..5)
+}
+
+/// The query of `steps`, in bracket notation (names quoted as JSON
+/// strings, which RFC 9535's string literals accept).
+#[cfg(feature = "mapping")]
+fn query_text(steps: &[Step]) -> String {
+    let mut text = "$".to_owned();
+    for step in steps {
+        match step {
+            Step::Name(name) => text.push_str(&format!("[{}]", Value::String(name.clone()))),
+            Step::Index(i) => text.push_str(&format!("[{i}]")),
+        }
+    }
+    text
+}
+
+/// What RFC 9535 says `steps` select in `document`: a member by name, an
+/// element by index (negative from the end), nothing otherwise.
+#[cfg(feature = "mapping")]
+fn walk<'a>(document: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+    steps.iter().try_fold(document, |node, step| match (step, node) {
+        (Step::Name(name), Value::Object(members)) => members.get(name),
+        (Step::Index(i), Value::Array(items)) => {
+            let at = if *i < 0 { items.len() as i64 + i } else { *i };
+            usize::try_from(at).ok().and_then(|at| items.get(at))
+        }
+        _ => None,
+    })
+}
+
+#[cfg(feature = "mapping")]
+fn arb_document() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[a-c ]{0,3}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-c]{0,2}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[cfg(feature = "mapping")]
+proptest! {
+    #[test]
+    fn any_text_parses_as_a_query_or_is_refused_with_a_position_inside_it(text in ".{0,40}") {
+        match text.parse::<JsonQuery>() {
+            Ok(query) => prop_assert_eq!(query.as_str(), text.as_str()),
+            Err(error) => prop_assert!(error.position() <= text.len(), "{}", error),
+        }
+    }
+
+    #[test]
+    fn a_singular_query_selects_what_rfc_9535_says_the_same_every_time(
+        document in arb_document(),
+        steps in arb_steps(),
+    ) {
+        let text = query_text(&steps);
+        let query: JsonQuery = text.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        let first = query.select(&document);
+        prop_assert_eq!(first, query.select(&document), "deterministic");
+        prop_assert_eq!(first, walk(&document, &steps), "{}", text);
+    }
+
+    #[test]
+    fn a_condition_holds_exactly_when_its_query_selects_a_listed_value(
+        document in arb_document(),
+        steps in arb_steps(),
+        equals in prop::collection::vec(arb_document(), 1..3),
+    ) {
+        let query: JsonQuery = query_text(&steps).parse().unwrap();
+        let condition = Condition::new(query, equals.clone()).unwrap();
+        let selected = walk(&document, &steps);
+        prop_assert_eq!(condition.holds(&document), selected.is_some_and(|v| equals.contains(v)));
+    }
+}
