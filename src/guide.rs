@@ -7,7 +7,8 @@
 //! - [`guarantees`]: what a caller can rely on, failure by failure.
 //! - [`idempotency`]: idempotency keys and signed webhooks.
 //! - [`sources`]: webhook sources: GitHub, Stripe, Slack, Shopify, Twilio,
-//!   GitLab and any HMAC sender, verified by their own signatures.
+//!   GitLab and any HMAC sender, verified by their own signatures; their
+//!   payloads mapped into the start form; form and multipart bodies.
 //! - [`production`]: the limits of the server loop and the starter, what an
 //!   attack does to it, metrics, health checks and trace context.
 //! - [`replicas`]: many replicas on PostgreSQL, rate limits and Redis.
