@@ -34,7 +34,11 @@ fn main() {
     let process: ProcessUuid = PROCESS.parse().unwrap();
     let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
     let models = Arc::new(InMemoryModelStore::new());
-    models.insert_model(ProcessModel::new(process, production.organization().clone(), "Reviews"));
+    models.insert_model(ProcessModel::new(
+        process,
+        production.organization().clone(),
+        "Reviews",
+    ));
     // Optional fields the unmapped body does not have, so that it starts
     // too (with its own members passed through).
     let form = StartForm::new([
@@ -47,7 +51,12 @@ fn main() {
         FieldSpec::optional("orderNumber", FieldKind::Text),
         FieldSpec::optional("productCode", FieldKind::Text),
     ]);
-    models.deploy(Deployment::new(process, VersionTag::Released(1), production.id().clone(), form));
+    models.deploy(Deployment::new(
+        process,
+        VersionTag::Released(1),
+        production.id().clone(),
+        form,
+    ));
     let tokens = Arc::new(InMemoryTokenStore::new());
     let token = EnvironmentToken::generate();
     tokens.insert(&token, production.clone());
@@ -93,11 +102,18 @@ fn main() {
     };
     let source = |id: &str| format!("{token_target}&source={id}");
     let (mapped, unmapped) = (source("mapped"), source("unmapped"));
-    let with_token = |content_type: &'static str| [("authorization", auth.as_str()), ("content-type", content_type)];
+    let with_token =
+        |content_type: &'static str| [("authorization", auth.as_str()), ("content-type", content_type)];
     let mapped_call = || call(&mapped, &from_github, &delivery);
     let unmapped_call = || call(&unmapped, &from_github, &delivery);
     let multipart_call = || call(&token_target, &with_token(multipart_type), MULTIPART.as_bytes());
-    let json_call = || call(&token_target, &with_token("application/json"), JSON_BODY.as_bytes());
+    let json_call = || {
+        call(
+            &token_target,
+            &with_token("application/json"),
+            JSON_BODY.as_bytes(),
+        )
+    };
 
     if let Ok(only) = std::env::var("ONLY") {
         let n = std::env::var("N").map_or(20_000, |n| n.parse().unwrap());
