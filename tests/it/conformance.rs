@@ -304,26 +304,30 @@ async fn the_in_memory_source_store_keeps_the_contract() {
     testing::check_source_store(&*dynamic, &fixtures).await;
 }
 
+/// `source` made again from its id, environment, process, scheme and
+/// events, with `secrets`, and nothing else.
+fn rebuilt(source: &WebhookSource, secrets: Vec<SourceSecret>) -> WebhookSource {
+    let bare = WebhookSource::new(
+        source.id().clone(),
+        source.environment().clone(),
+        *source.process(),
+        source.scheme().clone(),
+        secrets,
+    )
+    .unwrap();
+    match source.events() {
+        Some(events) => bare.with_events(events.iter().cloned()).unwrap(),
+        None => bare,
+    }
+}
+
 /// Keeps only a source's newest secret.
 struct ForgetsOldSecrets(InMemorySourceStore);
 
 #[async_trait]
 impl SourceStore for ForgetsOldSecrets {
     async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
-        Ok(self.0.source(id).await?.map(|s| {
-            let newest = WebhookSource::new(
-                s.id().clone(),
-                s.environment().clone(),
-                *s.process(),
-                s.scheme().clone(),
-                s.secrets()[..1].to_vec(),
-            )
-            .unwrap();
-            match s.events() {
-                Some(events) => newest.with_events(events.iter().cloned()).unwrap(),
-                None => newest,
-            }
-        }))
+        Ok(self.0.source(id).await?.map(|s| rebuilt(&s, s.secrets()[..1].to_vec())))
     }
 }
 
@@ -347,20 +351,7 @@ struct ForgetsRules(InMemorySourceStore);
 #[async_trait]
 impl SourceStore for ForgetsRules {
     async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
-        Ok(self.0.source(id).await?.map(|s| {
-            let bare = WebhookSource::new(
-                s.id().clone(),
-                s.environment().clone(),
-                *s.process(),
-                s.scheme().clone(),
-                s.secrets().to_vec(),
-            )
-            .unwrap();
-            match s.events() {
-                Some(events) => bare.with_events(events.iter().cloned()).unwrap(),
-                None => bare,
-            }
-        }))
+        Ok(self.0.source(id).await?.map(|s| rebuilt(&s, s.secrets().to_vec())))
     }
 }
 
