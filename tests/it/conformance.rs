@@ -327,7 +327,11 @@ struct ForgetsOldSecrets(InMemorySourceStore);
 #[async_trait]
 impl SourceStore for ForgetsOldSecrets {
     async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
-        Ok(self.0.source(id).await?.map(|s| rebuilt(&s, s.secrets()[..1].to_vec())))
+        Ok(self
+            .0
+            .source(id)
+            .await?
+            .map(|s| rebuilt(&s, s.secrets()[..1].to_vec())))
     }
 }
 
@@ -351,7 +355,11 @@ struct ForgetsRules(InMemorySourceStore);
 #[async_trait]
 impl SourceStore for ForgetsRules {
     async fn source(&self, id: &SourceId) -> Result<Option<WebhookSource>, StoreError> {
-        Ok(self.0.source(id).await?.map(|s| rebuilt(&s, s.secrets().to_vec())))
+        Ok(self
+            .0
+            .source(id)
+            .await?
+            .map(|s| rebuilt(&s, s.secrets().to_vec())))
     }
 }
 
