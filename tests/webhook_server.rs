@@ -74,7 +74,7 @@ impl Server {
         let printed: Vec<String> = lines
             .by_ref()
             .map_while(Result::ok)
-            .take_while(|line| line != "try:")
+            .take_while(|line| !line.starts_with("try"))
             .collect();
         let base = printed
             .iter()
@@ -703,6 +703,145 @@ fn a_bad_query_in_the_config_file_stops_it_with_the_line_and_the_position_in_the
     assert!(stderr.starts_with(&expected), "{stderr}");
 }
 
+const OWN_PROCESS: &str = r#"
+# An operator's own process, in its own environment.
+[[environment]]
+id = "live"
+organization = "shop"
+token_env = "SHOP_TOKEN"
+
+[[process]]
+uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+organization = "shop"
+name = "Refund"
+
+[[process.deployment]]
+environment = "live"
+version = 4
+fields = [
+  { name = "orderNumber", kind = "text", mandatory = true },
+  { name = "amount", kind = "number", mandatory = true },
+  { name = "reason", kind = "choice", options = ["damaged", "late"], default = "damaged" },
+]
+
+[[process]]
+uuid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+organization = "shop"
+name = "Exchange"
+
+[[process.deployment]]
+environment = "live"
+draft = true
+"#;
+
+const SHOP_TOKEN: &str = "an-operator's-own-shop-token-0123456789";
+
+#[tokio::test]
+async fn a_config_file_of_its_own_processes_serves_them_and_not_the_example() {
+    let file = ConfigFile::new(OWN_PROCESS);
+    let server = Server::with(&[("WEBHOOK_CONFIG", file.path()), ("SHOP_TOKEN", SHOP_TOKEN)]);
+    let refund = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+    assert_eq!(
+        server.printed("process Refund (version 4) in live: "),
+        Some(format!("{}/webhook/send?uid={refund}", server.base).as_str()),
+        "{:?}",
+        server.printed
+    );
+    assert!(server.printed("Order intake").is_none(), "{:?}", server.printed);
+    let client = reqwest::Client::new();
+    let post = |process: &str, token: &str, body: &'static str| {
+        client
+            .post(format!("{}/webhook/send?uid={process}", server.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let started = post(refund, SHOP_TOKEN, r#"{"orderNumber": "123456", "amount": 19.5}"#)
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let dry = client
+        .post(format!("{}/webhook/send?uid={refund}", server.base))
+        .header("authorization", format!("Bearer {SHOP_TOKEN}"))
+        .header("prefer", "dry-run")
+        .body(r#"{"orderNumber": "123456", "amount": 19.5}"#)
+        .send()
+        .await
+        .unwrap();
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(
+        dry["variables"],
+        serde_json::json!({"orderNumber": "123456", "amount": 19.5, "reason": "damaged"}),
+        "typed fields and the default"
+    );
+    let wrong_type = post(
+        refund,
+        SHOP_TOKEN,
+        r#"{"orderNumber": "123456", "amount": "a lot"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong_type.status(), 422);
+    let draft = post("6ba7b810-9dad-11d1-80b4-00c04fd430c8", SHOP_TOKEN, "{}")
+        .await
+        .unwrap();
+    assert_eq!(draft.status(), 409);
+    assert_eq!(draft.json::<Value>().await.unwrap()["code"], "draft_version");
+    let wrong_token = post(refund, TOKEN, "{}").await.unwrap();
+    assert_eq!(wrong_token.status(), 401, "the example's token is no token here");
+    let example = post(ORDER_INTAKE, SHOP_TOKEN, "{}").await.unwrap();
+    assert_eq!(example.status(), 404, "the documented example is not served");
+    // The printed curl, run by a shell with the token in $TOKEN, starts it.
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} -s -o /dev/null -w '%{{http_code}}'", server.curl))
+        .env("TOKEN", SHOP_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "202", "{}", server.curl);
+    let later = server.later.lock().unwrap().join("\n");
+    let everything = format!("{}\n{}\n{later}", server.printed.join("\n"), server.curl);
+    assert!(!everything.contains(SHOP_TOKEN), "{everything}");
+}
+
+#[test]
+fn check_validates_a_config_file_without_serving() {
+    let good = ConfigFile::new(OWN_PROCESS);
+    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN)])
+        .args(["--check", good.path()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "{}: ok (1 environments, 2 processes, 2 deployments, 0 sources)\n",
+            good.path()
+        )
+    );
+    let bad = ConfigFile::new(&OWN_PROCESS.replace("kind = \"number\"", "kind = \"money\""));
+    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN)])
+        .args(["--check", bad.path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!("error: {}:18:29: fields.kind: unknown kind `money`", bad.path());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).starts_with(&expected),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+    let unknown = command(&[]).arg("--serve").output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn with_postgres_sources_are_stored_encrypted_under_the_key_and_refused_without_one() {
@@ -772,4 +911,66 @@ async fn with_postgres_sources_are_stored_encrypted_under_the_key_and_refused_wi
     };
     assert_eq!(rows.len(), 1);
     assert!(!rows[0].contains("GitHub webhook secret"), "{}", rows[0]);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn with_postgres_two_replicas_apply_the_same_file_once_and_both_serve_it() {
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let file = ConfigFile::new(OWN_PROCESS);
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_CONFIG", file.path()),
+        ("SHOP_TOKEN", SHOP_TOKEN),
+    ];
+    // Started together, as replicas are.
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(|| Server::with(&settings));
+        let b = s.spawn(|| Server::with(&settings));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let client = reqwest::Client::new();
+    for server in [&first, &second] {
+        let reply = client
+            .post(format!(
+                "{}/webhook/send?uid=1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                server.base
+            ))
+            .header("authorization", format!("Bearer {SHOP_TOKEN}"))
+            .body(r#"{"orderNumber": "123456", "amount": 2}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 202);
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        let schema = schema.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM \"{schema}\".{table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("models").await, 2, "each model once");
+    assert_eq!(count("deployments").await, 2, "each deployment once");
+    assert_eq!(count("tokens").await, 1, "the token once, as its digest");
+    let tokens: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM \"{schema}\".tokens t"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(!tokens[0].contains(SHOP_TOKEN), "{}", tokens[0]);
+    drop((first, second));
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
 }

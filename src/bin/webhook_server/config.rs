@@ -34,7 +34,9 @@
 use std::ops::Range;
 
 use process_webhook::{
-    Condition, Environment, JsonQuery, PayloadMapping, ProcessUuid, SourceScheme, SourceSecret, WebhookSource,
+    Condition, Deployment, DeploymentId, Environment, EnvironmentId, EnvironmentToken, FieldKind, FieldSpec,
+    JsonQuery, OrganizationId, PayloadMapping, ProcessModel, ProcessUuid, SourceScheme, SourceSecret,
+    StartForm, TokenDigest, VersionTag, WebhookSource,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -45,7 +47,73 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
+    environment: Vec<Spanned<EnvironmentTable>>,
+    #[serde(default)]
+    process: Vec<Spanned<ProcessTable>>,
+    #[serde(default)]
     source: Vec<Spanned<SourceTable>>,
+}
+
+/// One `[[environment]]` table: an environment and its tokens, each named
+/// by the variable that holds it or given as its SHA-256 digest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentTable {
+    id: Spanned<String>,
+    organization: Spanned<String>,
+    token_env: Option<Spanned<OneOrMany>>,
+    token_sha256: Option<Spanned<OneOrMany>>,
+}
+
+/// One `[[process]]` table: a process model and its deployments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessTable {
+    uuid: Spanned<String>,
+    organization: Spanned<String>,
+    name: Spanned<String>,
+    definition_key: Option<Spanned<String>>,
+    #[serde(default)]
+    deployment: Vec<Spanned<DeploymentTable>>,
+}
+
+/// One `[[process.deployment]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentTable {
+    environment: Spanned<String>,
+    version: Option<Spanned<u32>>,
+    draft: Option<Spanned<bool>>,
+    #[serde(default)]
+    fields: Vec<Spanned<FieldTable>>,
+}
+
+/// One field of a deployment's start form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldTable {
+    name: Spanned<String>,
+    kind: Spanned<String>,
+    #[serde(default)]
+    mandatory: bool,
+    default: Option<Spanned<toml::Value>>,
+    options: Option<Spanned<Vec<String>>>,
+}
+
+/// What a file declares besides sources: environments with their token
+/// digests, process models and their deployments.
+pub(crate) struct Declared {
+    pub(crate) environments: Vec<Environment>,
+    pub(crate) tokens: Vec<(TokenDigest, Environment)>,
+    pub(crate) models: Vec<ProcessModel>,
+    pub(crate) deployments: Vec<Deployment>,
+}
+
+/// The file: what it declares (`None`: no `[[environment]]` and no
+/// `[[process]]`, so the documented example is served) and its sources.
+pub(crate) struct Config {
+    pub(crate) declared: Option<Declared>,
+    pub(crate) sources: Vec<WebhookSource>,
 }
 
 /// One `[[source]]` table.
@@ -80,13 +148,25 @@ struct WhenTable {
     equals: Spanned<Vec<toml::Value>>,
 }
 
-/// `secret_env`: one variable's name, or several during a rotation.
+/// `secret_env`, `token_env`, `token_sha256`: one value, or several (a
+/// rotation, several tokens).
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum SecretEnv {
+enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
+
+impl OneOrMany {
+    fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one.clone()],
+            Self::Many(many) => many.clone(),
+        }
+    }
+}
+
+type SecretEnv = OneOrMany;
 
 /// A problem with the file: where, which key, and what is wrong.
 #[derive(Debug)]
@@ -116,42 +196,315 @@ impl Place<'_> {
     }
 }
 
-/// The sources of the file at `path`, for the processes and environments
-/// the server serves; each secret read from the environment variable its
-/// table names (through `env`, so that tests need not set any).
-pub(crate) fn read_sources(
+/// The file at `path`: what it declares, and its sources for the
+/// processes and environments served (the file's own, or those of
+/// `example` when it declares none); each secret and token read from the
+/// environment variable its table names (through `env`, so that tests
+/// need not set any).
+pub(crate) fn read_config(
     path: &str,
-    served: &[(ProcessUuid, Environment)],
+    example: &[(ProcessUuid, Environment)],
     env: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<WebhookSource>, BadConfig> {
+) -> Result<Config, BadConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| BadConfig(format!("WEBHOOK_CONFIG={path}: cannot read the file: {e}")))?;
-    parse_sources(path, &text, served, env)
+    parse_config(path, &text, example, env)
 }
 
-/// [`read_sources`] over the file's text.
+/// [`read_config`] over the file's text.
+pub(crate) fn parse_config(
+    path: &str,
+    text: &str,
+    example: &[(ProcessUuid, Environment)],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, BadConfig> {
+    let place = Place { path, text };
+    let file: File = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => place.error(span, "syntax", e.message()),
+        None => BadConfig(format!("{path}: {}", e.message())),
+    })?;
+    let declared = if file.environment.is_empty() && file.process.is_empty() {
+        None
+    } else {
+        Some(declared_of(&place, &file, &env)?)
+    };
+    let served: Vec<(ProcessUuid, Environment)> = match &declared {
+        Some(declared) => declared
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let environment = declared.environments.iter().find(|e| e.id() == d.environment())?;
+                Some((*d.process(), environment.clone()))
+            })
+            .collect(),
+        None => example.to_vec(),
+    };
+    let mut sources: Vec<WebhookSource> = Vec::new();
+    for table in file.source {
+        let span = table.span();
+        let table = table.into_inner();
+        let source = source_of(&place, span.clone(), table, &served, &env)?;
+        if sources.iter().any(|s| s.id() == source.id()) {
+            return Err(place.error(span, "id", format!("two sources are named {}", source.id())));
+        }
+        sources.push(source);
+    }
+    Ok(Config { declared, sources })
+}
+
+/// The sources of a file that declares nothing else (the documented
+/// example's processes served): [`parse_config`]'s sources.
+#[cfg(test)]
 pub(crate) fn parse_sources(
     path: &str,
     text: &str,
     served: &[(ProcessUuid, Environment)],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<WebhookSource>, BadConfig> {
-    let place = Place { path, text };
-    let file: File = toml::from_str(text).map_err(|e| match e.span() {
-        Some(span) => place.error(span, "syntax", e.message()),
-        None => BadConfig(format!("{path}: {}", e.message())),
-    })?;
-    let mut sources: Vec<WebhookSource> = Vec::new();
-    for table in file.source {
-        let span = table.span();
-        let table = table.into_inner();
-        let source = source_of(&place, span.clone(), table, served, &env)?;
-        if sources.iter().any(|s| s.id() == source.id()) {
-            return Err(place.error(span, "id", format!("two sources are named {}", source.id())));
+    parse_config(path, text, served, env).map(|config| config.sources)
+}
+
+/// The environments, tokens, models and deployments of the file.
+fn declared_of(
+    place: &Place<'_>,
+    file: &File,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Declared, BadConfig> {
+    let mut declared = Declared {
+        environments: Vec::new(),
+        tokens: Vec::new(),
+        models: Vec::new(),
+        deployments: Vec::new(),
+    };
+    for table in &file.environment {
+        let table = table.get_ref();
+        if table.id.get_ref().trim().is_empty() {
+            return Err(place.error(table.id.span(), "id", "an environment needs an id"));
         }
-        sources.push(source);
+        if declared
+            .environments
+            .iter()
+            .any(|e| e.id().as_str() == table.id.get_ref())
+        {
+            return Err(place.error(
+                table.id.span(),
+                "id",
+                format!("two environments are named `{}`", table.id.get_ref()),
+            ));
+        }
+        let environment = Environment::new(
+            EnvironmentId::new(table.id.get_ref().clone()),
+            OrganizationId::new(table.organization.get_ref().clone()),
+        );
+        let mut tokens = 0;
+        if let Some(names) = &table.token_env {
+            for name in names.get_ref().to_vec() {
+                let token = env(&name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                    place.error(
+                        names.span(),
+                        "token_env",
+                        format!(
+                            "the environment variable {name} is not set (it holds a token of the environment)"
+                        ),
+                    )
+                })?;
+                if token.trim().chars().count() < crate::MIN_TOKEN_CHARS {
+                    return Err(place.error(
+                        names.span(),
+                        "token_env",
+                        format!(
+                            "the token in {name} is too short: a token must have at least {} characters",
+                            crate::MIN_TOKEN_CHARS
+                        ),
+                    ));
+                }
+                declared
+                    .tokens
+                    .push((EnvironmentToken::new(token.trim()).digest(), environment.clone()));
+                tokens += 1;
+            }
+        }
+        if let Some(digests) = &table.token_sha256 {
+            for digest in digests.get_ref().to_vec() {
+                let digest: TokenDigest = serde_json::from_value(Value::String(digest.to_ascii_lowercase()))
+                    .map_err(|_| {
+                        place.error(
+                            digests.span(),
+                            "token_sha256",
+                            "a token's SHA-256 is 64 hex digits",
+                        )
+                    })?;
+                declared.tokens.push((digest, environment.clone()));
+                tokens += 1;
+            }
+        }
+        if tokens == 0 {
+            return Err(place.error(
+                table.id.span(),
+                "token_env",
+                "an environment needs a token: token_env (a variable that holds it) or token_sha256 (its digest)",
+            ));
+        }
+        declared.environments.push(environment);
     }
-    Ok(sources)
+    for table in &file.process {
+        let table = table.get_ref();
+        let uuid: ProcessUuid = table
+            .uuid
+            .get_ref()
+            .parse()
+            .map_err(|_| place.error(table.uuid.span(), "uuid", "not a UUID"))?;
+        if declared.models.iter().any(|m| *m.uuid() == uuid) {
+            return Err(place.error(
+                table.uuid.span(),
+                "uuid",
+                format!("two processes have uuid {uuid}"),
+            ));
+        }
+        let organization = OrganizationId::new(table.organization.get_ref().clone());
+        declared.models.push(ProcessModel::new(
+            uuid,
+            organization.clone(),
+            table.name.get_ref().clone(),
+        ));
+        for deployment in &table.deployment {
+            let deployment = deployment.get_ref();
+            let environment = declared
+                .environments
+                .iter()
+                .find(|e| e.id().as_str() == deployment.environment.get_ref())
+                .ok_or_else(|| {
+                    place.error(
+                        deployment.environment.span(),
+                        "environment",
+                        format!(
+                            "no [[environment]] is named `{}`",
+                            deployment.environment.get_ref()
+                        ),
+                    )
+                })?;
+            if *environment.organization() != organization {
+                return Err(place.error(
+                    deployment.environment.span(),
+                    "environment",
+                    format!(
+                        "environment `{}` belongs to organization `{}`, the process to `{}`",
+                        environment.id(),
+                        environment.organization(),
+                        organization
+                    ),
+                ));
+            }
+            let draft = deployment.draft.as_ref().is_some_and(|d| *d.get_ref());
+            let version = match (&deployment.version, draft) {
+                (Some(version), true) => {
+                    return Err(place.error(version.span(), "version", "a draft has no version number"));
+                }
+                (Some(version), false) => VersionTag::Released(*version.get_ref()),
+                (None, true) => VersionTag::Draft,
+                (None, false) => {
+                    return Err(place.error(
+                        deployment.environment.span(),
+                        "version",
+                        "a deployment needs `version = N` or `draft = true`",
+                    ));
+                }
+            };
+            let mut fields = Vec::new();
+            for field in &deployment.fields {
+                let spec = field_of(place, field.get_ref())?;
+                if fields.iter().any(|f: &FieldSpec| f.name() == spec.name()) {
+                    return Err(place.error(
+                        field.get_ref().name.span(),
+                        "fields.name",
+                        format!("two fields are named `{}`", spec.name()),
+                    ));
+                }
+                fields.push(spec);
+            }
+            let id = deployment_id(&uuid, environment.id(), version);
+            if declared
+                .deployments
+                .iter()
+                .any(|d| d.process() == &uuid && d.environment() == environment.id())
+            {
+                return Err(place.error(
+                    deployment.environment.span(),
+                    "environment",
+                    format!("process {uuid} is deployed to `{}` twice", environment.id()),
+                ));
+            }
+            let mut deployed =
+                Deployment::new(uuid, version, environment.id().clone(), StartForm::new(fields)).with_id(id);
+            if let Some(key) = &table.definition_key {
+                deployed = deployed.with_definition_key(key.get_ref().clone());
+            }
+            declared.deployments.push(deployed);
+        }
+    }
+    Ok(declared)
+}
+
+/// A field of a start form: its kind by the crate's serde shape of a kind
+/// (`{"type": kind, "options": [...]}`), its default checked against it.
+fn field_of(place: &Place<'_>, table: &FieldTable) -> Result<FieldSpec, BadConfig> {
+    let mut shape = Map::new();
+    shape.insert("type".into(), Value::String(table.kind.get_ref().clone()));
+    if let Some(options) = &table.options {
+        if table.kind.get_ref() != "choice" {
+            return Err(place.error(
+                options.span(),
+                "fields.options",
+                "only a `choice` field has options",
+            ));
+        }
+        shape.insert("options".into(), Value::from(options.get_ref().clone()));
+    }
+    let kind: FieldKind = serde_json::from_value(Value::Object(shape)).map_err(|_| {
+        let problem = if table.kind.get_ref() == "choice" {
+            "a `choice` field needs its `options`".to_owned()
+        } else {
+            format!(
+                "unknown kind `{}` (one of text, number, integer, boolean, date, dateTime, choice, object, array, any)",
+                table.kind.get_ref()
+            )
+        };
+        place.error(table.kind.span(), "fields.kind", problem)
+    })?;
+    let name = table.name.get_ref().clone();
+    let mut spec = if table.mandatory {
+        FieldSpec::mandatory(name, kind.clone())
+    } else {
+        FieldSpec::optional(name, kind.clone())
+    };
+    if let Some(default) = &table.default {
+        let value = serde_json::to_value(default.get_ref())
+            .map_err(|e| place.error(default.span(), "fields.default", e))?;
+        if !kind.accepts(&value) {
+            return Err(place.error(
+                default.span(),
+                "fields.default",
+                format!("the default is not {}", kind.describe()),
+            ));
+        }
+        spec = spec.with_default(value);
+    }
+    Ok(spec)
+}
+
+/// A deployment's id, the same for the same process, environment and
+/// version at every start of every replica: applying the file to a
+/// database again adds nothing.
+fn deployment_id(process: &ProcessUuid, environment: &EnvironmentId, version: VersionTag) -> DeploymentId {
+    use sha2::{Digest as _, Sha256};
+    let version = match version {
+        VersionTag::Released(n) => n.to_string(),
+        _ => "draft".to_owned(),
+    };
+    let digest = Sha256::digest(format!("{process}\n{environment}\n{version}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().into()
 }
 
 fn source_of(
@@ -186,10 +539,7 @@ fn source_of(
             )
         })?;
     let scheme = scheme_of(&table).map_err(|e| place.error(table.scheme.span(), "scheme", e))?;
-    let names = match table.secret_env.get_ref() {
-        SecretEnv::One(name) => vec![name.clone()],
-        SecretEnv::Many(names) => names.clone(),
-    };
+    let names = table.secret_env.get_ref().to_vec();
     if names.is_empty() {
         return Err(place.error(table.secret_env.span(), "secret_env", "names no variable"));
     }
@@ -299,7 +649,6 @@ fn scheme_of(table: &SourceTable) -> Result<SourceScheme, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use process_webhook::{EnvironmentId, OrganizationId};
 
     const ORDERS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 
@@ -485,5 +834,184 @@ mod tests {
             let error = parse(&text).unwrap_err();
             assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
         }
+    }
+
+    const OWN: &str = r#"
+[[environment]]
+id = "live"
+organization = "shop"
+token_env = "SHOP_TOKEN"
+token_sha256 = ["5E884898DA28047151D0E56F8DC6292773603D0D6AABBDD62A11EF721D1542D8"]
+
+[[process]]
+uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+organization = "shop"
+name = "Refund"
+definition_key = "refund"
+
+[[process.deployment]]
+environment = "live"
+version = 4
+fields = [
+  { name = "orderNumber", kind = "text", mandatory = true },
+  { name = "amount", kind = "number", mandatory = true },
+  { name = "reason", kind = "choice", options = ["damaged", "late"], default = "damaged" },
+  { name = "express", kind = "boolean", default = false },
+]
+
+[[process]]
+uuid = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+organization = "shop"
+name = "Exchange"
+
+[[process.deployment]]
+environment = "live"
+draft = true
+"#;
+
+    fn own_env(name: &str) -> Option<String> {
+        (name == "SHOP_TOKEN").then(|| "a-shop-token-of-at-least-thirty-two-chars".to_owned())
+    }
+
+    fn config(text: &str) -> Result<Config, String> {
+        parse_config("own.toml", text, &served(), own_env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn environments_and_processes_are_declared_with_their_tokens_and_typed_forms() {
+        let declared = config(OWN).unwrap().declared.unwrap();
+        let live = Environment::new(EnvironmentId::new("live"), OrganizationId::new("shop"));
+        assert_eq!(declared.environments, std::slice::from_ref(&live));
+        assert_eq!(
+            declared.tokens,
+            [
+                (
+                    EnvironmentToken::new("a-shop-token-of-at-least-thirty-two-chars").digest(),
+                    live.clone()
+                ),
+                // sha256("password"), given in upper case.
+                (EnvironmentToken::new("password").digest(), live.clone()),
+            ]
+        );
+        assert_eq!(declared.models.len(), 2);
+        let refund = &declared.deployments[0];
+        assert_eq!(refund.version(), VersionTag::Released(4));
+        assert_eq!(refund.definition_key(), "refund");
+        let fields = refund.start_form().fields();
+        assert_eq!(fields.len(), 4);
+        assert_eq!(fields[1].kind(), &FieldKind::Number);
+        assert!(fields[1].is_mandatory());
+        assert_eq!(
+            fields[2].kind(),
+            &FieldKind::Choice(vec!["damaged".to_owned(), "late".to_owned()])
+        );
+        assert_eq!(fields[3].default_value(), Some(&Value::Bool(false)));
+        assert_eq!(declared.deployments[1].version(), VersionTag::Draft);
+        // The same file gives the same deployment ids, so that applying it
+        // again adds nothing; another version, another id.
+        let again = config(OWN).unwrap().declared.unwrap();
+        assert_eq!(again.deployments[0].id(), refund.id());
+        assert_ne!(declared.deployments[1].id(), refund.id());
+        // A file of sources only declares nothing: the example is served.
+        assert!(config("").unwrap().declared.is_none());
+    }
+
+    #[test]
+    fn a_declaration_it_cannot_use_is_named_by_line_and_key() {
+        let cases = [
+            (
+                OWN.replace("kind = \"number\"", "kind = \"money\""),
+                "own.toml:19:29: fields.kind: unknown kind `money`",
+            ),
+            (
+                OWN.replace(
+                    "environment = \"live\"\nversion",
+                    "environment = \"test\"\nversion",
+                ),
+                "own.toml:15:15: environment: no [[environment]] is named `test`",
+            ),
+            (
+                OWN.replace("default = false", "default = \"no\""),
+                "own.toml:21:51: fields.default: the default is not boolean",
+            ),
+            (
+                OWN.replace("default = \"damaged\"", "default = \"lost\""),
+                "own.toml:20:80: fields.default: the default is not one of the options",
+            ),
+            (
+                OWN.replace(
+                    "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                    "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                ),
+                "own.toml:25:8: uuid: two processes have uuid 1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            ),
+            (
+                OWN.replace("token_env = \"SHOP_TOKEN\"", "token_env = \"NOPE\""),
+                "own.toml:5:13: token_env: the environment variable NOPE is not set",
+            ),
+            (
+                OWN.replace("5E88", "ZZ88"),
+                "own.toml:6:16: token_sha256: a token's SHA-256 is 64 hex digits",
+            ),
+            (
+                OWN.replace("version = 4", "version = 4\ndraft = true"),
+                "own.toml:16:11: version: a draft has no version number",
+            ),
+            (
+                OWN.replace("draft = true", ""),
+                "own.toml:30:15: version: a deployment needs `version = N` or `draft = true`",
+            ),
+            (
+                OWN.replace(
+                    "organization = \"shop\"\nname = \"Refund\"",
+                    "organization = \"other\"\nname = \"Refund\"",
+                ),
+                "own.toml:15:15: environment: environment `live` belongs to organization `shop`, the process to `other`",
+            ),
+            (
+                OWN.replace("kind = \"choice\", ", "kind = \"text\", "),
+                "own.toml:20:47: fields.options: only a `choice` field has options",
+            ),
+            (
+                OWN.replace(
+                    "uuid = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"",
+                    "uuid = \"nope\"",
+                ),
+                "own.toml:25:8: uuid: not a UUID",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (text, expected) in cases {
+            let error = config(&text).map(|_| ()).unwrap_err();
+            if !error.starts_with(expected) {
+                wrong.push(format!("{error}\n  expected: {expected}"));
+            }
+            assert!(!error.contains("thirty-two"), "no token in {error}");
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn sources_of_a_declaring_file_start_its_own_processes() {
+        let with_source = format!(
+            "{OWN}\n[[source]]\nid = \"refunds\"\nprocess = \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"\n\
+             environment = \"live\"\nscheme = \"gitlab\"\nsecret_env = \"SHOP_TOKEN\"\n"
+        );
+        let config = config(&with_source).unwrap();
+        assert_eq!(config.sources[0].environment().organization().as_str(), "shop");
+        // The example's process is not served by such a file.
+        let error = parse_config(
+            "own.toml",
+            &with_source.replace(
+                "process = \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"",
+                &format!("process = \"{ORDERS}\""),
+            ),
+            &served(),
+            own_env,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("is not deployed to environment `live`"), "{error}");
     }
 }

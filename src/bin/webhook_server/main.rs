@@ -27,6 +27,16 @@
 //! printed at start; a table the server cannot use stops it, naming the
 //! file, the line and the key.
 //!
+//! The same file may declare the operator's own environments and processes
+//! instead of the example: `[[environment]]` (`id`, `organization`,
+//! `token_env` and/or `token_sha256`, one or a list), `[[process]]`
+//! (`uuid`, `organization`, `name`, `definition_key`) with
+//! `[[process.deployment]]` tables (`environment`, `version` or
+//! `draft = true`, `fields`: `{ name, kind, mandatory, default, options }`,
+//! `kind` the `type` of a field kind's serde shape). When it declares any,
+//! the example is not seeded. `webhook_server --check FILE` validates a
+//! file without serving (exit 0, or 1 with the same message a start gives).
+//!
 //! With `--features server,postgres` and `DATABASE_URL` set, models, tokens,
 //! sources and idempotency keys live in PostgreSQL (migrated and seeded at
 //! start, idempotently, so that several replicas can share the database),
@@ -122,19 +132,22 @@ fn engine(models: &Arc<dyn ModelStore>) -> Arc<dyn Engine> {
     Arc::new(PrintingEngine(InMemoryEngine::new()))
 }
 
-/// The demo data: organization `acme`, its `production` environment and
-/// token, the deployed "Order intake" and the draft-only "Returns". The
-/// deployments have fixed ids, so that seeding a database twice (or from
-/// two replicas at once) adds nothing the second time.
+/// What the server serves: the models, deployments and token digests it
+/// puts into its stores.
 struct Seed {
     models: Vec<ProcessModel>,
     deployments: Vec<Deployment>,
-    token: EnvironmentToken,
-    environment: Environment,
+    tokens: Vec<(TokenDigest, Environment)>,
+    environments: Vec<Environment>,
 }
 
 impl Seed {
-    fn new(token: &EnvironmentToken) -> Self {
+    /// The documented example: organization `acme`, its `production`
+    /// environment and `token`, the deployed "Order intake" and the
+    /// draft-only "Returns". The deployments have fixed ids, so that
+    /// seeding a database twice (or from two replicas at once) adds nothing
+    /// the second time.
+    fn example(token: &EnvironmentToken) -> Self {
         let acme = OrganizationId::new("acme");
         let production = EnvironmentId::new("production");
         let order_intake: ProcessUuid = ORDER_INTAKE.parse().expect("a UUID");
@@ -146,6 +159,7 @@ impl Seed {
         ]);
         let definition_key =
             std::env::var("CAMUNDA_DEFINITION_KEY").unwrap_or_else(|_| "order-intake".to_owned());
+        let environment = Environment::new(production.clone(), acme.clone());
         Self {
             models: vec![
                 ProcessModel::new(order_intake, acme.clone(), "Order intake"),
@@ -163,8 +177,30 @@ impl Seed {
                 Deployment::new(returns, VersionTag::Draft, production.clone(), form)
                     .with_id(uuid::Uuid::from_u128(0x5eed_0002_0000_4000_8000_0000_0000_0002).into()),
             ],
-            token: token.clone(),
-            environment: Environment::new(production, acme),
+            tokens: vec![(token.digest(), environment.clone())],
+            environments: vec![environment],
+        }
+    }
+
+    /// The processes and environments it deploys to.
+    fn served(&self) -> Vec<(ProcessUuid, Environment)> {
+        self.deployments
+            .iter()
+            .filter_map(|d| {
+                let environment = self.environments.iter().find(|e| e.id() == d.environment())?;
+                Some((*d.process(), environment.clone()))
+            })
+            .collect()
+    }
+}
+
+impl From<config::Declared> for Seed {
+    fn from(declared: config::Declared) -> Self {
+        Self {
+            models: declared.models,
+            deployments: declared.deployments,
+            tokens: declared.tokens,
+            environments: declared.environments,
         }
     }
 }
@@ -178,19 +214,14 @@ struct Stores {
     limiter: Arc<dyn RateLimiter>,
 }
 
-/// The sources of the `WEBHOOK_CONFIG` file, if one is named.
-fn configured_sources(seed: &Seed) -> Result<Vec<WebhookSource>, Box<dyn std::error::Error>> {
+/// The `WEBHOOK_CONFIG` file, if one is named.
+fn configured(example: &Seed) -> Result<Option<config::Config>, Box<dyn std::error::Error>> {
     let Ok(path) = std::env::var("WEBHOOK_CONFIG") else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let served: Vec<(ProcessUuid, Environment)> = seed
-        .deployments
-        .iter()
-        .map(|d| (*d.process(), seed.environment.clone()))
-        .collect();
-    Ok(config::read_sources(&path, &served, |name| {
+    Ok(Some(config::read_config(&path, &example.served(), |name| {
         std::env::var(name).ok()
-    })?)
+    })?))
 }
 
 /// The key of `WEBHOOK_SECRET_KEY` and the older ones of
@@ -290,7 +321,9 @@ async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dy
         for deployment in &seed.deployments {
             store.deploy(deployment.clone()).await?;
         }
-        store.insert(&seed.token, seed.environment.clone()).await?;
+        for (digest, environment) in &seed.tokens {
+            store.insert_digest(*digest, environment.clone()).await?;
+        }
         for source in sources {
             store.put_source(source).await?;
         }
@@ -320,7 +353,9 @@ async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dy
         models.deploy(deployment.clone());
     }
     let tokens = InMemoryTokenStore::new();
-    tokens.insert(&seed.token, seed.environment.clone());
+    for (digest, environment) in &seed.tokens {
+        tokens.insert_digest(*digest, environment.clone());
+    }
     let in_memory = InMemorySourceStore::new();
     for source in sources {
         in_memory.insert(source.clone());
@@ -393,6 +428,45 @@ async fn listen(variable: &'static str, addr: &str) -> Result<tokio::net::TcpLis
 }
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => {}
+        ["--check", path] => {
+            // Validates the file as a start would, without serving.
+            let example = Seed::example(&EnvironmentToken::generate());
+            return match config::read_config(path, &example.served(), |name| std::env::var(name).ok()) {
+                Ok(config) => {
+                    let what = match &config.declared {
+                        Some(d) => format!(
+                            "{} environments, {} processes, {} deployments",
+                            d.environments.len(),
+                            d.models.len(),
+                            d.deployments.len()
+                        ),
+                        None => "the documented example".to_owned(),
+                    };
+                    println!("{path}: ok ({what}, {} sources)", config.sources.len());
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        ["--help" | "-h"] => {
+            println!(
+                "webhook_server: serves the webhook (see the environment variables in the README)\n\n\
+                 usage: webhook_server              serve\n       \
+                 webhook_server --check FILE  check a WEBHOOK_CONFIG file without serving (exit 0: it is good)"
+            );
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("error: unknown arguments {args:?} (try --help)");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -438,8 +512,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let order_intake: ProcessUuid = ORDER_INTAKE.parse()?;
     let returns: ProcessUuid = RETURNS_DRAFT.parse()?;
-    let seed = Seed::new(&token);
-    let sources = configured_sources(&seed)?;
+    let example = Seed::example(&token);
+    // A file that declares environments or processes serves those, not
+    // the example.
+    let (seed, sources, is_example) = match configured(&example)? {
+        None => (example, Vec::new(), true),
+        Some(config::Config {
+            declared: None,
+            sources,
+        }) => (example, sources, true),
+        Some(config::Config {
+            declared: Some(declared),
+            sources,
+        }) => (Seed::from(declared), sources, false),
+    };
     let stores = stores(&seed, &sources).await?;
     let models = stores.models.clone();
     let engine = engine(&models);
@@ -485,19 +571,49 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("webhook server listening on http://{local}");
     println!("health:          http://{local}/healthz, http://{local}/readyz");
     println!("metrics:         http://{metrics_at}/metrics");
+    if !is_example {
+        // The file's own processes: no example, no token to show.
+        for deployment in &seed.deployments {
+            let name = seed
+                .models
+                .iter()
+                .find(|m| m.uuid() == deployment.process())
+                .map_or("", ProcessModel::name);
+            let version = match deployment.version() {
+                VersionTag::Released(n) => format!("version {n}"),
+                _ => "draft".to_owned(),
+            };
+            println!(
+                "process {name} ({version}) in {}: {}",
+                deployment.environment(),
+                webhook_url(&format!("http://{local}/webhook/send"), deployment.process())
+            );
+        }
+        print_sources(&sources, local);
+        println!("tokens: from WEBHOOK_CONFIG (never printed)");
+        println!();
+        if let Some(first) = seed.deployments.iter().find(|d| d.startable_version().is_ok()) {
+            println!(
+                "try (with one of the tokens of `{}` in $TOKEN):",
+                first.environment()
+            );
+            println!(
+                "  curl -i -X POST '{}' -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    -d '{}'",
+                webhook_url(&format!("http://{local}/webhook/send"), first.process()),
+                example_payload(first.start_form())
+            );
+            println!();
+        }
+        serve(listener, app, ServeOptions::default(), stop_signal()).await?;
+        println!("stopped");
+        return Ok(());
+    }
     println!("Order intake:    {url}");
     println!(
         "Returns (draft): {}",
         webhook_url(&format!("http://{local}/webhook/send"), &returns)
     );
-    for source in &sources {
-        let url = source_webhook_url(
-            &format!("http://{local}/webhook/send"),
-            source.process(),
-            source.id(),
-        );
-        println!("source {} ({}): {url}", source.id(), source.scheme());
-    }
+    print_sources(&sources, local);
     if generated {
         println!("production token (shown once): {}", token.expose_secret());
     } else {
@@ -513,6 +629,42 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     serve(listener, app, ServeOptions::default(), stop_signal()).await?;
     println!("stopped");
     Ok(())
+}
+
+/// A payload the start form takes: each field's default, or a value of
+/// its kind.
+fn example_payload(form: &StartForm) -> serde_json::Value {
+    let mut payload = serde_json::Map::new();
+    for field in form.fields() {
+        let value = field
+            .default_value()
+            .cloned()
+            .unwrap_or_else(|| match field.kind() {
+                FieldKind::Text => "text".into(),
+                FieldKind::Number | FieldKind::Integer => 1.into(),
+                FieldKind::Boolean => true.into(),
+                FieldKind::Date => "2026-01-31".into(),
+                FieldKind::DateTime => "2026-01-31T12:00:00Z".into(),
+                FieldKind::Choice(options) => options.first().cloned().unwrap_or_default().into(),
+                FieldKind::Object => serde_json::json!({}),
+                FieldKind::Array => serde_json::json!([]),
+                _ => serde_json::Value::Null,
+            });
+        payload.insert(field.name().to_owned(), value);
+    }
+    serde_json::Value::Object(payload)
+}
+
+/// Each source's URL, to paste into its sender's webhook settings.
+fn print_sources(sources: &[WebhookSource], local: std::net::SocketAddr) {
+    for source in sources {
+        let url = source_webhook_url(
+            &format!("http://{local}/webhook/send"),
+            source.process(),
+            source.id(),
+        );
+        println!("source {} ({}): {url}", source.id(), source.scheme());
+    }
 }
 
 /// Installs the Prometheus recorder and answers its scrape at `/metrics`.
