@@ -646,6 +646,28 @@ mod tests {
     }
 
     #[test]
+    fn only_the_fields_that_came_as_text_are_read_by_their_kinds() {
+        use crate::{FieldKind, FieldSpec, StartForm};
+        let form = StartForm::new([
+            FieldSpec::optional("count", FieldKind::Integer),
+            FieldSpec::optional("body_count", FieldKind::Integer),
+        ]);
+        let mapped = |text: &[&str]| Mapped {
+            mapping: PayloadMapping::new(),
+            text: text.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let mut payload = body(json!({"count": "3", "body_count": "4"}));
+        mapped(&["count"]).read_text(&form, &mut payload);
+        assert_eq!(Value::Object(payload), json!({"count": 3, "body_count": "4"}));
+        let mut untouched = body(json!({"count": "3"}));
+        mapped(&[]).read_text(&form, &mut untouched);
+        assert_eq!(Value::Object(untouched), json!({"count": "3"}));
+        let condition = Condition::new(q("$.body.a"), [json!(1), json!("b")]).unwrap();
+        assert_eq!(condition.equals(), &[json!(1), json!("b")][..]);
+        assert_eq!(condition.query().as_str(), "$.body.a");
+    }
+
+    #[test]
     fn violations_of_mapped_fields_name_their_queries() {
         use crate::{FieldViolation, Violation, WebhookError};
         let mapped = Mapped {
