@@ -974,3 +974,257 @@ async fn with_postgres_two_replicas_apply_the_same_file_once_and_both_serve_it()
         .await
         .unwrap();
 }
+
+/// `webhook_server admin ARGS` with `settings`, `stdin` on its standard
+/// input: its exit code, standard output and standard error.
+#[cfg(feature = "postgres")]
+fn admin(settings: &[(&str, &str)], args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
+    use std::io::Write as _;
+    let mut child = command(settings)
+        .arg("admin")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("webhook_server admin runs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn admin_commands_change_what_a_running_replica_serves() {
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_SECRET_KEY", key),
+    ];
+    // A replica serving the example from the database.
+    let replica = Server::with(&settings);
+    let client = reqwest::Client::new();
+    let order = format!("{}/webhook/send?uid={ORDER_INTAKE}", replica.base);
+    let post = |token: String, body: &'static str| {
+        client
+            .post(&order)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .send()
+    };
+    let payload = r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#;
+
+    // A token, created and printed once, starts through the replica.
+    let (code, out, err) = admin(
+        &settings,
+        &[
+            "create-token",
+            "--environment",
+            "production",
+            "--organization",
+            "acme",
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let token = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        out.starts_with("token of production (acme), shown once: "),
+        "{out}"
+    );
+    assert_eq!(post(token.clone(), payload).await.unwrap().status(), 202);
+
+    // Revoked (read from standard input), the replica refuses it within a second.
+    let (code, out, err) = admin(&settings, &["revoke-token"], &token);
+    assert_eq!((code, out.as_str()), (Some(0), "revoked\n"), "{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let status = post(token.clone(), payload).await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {status} a second after the revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, _, err) = admin(&settings, &["revoke-token"], &token);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such token"), "{err}");
+
+    // A new version with another form, from a TOML file: the replica starts it.
+    let (_, out, _) = admin(
+        &settings,
+        &[
+            "create-token",
+            "--environment",
+            "production",
+            "--organization",
+            "acme",
+        ],
+        "",
+    );
+    let token = out.trim().rsplit(' ').next().unwrap().to_owned();
+    let form = ConfigFile::new(
+        "fields = [\n  { name = \"customerName\", kind = \"text\", mandatory = true },\n  { name = \"quantity\", kind = \"integer\", mandatory = true },\n]\n",
+    );
+    let (code, out, err) = admin(
+        &settings,
+        &[
+            "deploy",
+            "--process",
+            ORDER_INTAKE,
+            "--organization",
+            "acme",
+            "--name",
+            "Order intake",
+            "--environment",
+            "production",
+            "--version",
+            "2",
+            "--form",
+            form.path(),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, format!("deployed {ORDER_INTAKE} version 2 to production\n"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let reply = post(token.clone(), r#"{"customerName": "John Doe", "quantity": 3}"#)
+            .await
+            .unwrap();
+        if reply.status() == 202 {
+            let outcome: Value = reply.json().await.unwrap();
+            assert_eq!(outcome["version"], 2, "{outcome}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new version is not served: {}",
+            reply.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, out, _) = admin(&settings, &["list"], "");
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains(&format!(
+            "{ORDER_INTAKE} Order intake (acme) in production: version 2, fields customerName, quantity"
+        )),
+        "{out}"
+    );
+    // A bad form file is refused with its line, and deploys nothing.
+    let bad = ConfigFile::new("fields = [{ name = \"a\", kind = \"money\" }]\n");
+    let (code, _, err) = admin(
+        &settings,
+        &[
+            "deploy",
+            "--process",
+            ORDER_INTAKE,
+            "--organization",
+            "acme",
+            "--name",
+            "Order intake",
+            "--environment",
+            "production",
+            "--version",
+            "3",
+            "--form",
+            bad.path(),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains(":1:32: fields.kind: unknown kind `money`"), "{err}");
+
+    // A source, put from a file, then its secret rotated and the old retired.
+    let source = ConfigFile::new(&format!(
+        "[[source]]\nid = \"gitlab-orders\"\nprocess = \"{ORDER_INTAKE}\"\nenvironment = \"production\"\n\
+         scheme = \"gitlab\"\nsecret_env = \"GITLAB_SECRET\"\n"
+    ));
+    let mut with_secret = settings.to_vec();
+    with_secret.push(("GITLAB_SECRET", "the-first-gitlab-secret"));
+    let (code, out, err) = admin(&with_secret, &["put-source", "--file", source.path()], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "source gitlab-orders (gitlab) stored\n"),
+        "{err}"
+    );
+    let from_gitlab = |secret: &'static str| {
+        client
+            .post(format!("{order}&source=gitlab-orders"))
+            .header("x-gitlab-token", secret)
+            .header("x-gitlab-event", "Push Hook")
+            .body(r#"{"customerName": "John Doe", "quantity": 1}"#)
+            .send()
+    };
+    assert_eq!(
+        from_gitlab("the-first-gitlab-secret").await.unwrap().status(),
+        202
+    );
+    let (code, out, _) = admin(
+        &settings,
+        &["rotate-source", "--id", "gitlab-orders"],
+        "the-second-gitlab-secret\n",
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "source gitlab-orders: 2 secrets\n")
+    );
+    assert_eq!(
+        from_gitlab("the-second-gitlab-secret").await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        from_gitlab("the-first-gitlab-secret").await.unwrap().status(),
+        202
+    );
+    let (code, _, _) = admin(
+        &settings,
+        &["rotate-source", "--id", "gitlab-orders", "--retire-old"],
+        "the-third-gitlab-secret",
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        from_gitlab("the-third-gitlab-secret").await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        from_gitlab("the-second-gitlab-secret").await.unwrap().status(),
+        401
+    );
+    let (code, out, _) = admin(&settings, &["remove-source", "--id", "gitlab-orders"], "");
+    assert_eq!((code, out.as_str()), (Some(0), "source gitlab-orders removed\n"));
+    assert_eq!(
+        from_gitlab("the-third-gitlab-secret").await.unwrap().status(),
+        404
+    );
+
+    // No secret or token in what the replica printed.
+    let later = replica.later.lock().unwrap().join("\n");
+    for secret in [
+        "the-first-gitlab-secret",
+        "the-third-gitlab-secret",
+        token.as_str(),
+    ] {
+        assert!(!later.contains(secret), "{later}");
+    }
+    drop(replica);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}

@@ -184,11 +184,18 @@ impl std::error::Error for BadConfig {}
 struct Place<'a> {
     path: &'a str,
     text: &'a str,
+    /// Whether the spans are the file's own (a JSON form is read as the
+    /// TOML it converts to: its spans point nowhere in the file).
+    positions: bool,
 }
 
 impl Place<'_> {
-    /// `path:line:column: key: problem`.
+    /// `path:line:column: key: problem` (`path: key: problem` without
+    /// positions).
     fn error(&self, span: Range<usize>, key: &str, problem: impl std::fmt::Display) -> BadConfig {
+        if !self.positions {
+            return BadConfig(format!("{}: {key}: {problem}", self.path));
+        }
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
@@ -218,7 +225,11 @@ pub(crate) fn parse_config(
     example: &[(ProcessUuid, Environment)],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, BadConfig> {
-    let place = Place { path, text };
+    let place = Place {
+        path,
+        text,
+        positions: true,
+    };
     let file: File = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => place.error(span, "syntax", e.message()),
         None => BadConfig(format!("{path}: {}", e.message())),
@@ -262,6 +273,59 @@ pub(crate) fn parse_sources(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<WebhookSource>, BadConfig> {
     parse_config(path, text, served, env).map(|config| config.sources)
+}
+
+/// A start form's file, for `admin deploy`: TOML (`fields = [{ name, kind,
+/// mandatory, default, options }, …]`) or, for a name ending in `.json`,
+/// JSON (`{"fields": […]}` or the array alone), each field as in a
+/// `[[process.deployment]]` table.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn read_form(path: &str) -> Result<StartForm, BadConfig> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FormFile {
+        #[serde(default)]
+        fields: Vec<Spanned<FieldTable>>,
+    }
+    let cannot = |e: &dyn std::fmt::Display| BadConfig(format!("{path}: {e}"));
+    let mut text =
+        std::fs::read_to_string(path).map_err(|e| cannot(&format!("cannot read the file: {e}")))?;
+    let json = path.ends_with(".json");
+    if json {
+        let value: Value = serde_json::from_str(&text).map_err(|e| cannot(&e))?;
+        let fields = match value {
+            Value::Object(mut form) => form.remove("fields").unwrap_or(Value::Array(Vec::new())),
+            fields => fields,
+        };
+        let mut table = toml::Table::new();
+        table.insert(
+            "fields".to_owned(),
+            toml::Value::try_from(fields).map_err(|e| cannot(&e))?,
+        );
+        text = toml::to_string(&table).map_err(|e| cannot(&e))?;
+    }
+    let place = Place {
+        path,
+        text: &text,
+        positions: !json,
+    };
+    let file: FormFile = toml::from_str(&text).map_err(|e| match e.span() {
+        Some(span) => place.error(span, "syntax", e.message()),
+        None => cannot(&e.message()),
+    })?;
+    let mut fields: Vec<FieldSpec> = Vec::new();
+    for field in &file.fields {
+        let spec = field_of(&place, field.get_ref())?;
+        if fields.iter().any(|f| f.name() == spec.name()) {
+            return Err(place.error(
+                field.get_ref().name.span(),
+                "fields.name",
+                format!("two fields are named `{}`", spec.name()),
+            ));
+        }
+        fields.push(spec);
+    }
+    Ok(StartForm::new(fields))
 }
 
 /// The environments, tokens, models and deployments of the file.
@@ -495,7 +559,11 @@ fn field_of(place: &Place<'_>, table: &FieldTable) -> Result<FieldSpec, BadConfi
 /// A deployment's id, the same for the same process, environment and
 /// version at every start of every replica: applying the file to a
 /// database again adds nothing.
-fn deployment_id(process: &ProcessUuid, environment: &EnvironmentId, version: VersionTag) -> DeploymentId {
+pub(crate) fn deployment_id(
+    process: &ProcessUuid,
+    environment: &EnvironmentId,
+    version: VersionTag,
+) -> DeploymentId {
     use sha2::{Digest as _, Sha256};
     let version = match version {
         VersionTag::Released(n) => n.to_string(),
@@ -1013,5 +1081,49 @@ draft = true
         .unwrap_err()
         .to_string();
         assert!(error.contains("is not deployed to environment `live`"), "{error}");
+    }
+
+    #[test]
+    fn a_form_file_is_toml_or_json_of_the_same_fields() {
+        let dir = std::env::temp_dir().join(format!("forms-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let toml = write(
+            "form.toml",
+            "fields = [{ name = \"n\", kind = \"integer\", mandatory = true }, { name = \"c\", kind = \"choice\", options = [\"a\"] }]\n",
+        );
+        let json = write(
+            "form.json",
+            r#"{"fields": [{"name": "n", "kind": "integer", "mandatory": true}, {"name": "c", "kind": "choice", "options": ["a"]}]}"#,
+        );
+        let bare = write(
+            "bare.json",
+            r#"[{"name": "n", "kind": "integer", "mandatory": true}, {"name": "c", "kind": "choice", "options": ["a"]}]"#,
+        );
+        let form = read_form(&toml).unwrap();
+        assert_eq!(form.fields().len(), 2);
+        assert_eq!(read_form(&json).unwrap(), form);
+        assert_eq!(read_form(&bare).unwrap(), form);
+        let bad = write("bad.json", r#"[{"name": "n", "kind": "money"}]"#);
+        let error = read_form(&bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{bad}: fields.kind: unknown kind `money`")),
+            "{error}"
+        );
+        let twice = write(
+            "twice.toml",
+            "fields = [{ name = \"n\", kind = \"text\" }, { name = \"n\", kind = \"text\" }]\n",
+        );
+        let error = read_form(&twice).unwrap_err().to_string();
+        assert!(
+            error.contains(":1:51: fields.name: two fields are named `n`"),
+            "{error}"
+        );
+        assert!(read_form(&write("broken.json", "{")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

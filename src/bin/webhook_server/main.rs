@@ -37,6 +37,15 @@
 //! the example is not seeded. `webhook_server --check FILE` validates a
 //! file without serving (exit 0, or 1 with the same message a start gives).
 //!
+//! With the `postgres` feature, `webhook_server admin …` changes the
+//! store replicas share (`DATABASE_URL`, `WEBHOOK_SCHEMA`,
+//! `WEBHOOK_SECRET_KEY`) without a file: `create-token` (printed once,
+//! stored as its digest), `revoke-token` (read from standard input),
+//! `deploy` (a version or a draft, its form from a TOML or JSON file of
+//! `fields`), `list`, `put-source` (a file of one `[[source]]` table),
+//! `rotate-source` (the new secret from standard input; `--retire-old`),
+//! `remove-source`. `--help` documents each.
+//!
 //! With `--features server,postgres` and `DATABASE_URL` set, models, tokens,
 //! sources and idempotency keys live in PostgreSQL (migrated and seeded at
 //! start, idempotently, so that several replicas can share the database),
@@ -61,6 +70,8 @@
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
 
+#[cfg(feature = "postgres")]
+mod admin;
 mod config;
 
 use std::sync::Arc;
@@ -224,6 +235,37 @@ fn configured(example: &Seed) -> Result<Option<config::Config>, Box<dyn std::err
     })?))
 }
 
+/// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
+/// keys of `WEBHOOK_SECRET_KEY` and `WEBHOOK_OLD_SECRET_KEYS`, migrated.
+#[cfg(feature = "postgres")]
+async fn postgres_store() -> Result<PostgresStore, Box<dyn std::error::Error>> {
+    let url = std::env::var("DATABASE_URL").map_err(|_| BadSetting {
+        variable: "DATABASE_URL",
+        value: None,
+        problem: "not set: the PostgreSQL store's URL".to_owned(),
+    })?;
+    let mut store = PostgresStore::connect(&url)
+        .await
+        .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
+    if let Ok(schema) = std::env::var("WEBHOOK_SCHEMA") {
+        store = store
+            .with_schema(&schema)
+            .map_err(|e| bad_setting("WEBHOOK_SCHEMA", Some(&schema), &e))?;
+    }
+    let (current, old) = secret_keys()?;
+    if let Some(key) = current {
+        store = store.with_encryption_key(key);
+    }
+    for key in old {
+        store = store.with_decryption_key(key);
+    }
+    store
+        .migrate()
+        .await
+        .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
+    Ok(store)
+}
+
 /// The key of `WEBHOOK_SECRET_KEY` and the older ones of
 /// `WEBHOOK_OLD_SECRET_KEYS`, each named by the start of its SHA-256 (so
 /// that rows say which key sealed them without naming it).
@@ -286,19 +328,9 @@ async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> 
 /// seeded either way, with the configured sources.
 async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dyn std::error::Error>> {
     #[cfg(feature = "postgres")]
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        let mut store = PostgresStore::connect(&url)
-            .await
-            .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
-        if let Ok(schema) = std::env::var("WEBHOOK_SCHEMA") {
-            store = store
-                .with_schema(&schema)
-                .map_err(|e| bad_setting("WEBHOOK_SCHEMA", Some(&schema), &e))?;
-        }
-        let (current, old) = secret_keys()?;
-        if let Some(key) = current {
-            store = store.with_encryption_key(key);
-        } else if !sources.is_empty() {
+    if std::env::var("DATABASE_URL").is_ok() {
+        let (current, _) = secret_keys()?;
+        if current.is_none() && !sources.is_empty() {
             return Err(Box::new(BadSetting {
                 variable: "WEBHOOK_SECRET_KEY",
                 value: None,
@@ -308,13 +340,7 @@ async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dy
                     .to_owned(),
             }));
         }
-        for key in old {
-            store = store.with_decryption_key(key);
-        }
-        store
-            .migrate()
-            .await
-            .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
+        let store = postgres_store().await?;
         for model in &seed.models {
             store.insert_model(model.clone()).await?;
         }
@@ -427,45 +453,61 @@ async fn listen(variable: &'static str, addr: &str) -> Result<tokio::net::TcpLis
     })
 }
 
+/// The command line: no arguments serve; `--check FILE` validates a
+/// `WEBHOOK_CONFIG` file; `admin …` changes the PostgreSQL store.
+#[derive(clap::Parser)]
+#[command(
+    name = "webhook_server",
+    about = "Serves the webhook that starts business processes (settings: the environment variables in the README)"
+)]
+struct Cli {
+    /// Check a WEBHOOK_CONFIG file without serving: exit 0, or 1 with the
+    /// message a start would give.
+    #[arg(long, value_name = "FILE")]
+    check: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Change the PostgreSQL store replicas share (DATABASE_URL,
+    /// WEBHOOK_SCHEMA, WEBHOOK_SECRET_KEY): tokens, deployments, sources.
+    #[cfg(feature = "postgres")]
+    Admin {
+        #[command(subcommand)]
+        action: admin::Action,
+    },
+    /// Change the PostgreSQL store (needs the postgres feature).
+    #[cfg(not(feature = "postgres"))]
+    Admin {},
+}
+
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => {}
-        ["--check", path] => {
-            // Validates the file as a start would, without serving.
-            let example = Seed::example(&EnvironmentToken::generate());
-            return match config::read_config(path, &example.served(), |name| std::env::var(name).ok()) {
-                Ok(config) => {
-                    let what = match &config.declared {
-                        Some(d) => format!(
-                            "{} environments, {} processes, {} deployments",
-                            d.environments.len(),
-                            d.models.len(),
-                            d.deployments.len()
-                        ),
-                        None => "the documented example".to_owned(),
-                    };
-                    println!("{path}: ok ({what}, {} sources)", config.sources.len());
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    std::process::ExitCode::FAILURE
-                }
-            };
-        }
-        ["--help" | "-h"] => {
-            println!(
-                "webhook_server: serves the webhook (see the environment variables in the README)\n\n\
-                 usage: webhook_server              serve\n       \
-                 webhook_server --check FILE  check a WEBHOOK_CONFIG file without serving (exit 0: it is good)"
-            );
-            return std::process::ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("error: unknown arguments {args:?} (try --help)");
-            return std::process::ExitCode::from(2);
-        }
+    use clap::Parser as _;
+    let cli = Cli::parse();
+    if let Some(path) = cli.check {
+        // Validates the file as a start would, without serving.
+        let example = Seed::example(&EnvironmentToken::generate());
+        return match config::read_config(&path, &example.served(), |name| std::env::var(name).ok()) {
+            Ok(config) => {
+                let what = match &config.declared {
+                    Some(d) => format!(
+                        "{} environments, {} processes, {} deployments",
+                        d.environments.len(),
+                        d.models.len(),
+                        d.deployments.len()
+                    ),
+                    None => "the documented example".to_owned(),
+                };
+                println!("{path}: ok ({what}, {} sources)", config.sources.len());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -474,7 +516,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    let work = async {
+        match cli.command {
+            None => run().await,
+            #[cfg(feature = "postgres")]
+            Some(Command::Admin { action }) => admin::run(action).await,
+            #[cfg(not(feature = "postgres"))]
+            Some(Command::Admin {}) => {
+                Err("the admin commands need the postgres feature (--features server,postgres)".into())
+            }
+        }
+    };
+    match runtime.block_on(work) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
-use super::queries::{Statements, deployment_from, nul_refused, storable};
+use super::queries::{Statements, deployment_from, get, nul_refused, storable};
 use super::{PostgresStore, bounded};
-use crate::id::{EnvironmentId, ProcessUuid};
+use crate::id::{EnvironmentId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 use crate::store::StoreError;
 use crate::token::{EnvironmentToken, TokenDigest};
@@ -85,6 +85,38 @@ impl PostgresStore {
             .await?;
         rows.iter()
             .map(|row| deployment_from(row, *process, environment.clone()))
+            .collect()
+    }
+
+    /// What is deployed where: the latest deployment of each process in
+    /// each environment, with its model, ordered by process and
+    /// environment.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database cannot answer.
+    pub async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError> {
+        let s = &self.sql.quoted;
+        let query = format!(
+            "SELECT DISTINCT ON (d.process, d.environment) m.uuid, m.organization, m.name, d.environment, \
+             d.id, d.version, d.start_form, d.definition_key \
+             FROM {s}.deployments d JOIN {s}.models m ON m.uuid = d.process \
+             ORDER BY d.process, d.environment, d.seq DESC"
+        );
+        let rows = self
+            .run("listing deployments", sqlx::query(&query).fetch_all(&self.pool))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let uuid: uuid::Uuid = get(row, "uuid")?;
+                let model = ProcessModel::new(
+                    uuid.into(),
+                    OrganizationId::new(get::<String>(row, "organization")?),
+                    get::<String>(row, "name")?,
+                );
+                let environment = EnvironmentId::new(get::<String>(row, "environment")?);
+                Ok((model, deployment_from(row, uuid.into(), environment)?))
+            })
             .collect()
     }
 
