@@ -646,6 +646,26 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_empty_only_without_a_mapping_a_condition_and_a_delivery_query() {
+        assert!(Rules::default().is_empty());
+        let mapping = Rules {
+            mapping: Some(PayloadMapping::new()),
+            ..Rules::default()
+        };
+        let condition = Rules {
+            conditions: vec![Condition::new(q("$.body.a"), [1]).unwrap()],
+            ..Rules::default()
+        };
+        let delivery = Rules {
+            delivery: Some(q("$.body.id")),
+            ..Rules::default()
+        };
+        for rules in [mapping, condition, delivery] {
+            assert!(!rules.is_empty(), "{rules:?}");
+        }
+    }
+
+    #[test]
     fn only_the_fields_that_came_as_text_are_read_by_their_kinds() {
         use crate::{FieldKind, FieldSpec, StartForm};
         let form = StartForm::new([
