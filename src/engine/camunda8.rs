@@ -554,7 +554,7 @@ impl Engine for Camunda8Engine {
             429 => EngineError::overloaded(message),
             503 => EngineError::unavailable(message),
             400..=499 => EngineError::refused(message),
-            _ => EngineError::new(message).retryable(),
+            _ => EngineError::new(message).with_retryable(true),
         };
         if let Some(after) = retry_after {
             error = error.with_retry_after(after);

@@ -25,7 +25,7 @@ pub(crate) fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
         "failed"
     };
     EngineError::new(format!("the request to {to} {what}"))
-        .retryable()
+        .with_retryable(true)
         .with_source(error)
 }
 

@@ -346,12 +346,12 @@ impl EngineError {
 
     /// The engine is unavailable for now (retryable).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::of_kind(EngineErrorKind::Unavailable, message).retryable()
+        Self::of_kind(EngineErrorKind::Unavailable, message).with_retryable(true)
     }
 
     /// The engine is overloaded (retryable).
     pub fn overloaded(message: impl Into<String>) -> Self {
-        Self::of_kind(EngineErrorKind::Overloaded, message).retryable()
+        Self::of_kind(EngineErrorKind::Overloaded, message).with_retryable(true)
     }
 
     /// The engine already holds an instance for this start's idempotency key,
@@ -370,10 +370,10 @@ impl EngineError {
         }
     }
 
-    /// Marks the failure as one that may succeed when tried again (a timeout,
-    /// a lost connection, a 5xx).
-    pub fn retryable(mut self) -> Self {
-        self.retryable = true;
+    /// Whether the failure may succeed when tried again (a timeout, a lost
+    /// connection, a 5xx): `true` marks it so.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
         self
     }
 

@@ -320,7 +320,7 @@ fn start_error(status: u16, code: Option<i64>, keyed: bool, message: String) -> 
         (503, _) | (_, Some(14)) => EngineError::unavailable(message),
         (_, Some(6)) if keyed => EngineError::key_reused(message),
         (_, Some(3 | 5 | 6 | 7 | 16)) | (400..=499, _) => EngineError::refused(message),
-        _ => EngineError::new(message).retryable(),
+        _ => EngineError::new(message).with_retryable(true),
     }
 }
 

@@ -103,5 +103,5 @@ async fn errors_say_whether_a_retry_can_help() {
     assert_eq!(invalid.as_ref().unwrap_err().code(), "invalid_payload");
     assert!(!invalid.unwrap_err().is_retryable());
     assert!(!WebhookError::from(EngineError::refused("x")).is_retryable());
-    assert!(WebhookError::from(EngineError::new("x").retryable()).is_retryable());
+    assert!(WebhookError::from(EngineError::new("x").with_retryable(true)).is_retryable());
 }

@@ -117,7 +117,7 @@ async fn a_call_while_the_first_is_running_is_start_in_progress_with_retry_after
 async fn when_the_engine_fails_the_key_is_released_so_a_retry_starts() {
     let world = World::new();
     let engine = Arc::new(FlakyEngine::failing(1, || {
-        EngineError::new("connection reset").retryable()
+        EngineError::new("connection reset").with_retryable(true)
     }));
     let starter = idempotent(&world, engine.clone());
     let request = || {
