@@ -129,10 +129,13 @@ impl PayloadMapping {
 ///
 /// ```
 /// use process_webhook::Condition;
+/// use serde_json::json;
 ///
 /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let opened = Condition::new("$.body.action".parse()?, ["opened", "reopened"])?;
-/// assert_eq!(opened.equals(), &["opened".into(), "reopened".into()][..]);
+/// assert_eq!(opened.equals(), &[json!("opened"), json!("reopened")][..]);
+/// assert!(opened.holds(&json!({"body": {"action": "reopened"}})));
+/// assert!(!opened.holds(&json!({"body": {"action": "closed"}})));
 /// # Ok(())
 /// # }
 /// # example().unwrap();
