@@ -334,7 +334,7 @@ pub struct EngineError {
 
 impl EngineError {
     /// A failure of kind [`Failed`](EngineErrorKind::Failed), not retryable
-    /// unless marked with [`retryable`](EngineError::retryable).
+    /// unless marked with [`with_retryable`](EngineError::with_retryable).
     pub fn new(message: impl Into<String>) -> Self {
         Self::of_kind(EngineErrorKind::Failed, message)
     }
