@@ -370,7 +370,8 @@ pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation
 pub use crate::http::{
     Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
-    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, source_webhook_url, webhook_url,
+    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document,
+    source_webhook_url, webhook_url,
 };
 #[cfg(feature = "axum")]
 pub use crate::http::{

@@ -11,8 +11,8 @@ use crate::engine::Completion;
 use crate::error::WebhookError;
 use crate::http::target::parse_target;
 use crate::http::{
-    ALLOWED_METHODS, HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_body,
-    parse_payload,
+    ALLOWED_METHODS, HttpReply, OPENAPI_MEDIA_TYPE, RequestHead, check_body_size, is_envelope, open_envelope,
+    parse_body, parse_payload,
 };
 use crate::id::ProcessUuid;
 use crate::idempotency::CallerKey;
@@ -112,6 +112,9 @@ pub(crate) enum Success {
     Schema(Value),
     /// The answer to `HEAD`: the schema's headers, without its body.
     SchemaHead(Value),
+    /// The OpenAPI document (a `GET` whose `Accept` asks for it), and
+    /// whether the call was a `HEAD`.
+    OpenApi(Value, bool),
     /// The answer to `OPTIONS`.
     Options,
     /// A start the call waited for (`Prefer: wait`): the outcome, how the
@@ -328,6 +331,7 @@ impl WebhookStarter {
             Ok(Success::Started(_)) => "started",
             Ok(Success::DryRun(_)) => "dry_run",
             Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
+            Ok(Success::OpenApi(..)) => "openapi",
             Ok(Success::Options) => "options",
             Ok(Success::Waited(..)) => "waited",
             Ok(Success::Ignored(_)) => "ignored",
@@ -345,6 +349,10 @@ impl WebhookStarter {
             Ok(Success::SchemaHead(schema)) => HttpReply::json(200, schema)
                 .with_content_type("application/schema+json")
                 .without_body(),
+            Ok(Success::OpenApi(document, head)) => {
+                let reply = HttpReply::json(200, document).with_content_type(OPENAPI_MEDIA_TYPE);
+                if *head { reply.without_body() } else { reply }
+            }
             Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
             Ok(Success::Waited(outcome, completion, seconds)) => {
                 self.waited_reply(outcome, completion, *seconds)
@@ -455,8 +463,13 @@ impl WebhookStarter {
                 })),
             });
         }
-        let head = RequestHead::parse_headers(headers)?;
+        let mut head = RequestHead::parse_headers(headers)?;
         check_head(method, &head)?;
+        if head.openapi.is_some() {
+            // The document names the webhook's path.
+            let path = path_and_query(target);
+            head.openapi = Some(path[..path.find('?').unwrap_or(path.len())].into());
+        }
         self.check_client(observed).await?;
         let environment = if head.token.is_none() && method == Method::Post && self.settings.envelopes {
             None
@@ -726,6 +739,11 @@ impl WebhookStarter {
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
         self.verify_body(&environment, head.signature.as_ref(), body)?;
+        if let Some(path) = &head.openapi {
+            let document = self.openapi_authenticated(&process, &environment, path).await?;
+            observed.deployed = true;
+            return Ok(Success::OpenApi(document, method == Method::Head));
+        }
         self.schema_answer(method, &process, &environment, observed).await
     }
 
@@ -814,7 +832,7 @@ fn whole_seconds(duration: Duration) -> u64 {
 
 /// Whether a deployment's start form names a field `headers` or `payload`:
 /// its bodies are then never read as envelopes.
-fn names_envelope_fields(deployment: &Deployment) -> bool {
+pub(super) fn names_envelope_fields(deployment: &Deployment) -> bool {
     deployment
         .start_form()
         .fields()

@@ -55,6 +55,9 @@ pub(crate) struct RequestHead {
     pub(crate) multipart: Option<Option<Box<str>>>,
     /// The caller's trace context (a valid, single `traceparent`).
     pub(crate) trace: Option<TraceContext>,
+    /// Whether `Accept` asks for an OpenAPI document (and, once the target
+    /// is read, the webhook's path).
+    pub(crate) openapi: Option<Box<str>>,
 }
 
 impl RequestHead {
@@ -114,6 +117,9 @@ impl RequestHead {
                     signature.signatures.push(' ');
                 }
                 signature.signatures.push_str(value.trim_ascii());
+            } else if name.eq_ignore_ascii_case("accept") && head.openapi.is_none() && accepts_openapi(value)
+            {
+                head.openapi = Some("".into());
             } else if name.eq_ignore_ascii_case("traceparent") {
                 traceparents += 1;
                 traceparent = (value.len() <= 128).then(|| value.to_owned());
@@ -200,6 +206,22 @@ impl RequestHead {
         }
         Ok(())
     }
+}
+
+/// Whether an `Accept` value lists the OpenAPI media type (with any
+/// parameters, in any case) at a weight above zero.
+fn accepts_openapi(value: &str) -> bool {
+    value.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let essence = parts.next().unwrap_or_default().trim_ascii();
+        essence.eq_ignore_ascii_case(super::OPENAPI_MEDIA_TYPE)
+            && !parts.any(|parameter| {
+                parameter.split_once('=').is_some_and(|(name, weight)| {
+                    name.trim_ascii().eq_ignore_ascii_case("q")
+                        && weight.trim_ascii().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                })
+            })
+    })
 }
 
 /// A preference's name and value (RFC 7240 §2: `token [ "=" word ]`, then

@@ -12,6 +12,7 @@ mod head;
 pub(crate) mod health;
 #[cfg(feature = "multipart")]
 mod multipart;
+mod openapi;
 pub(crate) mod protect;
 mod reply;
 #[cfg(feature = "axum")]
@@ -23,6 +24,7 @@ pub(crate) mod wait;
 #[cfg(feature = "axum")]
 pub use self::axum::{health_router, router};
 pub use health::{Component, DEFAULT_READY_TIMEOUT, NotReady};
+pub use openapi::{OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document};
 pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 #[cfg(feature = "axum")]
 pub use serve::{

@@ -23,6 +23,7 @@ mod limits;
 mod logs;
 mod mapping;
 mod multipart;
+mod openapi;
 mod operations;
 mod postgres;
 mod properties;
