@@ -13,6 +13,7 @@ use serde_json::Value;
 
 const TOKEN: &str = "an-operator-chosen-token-of-40-characters";
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
+const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
 const SETTINGS: [&str; 16] = [
@@ -216,6 +217,56 @@ async fn it_serves_health_checks_and_a_prometheus_scrape_of_its_calls() {
         "{text}"
     );
     assert!(!text.contains(TOKEN) && !text.contains("123456"), "{text}");
+}
+
+#[tokio::test]
+async fn it_answers_the_openapi_document_of_each_example_process() {
+    let server = Server::with(&[("WEBHOOK_RATE_LIMIT", "100/s")]);
+    let client = reqwest::Client::new();
+    let fetch = |uid: &'static str| {
+        client
+            .get(format!("{}/webhook/send?uid={uid}", server.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("accept", "application/vnd.oai.openapi+json")
+            .send()
+    };
+    let response = fetch(ORDER_INTAKE).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.oai.openapi+json"
+    );
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let post = &document["paths"]["/webhook/send"]["post"];
+    assert_eq!(post["parameters"][0]["schema"]["enum"][0], ORDER_INTAKE);
+    assert_eq!(
+        document["components"]["schemas"]["StartPayload"]["required"],
+        serde_json::json!(["customerName", "orderNumber", "productCode"])
+    );
+    // Its starter has an idempotency store and, here, a rate limit.
+    let codes = |status: &str| {
+        post["responses"][status]["content"]["application/problem+json"]["schema"]["properties"]["code"]["enum"].clone()
+    };
+    assert_eq!(
+        codes("409"),
+        serde_json::json!(["not_deployed", "draft_version", "start_in_progress"])
+    );
+    assert!(
+        codes("429")
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("rate_limited"))
+    );
+    assert!(post["responses"]["202"]["headers"]["RateLimit"].is_object());
+
+    let draft: serde_json::Value = fetch(RETURNS_DRAFT).await.unwrap().json().await.unwrap();
+    assert_eq!(draft["info"]["version"], "draft");
+    assert!(
+        draft["paths"]["/webhook/send"]["post"]["responses"]
+            .get("202")
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -226,8 +226,12 @@ enum Op {
 /// assert_eq!(document["openapi"], "3.1.0");
 /// let post = &document["paths"]["/webhook/send"]["post"];
 /// assert_eq!(post["parameters"][0]["schema"]["enum"][0], uuid.to_string());
-/// let body = &post["requestBody"]["content"]["application/json"]["schema"];
-/// assert_eq!(body["required"][0], "orderNumber");
+/// let payload = &document["components"]["schemas"]["StartPayload"];
+/// assert_eq!(payload, &serde_json::json!({
+///     "type": "object",
+///     "properties": {"orderNumber": {"type": "string", "pattern": "\\S"}},
+///     "required": ["orderNumber"],
+/// }));
 /// assert!(post["responses"]["202"].is_object());
 /// assert_eq!(
 ///     post["responses"]["422"]["content"]["application/problem+json"]["schema"]["properties"]["code"]["enum"],
