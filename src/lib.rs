@@ -361,7 +361,7 @@ pub use crate::engine::{Camunda7Engine, CamundaProblem};
 pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use crate::engine::{
     Completion, DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, InstanceRef,
-    ProcessInstance, StartCommand, StartedInstance,
+    ProcessInstance, Recovery, StartCommand, StartedInstance, TAKEOVER_MARGIN,
 };
 #[cfg(feature = "temporal")]
 pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};

@@ -11,7 +11,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use serde_json::{Map, Value};
 
-use crate::engine::{Engine, ProcessInstance, StartCommand};
+use crate::engine::{Engine, ProcessInstance, Recovery, StartCommand};
 use crate::error::WebhookError;
 use crate::id::ProcessUuid;
 use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
@@ -161,10 +161,15 @@ where
     let key = request_key(&mut request)?;
     let deployment = resolve(&request.process, &environment, models).await?;
     let checked = check(request, key, deployment)?;
-    start_checked(checked, idempotency, |command| {
-        engine.start(command).map(engine_result)
-    })
-    .await
+    let calls = EngineCalls {
+        start: |command| engine.start(command).map(engine_result),
+        find: |command: StartCommand| async move {
+            engine.find_started(&command).await.map_err(WebhookError::from)
+        },
+        recovery: engine.recovery(),
+        margin: crate::engine::TAKEOVER_MARGIN,
+    };
+    start_checked(checked, idempotency, calls).await
 }
 
 /// An engine's answer as a start's.
@@ -313,22 +318,35 @@ pub(crate) fn check(
 /// for a start without a reservation: the future returned keeps only the
 /// engine's future and what the answer needs, so that a start waiting on its
 /// engine holds little.
-pub(crate) fn start_checked<'a, F, Fut>(
+pub(crate) fn start_checked<'a, F, Fut, G, GFut>(
     checked: Checked,
     idempotency: Option<&'a dyn IdempotencyStore>,
-    call: F,
+    calls: EngineCalls<F, G>,
 ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + 'a
 where
     F: FnOnce(StartCommand) -> Fut + Send + 'a,
     Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send + 'a,
+    G: FnOnce(StartCommand) -> GFut + Send + 'a,
+    GFut: Future<Output = Result<Option<ProcessInstance>, WebhookError>> + Send + 'a,
 {
     match (idempotency, &checked.key) {
         // Boxed: the idempotent path holds the key and its store's futures
         // besides the engine's, and would make every start's future (most
         // have no key) that much larger.
-        (Some(store), Some(_)) => Either::Right(Box::pin(start_idempotent(store, checked, call))),
-        _ => Either::Left(start_now(checked, call)),
+        (Some(store), Some(_)) => Either::Right(Box::pin(start_idempotent(store, checked, calls))),
+        _ => Either::Left(start_now(checked, calls.start)),
     }
+}
+
+/// How a start reaches its engine: the start call, and, for a keyed start
+/// whose reservation was cut off, what the engine can do
+/// ([`Recovery`]) and its look-up of a start by business key.
+pub(crate) struct EngineCalls<F, G> {
+    pub(crate) start: F,
+    pub(crate) find: G,
+    pub(crate) recovery: Recovery,
+    /// What is added to a finding engine's call deadline.
+    pub(crate) margin: Duration,
 }
 
 /// What an answer needs once the engine has started the instance.
@@ -388,27 +406,74 @@ where
     }
 }
 
+/// Why a taken-over start has no outcome: its look-up failed (the key must
+/// stay reserved), or its start did (the key is released, as after any
+/// failed start).
+enum Recovered {
+    NotFound(WebhookError),
+    Failed(WebhookError),
+}
+
+/// The start of a taken-over reservation: for an engine that finds starts
+/// by business key, the instance found (started only when there is none);
+/// for one that deduplicates, the start again (which returns the instance
+/// the cut-off start began, if it did).
+async fn start_taken_over<F, Fut, G, GFut>(
+    checked: Checked,
+    calls: EngineCalls<F, G>,
+) -> Result<StartOutcome, Recovered>
+where
+    F: FnOnce(StartCommand) -> Fut + Send,
+    Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send,
+    G: FnOnce(StartCommand) -> GFut + Send,
+    GFut: Future<Output = Result<Option<ProcessInstance>, WebhookError>> + Send,
+{
+    if !matches!(calls.recovery, Recovery::FindsByBusinessKey { .. }) {
+        return start_now(checked, calls.start).await.map_err(Recovered::Failed);
+    }
+    let (command, answer) = command_of(checked);
+    let instance = match (calls.find)(command.clone()).await.map_err(Recovered::NotFound)? {
+        Some(instance) => instance,
+        None => (calls.start)(command).await.map_err(Recovered::Failed)?,
+    };
+    Ok(answer.outcome(&instance))
+}
+
 /// Steps 4 to 6 with a key: reserve it (or replay its first outcome, or
 /// refuse a reused or running key), start, record the outcome (or free the
 /// key after a failure).
-async fn start_idempotent<F, Fut>(
+async fn start_idempotent<F, Fut, G, GFut>(
     store: &dyn IdempotencyStore,
     checked: Checked,
-    call: F,
+    calls: EngineCalls<F, G>,
 ) -> Result<StartOutcome, WebhookError>
 where
     F: FnOnce(StartCommand) -> Fut + Send,
     Fut: Future<Output = Result<ProcessInstance, WebhookError>> + Send,
+    G: FnOnce(StartCommand) -> GFut + Send,
+    GFut: Future<Output = Result<Option<ProcessInstance>, WebhookError>> + Send,
 {
     let (Some(caller_key), Some(fingerprint)) = (&checked.key, checked.fingerprint) else {
-        return start_now(checked, call).await;
+        return start_now(checked, calls.start).await;
     };
     let key = IdempotencyKey::new(
         checked.deployment.environment().clone(),
         *checked.deployment.process(),
         caller_key.as_str(),
     );
-    match store.reserve(&key, fingerprint).await? {
+    let mut reservation = store.reserve(&key, fingerprint).await?;
+    let mut taken = false;
+    if let (Reservation::InProgress { fingerprint: held }, Some(after)) =
+        (&reservation, calls.recovery.takeover_after(calls.margin))
+    {
+        if *held == fingerprint {
+            // Its start may have been cut off: the engine can tell, or
+            // deduplicates, so the reservation is taken over.
+            reservation = store.take_over(&key, fingerprint, after).await?;
+            taken = reservation == Reservation::Reserved;
+        }
+    }
+    match reservation {
         Reservation::Reserved => {}
         Reservation::Full { retry_after } => {
             tracing::error!(
@@ -437,7 +502,24 @@ where
             };
         }
     }
-    let result = start_now(checked, call).await;
+    let result = if taken {
+        tracing::warn!(
+            target: "process_webhook",
+            process = %key.process(),
+            environment = %key.environment(),
+            "took over the reservation of an idempotent start that did not finish"
+        );
+        start_taken_over(checked, calls).await
+    } else {
+        start_now(checked, calls.start).await.map_err(Recovered::Failed)
+    };
+    let result = match result {
+        Ok(outcome) => Ok(outcome),
+        // The look-up failed: the key stays reserved, and its next
+        // delivery takes it over again once its age allows.
+        Err(Recovered::NotFound(error)) => return Err(error),
+        Err(Recovered::Failed(error)) => Err(error),
+    };
     let recorded = match &result {
         Ok(outcome) => store.complete(&key, outcome).await,
         Err(_) => store.release(&key).await,

@@ -27,6 +27,8 @@
 //! # });
 //! ```
 
+use std::time::Duration;
+
 use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
@@ -349,6 +351,83 @@ pub async fn check_source_store<S: SourceStore + ?Sized>(store: &S, fixtures: &[
     let unknown = SourceId::new("no-such-source").expect("an id");
     let found = store.source(&unknown).await.expect("look-up failed");
     assert!(found.is_none(), "an unknown source is Ok(None)");
+}
+
+/// Checks [`IdempotencyStore::take_over`] of an empty store (with a
+/// retention and a lease of at least a minute): a reservation in progress
+/// is taken over only for its own fingerprint and only once it is
+/// `held_for` old, its age then starts again, of 16 concurrent takers one
+/// wins, a completed key is replayed, and a free key is reserved.
+///
+/// A store that keeps the default `take_over` (every reservation holds
+/// until its lease ends) fails it: run it against stores that take over.
+///
+/// # Panics
+///
+/// When the store breaks the contract (or fails).
+pub async fn check_idempotency_takeover<S: IdempotencyStore + ?Sized>(store: &S) {
+    let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(1), "takeover-1");
+    let mut payload = Map::new();
+    let fp = PayloadFingerprint::of(&payload);
+    payload.insert("a".into(), 1.into());
+    let other_fp = PayloadFingerprint::of(&payload);
+    let hour = Duration::from_secs(3600);
+    let take = |fingerprint, held_for| store.take_over(&key, fingerprint, held_for);
+
+    assert_eq!(
+        take(fp, hour).await.expect("take_over failed"),
+        Reservation::Reserved,
+        "a free key is reserved"
+    );
+    assert_eq!(
+        take(fp, hour).await.expect("take_over failed"),
+        Reservation::InProgress { fingerprint: fp },
+        "a reservation younger than held_for is not taken"
+    );
+    assert_eq!(
+        take(other_fp, Duration::ZERO).await.expect("take_over failed"),
+        Reservation::InProgress { fingerprint: fp },
+        "a reservation is never taken for another payload"
+    );
+    // A blocking sleep: the suite runs on any executor, and awaits nothing
+    // meanwhile.
+    std::thread::sleep(Duration::from_millis(120));
+    assert_eq!(
+        take(fp, Duration::from_millis(100))
+            .await
+            .expect("take_over failed"),
+        Reservation::Reserved,
+        "a reservation older than held_for is taken"
+    );
+    assert_eq!(
+        take(fp, Duration::from_millis(100))
+            .await
+            .expect("take_over failed"),
+        Reservation::InProgress { fingerprint: fp },
+        "a taken reservation's age starts again"
+    );
+    assert_eq!(
+        store.reserve(&key, fp).await.expect("reserve failed"),
+        Reservation::InProgress { fingerprint: fp },
+        "a plain reservation never takes over"
+    );
+    std::thread::sleep(Duration::from_millis(120));
+    let results = join_all((0..16).map(|_| take(fp, Duration::from_millis(100)))).await;
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Reserved)))
+        .count();
+    assert_eq!(taken, 1, "exactly one of 16 concurrent takers wins");
+    let done = sample_outcome(InstanceId::new("instance-taken"));
+    store.complete(&key, &done).await.expect("complete failed");
+    assert_eq!(
+        take(fp, Duration::ZERO).await.expect("take_over failed"),
+        Reservation::Completed {
+            fingerprint: fp,
+            outcome: done
+        },
+        "a completed key is replayed, never taken"
+    );
 }
 
 /// Checks an empty [`IdempotencyStore`] (with a retention of at least a

@@ -14,7 +14,7 @@ use time::macros::format_description;
 
 use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{
-    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, StartCommand, trace_variable_of,
+    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, Recovery, StartCommand, trace_variable_of,
 };
 use crate::form::FieldKind;
 use crate::id::InstanceId;
@@ -59,6 +59,20 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// which the standard distributions include.
 ///
 /// The business key is the command's idempotency key, where there is one.
+///
+/// # After a replica's crash
+///
+/// Its [`recovery`](Engine::recovery) is
+/// [`Recovery::FindsByBusinessKey`](crate::Recovery::FindsByBusinessKey)
+/// with the engine's timeout: a key whose start was cut off is taken over
+/// by its next delivery once the start's call has surely ended, and
+/// [`find_started`](Engine::find_started) looks for the instance with
+/// `GET {base}/process-instance?businessKey={key}&processDefinitionKey={definition}`
+/// (running instances) and then
+/// `GET {base}/history/process-instance?processInstanceBusinessKey={key}&processDefinitionKey={definition}`
+/// (ended ones; Camunda's history levels `activity`, `audit` and `full`
+/// keep them), with `tenantIdIn` for a tenant's engine. The instance found
+/// completes the key; only when neither query finds one is it started.
 ///
 /// # Errors
 ///
@@ -299,6 +313,18 @@ struct StartedBody {
     business_key: Option<String>,
 }
 
+/// An instance as Camunda's runtime (`definitionId`) and history
+/// (`processDefinitionId`) queries list it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FoundInstance {
+    id: String,
+    #[serde(default)]
+    definition_id: Option<String>,
+    #[serde(default)]
+    process_definition_id: Option<String>,
+}
+
 #[async_trait]
 impl Engine for Camunda7Engine {
     /// `GET {base}/version`.
@@ -315,6 +341,70 @@ impl Engine for Camunda7Engine {
 
     fn name(&self) -> &'static str {
         "camunda7"
+    }
+
+    fn recovery(&self) -> Recovery {
+        Recovery::FindsByBusinessKey {
+            call_deadline: self.timeout,
+        }
+    }
+
+    async fn find_started(&self, command: &StartCommand) -> Result<Option<ProcessInstance>, EngineError> {
+        let Some(key) = command.idempotency_key.as_deref() else {
+            return Err(EngineError::refused(
+                "a start without a key has no business key to find",
+            ));
+        };
+        for (path, key_parameter) in [
+            ("process-instance", "businessKey"),
+            ("history/process-instance", "processInstanceBusinessKey"),
+        ] {
+            let mut query = vec![
+                (key_parameter, key),
+                ("processDefinitionKey", command.definition_key.as_str()),
+            ];
+            if let Some(tenant) = &self.tenant {
+                query.push(("tenantIdIn", tenant));
+            }
+            let mut request = self
+                .client
+                .get(format!("{}/{path}", self.base))
+                .query(&query)
+                .timeout(self.timeout);
+            if let Some((user, password)) = &self.auth {
+                request = request.basic_auth(user, Some(password));
+            }
+            let response = request.send().await.map_err(|e| transport_error("camunda", e))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error("camunda", e))?;
+            if !(200..300).contains(&status) {
+                let problem = CamundaProblem {
+                    status,
+                    body: serde_json::from_slice(&bytes).unwrap_or_default(),
+                };
+                return Err(
+                    EngineError::new(format!("camunda could not look up a start: {problem}"))
+                        .with_retryable(true)
+                        .with_source(problem),
+                );
+            }
+            let found: Vec<FoundInstance> = serde_json::from_slice(&bytes).map_err(|e| {
+                EngineError::new("camunda's answer to an instance query is not a list of instances")
+                    .with_retryable(true)
+                    .with_source(e)
+            })?;
+            if let Some(found) = found.into_iter().next() {
+                let mut instance = ProcessInstance::new(InstanceId::new(found.id)).with_business_key(key);
+                if let Some(id) = found.definition_id.or(found.process_definition_id) {
+                    instance = instance.with_definition_id(id);
+                }
+                return Ok(Some(instance));
+            }
+        }
+        Ok(None)
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {

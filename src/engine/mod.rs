@@ -52,8 +52,9 @@ use crate::trace::TraceContext;
 /// ```
 ///
 /// The crate docs have a complete implementation. An engine that wraps
-/// another forwards [`ready`](Self::ready) and [`name`](Self::name) too:
-/// their defaults would hide the inner engine's.
+/// another forwards [`ready`](Self::ready), [`name`](Self::name),
+/// [`recovery`](Self::recovery) and [`find_started`](Self::find_started)
+/// too: their defaults would hide the inner engine's.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Starts an instance.
@@ -92,6 +93,87 @@ pub trait Engine: Send + Sync {
     fn name(&self) -> &'static str {
         "custom"
     }
+
+    /// What this engine can do for a keyed start that may or may not have
+    /// happened (its replica died mid-start): the idempotency store's
+    /// reservation of the key is then taken over by the key's next delivery
+    /// instead of holding the key until its lease ends. The default is
+    /// [`Recovery::None`]: the lease holds, as it must for an engine that
+    /// can neither deduplicate nor find a start.
+    fn recovery(&self) -> Recovery {
+        Recovery::None
+    }
+
+    /// The instance a start of `command` (which has an idempotency key)
+    /// started, if one did: called only by an engine whose
+    /// [`recovery`](Self::recovery) is [`Recovery::FindsByBusinessKey`],
+    /// once every call that may have started it has ended. `Ok(None)` must
+    /// mean that none was started: the start then happens. The default
+    /// refuses (an engine that does not find starts never says none was
+    /// started).
+    async fn find_started(&self, command: &StartCommand) -> Result<Option<ProcessInstance>, EngineError> {
+        let _ = command;
+        Err(EngineError::refused(
+            "this engine cannot find a start by its business key",
+        ))
+    }
+}
+
+/// What an [`Engine`] can do for a keyed start that may or may not have
+/// happened, as [`Engine::recovery`] says; the idempotency store's
+/// reservation of a key whose start was cut off is taken over accordingly.
+///
+/// ```
+/// use std::time::Duration;
+/// use process_webhook::{Engine, InMemoryEngine, Recovery, TAKEOVER_MARGIN};
+///
+/// assert_eq!(InMemoryEngine::new().recovery(), Recovery::None);
+/// let camunda = Recovery::FindsByBusinessKey { call_deadline: Duration::from_secs(10) };
+/// assert_eq!(camunda.takeover_after(TAKEOVER_MARGIN), Some(Duration::from_secs(15)));
+/// assert_eq!(Recovery::Deduplicates.takeover_after(TAKEOVER_MARGIN), Some(Duration::ZERO));
+/// assert_eq!(Recovery::None.takeover_after(TAKEOVER_MARGIN), None);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Nothing: a reservation holds its key until the store's lease ends
+    /// (`409 start_in_progress` until then).
+    None,
+    /// A repeated start of the same command returns the same instance
+    /// (Temporal: the workflow id and request id follow the key and the
+    /// variables). The key's next delivery takes the reservation over at
+    /// once and starts again.
+    Deduplicates,
+    /// [`Engine::find_started`] finds a start by its business key (Camunda
+    /// 7). The key's next delivery takes the reservation over once it is
+    /// older than `call_deadline` plus a margin ([`TAKEOVER_MARGIN`] unless
+    /// the starter sets another): every call that may have started the
+    /// instance has ended by then. It starts only if no instance is found.
+    FindsByBusinessKey {
+        /// The longest one start call of the engine takes (its timeout).
+        call_deadline: Duration,
+    },
+}
+
+/// What [`Recovery::FindsByBusinessKey`] adds to the engine's call
+/// deadline before a reservation is taken over, by default: 5 seconds, for
+/// the holder's own store calls after its engine call ended
+/// ([`WebhookStarter::with_takeover_margin`](crate::WebhookStarter::with_takeover_margin)
+/// sets another).
+pub const TAKEOVER_MARGIN: Duration = Duration::from_secs(5);
+
+impl Recovery {
+    /// How old a reservation must be before the key's next delivery takes
+    /// it over: zero for an engine that deduplicates, the call deadline
+    /// plus `margin` for one that finds starts, never (`None`) for one that
+    /// can do neither.
+    pub fn takeover_after(self, margin: Duration) -> Option<Duration> {
+        match self {
+            Self::None => None,
+            Self::Deduplicates => Some(Duration::ZERO),
+            Self::FindsByBusinessKey { call_deadline } => Some(call_deadline.saturating_add(margin)),
+        }
+    }
 }
 
 #[async_trait]
@@ -114,6 +196,14 @@ impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+
+    fn recovery(&self) -> Recovery {
+        (**self).recovery()
+    }
+
+    async fn find_started(&self, command: &StartCommand) -> Result<Option<ProcessInstance>, EngineError> {
+        (**self).find_started(command).await
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::engine::http::{probe, retry_after, transport_error};
-use crate::engine::{Completion, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand};
+use crate::engine::{Completion, Engine, EngineError, InstanceRef, ProcessInstance, Recovery, StartCommand};
 use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::idempotency::PayloadFingerprint;
 
@@ -349,6 +349,13 @@ impl Engine for TemporalEngine {
 
     fn name(&self) -> &'static str {
         "temporal"
+    }
+
+    /// A keyed start is deduplicated by Temporal itself (the workflow id
+    /// follows the key, the request id the key and the variables): a
+    /// reservation cut off by a crash is taken over at once.
+    fn recovery(&self) -> Recovery {
+        Recovery::Deduplicates
     }
 
     /// Long-polls the workflow's history for its close event

@@ -85,6 +85,7 @@ pub(crate) struct Settings {
     pub(crate) process_label: bool,
     pub(crate) ready_timeout: Duration,
     pub(crate) waits: Waits,
+    pub(crate) takeover_margin: Duration,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -139,6 +140,7 @@ impl WebhookStarter {
                 waiting: Arc::default(),
                 show_failures: false,
             },
+            takeover_margin: crate::engine::TAKEOVER_MARGIN,
         };
         Self {
             settings: Arc::new(settings),
@@ -342,6 +344,17 @@ impl WebhookStarter {
     /// without reaching the engine. See [`IdempotencyStore`] for the rules.
     pub fn with_idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
         Arc::make_mut(&mut self.settings).idempotency = Some(store);
+        self
+    }
+
+    /// Sets what is added to the call deadline of an engine that finds
+    /// starts by business key ([`Recovery::FindsByBusinessKey`](crate::Recovery::FindsByBusinessKey))
+    /// before a key's reservation, cut off by a crash, is taken over by the
+    /// key's next delivery (default 5 s, [`TAKEOVER_MARGIN`](crate::TAKEOVER_MARGIN)):
+    /// longer than the idempotency store's own calls take, so that the
+    /// holder, if it lives, has recorded its outcome by then.
+    pub fn with_takeover_margin(mut self, margin: Duration) -> Self {
+        Arc::make_mut(&mut self.settings).takeover_margin = margin;
         self
     }
 

@@ -21,7 +21,8 @@ use crate::observe::{Observed, call_span, catch_panic};
 use crate::outcome::StartOutcome;
 use crate::request::WebhookStartRequest;
 use crate::start::{
-    Checked, authenticate, authenticate_request, check, engine_result, request_key, resolve, start_checked,
+    Checked, EngineCalls, authenticate, authenticate_request, check, engine_result, request_key, resolve,
+    start_checked,
 };
 use crate::starter::WebhookStarter;
 use crate::token::EnvironmentToken;
@@ -240,9 +241,16 @@ impl WebhookStarter {
         &self,
         checked: Checked,
     ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_ {
-        start_checked(checked, self.settings.idempotency.as_deref(), |command| {
-            self.call_engine(command)
-        })
+        let engine = &*self.settings.engine;
+        let calls = EngineCalls {
+            start: |command| self.call_engine(command),
+            find: move |command: StartCommand| {
+                catch_panic(async move { engine.find_started(&command).await.map_err(WebhookError::from) })
+            },
+            recovery: engine.recovery(),
+            margin: self.settings.takeover_margin,
+        };
+        start_checked(checked, self.settings.idempotency.as_deref(), calls)
     }
 
     /// The engine's start of a command, a panic (while the engine builds

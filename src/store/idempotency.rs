@@ -56,6 +56,12 @@ pub enum Reservation {
 /// - A reservation that is neither completed nor released (the start's
 ///   future was dropped) must not hold the key for ever: free it after a
 ///   lease longer than the engine's timeout.
+/// - `take_over` is `reserve`, except that a reservation in progress for
+///   the same fingerprint, made (or last taken over) at least `held_for`
+///   ago, is taken too: atomically, so that of concurrent takers of one
+///   reservation at most one gets it while it is younger than `held_for`.
+///   Its default is `reserve` (no reservation is ever taken over: the
+///   lease holds).
 /// - An `Err` means the store could not answer; the start is then refused
 ///   with `503 store_unavailable` and the engine is not called.
 #[async_trait]
@@ -67,6 +73,26 @@ pub trait IdempotencyStore: Send + Sync {
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
     ) -> Result<Reservation, StoreError>;
+
+    /// Reserves `key` as [`reserve`](Self::reserve) does, or takes over its
+    /// reservation when that is in progress for a payload with
+    /// `fingerprint` and was made (or last taken over) at least `held_for`
+    /// ago: the start that reserved it was cut off (its replica died) or
+    /// its engine deduplicates. The taker then holds the key (its
+    /// reservation's age starts again) and completes or releases it.
+    ///
+    /// The starter calls it, after `reserve` found the key in progress, for
+    /// an engine whose [`Recovery`](crate::Recovery) allows it. The default
+    /// is `reserve`: a store that does not implement it keeps the lease.
+    async fn take_over(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Duration,
+    ) -> Result<Reservation, StoreError> {
+        let _ = held_for;
+        self.reserve(key, fingerprint).await
+    }
 
     /// Records the outcome of the start that reserved `key`.
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError>;

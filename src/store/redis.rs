@@ -28,9 +28,11 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The reservation of a key that exists (the fast path, a plain
 /// `SET … NX PX`, found it taken): reports who holds it, or takes it over
-/// when its reservation is older than the lease. `{1, '', ''}` when
-/// reserved, else `{0, fingerprint, outcome or ''}`. KEYS[1]: the key;
-/// ARGV: the new value, the retention (ms), the lease (ms).
+/// when its reservation is older than the lease, or (a takeover) when it
+/// holds the same value (fingerprint) and is at least the takeover age
+/// old. `{1, '', ''}` when reserved, else `{0, fingerprint, outcome or
+/// ''}`. KEYS[1]: the key; ARGV: the new value, the retention (ms), the
+/// lease (ms), the takeover age (ms; the lease for a plain reservation).
 const RESERVE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -38,7 +40,7 @@ if v then
     return {0, string.sub(v, 2, 65), string.sub(v, 66)}
   end
   local age = tonumber(ARGV[2]) - redis.call('PTTL', KEYS[1])
-  if age < tonumber(ARGV[3]) then
+  if age < tonumber(ARGV[3]) and (v ~= ARGV[1] or age < tonumber(ARGV[4])) then
     return {0, string.sub(v, 2, 65), ''}
   end
 end
@@ -282,16 +284,15 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-#[async_trait]
-impl IdempotencyStore for RedisIdempotencyStore {
-    async fn ready(&self) -> Result<(), StoreError> {
-        ping(&self.connection, self.timeout).await
-    }
-
-    async fn reserve(
+impl RedisIdempotencyStore {
+    /// A reservation of `key`, or the takeover of its reservation in
+    /// progress for `fingerprint` made at least `held_for` ago (the lease,
+    /// for a plain reservation).
+    async fn reserve_or_take(
         &self,
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
+        held_for: Duration,
     ) -> Result<Reservation, StoreError> {
         let redis_key = self.redis_key(key);
         let mut value = String::with_capacity(65);
@@ -311,7 +312,12 @@ impl IdempotencyStore for RedisIdempotencyStore {
                 "reserving a key",
                 &self.scripts.0,
                 redis_key.clone(),
-                &[value, ttl_ms.to_string(), lease_ms],
+                &[
+                    value,
+                    ttl_ms.to_string(),
+                    lease_ms,
+                    held_for.as_millis().to_string(),
+                ],
             )
             .await?;
         match answer {
@@ -335,6 +341,33 @@ impl IdempotencyStore for RedisIdempotencyStore {
                 })
             }
         }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for RedisIdempotencyStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        ping(&self.connection, self.timeout).await
+    }
+
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_or_take(key, fingerprint, self.lease).await
+    }
+
+    /// The reservation script with a takeover age: atomic in Redis, so of
+    /// concurrent takers one resets the key's age and the others find it
+    /// young.
+    async fn take_over(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Duration,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_or_take(key, fingerprint, held_for).await
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {

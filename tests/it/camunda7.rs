@@ -471,3 +471,279 @@ async fn the_camunda7_engine_passes_the_engine_suite_against_the_fake() {
     testing::check_engine(&engine, &deployment, order_payload()).await;
     assert_eq!(camunda.requests().len(), 4, "one GET /version, then three starts");
 }
+
+/// A fake Camunda that keeps its instances: `POST …/start` creates one
+/// (with the business key sent), `GET /process-instance` lists the running
+/// ones and `GET /history/process-instance` every one, each filtered by
+/// the query parameters of Camunda 7's REST reference (`businessKey` or
+/// `processInstanceBusinessKey`, `processDefinitionKey`, `tenantIdIn`),
+/// in the shapes it documents.
+/// An instance the fake keeps: id, definition key, business key, tenant,
+/// and whether it ended.
+type Kept = (String, String, String, Option<String>, bool);
+
+struct StatefulCamunda {
+    addr: SocketAddr,
+    instances: Arc<Mutex<Vec<Kept>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl StatefulCamunda {
+    async fn start() -> Self {
+        let instances: Arc<Mutex<Vec<Kept>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (kept, recorded) = (instances.clone(), requests.clone());
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (kept, recorded) = (kept.clone(), recorded.clone());
+            async move {
+                let (parts, sent) = request.into_parts();
+                let sent = axum::body::to_bytes(sent, usize::MAX).await.unwrap();
+                let path = parts.uri.path().to_owned();
+                recorded.lock().unwrap().push(format!(
+                    "{} {}",
+                    parts.method,
+                    parts.uri.path_and_query().map_or("", |pq| pq.as_str())
+                ));
+                let query: Vec<(String, String)> =
+                    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
+                let param = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                let mut instances = kept.lock().unwrap();
+                let body = if parts.method == "POST" {
+                    let sent: Value = serde_json::from_slice(&sent).unwrap_or(Value::Null);
+                    let definition = path.split('/').nth(4).unwrap_or_default().to_owned();
+                    let id = format!("camunda-instance-{}", instances.len() + 1);
+                    let key = sent["businessKey"].as_str().unwrap_or_default().to_owned();
+                    instances.push((id.clone(), definition, key.clone(), None, false));
+                    let mut body = started_body();
+                    body["id"] = json!(id);
+                    body["businessKey"] = json!(key);
+                    body
+                } else {
+                    let history = path.ends_with("/history/process-instance");
+                    let key = param(if history { "processInstanceBusinessKey" } else { "businessKey" });
+                    let listed: Vec<Value> = instances
+                        .iter()
+                        .filter(|(_, definition, business_key, tenant, ended)| {
+                            (history || !ended)
+                                && key.as_deref().is_none_or(|k| k == business_key)
+                                && param("processDefinitionKey").is_none_or(|d| d == *definition)
+                                && param("tenantIdIn").is_none_or(|t| tenant.as_deref() == Some(t.as_str()))
+                        })
+                        .map(|(id, definition, business_key, tenant, ended)| {
+                            if history {
+                                json!({
+                                    "id": id, "businessKey": business_key,
+                                    "processDefinitionId": format!("{definition}:1:7"),
+                                    "processDefinitionKey": definition, "processDefinitionName": "Order intake",
+                                    "startTime": "2026-12-01T10:00:00.000+0000",
+                                    "endTime": if *ended { json!("2026-12-01T10:00:01.000+0000") } else { Value::Null },
+                                    "state": if *ended { "COMPLETED" } else { "ACTIVE" },
+                                    "tenantId": tenant,
+                                })
+                            } else {
+                                json!({
+                                    "links": [], "id": id, "definitionId": format!("{definition}:1:7"),
+                                    "businessKey": business_key, "caseInstanceId": null,
+                                    "ended": false, "suspended": false, "tenantId": tenant,
+                                })
+                            }
+                        })
+                        .collect();
+                    Value::Array(listed)
+                };
+                ([("content-type", "application/json")], body.to_string())
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            instances,
+            requests,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/engine-rest", self.addr)
+    }
+
+    fn add(&self, id: &str, definition: &str, key: &str, tenant: Option<&str>, ended: bool) {
+        self.instances.lock().unwrap().push((
+            id.to_owned(),
+            definition.to_owned(),
+            key.to_owned(),
+            tenant.map(str::to_owned),
+            ended,
+        ));
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn find_started_asks_the_running_instances_then_the_history_by_business_key_and_definition() {
+    let camunda = StatefulCamunda::start().await;
+    camunda.add("running-1", "order-intake", "order-1", None, false);
+    camunda.add("ended-2", "order-intake", "order-2", None, true);
+    camunda.add("other-definition", "refunds", "order-3", None, false);
+    let engine = Camunda7Engine::new(camunda.base());
+    assert_eq!(
+        engine.recovery(),
+        Recovery::FindsByBusinessKey {
+            call_deadline: Duration::from_secs(10)
+        }
+    );
+
+    let running = engine
+        .find_started(&command(json!({}), Some("order-1")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.id().as_str(), "running-1");
+    assert_eq!(running.definition_id(), Some("order-intake:1:7"));
+    assert_eq!(running.business_key(), Some("order-1"));
+    assert_eq!(
+        camunda.requests(),
+        ["GET /engine-rest/process-instance?businessKey=order-1&processDefinitionKey=order-intake"]
+    );
+
+    let ended = engine
+        .find_started(&command(json!({}), Some("order-2")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.id().as_str(), "ended-2");
+    assert_eq!(ended.definition_id(), Some("order-intake:1:7"));
+    assert_eq!(
+        camunda.requests()[1..],
+        [
+            "GET /engine-rest/process-instance?businessKey=order-2&processDefinitionKey=order-intake",
+            "GET /engine-rest/history/process-instance?processInstanceBusinessKey=order-2&processDefinitionKey=order-intake",
+        ]
+    );
+
+    // Another definition's instance under the key is not this start's.
+    assert_eq!(
+        engine
+            .find_started(&command(json!({}), Some("order-3")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        engine
+            .find_started(&command(json!({}), Some("order 4&x")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        camunda
+            .requests()
+            .last()
+            .unwrap()
+            .ends_with("processInstanceBusinessKey=order+4%26x&processDefinitionKey=order-intake"),
+        "{:?}",
+        camunda.requests()
+    );
+    let unkeyed = engine.find_started(&command(json!({}), None)).await.unwrap_err();
+    assert_eq!(unkeyed.kind(), EngineErrorKind::Refused);
+}
+
+#[tokio::test]
+async fn a_tenants_engine_finds_only_its_tenants_instances() {
+    let camunda = StatefulCamunda::start().await;
+    camunda.add("theirs", "order-intake", "order-1", Some("globex"), false);
+    camunda.add("ours", "order-intake", "order-1", Some("acme"), true);
+    let engine = Camunda7Engine::new(camunda.base()).with_tenant_id("acme");
+    let found = engine
+        .find_started(&command(json!({}), Some("order-1")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id().as_str(), "ours");
+    assert!(
+        camunda.requests()[0].ends_with("&tenantIdIn=acme"),
+        "{:?}",
+        camunda.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_look_up_is_a_retryable_error_never_a_none() {
+    for (status, body) in [
+        (
+            500,
+            json!({"type": "ProcessEngineException", "message": "the database is gone"}),
+        ),
+        (
+            404,
+            json!({"type": "InvalidRequestException", "message": "no such resource"}),
+        ),
+    ] {
+        let camunda = FakeCamunda::start(status, "", body, Duration::ZERO).await;
+        let engine = Camunda7Engine::new(camunda.base());
+        let error = engine
+            .find_started(&command(json!({}), Some("order-1")))
+            .await
+            .unwrap_err();
+        assert!(error.is_retryable(), "{status}: {error}");
+    }
+    let camunda = FakeCamunda::start(200, "", json!({"not": "a list"}), Duration::ZERO).await;
+    let error = Camunda7Engine::new(camunda.base())
+        .find_started(&command(json!({}), Some("order-1")))
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+}
+
+#[tokio::test]
+async fn after_a_replicas_crash_the_keys_next_delivery_completes_with_the_instance_camunda_has() {
+    let camunda = StatefulCamunda::start().await;
+    let world = World::new();
+    let store = Arc::new(InMemoryIdempotencyStore::new());
+    let starter = WebhookStarter::new(
+        world.models.clone(),
+        world.tokens.clone(),
+        Arc::new(Camunda7Engine::new(camunda.base()).with_timeout(Duration::from_millis(100))),
+    )
+    .with_idempotency(store.clone())
+    .with_takeover_margin(Duration::from_millis(50));
+    // The replica reserved the key, Camunda started the instance, and the
+    // replica died before it completed the key.
+    let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "order-9");
+    store
+        .reserve(&key, PayloadFingerprint::of(&order_payload()))
+        .await
+        .unwrap();
+    camunda.add("started-before-the-crash", "order-intake", "order-9", None, false);
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let deliver = || {
+        starter.handle(
+            &target,
+            [
+                ("authorization", world.bearer()),
+                ("idempotency-key", "order-9".to_owned()),
+            ],
+            &body,
+        )
+    };
+    assert_reply(&deliver().await, 409, "start_in_progress");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = deliver().await;
+    assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
+    let outcome: Value = serde_json::from_slice(reply.body()).unwrap();
+    assert_eq!(outcome["instanceId"], "started-before-the-crash");
+    assert!(
+        camunda.requests().iter().all(|r| !r.starts_with("POST")),
+        "nothing started again: {:?}",
+        camunda.requests()
+    );
+    assert_eq!(camunda.instances.lock().unwrap().len(), 1);
+}

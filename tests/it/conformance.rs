@@ -49,6 +49,8 @@ async fn the_in_memory_idempotency_store_keeps_the_contract() {
     testing::check_idempotency_store(&InMemoryIdempotencyStore::new()).await;
     let dynamic: Arc<dyn IdempotencyStore> = Arc::new(InMemoryIdempotencyStore::new());
     testing::check_idempotency_store(&*dynamic).await;
+    testing::check_idempotency_takeover(&InMemoryIdempotencyStore::new()).await;
+    testing::check_idempotency_takeover(&*Arc::new(InMemoryIdempotencyStore::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

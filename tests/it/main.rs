@@ -35,5 +35,6 @@ mod serde_shapes;
 mod signatures;
 mod sources;
 mod start_rules;
+mod takeover;
 mod temporal;
 mod wait;

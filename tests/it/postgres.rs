@@ -310,6 +310,7 @@ async fn the_conformance_suites_pass() {
     }
     testing::check_token_store(&store, &tokens).await;
     testing::check_idempotency_store(&store).await;
+    testing::check_idempotency_takeover(&store).await;
     // And through trait objects.
     let as_dyn: Arc<dyn ModelStore> = Arc::new(store.clone());
     testing::check_model_store(&*as_dyn, &fixtures).await;

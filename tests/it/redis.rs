@@ -51,6 +51,7 @@ async fn the_idempotency_conformance_suite_passes() {
     testing::check_idempotency_store(&store).await;
     let as_dyn: Arc<dyn IdempotencyStore> = Arc::new(keys_at(&redis, &prefix()).await);
     testing::check_idempotency_store(&*as_dyn).await;
+    testing::check_idempotency_takeover(&*Arc::new(keys_at(&redis, &prefix()).await)).await;
 }
 
 #[tokio::test]

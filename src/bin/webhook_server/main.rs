@@ -112,6 +112,14 @@ impl<E: Engine> Engine for PrintingEngine<E> {
     fn name(&self) -> &'static str {
         self.0.name()
     }
+
+    fn recovery(&self) -> Recovery {
+        self.0.recovery()
+    }
+
+    async fn find_started(&self, command: &StartCommand) -> Result<Option<ProcessInstance>, EngineError> {
+        self.0.find_started(command).await
+    }
 }
 
 /// The in-memory engine, or, with the `camunda7` feature and `CAMUNDA_URL`

@@ -174,6 +174,64 @@ impl InMemoryIdempotencyStore {
         self.len() == 0
     }
 
+    /// A reservation of `key`, or, with `held_for`, the takeover of its
+    /// reservation in progress for `fingerprint` made at least that long ago.
+    fn reserve_or_take(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Option<Duration>,
+    ) -> Result<Reservation, StoreError> {
+        let now = Instant::now();
+        let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let keys = &mut *keys;
+        if let Some(entry) = keys.map.get(key) {
+            let taken = entry.outcome.is_none()
+                && entry.fingerprint == fingerprint
+                && held_for.is_some_and(|held_for| now.duration_since(entry.created) >= held_for);
+            if !taken && !self.is_dead(entry, now) {
+                return Ok(match &entry.outcome {
+                    None => Reservation::InProgress {
+                        fingerprint: entry.fingerprint,
+                    },
+                    Some(outcome) => Reservation::Completed {
+                        fingerprint: entry.fingerprint,
+                        outcome: outcome.clone(),
+                    },
+                });
+            }
+            keys.remove(key);
+        }
+        if keys.map.len() >= self.capacity
+            || keys.held_by(key.environment()) >= self.share(keys, key.environment())
+        {
+            self.reclaim(keys, now);
+        }
+        if keys.map.len() >= self.capacity {
+            return Ok(Reservation::Full {
+                retry_after: self.room_after(keys, now),
+            });
+        }
+        if keys.held_by(key.environment()) >= self.share(keys, key.environment()) {
+            return Ok(Reservation::Full { retry_after: None });
+        }
+        if keys.order.len() > 2 * keys.map.len() + 64 {
+            let map = &keys.map;
+            keys.order
+                .retain(|(created, k)| map.get(k).is_some_and(|e| e.created == *created));
+        }
+        keys.insert(
+            key.clone(),
+            Entry {
+                created: now,
+                fingerprint,
+                outcome: None,
+            },
+        );
+        observe::idempotency_keys(keys.map.len());
+        Ok(Reservation::Reserved)
+    }
+
     /// Whether an entry no longer holds its key at `now`.
     fn is_dead(&self, entry: &Entry, now: Instant) -> bool {
         let age = now.duration_since(entry.created);
@@ -225,51 +283,16 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
     ) -> Result<Reservation, StoreError> {
-        let now = Instant::now();
-        let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let keys = &mut *keys;
-        if let Some(entry) = keys.map.get(key) {
-            if !self.is_dead(entry, now) {
-                return Ok(match &entry.outcome {
-                    None => Reservation::InProgress {
-                        fingerprint: entry.fingerprint,
-                    },
-                    Some(outcome) => Reservation::Completed {
-                        fingerprint: entry.fingerprint,
-                        outcome: outcome.clone(),
-                    },
-                });
-            }
-            keys.remove(key);
-        }
-        if keys.map.len() >= self.capacity
-            || keys.held_by(key.environment()) >= self.share(keys, key.environment())
-        {
-            self.reclaim(keys, now);
-        }
-        if keys.map.len() >= self.capacity {
-            return Ok(Reservation::Full {
-                retry_after: self.room_after(keys, now),
-            });
-        }
-        if keys.held_by(key.environment()) >= self.share(keys, key.environment()) {
-            return Ok(Reservation::Full { retry_after: None });
-        }
-        if keys.order.len() > 2 * keys.map.len() + 64 {
-            let map = &keys.map;
-            keys.order
-                .retain(|(created, k)| map.get(k).is_some_and(|e| e.created == *created));
-        }
-        keys.insert(
-            key.clone(),
-            Entry {
-                created: now,
-                fingerprint,
-                outcome: None,
-            },
-        );
-        observe::idempotency_keys(keys.map.len());
-        Ok(Reservation::Reserved)
+        self.reserve_or_take(key, fingerprint, None)
+    }
+
+    async fn take_over(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Duration,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_or_take(key, fingerprint, Some(held_for))
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {

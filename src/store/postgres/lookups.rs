@@ -1,6 +1,8 @@
 //! [`PostgresStore`] as the three store traits: models and deployments,
 //! tokens, and idempotency keys.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -133,12 +135,14 @@ impl TokenStore for PostgresStore {
     }
 }
 
-#[async_trait]
-impl IdempotencyStore for PostgresStore {
-    async fn reserve(
+impl PostgresStore {
+    /// A reservation of `key`, or, with `held_for`, the takeover of its
+    /// reservation in progress for `fingerprint` made at least that long ago.
+    async fn reserve_or_take(
         &self,
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
+        held_for: Option<Duration>,
     ) -> Result<Reservation, StoreError> {
         // One statement; it finds no row only when another replica
         // inserted the key after this statement's snapshot began: ask again.
@@ -149,7 +153,8 @@ impl IdempotencyStore for PostgresStore {
                 .bind(key.key())
                 .bind(&fingerprint.as_bytes()[..])
                 .bind(self.ttl.as_secs_f64())
-                .bind(self.lease.as_secs_f64());
+                .bind(self.lease.as_secs_f64())
+                .bind(held_for.map(|held_for| held_for.as_secs_f64()));
             let row = self
                 .run("reserving a key", query.fetch_optional(&self.pool))
                 .await?;
@@ -172,6 +177,30 @@ impl IdempotencyStore for PostgresStore {
         Err(StoreError::new(
             "postgres: a key changed hands three times during one reservation",
         ))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PostgresStore {
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_or_take(key, fingerprint, None).await
+    }
+
+    /// One statement, as `reserve`, that also takes over a reservation in
+    /// progress for the same fingerprint made at least `held_for` ago (the
+    /// row is locked by the upsert: of concurrent takers one updates it,
+    /// the others then find it young).
+    async fn take_over(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Duration,
+    ) -> Result<Reservation, StoreError> {
+        self.reserve_or_take(key, fingerprint, Some(held_for)).await
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {

@@ -74,6 +74,8 @@ impl Statements {
                      SET fingerprint = EXCLUDED.fingerprint, outcome = NULL, reserved_at = clock_timestamp() \
                      WHERE k.reserved_at <= clock_timestamp() - make_interval(secs => $5) \
                         OR (k.outcome IS NULL AND k.reserved_at <= clock_timestamp() - make_interval(secs => $6)) \
+                        OR (k.outcome IS NULL AND k.fingerprint = EXCLUDED.fingerprint \
+                            AND k.reserved_at <= clock_timestamp() - make_interval(secs => $7)) \
                    RETURNING 1 \
                  ) \
                  SELECT true AS reserved, NULL::bytea AS fingerprint, NULL::jsonb AS outcome FROM taken \
