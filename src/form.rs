@@ -249,6 +249,22 @@ impl FieldSpec {
     }
 }
 
+/// Adds `value` under `name` to fields read from a form or a query: the
+/// first value of a name as it is, the later ones with it in an array (in
+/// the order sent).
+pub(crate) fn insert_repeated<N>(fields: &mut Map<String, Value>, name: N, value: Value)
+where
+    N: AsRef<str> + Into<String>,
+{
+    match fields.get_mut(name.as_ref()) {
+        None => {
+            fields.insert(name.into(), value);
+        }
+        Some(Value::Array(values)) => values.push(value),
+        Some(first) => *first = Value::Array(vec![first.take(), value]),
+    }
+}
+
 /// The fields a deployed version needs to start.
 ///
 /// # Example

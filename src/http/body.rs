@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
+use crate::form::insert_repeated;
 use crate::http::{DEFAULT_BODY_LIMIT, RequestHead, process_from_target};
 use crate::request::{SignedCall, WebhookStartRequest};
 
@@ -99,17 +100,7 @@ pub(crate) fn parse_form(body: &[u8], max_values: usize) -> Result<Map<String, V
     }
     let mut payload = Map::new();
     for (name, value) in form_urlencoded::parse(body) {
-        let value = Value::String(value.into_owned());
-        match payload.get_mut(name.as_ref()) {
-            None => {
-                payload.insert(name.into_owned(), value);
-            }
-            Some(Value::Array(values)) => values.push(value),
-            Some(first) => {
-                let first = first.take();
-                payload.insert(name.into_owned(), Value::Array(vec![first, value]));
-            }
-        }
+        insert_repeated(&mut payload, name, Value::String(value.into_owned()));
     }
     Ok(payload)
 }

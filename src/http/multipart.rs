@@ -11,6 +11,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
+use crate::form::insert_repeated;
 
 /// The most characters of a part's name an error repeats.
 const MAX_NAME_SHOWN: usize = 64;
@@ -109,14 +110,7 @@ pub(crate) fn parse_multipart(
         if values > max_values {
             return Err(WebhookError::TooManyJsonValues { limit: max_values });
         }
-        let value = Value::String(value);
-        match payload.get_mut(&name) {
-            None => {
-                payload.insert(name, value);
-            }
-            Some(Value::Array(values)) => values.push(value),
-            Some(first) => *first = Value::Array(vec![first.take(), value]),
-        }
+        insert_repeated(&mut payload, name, Value::String(value));
         at = part_end + delimiter.len();
     }
 }
@@ -500,14 +494,7 @@ mod tests {
             for (name, value) in &parts {
                 // The encoding's `%22` stays: it is what the name is sent as.
                 let unescaped = name.replace('"', "%22");
-                let value = Value::String(value.clone());
-                match expected.get_mut(&unescaped) {
-                    None => {
-                        expected.insert(unescaped, value);
-                    }
-                    Some(Value::Array(values)) => values.push(value),
-                    Some(first) => *first = Value::Array(vec![first.take(), value]),
-                }
+                crate::form::insert_repeated(&mut expected, unescaped, Value::String(value.clone()));
             }
             proptest::prop_assert_eq!(read, expected);
         }

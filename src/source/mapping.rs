@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::query::{JsonQuery, Origin};
 use super::{InvalidSource, SourceCall};
+use crate::form::insert_repeated;
 
 /// How a sender's payload becomes the start form's fields: for each field,
 /// a [`JsonQuery`] over the delivery's document
@@ -414,14 +415,7 @@ pub(crate) fn document(call: &SourceCall<'_>, body: Map<String, Value>) -> Value
     let mut query = Map::new();
     if let Some((_, q)) = call.target.split_once('?') {
         for (name, value) in form_urlencoded::parse(q.as_bytes()) {
-            let value = Value::String(value.into_owned());
-            match query.get_mut(name.as_ref()) {
-                Some(Value::Array(values)) => values.push(value),
-                Some(first) => *first = Value::Array(vec![first.take(), value]),
-                None => {
-                    query.insert(name.into_owned(), value);
-                }
-            }
+            insert_repeated(&mut query, name, Value::String(value.into_owned()));
         }
     }
     let mut document = Map::new();

@@ -239,7 +239,7 @@ fn rebuilt(source: &WebhookSource, secrets: Vec<SourceSecret>) -> Result<Webhook
 }
 
 /// `version 4` or `draft`.
-fn shown(version: VersionTag) -> String {
+pub(crate) fn shown(version: VersionTag) -> String {
     match version {
         VersionTag::Released(n) => format!("version {n}"),
         _ => "draft".to_owned(),

@@ -218,6 +218,21 @@ pub(crate) fn read_config(
     parse_config(path, &text, example, env)
 }
 
+/// The (process, environment) pairs `deployments` start in, each with its
+/// environment among `environments`.
+pub(crate) fn served(
+    deployments: &[Deployment],
+    environments: &[Environment],
+) -> Vec<(ProcessUuid, Environment)> {
+    deployments
+        .iter()
+        .filter_map(|d| {
+            let environment = environments.iter().find(|e| e.id() == d.environment())?;
+            Some((*d.process(), environment.clone()))
+        })
+        .collect()
+}
+
 /// [`read_config`] over the file's text.
 pub(crate) fn parse_config(
     path: &str,
@@ -240,14 +255,7 @@ pub(crate) fn parse_config(
         Some(declared_of(&place, &file, &env)?)
     };
     let served: Vec<(ProcessUuid, Environment)> = match &declared {
-        Some(declared) => declared
-            .deployments
-            .iter()
-            .filter_map(|d| {
-                let environment = declared.environments.iter().find(|e| e.id() == d.environment())?;
-                Some((*d.process(), environment.clone()))
-            })
-            .collect(),
+        Some(declared) => served(&declared.deployments, &declared.environments),
         None => example.to_vec(),
     };
     let mut sources: Vec<WebhookSource> = Vec::new();

@@ -203,13 +203,7 @@ impl Seed {
 
     /// The processes and environments it deploys to.
     fn served(&self) -> Vec<(ProcessUuid, Environment)> {
-        self.deployments
-            .iter()
-            .filter_map(|d| {
-                let environment = self.environments.iter().find(|e| e.id() == d.environment())?;
-                Some((*d.process(), environment.clone()))
-            })
-            .collect()
+        config::served(&self.deployments, &self.environments)
     }
 }
 
@@ -640,10 +634,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .find(|m| m.uuid() == deployment.process())
                 .map_or("", ProcessModel::name);
-            let version = match deployment.version() {
-                VersionTag::Released(n) => format!("version {n}"),
-                _ => "draft".to_owned(),
-            };
+            let version = admin::shown(deployment.version());
             println!(
                 "process {name} ({version}) in {}: {}",
                 deployment.environment(),
