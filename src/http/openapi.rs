@@ -11,8 +11,7 @@ use crate::http::exchange::names_envelope_fields;
 use crate::http::reply::ACCEPTED_MEDIA_TYPES;
 use crate::id::ProcessUuid;
 use crate::model::{Deployment, Environment};
-use crate::observe::Observed;
-use crate::start::{authenticate, resolve};
+use crate::start::resolve;
 use crate::starter::WebhookStarter;
 use crate::token::EnvironmentToken;
 
@@ -729,15 +728,7 @@ impl WebhookStarter {
         token: Option<&EnvironmentToken>,
         path: &str,
     ) -> Result<Value, WebhookError> {
-        let environment = authenticate(
-            token,
-            None,
-            &*self.settings.tokens,
-            self.settings.signature_tolerance,
-        )
-        .await?;
-        self.limit_environment(&environment, &mut Observed::default())
-            .await?;
+        let environment = self.unsigned_environment(token).await?;
         self.openapi_authenticated(process, &environment, path).await
     }
 

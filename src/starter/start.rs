@@ -195,6 +195,17 @@ impl WebhookStarter {
         process: &ProcessUuid,
         token: Option<&EnvironmentToken>,
     ) -> Result<Value, WebhookError> {
+        let environment = self.unsigned_environment(token).await?;
+        self.schema_authenticated(process, &environment).await
+    }
+
+    /// The environment of `token`, for a call without a body or signature
+    /// (refused where the environment requires signed calls), limited as
+    /// every call is.
+    pub(crate) async fn unsigned_environment(
+        &self,
+        token: Option<&EnvironmentToken>,
+    ) -> Result<Environment, WebhookError> {
         let environment = authenticate(
             token,
             None,
@@ -204,7 +215,7 @@ impl WebhookStarter {
         .await?;
         self.limit_environment(&environment, &mut Observed::default())
             .await?;
-        self.schema_authenticated(process, &environment).await
+        Ok(environment)
     }
 
     pub(crate) async fn authenticate_request(

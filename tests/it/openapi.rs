@@ -479,3 +479,59 @@ fn the_documents_are_valid_openapi_3_1_by_openapi_spec_validator() {
         assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3.1.0");
     }
 }
+
+#[tokio::test]
+async fn a_host_asks_the_starter_for_the_document_of_its_own_path() {
+    let world = World::new();
+    let starter = world
+        .starter()
+        .with_envelope_bodies(false)
+        .with_max_wait(std::time::Duration::ZERO);
+    let document = starter
+        .openapi_document(&uuid(ORDER_INTAKE), Some(&world.token), "/hooks/start")
+        .await
+        .unwrap();
+    let post = &document["paths"]["/hooks/start"]["post"];
+    assert_eq!(post["operationId"], "start");
+    // No envelopes: the JSON body is the payload itself; no waits: `Prefer` says only `dry-run`.
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"],
+        json!({"$ref": "#/components/schemas/StartPayload"})
+    );
+    let prefer = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Prefer")
+        .unwrap();
+    assert!(
+        !prefer["description"].as_str().unwrap().contains("wait"),
+        "{prefer}"
+    );
+    let codes = &post["responses"]["400"]["content"]["application/problem+json"]["schema"]["properties"]["code"]
+        ["enum"];
+    assert!(
+        !codes.as_array().unwrap().contains(&json!("malformed_envelope")),
+        "{codes}"
+    );
+
+    assert_refused(
+        starter
+            .openapi_document(&uuid(ORDER_INTAKE), None, "/hooks")
+            .await,
+        401,
+        "missing_token",
+    );
+    assert_refused(
+        starter
+            .openapi_document(&uuid(UNDEPLOYED), Some(&world.token), "/hooks")
+            .await,
+        409,
+        "not_deployed",
+    );
+    let draft = starter
+        .openapi_document(&uuid(DRAFT_ONLY), Some(&world.token), "/hooks")
+        .await
+        .unwrap();
+    assert_eq!(draft["info"]["version"], "draft");
+}
