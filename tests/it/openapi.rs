@@ -71,6 +71,27 @@ fn assert_described(document: &Value, method: &str, reply: &HttpReply) {
         errors.is_empty(),
         "{method} {status}: {body} does not match: {errors:?}"
     );
+    // Each header the document lists: there when required, and as its
+    // schema says when there.
+    for (name, header) in answer["headers"].as_object().into_iter().flatten() {
+        let sent = reply.header(&name.to_ascii_lowercase());
+        if header["required"] == true {
+            assert!(
+                sent.is_some(),
+                "{method} {status}: the required {name} is missing"
+            );
+        }
+        if let Some(sent) = sent {
+            let schema = validator_at(
+                document,
+                &format!("/paths/~1webhook~1send/{method}/responses/{status}/headers/{name}/schema"),
+            );
+            assert!(
+                schema.is_valid(&json!(sent)),
+                "{method} {status}: {name}: {sent:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -402,6 +423,11 @@ async fn dry_runs_and_refusals_of_an_unsigned_environment_are_described() {
         assert_eq!(reply.status(), status);
         assert_described(&document, "post", &reply);
     }
+    let headers =
+        |status: &str| document["paths"]["/webhook/send"]["post"]["responses"][status]["headers"].clone();
+    assert_eq!(headers("401")["WWW-Authenticate"]["required"], true);
+    assert_eq!(headers("415")["Accept-Post"]["required"], true);
+    assert!(headers("400").get("WWW-Authenticate").is_none());
     let unknown = starter
         .handle_method(
             "GET",
@@ -534,4 +560,52 @@ async fn a_host_asks_the_starter_for_the_document_of_its_own_path() {
         .await
         .unwrap();
     assert_eq!(draft["info"]["version"], "draft");
+}
+
+#[test]
+fn the_options_name_the_path_and_the_server() {
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    let options = OpenApiOptions::new("/hooks").with_server("https://run.example.com");
+    assert_eq!(options.path(), "/hooks");
+    assert_eq!(OpenApiOptions::default().path(), "/webhook/send");
+    let document = openapi_document(&order_deployment(2), &production, &options);
+    assert_eq!(document["servers"], json!([{"url": "https://run.example.com"}]));
+    assert!(document["paths"]["/hooks"]["post"].is_object());
+    // Without a server, the document's own location is the server.
+    let document = openapi_document(&order_deployment(2), &production, &OpenApiOptions::default());
+    assert!(document.get("servers").is_none());
+    assert!(document["paths"]["/webhook/send"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn a_form_that_names_payload_takes_its_bodies_as_they_are_and_the_document_says_so() {
+    let world = World::new();
+    world.models.deploy(Deployment::new(
+        uuid(ORDER_INTAKE),
+        VersionTag::Released(3),
+        EnvironmentId::new("production"),
+        StartForm::new([
+            FieldSpec::mandatory("headers", FieldKind::Object),
+            FieldSpec::mandatory("payload", FieldKind::Object),
+        ]),
+    ));
+    let named = document(&world.starter(), &world, TARGET).await;
+    let post = &named["paths"]["/webhook/send"]["post"];
+    assert_eq!(
+        post["requestBody"]["content"]["application/json"]["schema"],
+        json!({"$ref": "#/components/schemas/StartPayload"}),
+        "no envelope: such a body is the payload"
+    );
+    let codes = &post["responses"]["400"]["content"]["application/problem+json"]["schema"]["properties"]["code"]
+        ["enum"];
+    assert!(
+        !codes.as_array().unwrap().contains(&json!("malformed_envelope")),
+        "{codes}"
+    );
+    // And the default form's document has the envelope.
+    let world = World::new();
+    let document = document(&world.starter(), &world, TARGET).await;
+    let body =
+        &document["paths"]["/webhook/send"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["anyOf"][1], json!({"$ref": "#/components/schemas/Envelope"}));
 }

@@ -351,3 +351,31 @@ async fn the_free_function_takes_over_as_the_starter_does() {
     assert_eq!(outcome.instance_id().as_str(), "run-1");
     assert!(!outcome.is_replayed());
 }
+
+#[tokio::test]
+async fn an_engine_behind_an_arc_recovers_as_itself_and_the_default_never_says_nothing_started() {
+    let finder = Arc::new(Finder::new(Duration::from_secs(3)).with_instance(KEY, "found"));
+    let command = StartCommand::new(&order_deployment(2), 2, order_payload()).with_idempotency_key(KEY);
+    // `Arc<E>`'s own implementation forwards both.
+    assert_eq!(
+        <Arc<Finder> as Engine>::recovery(&finder),
+        Recovery::FindsByBusinessKey {
+            call_deadline: Duration::from_secs(3)
+        }
+    );
+    let found = <Arc<Finder> as Engine>::find_started(&finder, &command)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.map(|i| i.id().as_str().to_owned()).as_deref(),
+        Some("found")
+    );
+    // An engine that does not find starts refuses, rather than answer that
+    // none was started.
+    let refused = InMemoryEngine::new().find_started(&command).await.unwrap_err();
+    assert_eq!(refused.kind(), EngineErrorKind::Refused);
+    assert_eq!(
+        <Arc<InMemoryEngine> as Engine>::recovery(&Arc::new(InMemoryEngine::new())),
+        Recovery::None
+    );
+}
