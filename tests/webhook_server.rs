@@ -1029,6 +1029,26 @@ async fn with_postgres_two_replicas_apply_the_same_file_once_and_both_serve_it()
 /// `webhook_server admin ARGS` with `settings`, `stdin` on its standard
 /// input: its exit code, standard output and standard error.
 #[cfg(feature = "postgres")]
+/// The arguments of `admin deploy` of Order intake's `version` to
+/// production, with the form in `form`.
+fn deploy_order_intake<'a>(version: &'a str, form: &'a str) -> [&'a str; 13] {
+    [
+        "deploy",
+        "--process",
+        ORDER_INTAKE,
+        "--organization",
+        "acme",
+        "--name",
+        "Order intake",
+        "--environment",
+        "production",
+        "--version",
+        version,
+        "--form",
+        form,
+    ]
+}
+
 fn admin(settings: &[(&str, &str)], args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
     use std::io::Write as _;
     let mut child = command(settings)
@@ -1130,25 +1150,7 @@ async fn admin_commands_change_what_a_running_replica_serves() {
     let form = ConfigFile::new(
         "fields = [\n  { name = \"customerName\", kind = \"text\", mandatory = true },\n  { name = \"quantity\", kind = \"integer\", mandatory = true },\n]\n",
     );
-    let (code, out, err) = admin(
-        &settings,
-        &[
-            "deploy",
-            "--process",
-            ORDER_INTAKE,
-            "--organization",
-            "acme",
-            "--name",
-            "Order intake",
-            "--environment",
-            "production",
-            "--version",
-            "2",
-            "--form",
-            form.path(),
-        ],
-        "",
-    );
+    let (code, out, err) = admin(&settings, &deploy_order_intake("2", form.path()), "");
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, format!("deployed {ORDER_INTAKE} version 2 to production\n"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -1178,25 +1180,7 @@ async fn admin_commands_change_what_a_running_replica_serves() {
     );
     // A bad form file is refused with its line, and deploys nothing.
     let bad = ConfigFile::new("fields = [{ name = \"a\", kind = \"money\" }]\n");
-    let (code, _, err) = admin(
-        &settings,
-        &[
-            "deploy",
-            "--process",
-            ORDER_INTAKE,
-            "--organization",
-            "acme",
-            "--name",
-            "Order intake",
-            "--environment",
-            "production",
-            "--version",
-            "3",
-            "--form",
-            bad.path(),
-        ],
-        "",
-    );
+    let (code, _, err) = admin(&settings, &deploy_order_intake("3", bad.path()), "");
     assert_eq!(code, Some(1));
     assert!(err.contains(":1:32: fields.kind: unknown kind `money`"), "{err}");
 
