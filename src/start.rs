@@ -410,7 +410,7 @@ where
 /// stay reserved), or its start did (the key is released, as after any
 /// failed start).
 enum Recovered {
-    NotFound(WebhookError),
+    LookupFailed(WebhookError),
     Failed(WebhookError),
 }
 
@@ -432,7 +432,10 @@ where
         return start_now(checked, calls.start).await.map_err(Recovered::Failed);
     }
     let (command, answer) = command_of(checked);
-    let instance = match (calls.find)(command.clone()).await.map_err(Recovered::NotFound)? {
+    let instance = match (calls.find)(command.clone())
+        .await
+        .map_err(Recovered::LookupFailed)?
+    {
         Some(instance) => instance,
         None => (calls.start)(command).await.map_err(Recovered::Failed)?,
     };
@@ -517,7 +520,7 @@ where
         Ok(outcome) => Ok(outcome),
         // The look-up failed: the key stays reserved, and its next
         // delivery takes it over again once its age allows.
-        Err(Recovered::NotFound(error)) => return Err(error),
+        Err(Recovered::LookupFailed(error)) => return Err(error),
         Err(Recovered::Failed(error)) => Err(error),
     };
     let recorded = match &result {

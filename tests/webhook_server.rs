@@ -1029,6 +1029,21 @@ async fn with_postgres_two_replicas_apply_the_same_file_once_and_both_serve_it()
 /// `webhook_server admin ARGS` with `settings`, `stdin` on its standard
 /// input: its exit code, standard output and standard error.
 #[cfg(feature = "postgres")]
+/// `admin create-token` for acme's production.
+fn create_production_token(settings: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    admin(
+        settings,
+        &[
+            "create-token",
+            "--environment",
+            "production",
+            "--organization",
+            "acme",
+        ],
+        "",
+    )
+}
+
 /// The arguments of `admin deploy` of Order intake's `version` to
 /// production, with the form in `form`.
 fn deploy_order_intake<'a>(version: &'a str, form: &'a str) -> [&'a str; 13] {
@@ -1096,17 +1111,7 @@ async fn admin_commands_change_what_a_running_replica_serves() {
     let payload = r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#;
 
     // A token, created and printed once, starts through the replica.
-    let (code, out, err) = admin(
-        &settings,
-        &[
-            "create-token",
-            "--environment",
-            "production",
-            "--organization",
-            "acme",
-        ],
-        "",
-    );
+    let (code, out, err) = create_production_token(&settings);
     assert_eq!(code, Some(0), "{err}");
     let token = out.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(
@@ -1135,17 +1140,7 @@ async fn admin_commands_change_what_a_running_replica_serves() {
     assert!(err.contains("no such token"), "{err}");
 
     // A new version with another form, from a TOML file: the replica starts it.
-    let (_, out, _) = admin(
-        &settings,
-        &[
-            "create-token",
-            "--environment",
-            "production",
-            "--organization",
-            "acme",
-        ],
-        "",
-    );
+    let (_, out, _) = create_production_token(&settings);
     let token = out.trim().rsplit(' ').next().unwrap().to_owned();
     let form = ConfigFile::new(
         "fields = [\n  { name = \"customerName\", kind = \"text\", mandatory = true },\n  { name = \"quantity\", kind = \"integer\", mandatory = true },\n]\n",
