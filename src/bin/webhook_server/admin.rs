@@ -152,7 +152,7 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
             store.deploy(deployment.clone()).await?;
             println!(
                 "deployed {process} {} to {}",
-                shown(deployment.version()),
+                config::shown(deployment.version()),
                 deployment.environment()
             );
         }
@@ -170,7 +170,7 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
                     model.name(),
                     model.organization(),
                     deployment.environment(),
-                    shown(deployment.version()),
+                    config::shown(deployment.version()),
                     fields.join(", ")
                 );
             }
@@ -236,12 +236,4 @@ fn rebuilt(source: &WebhookSource, secrets: Vec<SourceSecret>) -> Result<Webhook
         rebuilt = rebuilt.with_delivery_query(query.clone());
     }
     Ok(rebuilt)
-}
-
-/// `version 4` or `draft`.
-pub(crate) fn shown(version: VersionTag) -> String {
-    match version {
-        VersionTag::Released(n) => format!("version {n}"),
-        _ => "draft".to_owned(),
-    }
 }

@@ -583,6 +583,14 @@ pub(crate) fn deployment_id(
     uuid::Builder::from_random_bytes(bytes).into_uuid().into()
 }
 
+/// `version 4` or `draft`.
+pub(crate) fn shown(version: VersionTag) -> String {
+    match version {
+        VersionTag::Released(n) => format!("version {n}"),
+        _ => "draft".to_owned(),
+    }
+}
+
 fn source_of(
     place: &Place<'_>,
     span: Range<usize>,

@@ -634,7 +634,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .find(|m| m.uuid() == deployment.process())
                 .map_or("", ProcessModel::name);
-            let version = admin::shown(deployment.version());
+            let version = config::shown(deployment.version());
             println!(
                 "process {name} ({version}) in {}: {}",
                 deployment.environment(),
