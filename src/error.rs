@@ -120,6 +120,16 @@ pub enum WebhookError {
     /// with the `multipart` feature, `multipart/form-data`.
     #[error("the body must be JSON (`application/json`) or a form")]
     UnsupportedMediaType,
+    /// A form body (`Content-Type: application/x-www-form-urlencoded`,
+    /// curl's default for `-d`) that is a JSON document (code
+    /// `unsupported_media_type`): read as a form it would be one field
+    /// named by the whole document, so it is refused with a detail saying
+    /// which content type to send.
+    #[error(
+        "the body is JSON but was sent as a form (`application/x-www-form-urlencoded`, curl's default \
+         for -d): send `content-type: application/json`"
+    )]
+    JsonSentAsForm,
     /// A `multipart/form-data` body holds a file part (one with a file
     /// name, or a content type other than text): no process variable can
     /// hold a file.
@@ -337,7 +347,7 @@ impl WebhookError {
             Self::BodyTimeout { .. } => 408,
             Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
-            Self::UnsupportedMediaType | Self::FilePart { .. } => 415,
+            Self::UnsupportedMediaType | Self::JsonSentAsForm | Self::FilePart { .. } => 415,
             Self::RateLimited { .. } => 429,
             Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
             Self::EngineFailed { source } => match source.kind() {
@@ -365,7 +375,7 @@ impl WebhookError {
             Self::ConflictingHeaders { .. } => "conflicting_headers",
             Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::JsonSentAsForm => "unsupported_media_type",
             Self::FilePart { .. } => "file_part",
             Self::RateLimited { .. } => "rate_limited",
             Self::ServerBusy => "server_busy",

@@ -98,11 +98,30 @@ pub(crate) fn parse_form(body: &[u8], max_values: usize) -> Result<Map<String, V
     if pairs.saturating_mul(2) > max_values {
         return Err(WebhookError::TooManyJsonValues { limit: max_values });
     }
+    if is_json_document(body) {
+        return Err(WebhookError::JsonSentAsForm);
+    }
     let mut payload = Map::new();
     for (name, value) in form_urlencoded::parse(body) {
         insert_repeated(&mut payload, name, Value::String(value.into_owned()));
     }
+    if payload.len() == 1
+        && let Some((name, value)) = payload.iter().next()
+        && value.as_str() == Some("")
+        && is_json_document(name.as_bytes())
+    {
+        // The one name, decoded, is a JSON document (`%7B…%7D`).
+        return Err(WebhookError::JsonSentAsForm);
+    }
     Ok(payload)
+}
+
+/// Whether a form body is in fact a JSON object or array (what `curl -d
+/// '{…}'` sends without a content type): no form a sender makes starts
+/// with `{` or `[` and parses as JSON.
+fn is_json_document(body: &[u8]) -> bool {
+    let text = body.trim_ascii();
+    matches!(text.first(), Some(b'{' | b'[')) && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// A call's body as start fields, as its head's media type says: a

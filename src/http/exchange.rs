@@ -93,6 +93,8 @@ enum Delivered {
     Start {
         environment: Environment,
         payload: Map<String, Value>,
+        /// Whether the payload's values are a form's text.
+        form: bool,
         delivery: Option<String>,
         mapped: Option<Mapped>,
     },
@@ -372,7 +374,7 @@ impl WebhookStarter {
                 if let (401, Some(peer)) = (error.status(), observed.peer) {
                     self.settings.auth_failures.record(peer, error.code());
                 }
-                HttpReply::from_error(error)
+                HttpReply::from_error_of(error, observed.scheme)
             }
         };
         let reply = match observed.rate {
@@ -551,14 +553,13 @@ impl WebhookStarter {
                 Delivered::Start {
                     environment,
                     payload,
+                    form,
                     delivery,
                     mapped: by_mapping,
                 } => {
                     let mut head = head;
-                    if by_mapping.is_some() {
-                        // The mapping's text fields are read below, by name.
-                        head.form = false;
-                    }
+                    // The mapping's text fields are read below, by name.
+                    head.form = form && by_mapping.is_none();
                     mapped = by_mapping;
                     // The source authenticated the call: no token or
                     // Standard Webhooks headers of the request count.
@@ -677,7 +678,16 @@ impl WebhookStarter {
         if method != Method::Post {
             return Ok(Delivered::Schema(source.environment().clone()));
         }
-        let payload = self.parse_body(head, body)?;
+        let mut payload = self.parse_body(head, body)?;
+        let mut form = head.form;
+        if form && source.scheme().posts_json_in_form() {
+            // `payload=<the JSON delivery>`: read as the JSON body it holds
+            // (the signature was checked over the raw form bytes).
+            if let Some(json) = json_in_form(&payload) {
+                payload = parse_payload(json.as_bytes(), self.settings.max_json_values)?;
+                form = false;
+            }
+        }
         let delivery = source.delivery(&call, &payload);
         match delivery.reaction {
             Reaction::Challenge(challenge) => return Ok(Delivered::Answer(Success::Challenge(challenge))),
@@ -691,7 +701,7 @@ impl WebhookStarter {
         #[cfg(feature = "mapping")]
         if let Some(rules) = source.into_rules() {
             use crate::source::mapping::Ruled;
-            return Ok(match rules.apply(&call, payload, head.form)? {
+            return Ok(match rules.apply(&call, payload, form)? {
                 Ruled::Ignored => Delivered::Answer(Success::Ignored(delivery.event)),
                 Ruled::Start {
                     payload,
@@ -700,6 +710,7 @@ impl WebhookStarter {
                 } => Delivered::Start {
                     environment,
                     payload,
+                    form,
                     delivery: from_payload.or(delivery.id),
                     mapped,
                 },
@@ -708,6 +719,7 @@ impl WebhookStarter {
         Ok(Delivered::Start {
             environment,
             payload,
+            form,
             delivery: delivery.id,
             mapped: None,
         })
@@ -828,6 +840,15 @@ fn path_and_query(target: &str) -> &str {
 /// A duration in whole seconds, rounded up.
 fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The JSON a form of one field `payload` holds, as GitHub and Slack post
+/// it: `None` for any other form.
+fn json_in_form(form: &Map<String, Value>) -> Option<&str> {
+    match form.get("payload") {
+        Some(Value::String(json)) if form.len() == 1 => Some(json),
+        _ => None,
+    }
 }
 
 /// Whether a deployment's start form names a field `headers` or `payload`:

@@ -102,6 +102,15 @@ impl HttpReply {
     /// The problem document of `error`, with its status, and `Retry-After`
     /// (in seconds) where the error has one.
     pub fn from_error(error: &WebhookError) -> Self {
+        Self::from_error_of(error, None)
+    }
+
+    /// [`from_error`](Self::from_error) for a call of a webhook source of
+    /// `scheme` (`None`: a call with a token): a `401`'s challenge is one
+    /// the sender can answer, `Basic` for a Basic source, none for a sender
+    /// that signs (a `Bearer` challenge would ask for a token it cannot
+    /// send).
+    pub(crate) fn from_error_of(error: &WebhookError, scheme: Option<&str>) -> Self {
         let mut reply = Self {
             status: error.status(),
             content_type: "application/problem+json",
@@ -118,10 +127,17 @@ impl HttpReply {
             WebhookError::MethodNotAllowed { .. } => {
                 reply = reply.with_header("allow", ALLOWED_METHODS.to_owned());
             }
-            WebhookError::UnsupportedMediaType | WebhookError::FilePart { .. } => {
+            WebhookError::UnsupportedMediaType
+            | WebhookError::JsonSentAsForm
+            | WebhookError::FilePart { .. } => {
                 reply = reply.with_header("accept-post", ACCEPTED_MEDIA_TYPES.to_owned());
             }
-            // RFC 9110 §11.6.1: a 401 says how to authenticate.
+            // RFC 9110 §11.6.1: a 401 says how to authenticate, where the
+            // caller can.
+            _ if error.status() == 401 && scheme == Some("basic") => {
+                reply = reply.with_header("www-authenticate", format!("Basic realm=\"{REALM}\""));
+            }
+            _ if scheme.is_some() => {}
             WebhookError::InvalidToken => {
                 reply = reply.with_header(
                     "www-authenticate",

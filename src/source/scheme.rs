@@ -73,6 +73,14 @@ impl SourceScheme {
         Self::Basic(user.into())
     }
 
+    /// Whether the sender may post its JSON delivery as a form whose one
+    /// field `payload` holds it: GitHub's default content type
+    /// (`application/x-www-form-urlencoded`), and Slack's interactive
+    /// components and shortcuts.
+    pub(crate) fn posts_json_in_form(&self) -> bool {
+        matches!(self, Self::Github | Self::Slack)
+    }
+
     /// The scheme's name (`github`, …, `standard-webhooks`, `hmac`, `basic`):
     /// a metrics label, and the `scheme` of a source's configuration.
     pub fn name(&self) -> &'static str {

@@ -80,8 +80,10 @@ impl Senders {
 
 impl Senders {
     /// Every payload of `@octokit/webhooks-examples` (about 330, of 58
-    /// events), each as `{event, action, body, signature}`: the body as
-    /// sent, signed with `secret` by `@octokit/webhooks-methods`.
+    /// events), each as `{event, action, body, signature, form,
+    /// formSignature}`: the body as sent, signed with `secret` by
+    /// `@octokit/webhooks-methods`, and the form GitHub posts by default
+    /// (`payload=` the body) signed the same way.
     pub fn github_examples(&self, secret: &str) -> Vec<Value> {
         let output = Command::new("node")
             .arg(self.dir.join("sign.mjs"))

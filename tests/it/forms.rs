@@ -158,3 +158,44 @@ fn from_parts_reads_a_form_as_strings() {
         json!({"quantity": "3", "tags": ["a", "b"]})
     );
 }
+
+#[tokio::test]
+async fn json_sent_as_a_form_is_415_saying_which_content_type_to_send_and_starts_nothing() {
+    let (starter, engine, token) = typed_host();
+    // What `curl -d '{…}'` sends without `-H content-type`: the JSON as
+    // the body of a form (a `&` or `=` in it splits no field).
+    for body in [
+        r#"{"name": "x", "quantity": 1}"#,
+        r#"  {"name": "a&b=c", "quantity": 1}"#,
+        r#"[{"name": "x"}]"#,
+        "%7B%22name%22%3A%22x%22%7D",
+    ] {
+        let reply = post_form(&starter, &token, body).await;
+        assert_reply(&reply, 415, "unsupported_media_type");
+        let problem: Value = serde_json::from_slice(reply.body()).unwrap();
+        assert_eq!(
+            problem["detail"],
+            "the body is JSON but was sent as a form (`application/x-www-form-urlencoded`, curl's \
+             default for -d): send `content-type: application/json`",
+            "{body}"
+        );
+        assert!(
+            reply
+                .header("accept-post")
+                .is_some_and(|a| a.starts_with("application/json"))
+        );
+    }
+    // `from_parts` reads a call the same way.
+    let error = WebhookStartRequest::from_parts(
+        &format!("/webhook/send?uid={ORDER_INTAKE}"),
+        [("authorization", "Bearer s3cr3t"), ("content-type", FORM)],
+        br#"{"quantity": 3}"#,
+    )
+    .unwrap_err();
+    assert_eq!((error.status(), error.code()), (415, "unsupported_media_type"));
+    assert!(engine.started().is_empty());
+    // A form whose field holds JSON as its value is a form.
+    let reply = post_form(&starter, &token, "name=%7B%7D&quantity=1").await;
+    assert_eq!(reply.status(), 202);
+    assert_eq!(engine.started()[0].command.variables["name"], "{}");
+}

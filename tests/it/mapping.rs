@@ -398,6 +398,192 @@ async fn a_slack_event_callback_maps_its_inner_event_and_a_retry_is_started_once
     assert_eq!(started[0].command.idempotency_key.as_deref(), Some("Ev123ABC456"));
 }
 
+/// The headers GitHub sends with a delivery of `event` in its default
+/// content type: a form whose field `payload` holds the JSON.
+fn github_form_headers(event: &str, delivery: &str, signature: &str) -> Vec<(String, String)> {
+    let mut headers = github_headers(event, delivery, signature);
+    headers[0].1 = "application/x-www-form-urlencoded".to_owned();
+    headers
+}
+
+#[tokio::test]
+async fn every_github_example_in_form_mode_starts_with_the_variables_of_its_json_delivery() {
+    let Some(senders) = Senders::find() else { return };
+    let examples = senders.github_examples(SECRET);
+    let host = |mode: &str| {
+        let host = Host::new(StartForm::new([
+            FieldSpec::mandatory("sender", FieldKind::Text),
+            FieldSpec::optional("repository", FieldKind::Text),
+            FieldSpec::optional("action", FieldKind::Text),
+            FieldSpec::optional("number", FieldKind::Integer),
+        ]));
+        let mapping = PayloadMapping::new()
+            .with_field("sender", q("$.body.sender.login"))
+            .and_then(|m| m.with_field("repository", q("$.body.repository.full_name")))
+            .and_then(|m| m.with_field("action", q("$.body.action")))
+            .and_then(|m| m.with_field("number", q("$.body.number")))
+            .unwrap();
+        let source = host
+            .add(&format!("github-{mode}"), SourceScheme::Github, &[SECRET])
+            .with_mapping(mapping);
+        host.sources.insert(source);
+        host
+    };
+    let (json_host, form_host) = (host("json"), host("form"));
+    let mut started = 0;
+    for (i, example) in examples.iter().enumerate() {
+        let event = example["event"].as_str().unwrap();
+        let delivery = format!("example-{i}");
+        let json = json_host
+            .post(
+                "github-json",
+                &github_headers(event, &delivery, example["signature"].as_str().unwrap()),
+                example["body"].as_str().unwrap(),
+            )
+            .await;
+        let form = example["form"].as_str().unwrap();
+        assert!(form.starts_with("payload=%7B"), "{form:.40}");
+        let headers = github_form_headers(event, &delivery, example["formSignature"].as_str().unwrap());
+        let reply = form_host.post("github-form", &headers, form).await;
+        // The same answer, and the same start, as the JSON delivery.
+        assert_eq!(reply.status(), json.status(), "{event} #{i}: {}", json_of(&reply));
+        let (mut a, mut b) = (json_of(&json), json_of(&reply));
+        for answer in [&mut a, &mut b] {
+            if let Some(answer) = answer.as_object_mut() {
+                answer.remove("instanceId");
+            }
+        }
+        assert_eq!(a, b, "{event} #{i}");
+        if reply.status() == 202 {
+            let (by_json, by_form) = (
+                json_host.engine.started().pop().unwrap(),
+                form_host.engine.started().pop().unwrap(),
+            );
+            assert_eq!(
+                by_form.command.variables, by_json.command.variables,
+                "{event} #{i}"
+            );
+            assert_eq!(
+                by_form.command.idempotency_key.as_deref(),
+                Some(delivery.as_str())
+            );
+            started += 1;
+        }
+    }
+    assert_eq!(form_host.started(), started);
+    assert!(started > 250, "{started} started");
+
+    // A redelivery of a form delivery replays it; the same form signed
+    // over other bytes (its JSON) is refused and starts nothing.
+    let opened = example(&examples, "pull_request", "opened");
+    let headers = github_form_headers(
+        "pull_request",
+        "example-redelivered",
+        opened["formSignature"].as_str().unwrap(),
+    );
+    let first = form_host
+        .post("github-form", &headers, opened["form"].as_str().unwrap())
+        .await;
+    let again = form_host
+        .post("github-form", &headers, opened["form"].as_str().unwrap())
+        .await;
+    assert_eq!((first.status(), again.status()), (202, 202));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(json_of(&again)["instanceId"], json_of(&first)["instanceId"]);
+    let before = form_host.started();
+    let forged = github_form_headers(
+        "pull_request",
+        "example-forged",
+        opened["signature"].as_str().unwrap(),
+    );
+    let refused = form_host
+        .post("github-form", &forged, opened["form"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (refused.status(), json_of(&refused)["code"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    assert_eq!(form_host.started(), before);
+}
+
+#[tokio::test]
+async fn a_github_form_whose_payload_is_not_json_is_400_and_starts_nothing() {
+    let Some(senders) = Senders::find() else { return };
+    let (host, _) = pull_request_host();
+    let form = "payload=not+json";
+    let headers = senders.sign(json!({"scheme": "github", "secret": SECRET, "body": form}));
+    let mut sent = github_form_headers("pull_request", "bad-form-1", "");
+    sent.retain(|(name, _)| name != "X-Hub-Signature-256");
+    sent.extend(headers);
+    let reply = host.post("github-prs", &sent, form).await;
+    assert_eq!(
+        (reply.status(), json_of(&reply)["code"].as_str()),
+        (400, Some("malformed_payload"))
+    );
+    assert_eq!(host.started(), 0);
+}
+
+#[tokio::test]
+async fn a_slack_interactive_payload_in_a_form_starts_as_its_json_would() {
+    let Some(senders) = Senders::find() else { return };
+    let host = Host::new(StartForm::new([
+        FieldSpec::mandatory("user", FieldKind::Text),
+        FieldSpec::mandatory("action", FieldKind::Text),
+        FieldSpec::optional("kind", FieldKind::Text),
+    ]));
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let mapping = PayloadMapping::new()
+        .with_field("user", q("$.body.user.id"))
+        .and_then(|m| m.with_field("action", q("$.body.actions[0].action_id")))
+        .and_then(|m| m.with_field("kind", q("$.body.type")))
+        .unwrap();
+    let source = host
+        .add("slack", SourceScheme::Slack, &[secret])
+        .with_events(["block_actions"])
+        .unwrap()
+        .with_mapping(mapping);
+    host.sources.insert(source);
+    // A `block_actions` payload as Slack's interactivity reference shows
+    // it (https://api.slack.com/reference/interaction-payloads/block-actions),
+    // posted as Slack posts it: `payload=` and the JSON, form-encoded.
+    let interaction = json!({
+        "type": "block_actions",
+        "user": {"id": "U123ABC456", "username": "jdoe", "team_id": "T123ABC456"},
+        "api_app_id": "A123ABC456",
+        "token": "9s8d9as89d8as9d8as989",
+        "trigger_id": "12466734323.1395872398.6a9d1b4ee7e0cb5cf0a0f1cb2fc6b9b1",
+        "team": {"id": "T123ABC456", "domain": "example"},
+        "channel": {"id": "C123ABC456", "name": "orders"},
+        "actions": [{"action_id": "approve_order", "block_id": "b1", "type": "button", "value": "123456", "action_ts": "1548426417.840180"}]
+    });
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &interaction.to_string())
+        .finish();
+    let mut headers = pairs(&[("Content-Type", "application/x-www-form-urlencoded")]);
+    headers.extend(senders.slack(secret, now(), &body));
+    let reply = host.post("slack", &headers, &body).await;
+    assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
+    let started = host.engine.started();
+    assert_eq!(
+        Value::Object(started[0].command.variables.clone()),
+        json!({"user": "U123ABC456", "action": "approve_order", "kind": "block_actions"})
+    );
+    // A `view_submission` is another event: ignored, nothing started.
+    let mut other = interaction.clone();
+    other["type"] = json!("view_submission");
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &other.to_string())
+        .finish();
+    let mut headers = pairs(&[("Content-Type", "application/x-www-form-urlencoded")]);
+    headers.extend(senders.slack(secret, now(), &body));
+    let reply = host.post("slack", &headers, &body).await;
+    assert_eq!(
+        (reply.status(), json_of(&reply)),
+        (200, json!({"status": "ignored", "event": "view_submission"}))
+    );
+    assert_eq!(host.started(), 1);
+}
+
 /// A generic HMAC sender without a delivery header, its source mapping
 /// `count` from a header, `priority` from the query and `order` from the body.
 fn hmac_host() -> Host {

@@ -372,7 +372,16 @@ async fn every_sender_s_signed_delivery_starts_the_process_once_and_a_bad_one_no
             );
         }
         let forged = sender.delivery(&senders, &other, &body, now(), "delivery-forged");
-        assert_reply(&host.post(name, &forged, &body).await, 401, "invalid_signature");
+        let refused = host.post(name, &forged, &body).await;
+        assert_reply(&refused, 401, "invalid_signature");
+        // The challenge is one the sender can answer: Basic credentials,
+        // or none for a sender that signs (never a Bearer token).
+        let challenge = if name == "basic" {
+            Some("Basic realm=\"process-webhook\"")
+        } else {
+            None
+        };
+        assert_eq!(refused.header("www-authenticate"), challenge, "{name}");
         let unsigned = (sender.extra)("delivery-unsigned");
         assert_reply(&host.post(name, &unsigned, &body).await, 401, "missing_signature");
 
@@ -790,6 +799,10 @@ async fn a_basic_source_wants_basic_credentials() {
     // A bearer token of the right base64 is no Basic credential.
     let bearer = call(format!("Bearer {}", encode("zapier:a-password"))).await;
     assert_reply(&bearer, 401, "missing_signature");
+    assert_eq!(
+        bearer.header("www-authenticate"),
+        Some("Basic realm=\"process-webhook\"")
+    );
     assert_reply(
         &call(format!("Basic {}", encode("zapier:wrong"))).await,
         401,

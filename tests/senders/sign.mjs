@@ -7,8 +7,10 @@
 // documented recipes, with Node's own crypto. `node sign.mjs example push`
 // prints the first of @octokit/webhooks-examples' payloads of an event;
 // `node sign.mjs examples SECRET` prints every example of every event as a
-// JSON array of {event, action, body, signature}, each body signed with
-// @octokit/webhooks-methods as GitHub signs a delivery;
+// JSON array of {event, action, body, signature, form, formSignature},
+// each body signed with @octokit/webhooks-methods as GitHub signs a
+// delivery, and again as the form GitHub posts by default
+// (`payload=<the JSON>`, application/x-www-form-urlencoded);
 // `node sign.mjs multipart '{"fields": [[name, value], …], "files": [[name,
 // file name, content], …]}'` prints {"contentType", "body" (base64)}: the
 // multipart/form-data body that fetch (Node's own FormData, as browsers
@@ -74,7 +76,17 @@ if (process.argv[2] === "multipart") {
   for (const event of examples) {
     for (const example of event.examples) {
       const body = JSON.stringify(example);
-      signed.push({ event: event.name, action: example.action ?? null, body, signature: await githubSign(process.argv[3], body) });
+      // GitHub's other content type (its default): the JSON in the form
+      // field `payload`, the form's bytes signed.
+      const form = new URLSearchParams({ payload: body }).toString();
+      signed.push({
+        event: event.name,
+        action: example.action ?? null,
+        body,
+        signature: await githubSign(process.argv[3], body),
+        form,
+        formSignature: await githubSign(process.argv[3], form),
+      });
     }
   }
   process.stdout.write(JSON.stringify(signed));

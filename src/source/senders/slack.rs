@@ -1,7 +1,7 @@
 //! Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`
 //! (`X-Slack-Request-Timestamp`) with HMAC-SHA256; the delivery id is the
-//! body's `event_id`, the event its `event.type`, and a `url_verification`
-//! call is answered with its `challenge`.
+//! body's `event_id`, the event its `event.type` (an interactive payload's
+//! `type`), and a `url_verification` call is answered with its `challenge`.
 
 use serde_json::{Map, Value};
 
@@ -34,7 +34,10 @@ pub(crate) fn delivery(payload: &Map<String, Value>) -> Delivery {
     }
     Delivery {
         id: text_at(payload, &["event_id"]),
-        event: text_at(payload, &["event", "type"]),
+        // An Events API callback names its inner event; an interactive
+        // payload (`payload=` in a form) its own `type`: `block_actions`,
+        // `shortcut`, `view_submission`.
+        event: text_at(payload, &["event", "type"]).or_else(|| text_at(payload, &["type"])),
         ..Delivery::default()
     }
 }
