@@ -31,6 +31,8 @@ pub mod idempotency {}
 pub mod sources {}
 
 #[doc = include_str!("docs/production.md")]
+#[doc = ""]
+#[doc = include_str!("docs/settings.md")]
 pub mod production {}
 
 #[doc = include_str!("docs/replicas.md")]

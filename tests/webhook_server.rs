@@ -16,7 +16,11 @@ const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 16] = [
+const SETTINGS: [&str; 20] = [
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "CAMUNDA_USER",
+    "CAMUNDA_PASSWORD",
     "WEBHOOK_CONFIG",
     "WEBHOOK_SCHEMA",
     "WEBHOOK_SECRET_KEY",
@@ -1257,4 +1261,155 @@ async fn admin_commands_change_what_a_running_replica_serves() {
         .execute(&pool)
         .await
         .unwrap();
+}
+
+/// The names of the environment variables the server's source reads.
+fn variables_read() -> Vec<String> {
+    let mut names = vec!["RUST_LOG".to_owned()];
+    for file in ["main.rs", "admin.rs", "config.rs"] {
+        let path = format!("{}/src/bin/webhook_server/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        for (at, _) in text.match_indices("env::var(\"") {
+            let rest = &text[at + "env::var(\"".len()..];
+            names.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn help_lists_every_setting_it_reads_with_its_default() {
+    let output = command(&[]).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8(output.stdout).unwrap();
+    let names = variables_read();
+    assert!(names.len() >= 19, "{names:?}");
+    for name in &names {
+        let row = help
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{name}`")) || line.contains(&format!(", `{name}`")))
+            .unwrap_or_else(|| panic!("--help has no row for {name}:\n{help}"));
+        // variable, default, example, what: four cells, none empty.
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        assert_eq!(cells.len(), 4, "{row}");
+        assert!(cells.iter().all(|c| !c.trim().is_empty()), "{row}");
+        // And every test starts the server without the operator's value.
+        assert!(SETTINGS.contains(&name.as_str()), "{name} is not among SETTINGS");
+    }
+    // The short help points to it.
+    let short = command(&[]).arg("-h").output().unwrap();
+    assert!(String::from_utf8_lossy(&short.stdout).contains("--help"));
+}
+
+#[test]
+fn check_names_the_file_it_cannot_read_and_the_key_it_cannot_use() {
+    let output = command(&[])
+        .args(["--check", "/nonexistent/nope.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: /nonexistent/nope.toml: cannot read the file: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WEBHOOK_CONFIG"), "{stderr}");
+
+    // A misspelt key, with the one it means.
+    let typo = ConfigFile::new(&GITHUB_SOURCE.replace("secret_env", "secret_evn"));
+    let output = command(&[]).args(["--check", typo.path()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "error: {}:8:1: unknown key 'secret_evn' (did you mean 'secret_env'?)\n",
+            typo.path()
+        )
+    );
+
+    // A map key that is no field of Order intake's form: every delivery
+    // would be 422.
+    let misspelt = ConfigFile::new(&MAPPED_SOURCE.replace("orderNumber =", "orderNumbr ="));
+    let output = command(&[("SHOP_SECRET", "shop-secret")])
+        .args(["--check", misspelt.path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = MAPPED_SOURCE
+        .lines()
+        .position(|l| l.starts_with("orderNumber ="))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}:{line}:14: map.orderNumbr: `orderNumbr` is no field of the start form of process \
+             {ORDER_INTAKE} in `production` (its fields: customerName, orderNumber, productCode)",
+            misspelt.path()
+        )),
+        "{stderr}"
+    );
+    // And the server refuses it at start-up the same way.
+    let (status, stderr) = refused(&[
+        ("WEBHOOK_CONFIG", misspelt.path()),
+        ("SHOP_SECRET", "shop-secret"),
+    ]);
+    assert_eq!(status, Some(1));
+    assert!(
+        stderr.contains("map.orderNumbr: `orderNumbr` is no field"),
+        "{stderr}"
+    );
+}
+
+#[cfg(feature = "temporal")]
+#[test]
+fn a_process_without_definition_key_is_refused_for_temporal_by_check_and_at_start() {
+    let file = ConfigFile::new(OWN_PROCESS);
+    // Nothing listens there: the file is refused before any engine call.
+    let temporal = ("TEMPORAL_URL", "http://127.0.0.1:9");
+    let expected = format!(
+        "{}:8:1: definition_key: process `Refund` (1b4e28ba-2fa1-11d2-883f-0016d3cca427) has no \
+         definition_key: Temporal (TEMPORAL_URL) starts the process definition (workflow type) it names",
+        file.path()
+    );
+    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN), temporal])
+        .args(["--check", file.path()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!("error: {expected}\n")
+    );
+    let (status, stderr) = refused(&[
+        ("WEBHOOK_CONFIG", file.path()),
+        ("SHOP_TOKEN", SHOP_TOKEN),
+        temporal,
+    ]);
+    assert_eq!(status, Some(1));
+    assert_eq!(stderr, format!("error: {expected}\n"));
+    // With both keys, the same file checks.
+    let keyed = ConfigFile::new(
+        &OWN_PROCESS
+            .replace(
+                "name = \"Refund\"\n",
+                "name = \"Refund\"\ndefinition_key = \"refund\"\n",
+            )
+            .replace(
+                "name = \"Exchange\"\n",
+                "name = \"Exchange\"\ndefinition_key = \"exchange\"\n",
+            ),
+    );
+    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN), temporal])
+        .args(["--check", keyed.path()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

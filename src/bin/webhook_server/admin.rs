@@ -176,17 +176,20 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
             }
         }
         Action::PutSource { file } => {
-            let served: Vec<(ProcessUuid, Environment)> = store
+            let served: Vec<config::Served> = store
                 .deployed()
                 .await?
                 .into_iter()
-                .map(|(model, deployment)| {
-                    let environment =
-                        Environment::new(deployment.environment().clone(), model.organization().clone());
-                    (*model.uuid(), environment)
+                .map(|(model, deployment)| config::Served {
+                    process: *model.uuid(),
+                    environment: Environment::new(
+                        deployment.environment().clone(),
+                        model.organization().clone(),
+                    ),
+                    form: deployment.start_form().clone(),
                 })
                 .collect();
-            let config = config::read_config(&file, &served, |name| std::env::var(name).ok())?;
+            let config = config::read_config(&file, &served, None, |name| std::env::var(name).ok())?;
             if config.declared.is_some() || config.sources.len() != 1 {
                 return Err(format!("{file}: put-source takes a file of one [[source]] table").into());
             }

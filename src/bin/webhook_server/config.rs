@@ -168,6 +168,15 @@ impl OneOrMany {
 
 type SecretEnv = OneOrMany;
 
+/// A process the server serves in an environment, and the start form of
+/// its deployment there (what a source's map must name).
+#[derive(Clone)]
+pub(crate) struct Served {
+    pub(crate) process: ProcessUuid,
+    pub(crate) environment: Environment,
+    pub(crate) form: StartForm,
+}
+
 /// A problem with the file: where, which key, and what is wrong.
 #[derive(Debug)]
 pub(crate) struct BadConfig(String);
@@ -190,17 +199,57 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
-    /// `path:line:column: key: problem` (`path: key: problem` without
-    /// positions).
-    fn error(&self, span: Range<usize>, key: &str, problem: impl std::fmt::Display) -> BadConfig {
+    /// `path:line:column` of `span` (`path` without positions).
+    fn at(&self, span: Range<usize>) -> String {
         if !self.positions {
-            return BadConfig(format!("{}: {key}: {problem}", self.path));
+            return self.path.to_owned();
         }
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
-        BadConfig(format!("{}:{line}:{column}: {key}: {problem}", self.path))
+        format!("{}:{line}:{column}", self.path)
     }
+
+    /// `path:line:column: key: problem` (`path: key: problem` without
+    /// positions).
+    fn error(&self, span: Range<usize>, key: &str, problem: impl std::fmt::Display) -> BadConfig {
+        BadConfig(format!("{}: {key}: {problem}", self.at(span)))
+    }
+
+    /// What TOML (or serde reading it) found wrong, where: an unknown key
+    /// names the closest known one.
+    fn toml_error(&self, error: &toml::de::Error) -> BadConfig {
+        let problem = unknown_key(error.message()).unwrap_or_else(|| format!("syntax: {}", error.message()));
+        let at = error
+            .span()
+            .map_or_else(|| self.path.to_owned(), |span| self.at(span));
+        BadConfig(format!("{at}: {problem}"))
+    }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as `unknown key
+/// 'x' (did you mean 'a'?)`, or with the keys listed when none is close.
+fn unknown_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let known: Vec<&str> = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|k| !k.is_empty())
+        .collect();
+    // A key within a few edits of the typed one, or one that begins with
+    // it (`secret` for `secret_env`).
+    let closest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), *k))
+        .filter(|(distance, k)| *distance <= 2.max(k.len() / 3) || k.starts_with(key))
+        .min_by_key(|(distance, _)| *distance);
+    Some(match closest {
+        Some((_, k)) => format!("unknown key '{key}' (did you mean '{k}'?)"),
+        None if known.is_empty() => format!("unknown key '{key}' (this table takes no keys)"),
+        None => format!("unknown key '{key}' (the keys here: {})", known.join(", ")),
+    })
 }
 
 /// The file at `path`: what it declares, and its sources for the
@@ -210,34 +259,39 @@ impl Place<'_> {
 /// need not set any).
 pub(crate) fn read_config(
     path: &str,
-    example: &[(ProcessUuid, Environment)],
+    example: &[Served],
+    engine: Option<&str>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, BadConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BadConfig(format!("WEBHOOK_CONFIG={path}: cannot read the file: {e}")))?;
-    parse_config(path, &text, example, env)
+    let text =
+        std::fs::read_to_string(path).map_err(|e| BadConfig(format!("{path}: cannot read the file: {e}")))?;
+    parse_config(path, &text, example, engine, env)
 }
 
-/// The (process, environment) pairs `deployments` start in, each with its
-/// environment among `environments`.
-pub(crate) fn served(
-    deployments: &[Deployment],
-    environments: &[Environment],
-) -> Vec<(ProcessUuid, Environment)> {
+/// The processes `deployments` start, each in its environment among
+/// `environments`, with the deployment's start form.
+pub(crate) fn served(deployments: &[Deployment], environments: &[Environment]) -> Vec<Served> {
     deployments
         .iter()
         .filter_map(|d| {
             let environment = environments.iter().find(|e| e.id() == d.environment())?;
-            Some((*d.process(), environment.clone()))
+            Some(Served {
+                process: *d.process(),
+                environment: environment.clone(),
+                form: d.start_form().clone(),
+            })
         })
         .collect()
 }
 
-/// [`read_config`] over the file's text.
+/// [`read_config`] over the file's text. `engine` names the engine the
+/// processes are served to when it is not the in-memory one: each of the
+/// file's processes then needs its `definition_key`.
 pub(crate) fn parse_config(
     path: &str,
     text: &str,
-    example: &[(ProcessUuid, Environment)],
+    example: &[Served],
+    engine: Option<&str>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, BadConfig> {
     let place = Place {
@@ -245,16 +299,13 @@ pub(crate) fn parse_config(
         text,
         positions: true,
     };
-    let file: File = toml::from_str(text).map_err(|e| match e.span() {
-        Some(span) => place.error(span, "syntax", e.message()),
-        None => BadConfig(format!("{path}: {}", e.message())),
-    })?;
+    let file: File = toml::from_str(text).map_err(|e| place.toml_error(&e))?;
     let declared = if file.environment.is_empty() && file.process.is_empty() {
         None
     } else {
-        Some(declared_of(&place, &file, &env)?)
+        Some(declared_of(&place, &file, engine, &env)?)
     };
-    let served: Vec<(ProcessUuid, Environment)> = match &declared {
+    let served: Vec<Served> = match &declared {
         Some(declared) => served(&declared.deployments, &declared.environments),
         None => example.to_vec(),
     };
@@ -277,10 +328,10 @@ pub(crate) fn parse_config(
 pub(crate) fn parse_sources(
     path: &str,
     text: &str,
-    served: &[(ProcessUuid, Environment)],
+    served: &[Served],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<WebhookSource>, BadConfig> {
-    parse_config(path, text, served, env).map(|config| config.sources)
+    parse_config(path, text, served, None, env).map(|config| config.sources)
 }
 
 /// A start form's file, for `admin deploy`: TOML (`fields = [{ name, kind,
@@ -317,10 +368,7 @@ pub(crate) fn read_form(path: &str) -> Result<StartForm, BadConfig> {
         text: &text,
         positions: !json,
     };
-    let file: FormFile = toml::from_str(&text).map_err(|e| match e.span() {
-        Some(span) => place.error(span, "syntax", e.message()),
-        None => cannot(&e.message()),
-    })?;
+    let file: FormFile = toml::from_str(&text).map_err(|e| place.toml_error(&e))?;
     let mut fields: Vec<FieldSpec> = Vec::new();
     for field in &file.fields {
         let spec = field_of(&place, field.get_ref())?;
@@ -340,6 +388,7 @@ pub(crate) fn read_form(path: &str) -> Result<StartForm, BadConfig> {
 fn declared_of(
     place: &Place<'_>,
     file: &File,
+    engine: Option<&str>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Declared, BadConfig> {
     let mut declared = Declared {
@@ -419,13 +468,26 @@ fn declared_of(
         }
         declared.environments.push(environment);
     }
-    for table in &file.process {
-        let table = table.get_ref();
+    for spanned in &file.process {
+        let table = spanned.get_ref();
         let uuid: ProcessUuid = table
             .uuid
             .get_ref()
             .parse()
             .map_err(|_| place.error(table.uuid.span(), "uuid", "not a UUID"))?;
+        if let (Some(engine), None) = (engine, &table.definition_key) {
+            // Without it the engine would be asked for a definition (a
+            // workflow type) named by the UUID, which nothing deploys.
+            return Err(place.error(
+                spanned.span(),
+                "definition_key",
+                format!(
+                    "process `{}` ({uuid}) has no definition_key: {engine} starts the process \
+                     definition (workflow type) it names",
+                    table.name.get_ref()
+                ),
+            ));
+        }
         if declared.models.iter().any(|m| *m.uuid() == uuid) {
             return Err(place.error(
                 table.uuid.span(),
@@ -595,7 +657,7 @@ fn source_of(
     place: &Place<'_>,
     span: Range<usize>,
     table: SourceTable,
-    served: &[(ProcessUuid, Environment)],
+    served: &[Served],
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<WebhookSource, BadConfig> {
     let id = table
@@ -608,10 +670,9 @@ fn source_of(
         .get_ref()
         .parse()
         .map_err(|_| place.error(table.process.span(), "process", "not a UUID"))?;
-    let environment = served
+    let target = served
         .iter()
-        .find(|(p, e)| *p == process && e.id().as_str() == table.environment.get_ref())
-        .map(|(_, e)| e.clone())
+        .find(|s| s.process == process && s.environment.id().as_str() == table.environment.get_ref())
         .ok_or_else(|| {
             place.error(
                 table.environment.span(),
@@ -622,6 +683,8 @@ fn source_of(
                 ),
             )
         })?;
+    let environment = target.environment.clone();
+    check_map_keys(place, &table, target)?;
     let scheme = scheme_of(&table).map_err(|e| place.error(table.scheme.span(), "scheme", e))?;
     let names = table.secret_env.get_ref().to_vec();
     if names.is_empty() {
@@ -649,6 +712,30 @@ fn source_of(
         None => source,
     };
     rules_of(place, table, source)
+}
+
+/// Each `map` key must be a field of the start form the source starts
+/// (a form that names no field takes any variables).
+fn check_map_keys(place: &Place<'_>, table: &SourceTable, target: &Served) -> Result<(), BadConfig> {
+    let fields: Vec<&str> = target.form.fields().iter().map(FieldSpec::name).collect();
+    if fields.is_empty() {
+        return Ok(());
+    }
+    for (key, query) in table.map.iter().flatten() {
+        if !fields.contains(&key.as_str()) {
+            return Err(place.error(
+                query.span(),
+                &format!("map.{key}"),
+                format!(
+                    "`{key}` is no field of the start form of process {} in `{}` (its fields: {})",
+                    target.process,
+                    target.environment.id(),
+                    fields.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A query of the file: a bad one is named with its key, and the message
@@ -736,9 +823,107 @@ mod tests {
 
     const ORDERS: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 
-    fn served() -> Vec<(ProcessUuid, Environment)> {
+    /// A process in production whose form names no field (so that it
+    /// takes any mapped variable).
+    fn served() -> Vec<Served> {
+        served_with(StartForm::default())
+    }
+
+    fn served_with(form: StartForm) -> Vec<Served> {
         let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
-        vec![(ORDERS.parse().unwrap(), production)]
+        vec![Served {
+            process: ORDERS.parse().unwrap(),
+            environment: production,
+            form,
+        }]
+    }
+
+    #[test]
+    fn a_map_key_that_is_no_field_of_the_form_is_refused_with_the_fields_it_has() {
+        let form = StartForm::new([
+            FieldSpec::mandatory("repoId", FieldKind::Text),
+            FieldSpec::optional("branch", FieldKind::Text),
+        ]);
+        let text = |key: &str| {
+            format!(
+                "[[source]]\nid = \"g\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\n\
+                 scheme = \"github\"\nsecret_env = \"GITHUB_SECRET\"\n\n[source.map]\n\
+                 branch = \"$.body.ref\"\n{key} = \"$.body.repository.id\"\n"
+            )
+        };
+        let error = parse_sources("sources.toml", &text("repoIdd"), &served_with(form.clone()), env)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "sources.toml:10:11: map.repoIdd: `repoIdd` is no field of the start form of process \
+                 {ORDERS} in `production` (its fields: repoId, branch)"
+            )
+        );
+        let sources = parse_sources("sources.toml", &text("repoId"), &served_with(form), env).unwrap();
+        assert_eq!(sources[0].mapping().unwrap().fields().count(), 2);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_closest_known_one() {
+        let table = |key: &str| {
+            format!(
+                "[[source]]\nid = \"g\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\n\
+                 scheme = \"github\"\n{key} = \"GITHUB_SECRET\"\n"
+            )
+        };
+        assert_eq!(
+            parse(&table("secret_evn")).unwrap_err(),
+            "sources.toml:6:1: unknown key 'secret_evn' (did you mean 'secret_env'?)"
+        );
+        let far = parse(&table("colour")).unwrap_err();
+        assert!(
+            far.starts_with(
+                "sources.toml:6:1: unknown key 'colour' (the keys here: id, process, environment,"
+            ),
+            "{far}"
+        );
+    }
+
+    #[test]
+    fn a_process_served_to_an_engine_by_key_needs_its_definition_key() {
+        let without = OWN.replace("definition_key = \"refund\"\n", "");
+        assert_ne!(without, OWN, "the fixture names a definition key");
+        let error = parse_config(
+            "own.toml",
+            &without,
+            &served(),
+            Some("Temporal (TEMPORAL_URL)"),
+            own_env,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "definition_key: process `Refund` (1b4e28ba-2fa1-11d2-883f-0016d3cca427) has no definition_key: \
+                 Temporal (TEMPORAL_URL) starts the process definition (workflow type) it names"
+            ),
+            "{error}"
+        );
+        // The in-memory engine needs none; with the key, any engine takes it.
+        assert!(parse_config("own.toml", &without, &served(), None, own_env).is_ok());
+        let keyed = OWN.replace(
+            "name = \"Exchange\"\n",
+            "name = \"Exchange\"\ndefinition_key = \"exchange\"\n",
+        );
+        assert!(
+            parse_config(
+                "own.toml",
+                &keyed,
+                &served(),
+                Some("Temporal (TEMPORAL_URL)"),
+                own_env
+            )
+            .is_ok()
+        );
     }
 
     fn env(name: &str) -> Option<String> {
@@ -811,7 +996,7 @@ mod tests {
                 table(&format!(
                     "id = \"g\"\nprocess = \"{ORDERS}\"\nenvironment = \"production\"\nscheme = \"github\"\nsecret = \"inline\"\n"
                 )),
-                "sources.toml:7:1: syntax: unknown field `secret`",
+                "sources.toml:7:1: unknown key 'secret' (did you mean 'secret_env'?)",
             ),
             (
                 table("id = \"g\"\nprocess = 42\n"),
@@ -958,7 +1143,7 @@ draft = true
     }
 
     fn config(text: &str) -> Result<Config, String> {
-        parse_config("own.toml", text, &served(), own_env).map_err(|e| e.to_string())
+        parse_config("own.toml", text, &served(), None, own_env).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -1091,6 +1276,7 @@ draft = true
                 &format!("process = \"{ORDERS}\""),
             ),
             &served(),
+            None,
             own_env,
         )
         .map(|_| ())

@@ -122,33 +122,74 @@ impl<E: Engine> Engine for PrintingEngine<E> {
     }
 }
 
-/// The in-memory engine, or, with the `camunda7` feature and `CAMUNDA_URL`
-/// set, a Camunda 7 (the deployment's definition key is `CAMUNDA_DEFINITION_KEY`,
-/// default `order-intake`).
-fn engine(models: &Arc<dyn ModelStore>) -> Arc<dyn Engine> {
+/// The engine the variables set (and the features built) choose:
+/// Camunda 7 for `CAMUNDA_URL`, else Temporal for `TEMPORAL_URL`, else the
+/// in-memory engine.
+enum EngineChoice {
+    Memory,
     #[cfg(feature = "camunda7")]
-    if let Ok(url) = std::env::var("CAMUNDA_URL") {
-        let mut engine = Camunda7Engine::new(&url);
-        if let (Ok(user), Ok(password)) = (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD")) {
-            engine = engine.with_basic_auth(user, password);
-        }
-        println!("engine: Camunda 7 at {url}");
-        return Arc::new(PrintingEngine(engine));
-    }
+    Camunda7(String),
     #[cfg(feature = "temporal")]
-    if let Ok(url) = std::env::var("TEMPORAL_URL") {
-        let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
-        let queue = std::env::var("TEMPORAL_TASK_QUEUE").unwrap_or_else(|_| "process-webhook".to_owned());
-        let mut engine = TemporalEngine::new(&url, namespace.clone(), queue.clone());
-        if let Ok(key) = std::env::var("TEMPORAL_API_KEY") {
-            engine = engine.with_api_key(key);
+    Temporal(String),
+}
+
+impl EngineChoice {
+    fn from_env() -> Self {
+        #[cfg(feature = "camunda7")]
+        if let Ok(url) = std::env::var("CAMUNDA_URL") {
+            return Self::Camunda7(url);
         }
-        println!("engine: Temporal at {url} (namespace {namespace}, task queue {queue})");
-        return Arc::new(PrintingEngine(engine));
+        #[cfg(feature = "temporal")]
+        if let Ok(url) = std::env::var("TEMPORAL_URL") {
+            return Self::Temporal(url);
+        }
+        Self::Memory
     }
-    let _ = models;
-    println!("engine: in memory");
-    Arc::new(PrintingEngine(InMemoryEngine::new()))
+
+    /// The engine, where it starts definitions by key (every one but
+    /// memory), as a config file's messages name it.
+    fn keyed(&self) -> Option<&'static str> {
+        match self {
+            Self::Memory => None,
+            #[cfg(feature = "camunda7")]
+            Self::Camunda7(_) => Some("Camunda 7 (CAMUNDA_URL)"),
+            #[cfg(feature = "temporal")]
+            Self::Temporal(_) => Some("Temporal (TEMPORAL_URL)"),
+        }
+    }
+
+    /// The engine itself, printing one line per start.
+    fn engine(self) -> Arc<dyn Engine> {
+        match self {
+            #[cfg(feature = "camunda7")]
+            Self::Camunda7(url) => {
+                let mut engine = Camunda7Engine::new(&url);
+                if let (Ok(user), Ok(password)) =
+                    (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD"))
+                {
+                    engine = engine.with_basic_auth(user, password);
+                }
+                println!("engine: Camunda 7 at {url}");
+                Arc::new(PrintingEngine(engine))
+            }
+            #[cfg(feature = "temporal")]
+            Self::Temporal(url) => {
+                let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
+                let queue =
+                    std::env::var("TEMPORAL_TASK_QUEUE").unwrap_or_else(|_| "process-webhook".to_owned());
+                let mut engine = TemporalEngine::new(&url, namespace.clone(), queue.clone());
+                if let Ok(key) = std::env::var("TEMPORAL_API_KEY") {
+                    engine = engine.with_api_key(key);
+                }
+                println!("engine: Temporal at {url} (namespace {namespace}, task queue {queue})");
+                Arc::new(PrintingEngine(engine))
+            }
+            Self::Memory => {
+                println!("engine: in memory");
+                Arc::new(PrintingEngine(InMemoryEngine::new()))
+            }
+        }
+    }
 }
 
 /// What the server serves: the models, deployments and token digests it
@@ -202,7 +243,7 @@ impl Seed {
     }
 
     /// The processes and environments it deploys to.
-    fn served(&self) -> Vec<(ProcessUuid, Environment)> {
+    fn served(&self) -> Vec<config::Served> {
         config::served(&self.deployments, &self.environments)
     }
 }
@@ -227,14 +268,21 @@ struct Stores {
     limiter: Arc<dyn RateLimiter>,
 }
 
-/// The `WEBHOOK_CONFIG` file, if one is named.
-fn configured(example: &Seed) -> Result<Option<config::Config>, Box<dyn std::error::Error>> {
+/// The `WEBHOOK_CONFIG` file, if one is named, for processes served to
+/// `engine`.
+fn configured(
+    example: &Seed,
+    engine: &EngineChoice,
+) -> Result<Option<config::Config>, Box<dyn std::error::Error>> {
     let Ok(path) = std::env::var("WEBHOOK_CONFIG") else {
         return Ok(None);
     };
-    Ok(Some(config::read_config(&path, &example.served(), |name| {
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("WEBHOOK_CONFIG={path}: cannot read the file: {e}"))?;
+    let config = config::parse_config(&path, &text, &example.served(), engine.keyed(), |name| {
         std::env::var(name).ok()
-    })?))
+    })?;
+    Ok(Some(config))
 }
 
 /// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
@@ -460,7 +508,9 @@ async fn listen(variable: &'static str, addr: &str) -> Result<tokio::net::TcpLis
 #[derive(clap::Parser)]
 #[command(
     name = "webhook_server",
-    about = "Serves the webhook that starts business processes (settings: the environment variables in the README)"
+    about = "Serves the webhook that starts business processes",
+    after_help = "Settings: environment variables, listed with their defaults by --help.",
+    after_long_help = include_str!("../../docs/settings.md")
 )]
 struct Cli {
     /// Check a WEBHOOK_CONFIG file without serving: exit 0, or 1 with the
@@ -491,7 +541,11 @@ fn main() -> std::process::ExitCode {
     if let Some(path) = cli.check {
         // Validates the file as a start would, without serving.
         let example = Seed::example(&EnvironmentToken::generate());
-        return match config::read_config(&path, &example.served(), |name| std::env::var(name).ok()) {
+        // The engine the variables choose, as a start would.
+        let engine = EngineChoice::from_env();
+        return match config::read_config(&path, &example.served(), engine.keyed(), |name| {
+            std::env::var(name).ok()
+        }) {
             Ok(config) => {
                 let what = match &config.declared {
                     Some(d) => format!(
@@ -570,7 +624,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let example = Seed::example(&token);
     // A file that declares environments or processes serves those, not
     // the example.
-    let (seed, sources, is_example) = match configured(&example)? {
+    let choice = EngineChoice::from_env();
+    let (seed, sources, is_example) = match configured(&example, &choice)? {
         None => (example, Vec::new(), true),
         Some(config::Config {
             declared: None,
@@ -582,8 +637,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }) => (Seed::from(declared), sources, false),
     };
     let stores = stores(&seed, &sources).await?;
-    let models = stores.models.clone();
-    let engine = engine(&models);
+    let engine = choice.engine();
     let mut starter = WebhookStarter::new(stores.models, stores.tokens, engine)
         .with_idempotency(stores.idempotency)
         .with_sources(stores.sources);
