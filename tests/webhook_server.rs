@@ -1413,3 +1413,100 @@ fn a_process_without_definition_key_is_refused_for_temporal_by_check_and_at_star
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[cfg(feature = "camunda7")]
+#[tokio::test]
+async fn on_camunda_7_a_declared_process_starts_an_instance_with_its_variables_in_camundas_history() {
+    let Some(camunda) = common::server_setting("CAMUNDA_URL", "scripts/camunda start prints it") else {
+        return;
+    };
+    // Refund starts Camunda's `order-intake` (it ends at once), Exchange
+    // (a draft) names `order-review`.
+    let file = ConfigFile::new(
+        &OWN_PROCESS
+            .replace(
+                "name = \"Refund\"\n",
+                "name = \"Refund\"\ndefinition_key = \"order-intake\"\n",
+            )
+            .replace(
+                "name = \"Exchange\"\n",
+                "name = \"Exchange\"\ndefinition_key = \"order-review\"\n",
+            ),
+    );
+    let server = Server::with(&[
+        ("WEBHOOK_CONFIG", file.path()),
+        ("SHOP_TOKEN", SHOP_TOKEN),
+        ("CAMUNDA_URL", &camunda),
+    ]);
+    assert!(
+        server
+            .printed
+            .iter()
+            .any(|l| l == &format!("engine: Camunda 7 at {camunda}")),
+        "{:?}",
+        server.printed
+    );
+    let client = reqwest::Client::new();
+    let key = format!("refund-{}", std::process::id());
+    let reply = client
+        .post(format!(
+            "{}/webhook/send?uid=1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            server.base
+        ))
+        .header("authorization", format!("Bearer {SHOP_TOKEN}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", &key)
+        .body(r#"{"orderNumber": "R-1", "amount": 19.5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    let answer: Value = reply.json().await.unwrap();
+    let id = answer["instanceId"].as_str().unwrap();
+    let history: Value = client
+        .get(format!("{camunda}/history/process-instance/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["processDefinitionKey"], "order-intake");
+    assert_eq!(history["businessKey"], key.as_str());
+    assert_eq!(history["state"], "COMPLETED");
+    let variables: Value = client
+        .get(format!(
+            "{camunda}/history/variable-instance?processInstanceId={id}&deserializeValues=false"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, Value, Value)> = variables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_owned(),
+                v["type"].clone(),
+                v["value"].clone(),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("amount".to_owned(), Value::from("Double"), Value::from(19.5)),
+            (
+                "orderNumber".to_owned(),
+                Value::from("String"),
+                Value::from("R-1")
+            ),
+            ("reason".to_owned(), Value::from("String"), Value::from("damaged")),
+        ]
+    );
+}

@@ -2,7 +2,7 @@
 //! (feature `camunda7`).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -14,7 +14,8 @@ use time::macros::format_description;
 
 use crate::engine::http::{probe, retry_after, transport_error};
 use crate::engine::{
-    DEFAULT_TRACE_VARIABLE, Engine, EngineError, ProcessInstance, Recovery, StartCommand, trace_variable_of,
+    Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, Recovery,
+    StartCommand, trace_variable_of,
 };
 use crate::form::FieldKind;
 use crate::id::InstanceId;
@@ -74,6 +75,17 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// keep them), with `tenantIdIn` for a tenant's engine. The instance found
 /// completes the key; only when neither query finds one is it started.
 ///
+/// # Waiting
+///
+/// [`wait`](Engine::wait) (`Prefer: wait`) polls
+/// `GET {base}/history/process-instance/{id}` (every 100 ms, then up to
+/// every second) until its `state` is `COMPLETED` (the answer's `result`
+/// is the instance's variables, read from
+/// `GET {base}/history/variable-instance?processInstanceId={id}&deserializeValues=false`,
+/// `Json` variables as the JSON they hold, `Date`s as Camunda's text),
+/// `EXTERNALLY_TERMINATED` or `INTERNALLY_TERMINATED` (terminated), or the
+/// time runs out (running). It needs a history level above `none`.
+///
 /// # Errors
 ///
 /// - Camunda's 404 (no definition with that key) and other 4xx answers are
@@ -82,7 +94,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   `type`, `message` and `code`.
 /// - 429 is `Overloaded` and 503 `Unavailable` (each with `Retry-After` when
 ///   Camunda sends one); other 5xx answers, timeouts and connection failures
-///   are `Failed` and retryable.
+///   are `Failed` and retryable. Among them is Camunda's answer to a start
+///   of a suspended definition (`500`, `ENGINE-03043`): it succeeds once
+///   the definition is active again.
 ///
 /// The webhook caller never sees any of it beyond its status and code.
 ///
@@ -325,8 +339,119 @@ struct FoundInstance {
     process_definition_id: Option<String>,
 }
 
+impl Camunda7Engine {
+    /// `GET {base}/{path}` with `query`: the status and the JSON body
+    /// (`null` when there is none).
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(u16, Value), EngineError> {
+        let mut request = self
+            .client
+            .get(format!("{}/{path}", self.base))
+            .query(query)
+            .timeout(timeout);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(|e| transport_error("camunda", e))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error("camunda", e))?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    }
+
+    /// The variables of an ended instance, from the history: each value as
+    /// JSON (a `Json` variable's text parsed).
+    async fn ended_variables(&self, id: &str) -> Result<Value, EngineError> {
+        let (status, body) = self
+            .get(
+                "history/variable-instance",
+                &[("processInstanceId", id), ("deserializeValues", "false")],
+                self.timeout,
+            )
+            .await?;
+        let Value::Array(items) = body else {
+            return Err(read_failed(
+                "could not read the instance's variables",
+                status,
+                body,
+            ));
+        };
+        let mut variables = Map::new();
+        for item in items {
+            let Some(name) = item["name"].as_str() else {
+                continue;
+            };
+            let value = match (item["type"].as_str(), &item["value"]) {
+                (Some("Json"), Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+                (_, value) => value.clone(),
+            };
+            variables.insert(name.to_owned(), value);
+        }
+        Ok(Value::Object(variables))
+    }
+}
+
+/// A read Camunda did not answer as expected: retryable, with Camunda's
+/// problem as its source.
+fn read_failed(what: &str, status: u16, body: Value) -> EngineError {
+    let problem = CamundaProblem {
+        status,
+        body: serde_json::from_value(body).unwrap_or_default(),
+    };
+    EngineError::new(format!("camunda {what}: {problem}"))
+        .with_retryable(true)
+        .with_source(problem)
+}
+
 #[async_trait]
 impl Engine for Camunda7Engine {
+    async fn wait(
+        &self,
+        instance: &InstanceRef,
+        within: Duration,
+    ) -> Result<Option<Completion>, EngineError> {
+        let deadline = Instant::now() + within;
+        let id = instance.id().as_str();
+        let path = format!("history/process-instance/{}", utf8_percent_encode(id, SEGMENT));
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Some(Completion::Running));
+            }
+            let (status, body) = match self.get(&path, &[], remaining.min(self.timeout)).await {
+                Ok(answer) => answer,
+                Err(error) if error.is_retryable() && Instant::now() >= deadline => {
+                    return Ok(Some(Completion::Running));
+                }
+                Err(error) => return Err(error),
+            };
+            match (status, body["state"].as_str()) {
+                (200, Some("COMPLETED")) => {
+                    return self
+                        .ended_variables(id)
+                        .await
+                        .map(|v| Some(Completion::Completed(v)));
+                }
+                (200, Some("EXTERNALLY_TERMINATED" | "INTERNALLY_TERMINATED")) => {
+                    return Ok(Some(Completion::Terminated));
+                }
+                // Running (or suspended), or not yet in the history.
+                (200, _) | (404, _) => {}
+                _ => return Err(read_failed("could not read the instance", status, body)),
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
     /// `GET {base}/version`.
     async fn ready(&self) -> Result<(), EngineError> {
         let mut request = self
@@ -366,32 +491,11 @@ impl Engine for Camunda7Engine {
             if let Some(tenant) = &self.tenant {
                 query.push(("tenantIdIn", tenant));
             }
-            let mut request = self
-                .client
-                .get(format!("{}/{path}", self.base))
-                .query(&query)
-                .timeout(self.timeout);
-            if let Some((user, password)) = &self.auth {
-                request = request.basic_auth(user, Some(password));
-            }
-            let response = request.send().await.map_err(|e| transport_error("camunda", e))?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| transport_error("camunda", e))?;
+            let (status, body) = self.get(path, &query, self.timeout).await?;
             if !(200..300).contains(&status) {
-                let problem = CamundaProblem {
-                    status,
-                    body: serde_json::from_slice(&bytes).unwrap_or_default(),
-                };
-                return Err(
-                    EngineError::new(format!("camunda could not look up a start: {problem}"))
-                        .with_retryable(true)
-                        .with_source(problem),
-                );
+                return Err(read_failed("could not look up a start", status, body));
             }
-            let found: Vec<FoundInstance> = serde_json::from_slice(&bytes).map_err(|e| {
+            let found: Vec<FoundInstance> = serde_json::from_value(body).map_err(|e| {
                 EngineError::new("camunda's answer to an instance query is not a list of instances")
                     .with_retryable(true)
                     .with_source(e)

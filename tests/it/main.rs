@@ -9,6 +9,7 @@ mod common;
 mod axum_server;
 mod bad_inputs;
 mod camunda7;
+mod camunda7_engine;
 mod camunda8;
 mod conformance;
 mod dry_run;
