@@ -2,7 +2,7 @@
 //! (feature `camunda7`).
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use crate::engine::http::{probe, retry_after, transport_error};
+use crate::engine::http::{poll_until_ended, probe, retry_after, transport_error};
 use crate::engine::{
     Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, Recovery,
     StartCommand, trace_variable_of,
@@ -416,40 +416,27 @@ impl Engine for Camunda7Engine {
         instance: &InstanceRef,
         within: Duration,
     ) -> Result<Option<Completion>, EngineError> {
-        let deadline = Instant::now() + within;
         let id = instance.id().as_str();
         let path = format!("history/process-instance/{}", utf8_percent_encode(id, SEGMENT));
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Ok(Some(Completion::Running));
-            }
-            let (status, body) = match self.get(&path, &[], remaining.min(self.timeout)).await {
-                Ok(answer) => answer,
-                Err(error) if error.is_retryable() && Instant::now() >= deadline => {
-                    return Ok(Some(Completion::Running));
-                }
-                Err(error) => return Err(error),
-            };
-            match (status, body["state"].as_str()) {
-                (200, Some("COMPLETED")) => {
-                    return self
+        poll_until_ended(within, |remaining| {
+            let path = &path;
+            async move {
+                let (status, body) = self.get(path, &[], remaining.min(self.timeout)).await?;
+                match (status, body["state"].as_str()) {
+                    (200, Some("COMPLETED")) => self
                         .ended_variables(id)
                         .await
-                        .map(|v| Some(Completion::Completed(v)));
+                        .map(|v| Some(Completion::Completed(v))),
+                    (200, Some("EXTERNALLY_TERMINATED" | "INTERNALLY_TERMINATED")) => {
+                        Ok(Some(Completion::Terminated))
+                    }
+                    // Running (or suspended), or not yet in the history.
+                    (200, _) | (404, _) => Ok(None),
+                    _ => Err(read_failed("could not read the instance", status, body)),
                 }
-                (200, Some("EXTERNALLY_TERMINATED" | "INTERNALLY_TERMINATED")) => {
-                    return Ok(Some(Completion::Terminated));
-                }
-                // Running (or suspended), or not yet in the history.
-                (200, _) | (404, _) => {}
-                _ => return Err(read_failed("could not read the instance", status, body)),
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(pause.min(remaining)).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
+        })
+        .await
     }
 
     /// `GET {base}/version`.

@@ -10,7 +10,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::http::{probe, retry_after, transport_error};
+use crate::engine::http::{poll_until_ended, probe, retry_after, transport_error};
 use crate::engine::{
     Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand,
     trace_variable_of,
@@ -453,49 +453,32 @@ impl Engine for Camunda8Engine {
         instance: &InstanceRef,
         within: Duration,
     ) -> Result<Option<Completion>, EngineError> {
-        let deadline = Instant::now() + within;
         let key = instance.id().as_str();
         let url = format!(
             "{}/v2/process-instances/{}",
             self.base,
             utf8_percent_encode(key, NON_ALPHANUMERIC)
         );
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Ok(Some(Completion::Running));
-            }
+        poll_until_ended(within, |remaining| {
             let request = self.client.get(&url).timeout(remaining.min(self.timeout));
-            let (status, body) = match self.fetch(request).await {
-                Ok(answer) => answer,
-                Err(error) if error.is_retryable() && Instant::now() >= deadline => {
-                    return Ok(Some(Completion::Running));
-                }
-                Err(error) => return Err(error),
-            };
-            match (status, body["state"].as_str()) {
-                (200, Some("COMPLETED")) => {
-                    return self
+            async move {
+                let (status, body) = self.fetch(request).await?;
+                match (status, body["state"].as_str()) {
+                    (200, Some("COMPLETED")) => self
                         .variables_of(key)
                         .await
-                        .map(|v| Some(Completion::Completed(v)));
-                }
-                (200, Some("TERMINATED")) => return Ok(Some(Completion::Terminated)),
-                (200, _) | (404, _) => {}
-                _ => {
-                    return Err(read_failed(
+                        .map(|v| Some(Completion::Completed(v))),
+                    (200, Some("TERMINATED")) => Ok(Some(Completion::Terminated)),
+                    (200, _) | (404, _) => Ok(None),
+                    _ => Err(read_failed(
                         "camunda 8: could not read the instance",
                         status,
                         body,
-                    ));
+                    )),
                 }
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            // reqwest already needs a tokio runtime, so its timer is there.
-            tokio::time::sleep(pause.min(remaining)).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
+        })
+        .await
     }
 
     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {

@@ -43,3 +43,41 @@ pub(crate) async fn probe(to: &str, request: reqwest::RequestBuilder) -> Result<
         )))
     }
 }
+
+/// Polls an instance with `look` until it has ended or `within` has passed
+/// (then [`Completion::Running`](crate::Completion::Running)): at once,
+/// then after 100 ms, the pause doubling up to a second. `look` is given
+/// the time left (its request's timeout at most) and answers `Ok(None)`
+/// while the instance runs; a retryable failure once the time is up is
+/// `Running` too, any other failure ends the wait.
+#[cfg(any(feature = "camunda7", feature = "camunda8"))]
+pub(crate) async fn poll_until_ended<F, Fut>(
+    within: Duration,
+    mut look: F,
+) -> Result<Option<crate::Completion>, EngineError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<crate::Completion>, EngineError>>,
+{
+    use crate::Completion;
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        if remaining.is_zero() {
+            return Ok(Some(Completion::Running));
+        }
+        match look(remaining).await {
+            Ok(Some(ended)) => return Ok(Some(ended)),
+            Ok(None) => {}
+            Err(error) if error.is_retryable() && std::time::Instant::now() >= deadline => {
+                return Ok(Some(Completion::Running));
+            }
+            Err(error) => return Err(error),
+        }
+        let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+        // reqwest already needs a tokio runtime, so its timer is there.
+        tokio::time::sleep(pause.min(remaining)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
