@@ -1263,6 +1263,16 @@ async fn admin_commands_change_what_a_running_replica_serves() {
         .unwrap();
 }
 
+/// `webhook_server --check FILE` with `settings`: its exit code and what
+/// it wrote to standard error.
+fn check(settings: &[(&str, &str)], file: &str) -> (Option<i32>, String) {
+    let output = command(settings).args(["--check", file]).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// The names of the environment variables the server's source reads.
 fn variables_read() -> Vec<String> {
     let mut names = vec!["RUST_LOG".to_owned()];
@@ -1319,25 +1329,22 @@ fn check_names_the_file_it_cannot_read_and_the_key_it_cannot_use() {
 
     // A misspelt key, with the one it means.
     let typo = ConfigFile::new(&GITHUB_SOURCE.replace("secret_env", "secret_evn"));
-    let output = command(&[]).args(["--check", typo.path()]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        format!(
-            "error: {}:8:1: unknown key 'secret_evn' (did you mean 'secret_env'?)\n",
-            typo.path()
+        check(&[], typo.path()),
+        (
+            Some(1),
+            format!(
+                "error: {}:8:1: unknown key 'secret_evn' (did you mean 'secret_env'?)\n",
+                typo.path()
+            )
         )
     );
 
     // A map key that is no field of Order intake's form: every delivery
     // would be 422.
     let misspelt = ConfigFile::new(&MAPPED_SOURCE.replace("orderNumber =", "orderNumbr ="));
-    let output = command(&[("SHOP_SECRET", "shop-secret")])
-        .args(["--check", misspelt.path()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, stderr) = check(&[("SHOP_SECRET", "shop-secret")], misspelt.path());
+    assert_eq!(status, Some(1));
     let line = MAPPED_SOURCE
         .lines()
         .position(|l| l.starts_with("orderNumber ="))
