@@ -10,6 +10,103 @@ use crate::form::FieldViolation;
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::store::StoreError;
 
+/// Whether the answers of a code carry `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryAfter {
+    /// Never.
+    Never,
+    /// Always: this many seconds, unless the error knows better (an
+    /// engine's or a store's own).
+    Default(Duration),
+    /// Always, the time the error itself carries (a rate limit's window).
+    Own,
+}
+
+/// One problem code: the one row of the table of codes that
+/// [`WebhookError::status`], its titles, `Retry-After`, the rules guide and
+/// the OpenAPI documents read.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub(crate) code: &'static str,
+    pub(crate) status: u16,
+    pub(crate) title: &'static str,
+    pub(crate) retry_after: RetryAfter,
+}
+
+const fn row(code: &'static str, status: u16, title: &'static str, retry_after: RetryAfter) -> Problem {
+    Problem {
+        code,
+        status,
+        title,
+        retry_after,
+    }
+}
+
+/// `Retry-After: n` by default.
+const fn seconds(n: u64) -> RetryAfter {
+    RetryAfter::Default(Duration::from_secs(n))
+}
+
+/// The answer to what should never happen.
+const INTERNAL: Problem = row("internal_error", 500, "Internal error", RetryAfter::Never);
+
+/// Every code a webhook call can be answered with (the rules guide's table
+/// says when; a test keeps the two equal).
+pub(crate) const PROBLEMS: &[Problem] = &[
+    row("missing_uid", 400, "Bad request", RetryAfter::Never),
+    row("invalid_uid", 400, "Bad request", RetryAfter::Never),
+    row("malformed_payload", 400, "Bad request", RetryAfter::Never),
+    row("conflicting_headers", 400, "Bad request", RetryAfter::Never),
+    row("invalid_idempotency_key", 400, "Bad request", RetryAfter::Never),
+    row("duplicate_header", 400, "Bad request", RetryAfter::Never),
+    row("dry_run_not_started", 400, "Bad request", RetryAfter::Never),
+    row("missing_token", 401, "Unauthorized", RetryAfter::Never),
+    row("invalid_token", 401, "Unauthorized", RetryAfter::Never),
+    row("invalid_signature", 401, "Unauthorized", RetryAfter::Never),
+    row("stale_timestamp", 401, "Unauthorized", RetryAfter::Never),
+    row("missing_signature", 401, "Unauthorized", RetryAfter::Never),
+    row("unknown_process", 404, "Unknown process", RetryAfter::Never),
+    row("unknown_source", 404, "Unknown source", RetryAfter::Never),
+    row("unknown_path", 404, "Not found", RetryAfter::Never),
+    row("method_not_allowed", 405, "Method not allowed", RetryAfter::Never),
+    row("body_timeout", 408, "Request timeout", RetryAfter::Never),
+    row("not_deployed", 409, "Conflict", RetryAfter::Never),
+    row("draft_version", 409, "Conflict", RetryAfter::Never),
+    row("start_in_progress", 409, "Conflict", seconds(1)),
+    row("payload_too_large", 413, "Payload too large", RetryAfter::Never),
+    row(
+        "unsupported_media_type",
+        415,
+        "Unsupported media type",
+        RetryAfter::Never,
+    ),
+    row("file_part", 415, "Unsupported media type", RetryAfter::Never),
+    row("invalid_payload", 422, "Unprocessable payload", RetryAfter::Never),
+    row(
+        "idempotency_key_reused",
+        422,
+        "Unprocessable payload",
+        RetryAfter::Never,
+    ),
+    row("engine_overloaded", 429, "Engine overloaded", seconds(5)),
+    row("rate_limited", 429, "Too many requests", RetryAfter::Own),
+    INTERNAL,
+    row("engine_failed", 502, "Engine failed", RetryAfter::Never),
+    row("engine_unavailable", 503, "Service unavailable", seconds(5)),
+    row("store_unavailable", 503, "Service unavailable", seconds(5)),
+    row("idempotency_store_full", 503, "Service unavailable", seconds(60)),
+    row("server_busy", 503, "Service unavailable", seconds(1)),
+    row("too_many_connections", 503, "Service unavailable", seconds(1)),
+];
+
+impl Problem {
+    /// The row of `code` (`internal_error`'s for a code the table lacks,
+    /// which a test proves none is).
+    pub(crate) fn of(code: &str) -> &'static Problem {
+        PROBLEMS.iter().find(|p| p.code == code).unwrap_or(&INTERNAL)
+    }
+}
+
 /// Why a webhook start did not start an instance.
 ///
 /// Each variant has an HTTP [`status`](WebhookError::status) and a stable
@@ -18,42 +115,10 @@ use crate::store::StoreError;
 /// never contain the internal cause, which stays reachable through
 /// [`source`](std::error::Error::source) for the host's logs.
 ///
-/// | status | code | when |
-/// |---|---|---|
-/// | 400 | `missing_uid` | the target has no (or an empty) `uid` query parameter |
-/// | 400 | `invalid_uid` | `uid` is not a UUID in the hyphenated or `urn:uuid:` form, or is given twice |
-/// | 400 | `malformed_payload` | the body is not a JSON object (the `detail` says at which line and column), or an envelope or multipart body is malformed |
-/// | 400 | `conflicting_headers` | a header on the request and the same header in an envelope body differ |
-/// | 400 | `invalid_idempotency_key` | the key is not 1 to 255 printable ASCII characters |
-/// | 400 | `duplicate_header` | a header that must appear once appears more often |
-/// | 400 | `dry_run_not_started` | a request marked as a dry run was handed to a start |
-/// | 401 | `missing_token` | no token |
-/// | 401 | `invalid_token` | a token no environment has |
-/// | 401 | `invalid_signature` | the environment requires signed webhooks and the signature is absent or wrong |
-/// | 401 | `stale_timestamp` | the signed timestamp is outside the tolerance window |
-/// | 401 | `missing_signature` | a call of a webhook source lacks its scheme's signature header (or Basic credentials) |
-/// | 404 | `unknown_process` | no such process in the token's organization |
-/// | 404 | `unknown_source` | no webhook source has the call's `source` id, or it starts another process than `uid` |
-/// | 404 | `unknown_path` | (the axum router) a path under the webhook's path, e.g. the UUID in the path instead of the query |
-/// | 405 | `method_not_allowed` | a method other than `POST`, `GET`, `HEAD` or `OPTIONS` |
-/// | 409 | `not_deployed` | the process has no deployment in the token's environment |
-/// | 409 | `draft_version` | the deployment is a draft |
-/// | 408 | `body_timeout` | the body did not arrive within the time limit |
-/// | 409 | `start_in_progress` | a start with the same idempotency key is still running |
-/// | 413 | `payload_too_large` | the body is over the byte limit, or holds more JSON values than allowed |
-/// | 415 | `unsupported_media_type` | a `Content-Type` was sent and it is not JSON, a form or (with the `multipart` feature) `multipart/form-data` |
-/// | 415 | `file_part` | a `multipart/form-data` body holds a file (the `detail` names the part): no process variable can hold one |
-/// | 422 | `invalid_payload` | the payload does not satisfy the start form |
-/// | 422 | `idempotency_key_reused` | the idempotency key was used with another payload |
-/// | 429 | `engine_overloaded` | the engine is overloaded |
-/// | 429 | `rate_limited` | over the environment's rate limit, or a client over its limit of failed authentications |
-/// | 500 | `internal_error` | a store or engine panicked |
-/// | 502 | `engine_failed` | the engine failed or refused |
-/// | 503 | `engine_unavailable` | the engine is unavailable for now |
-/// | 503 | `store_unavailable` | a store could not answer |
-/// | 503 | `idempotency_store_full` | the idempotency store has no room for another unexpired key |
-/// | 503 | `server_busy` | the server is reading as many body bytes as it allows at once |
-/// | 503 | `too_many_connections` | the server holds as many connections as it allows |
+/// Every code, with its status, title and `Retry-After`, is in the
+/// [rules guide's table of codes](crate::guide::rules#the-codes) (one
+/// table in the crate, which `status`, `code`, the problem documents and
+/// the OpenAPI documents all read).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebhookError {
@@ -326,42 +391,12 @@ impl WebhookError {
     /// assert_eq!(WebhookError::MissingToken.code(), "missing_token");
     /// ```
     pub fn status(&self) -> u16 {
-        match self {
-            Self::MissingUid
-            | Self::InvalidUid
-            | Self::RepeatedUid
-            | Self::MalformedPayload { .. }
-            | Self::MalformedEnvelope { .. }
-            | Self::MalformedMultipart { .. }
-            | Self::ConflictingHeaders { .. }
-            | Self::InvalidIdempotencyKey
-            | Self::DuplicateHeader { .. }
-            | Self::DryRunNotStarted => 400,
-            Self::MissingToken
-            | Self::InvalidToken
-            | Self::InvalidSignature
-            | Self::StaleTimestamp
-            | Self::MissingSignature => 401,
-            Self::UnknownProcess { .. } | Self::UnknownPath { .. } | Self::UnknownSource => 404,
-            Self::MethodNotAllowed { .. } => 405,
-            Self::BodyTimeout { .. } => 408,
-            Self::NotDeployed { .. } | Self::DraftVersion { .. } | Self::StartInProgress => 409,
-            Self::PayloadTooLarge { .. } | Self::TooManyJsonValues { .. } => 413,
-            Self::UnsupportedMediaType | Self::JsonSentAsForm | Self::FilePart { .. } => 415,
-            Self::RateLimited { .. } => 429,
-            Self::InvalidPayload { .. } | Self::IdempotencyKeyReused => 422,
-            Self::EngineFailed { source } => match source.kind() {
-                EngineErrorKind::Overloaded => 429,
-                EngineErrorKind::Unavailable => 503,
-                EngineErrorKind::KeyReused => 422,
-                _ => 502,
-            },
-            Self::StoreUnavailable { .. }
-            | Self::IdempotencyStoreFull { .. }
-            | Self::ServerBusy
-            | Self::TooManyConnections => 503,
-            Self::Internal => 500,
-        }
+        self.problem().status
+    }
+
+    /// The row of the table of codes for this error's code.
+    fn problem(&self) -> &'static Problem {
+        Problem::of(self.code())
     }
 
     /// The stable machine-readable code (see the table on [`WebhookError`]).
@@ -438,46 +473,23 @@ impl WebhookError {
     /// How long a caller should wait before trying again, where the answer
     /// says so (sent as `Retry-After`).
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::StartInProgress => Some(Duration::from_secs(1)),
-            Self::EngineFailed { source }
-                if matches!(
-                    source.kind(),
-                    EngineErrorKind::Overloaded | EngineErrorKind::Unavailable
-                ) =>
-            {
-                Some(source.retry_after().unwrap_or(Duration::from_secs(5)))
+        match (self, self.problem().retry_after) {
+            (_, RetryAfter::Never) => None,
+            (Self::RateLimited { retry_after }, _) => Some(*retry_after),
+            (Self::EngineFailed { source }, RetryAfter::Default(default)) => {
+                Some(source.retry_after().unwrap_or(default))
             }
-            Self::StoreUnavailable { .. } => Some(Duration::from_secs(5)),
-            Self::ServerBusy | Self::TooManyConnections => Some(Duration::from_secs(1)),
-            Self::RateLimited { retry_after } => Some(*retry_after),
-            Self::IdempotencyStoreFull { retry_after } => {
-                Some(retry_after.unwrap_or(Duration::from_secs(60)))
+            (Self::IdempotencyStoreFull { retry_after }, RetryAfter::Default(default)) => {
+                Some(retry_after.unwrap_or(default))
             }
-            _ => None,
+            (_, RetryAfter::Default(default)) => Some(default),
+            (_, RetryAfter::Own) => None,
         }
     }
 
     /// A short, stable, human-readable title for the code.
     fn title(&self) -> &'static str {
-        match self.status() {
-            400 => "Bad request",
-            401 => "Unauthorized",
-            404 if self.code() == "unknown_path" => "Not found",
-            404 if self.code() == "unknown_source" => "Unknown source",
-            404 => "Unknown process",
-            405 => "Method not allowed",
-            408 => "Request timeout",
-            409 => "Conflict",
-            413 => "Payload too large",
-            415 => "Unsupported media type",
-            422 => "Unprocessable payload",
-            429 if self.code() == "rate_limited" => "Too many requests",
-            429 => "Engine overloaded",
-            502 => "Engine failed",
-            503 => "Service unavailable",
-            _ => "Internal error",
-        }
+        self.problem().title
     }
 
     /// The RFC 9457 problem document sent to the caller:
@@ -502,5 +514,188 @@ impl WebhookError {
             doc["violations"] = serde_json::to_value(violations).unwrap_or(Value::Null);
         }
         doc
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    /// One error of every variant (and of every engine kind): the match
+    /// below has no wildcard, so a new variant must be added here.
+    fn one_of_each() -> Vec<WebhookError> {
+        let process = ProcessUuid::from(uuid::Uuid::nil());
+        let environment = EnvironmentId::new("production");
+        let all = vec![
+            WebhookError::MissingUid,
+            WebhookError::InvalidUid,
+            WebhookError::RepeatedUid,
+            WebhookError::MalformedPayload { source: None },
+            WebhookError::MalformedEnvelope { problem: "x" },
+            WebhookError::ConflictingHeaders { name: "x" },
+            WebhookError::PayloadTooLarge { limit: 1 },
+            WebhookError::TooManyJsonValues { limit: 1 },
+            WebhookError::BodyTimeout {
+                limit: Duration::from_secs(1),
+            },
+            WebhookError::UnsupportedMediaType,
+            WebhookError::JsonSentAsForm,
+            WebhookError::FilePart { part: "x".into() },
+            WebhookError::MalformedMultipart { problem: "x" },
+            WebhookError::RateLimited {
+                retry_after: Duration::from_secs(3),
+            },
+            WebhookError::ServerBusy,
+            WebhookError::TooManyConnections,
+            WebhookError::IdempotencyStoreFull { retry_after: None },
+            WebhookError::InvalidIdempotencyKey,
+            WebhookError::DuplicateHeader { name: "x" },
+            WebhookError::DryRunNotStarted,
+            WebhookError::MissingToken,
+            WebhookError::InvalidToken,
+            WebhookError::InvalidSignature,
+            WebhookError::StaleTimestamp,
+            WebhookError::MissingSignature,
+            WebhookError::UnknownSource,
+            WebhookError::UnknownProcess { process },
+            WebhookError::UnknownPath { webhook: "/w".into() },
+            WebhookError::MethodNotAllowed { method: "PUT".into() },
+            WebhookError::NotDeployed {
+                process,
+                environment: environment.clone(),
+            },
+            WebhookError::DraftVersion { process, environment },
+            WebhookError::StartInProgress,
+            WebhookError::InvalidPayload {
+                violations: Vec::new(),
+            },
+            WebhookError::IdempotencyKeyReused,
+            WebhookError::EngineFailed {
+                source: EngineError::new("x"),
+            },
+            WebhookError::EngineFailed {
+                source: EngineError::refused("x"),
+            },
+            WebhookError::EngineFailed {
+                source: EngineError::overloaded("x"),
+            },
+            WebhookError::EngineFailed {
+                source: EngineError::unavailable("x"),
+            },
+            WebhookError::EngineFailed {
+                source: EngineError::key_reused("x"),
+            },
+            WebhookError::StoreUnavailable {
+                source: StoreError::new("x"),
+            },
+            WebhookError::Internal,
+        ];
+        for error in &all {
+            match error {
+                WebhookError::MissingUid
+                | WebhookError::InvalidUid
+                | WebhookError::RepeatedUid
+                | WebhookError::MalformedPayload { .. }
+                | WebhookError::MalformedEnvelope { .. }
+                | WebhookError::ConflictingHeaders { .. }
+                | WebhookError::PayloadTooLarge { .. }
+                | WebhookError::TooManyJsonValues { .. }
+                | WebhookError::BodyTimeout { .. }
+                | WebhookError::UnsupportedMediaType
+                | WebhookError::JsonSentAsForm
+                | WebhookError::FilePart { .. }
+                | WebhookError::MalformedMultipart { .. }
+                | WebhookError::RateLimited { .. }
+                | WebhookError::ServerBusy
+                | WebhookError::TooManyConnections
+                | WebhookError::IdempotencyStoreFull { .. }
+                | WebhookError::InvalidIdempotencyKey
+                | WebhookError::DuplicateHeader { .. }
+                | WebhookError::DryRunNotStarted
+                | WebhookError::MissingToken
+                | WebhookError::InvalidToken
+                | WebhookError::InvalidSignature
+                | WebhookError::StaleTimestamp
+                | WebhookError::MissingSignature
+                | WebhookError::UnknownSource
+                | WebhookError::UnknownProcess { .. }
+                | WebhookError::UnknownPath { .. }
+                | WebhookError::MethodNotAllowed { .. }
+                | WebhookError::NotDeployed { .. }
+                | WebhookError::DraftVersion { .. }
+                | WebhookError::StartInProgress
+                | WebhookError::InvalidPayload { .. }
+                | WebhookError::IdempotencyKeyReused
+                | WebhookError::EngineFailed { .. }
+                | WebhookError::StoreUnavailable { .. }
+                | WebhookError::Internal => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_code_of_the_table_is_some_errors_and_every_errors_code_is_in_it() {
+        let errors = one_of_each();
+        let mut codes: Vec<&str> = errors.iter().map(WebhookError::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut table: Vec<&str> = PROBLEMS.iter().map(|p| p.code).collect();
+        table.sort_unstable();
+        let before = table.len();
+        table.dedup();
+        assert_eq!(table.len(), before, "a code twice in the table");
+        assert_eq!(codes, table);
+        for error in &errors {
+            let row = Problem::of(error.code());
+            assert_eq!(row.code, error.code());
+            let doc = error.to_problem_json();
+            assert_eq!(
+                (doc["status"].as_u64(), doc["title"].as_str()),
+                (Some(u64::from(row.status)), Some(row.title))
+            );
+            // Retry-After exactly where the table says.
+            assert_eq!(
+                error.retry_after().is_some(),
+                row.retry_after != RetryAfter::Never,
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rules_guides_table_of_codes_is_the_table() {
+        let guide = include_str!("docs/rules.md");
+        let section = &guide[guide.find("## The codes").expect("the section")..];
+        let rows: Vec<Vec<&str>> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| status"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), PROBLEMS.len());
+        for (row, problem) in rows.iter().zip(PROBLEMS) {
+            let retry = match problem.retry_after {
+                RetryAfter::Never => "—".to_owned(),
+                RetryAfter::Own => "the limit's window".to_owned(),
+                RetryAfter::Default(after) => after.as_secs().to_string(),
+            };
+            assert_eq!(
+                (row[0], row[1], row[2], row[3].to_owned()),
+                (
+                    problem.status.to_string().as_str(),
+                    format!("`{}`", problem.code).as_str(),
+                    problem.title,
+                    retry
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn a_code_the_table_lacks_is_answered_as_internal() {
+        assert_eq!(Problem::of("no_such_code").code, "internal_error");
+        assert_eq!(Problem::of("no_such_code").status, 500);
     }
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::error::WebhookError;
+use crate::error::{Problem, RetryAfter, WebhookError};
 use crate::http::ALLOWED_METHODS;
 use crate::http::exchange::names_envelope_fields;
 use crate::http::reply::ACCEPTED_MEDIA_TYPES;
@@ -137,53 +137,41 @@ enum Ops {
     All,
 }
 
-/// Every problem a call of a token's webhook can answer: status, code,
-/// the operations it answers, and when.
-const PROBLEMS: &[(u16, &str, Ops, When)] = &[
-    (400, "missing_uid", Ops::Calls, When::Always),
-    (400, "invalid_uid", Ops::Calls, When::Always),
-    (400, "duplicate_header", Ops::Calls, When::Always),
-    (400, "invalid_idempotency_key", Ops::Calls, When::Always),
-    (400, "malformed_payload", Ops::Post, When::Always),
-    (400, "malformed_envelope", Ops::Post, When::Envelopes),
-    (400, "conflicting_headers", Ops::Post, When::Envelopes),
-    (400, "dry_run_not_started", Ops::Post, When::Always),
-    (401, "missing_token", Ops::Calls, When::Always),
-    (401, "invalid_token", Ops::Calls, When::Always),
-    (401, "invalid_signature", Ops::Calls, When::Signed),
-    (401, "missing_signature", Ops::Calls, When::Signed),
-    (401, "stale_timestamp", Ops::Calls, When::Signed),
-    (404, "unknown_process", Ops::Calls, When::Always),
-    (408, "body_timeout", Ops::Calls, When::Always),
-    (409, "not_deployed", Ops::Calls, When::Always),
-    (409, "draft_version", Ops::Calls, When::Always),
-    (409, "start_in_progress", Ops::Post, When::Idempotency),
-    (413, "payload_too_large", Ops::Calls, When::Always),
-    (415, "unsupported_media_type", Ops::Post, When::Always),
-    (415, "file_part", Ops::Post, When::Multipart),
-    (422, "invalid_payload", Ops::Post, When::Startable),
-    (422, "idempotency_key_reused", Ops::Post, When::Startable),
-    (429, "rate_limited", Ops::Calls, When::RateLimit),
-    (429, "engine_overloaded", Ops::Post, When::Startable),
-    (500, "internal_error", Ops::Calls, When::Always),
-    (502, "engine_failed", Ops::Post, When::Startable),
-    (503, "store_unavailable", Ops::Calls, When::Always),
-    (503, "engine_unavailable", Ops::Post, When::Startable),
-    (503, "idempotency_store_full", Ops::Post, When::Idempotency),
-    (503, "server_busy", Ops::All, When::Always),
-    (503, "too_many_connections", Ops::All, When::Always),
-];
-
-/// The answers whose problem documents come with `Retry-After`.
-const RETRY_AFTER: &[&str] = &[
-    "start_in_progress",
-    "rate_limited",
-    "engine_overloaded",
-    "store_unavailable",
-    "engine_unavailable",
-    "idempotency_store_full",
-    "server_busy",
-    "too_many_connections",
+/// Every problem a call of a token's webhook can answer: its code (its
+/// status and `Retry-After` are the table of codes'), the operations it
+/// answers, and when.
+const PROBLEMS: &[(&str, Ops, When)] = &[
+    ("missing_uid", Ops::Calls, When::Always),
+    ("invalid_uid", Ops::Calls, When::Always),
+    ("duplicate_header", Ops::Calls, When::Always),
+    ("invalid_idempotency_key", Ops::Calls, When::Always),
+    ("malformed_payload", Ops::Post, When::Always),
+    ("conflicting_headers", Ops::Post, When::Envelopes),
+    ("dry_run_not_started", Ops::Post, When::Always),
+    ("missing_token", Ops::Calls, When::Always),
+    ("invalid_token", Ops::Calls, When::Always),
+    ("invalid_signature", Ops::Calls, When::Signed),
+    ("missing_signature", Ops::Calls, When::Signed),
+    ("stale_timestamp", Ops::Calls, When::Signed),
+    ("unknown_process", Ops::Calls, When::Always),
+    ("body_timeout", Ops::Calls, When::Always),
+    ("not_deployed", Ops::Calls, When::Always),
+    ("draft_version", Ops::Calls, When::Always),
+    ("start_in_progress", Ops::Post, When::Idempotency),
+    ("payload_too_large", Ops::Calls, When::Always),
+    ("unsupported_media_type", Ops::Post, When::Always),
+    ("file_part", Ops::Post, When::Multipart),
+    ("invalid_payload", Ops::Post, When::Startable),
+    ("idempotency_key_reused", Ops::Post, When::Startable),
+    ("rate_limited", Ops::Calls, When::RateLimit),
+    ("engine_overloaded", Ops::Post, When::Startable),
+    ("internal_error", Ops::Calls, When::Always),
+    ("engine_failed", Ops::Post, When::Startable),
+    ("store_unavailable", Ops::Calls, When::Always),
+    ("engine_unavailable", Ops::Post, When::Startable),
+    ("idempotency_store_full", Ops::Post, When::Idempotency),
+    ("server_busy", Ops::All, When::Always),
+    ("too_many_connections", Ops::All, When::Always),
 ];
 
 /// The operations of the document.
@@ -489,7 +477,8 @@ impl Describer<'_> {
             }
         }
         let mut by_status: Vec<(u16, Vec<&str>)> = Vec::new();
-        for &(status, code, ops, when) in PROBLEMS {
+        for &(code, ops, when) in PROBLEMS {
+            let status = Problem::of(code).status;
             let serves = match ops {
                 Ops::Post => op == Op::Post,
                 Ops::Calls => op != Op::Options,
@@ -538,7 +527,10 @@ impl Describer<'_> {
     /// A problem document's answer: its codes, and its headers.
     fn problem(&self, status: u16, codes: &[&str], body: bool) -> Value {
         let mut headers = self.common_headers();
-        if codes.iter().any(|code| RETRY_AFTER.contains(code)) {
+        if codes
+            .iter()
+            .any(|code| Problem::of(code).retry_after != RetryAfter::Never)
+        {
             headers.insert(
                 "Retry-After".into(),
                 json!({
@@ -746,5 +738,21 @@ impl WebhookStarter {
             .with_waits(!self.settings.waits.max.is_zero())
             .with_envelopes(self.settings.envelopes && !names_envelope_fields(&deployment));
         Ok(openapi_document(&deployment, environment, &options))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_document_can_list_is_in_the_table_of_codes_once() {
+        // The table's own test proves each of its codes is some error's.
+        let mut seen = Vec::new();
+        for &(code, _, _) in PROBLEMS {
+            assert_eq!(Problem::of(code).code, code, "{code} is no code of the table");
+            assert!(!seen.contains(&code), "{code} twice");
+            seen.push(code);
+        }
     }
 }
