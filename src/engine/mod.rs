@@ -51,10 +51,14 @@ use crate::trace::TraceContext;
 /// async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
 /// ```
 ///
-/// The crate docs have a complete implementation. An engine that wraps
-/// another forwards [`ready`](Self::ready), [`name`](Self::name),
+/// The crate docs have a complete implementation.
+///
+/// # Wrappers
+///
+/// An engine that wraps another forwards [`ready`](Self::ready),
+/// [`wait`](Self::wait), [`name`](Self::name),
 /// [`recovery`](Self::recovery) and [`find_started`](Self::find_started)
-/// too: their defaults would hide the inner engine's.
+/// too: their defaults would hide the inner engine's. `Arc<E>` does.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Starts an instance.

@@ -175,6 +175,12 @@ impl RateDecision {
 /// async fn acquire(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
 /// async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError>;
 /// ```
+///
+/// # Wrappers
+///
+/// A limiter that wraps another forwards [`acquire_now`](Self::acquire_now)
+/// and [`ready`](Self::ready) too: the defaults would hide the inner
+/// limiter's. `Arc<L>` does.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Takes one unit of `key`'s allowance, if it is there.
@@ -197,6 +203,25 @@ pub trait RateLimiter: Send + Sync {
     /// `RedisRateLimiter`); the default says yes.
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: RateLimiter + ?Sized> RateLimiter for std::sync::Arc<T> {
+    async fn acquire(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+        (**self).acquire(key, quota).await
+    }
+
+    async fn peek(&self, key: &str, quota: Quota) -> Result<RateDecision, StoreError> {
+        (**self).peek(key, quota).await
+    }
+
+    fn acquire_now(&self, key: &str, quota: Quota) -> Option<Result<RateDecision, StoreError>> {
+        (**self).acquire_now(key, quota)
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
     }
 }
 

@@ -64,6 +64,13 @@ pub enum Reservation {
 ///   lease holds).
 /// - An `Err` means the store could not answer; the start is then refused
 ///   with `503 store_unavailable` and the engine is not called.
+///
+/// # Wrappers
+///
+/// A store that wraps another (a cache, metrics, a tracing layer) forwards
+/// [`take_over`](Self::take_over) and [`ready`](Self::ready) as well as the
+/// required methods: the defaults would hide the inner store's (a wrapper
+/// that drops `take_over` silently loses crash takeover). `Arc<S>` does.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Reserves `key` for a start of a payload with `fingerprint`, or reports
@@ -106,6 +113,38 @@ pub trait IdempotencyStore: Send + Sync {
     /// says yes, which is right for a store in the host's memory.
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+    ) -> Result<Reservation, StoreError> {
+        (**self).reserve(key, fingerprint).await
+    }
+
+    async fn take_over(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: PayloadFingerprint,
+        held_for: Duration,
+    ) -> Result<Reservation, StoreError> {
+        (**self).take_over(key, fingerprint, held_for).await
+    }
+
+    async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
+        (**self).complete(key, outcome).await
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        (**self).release(key).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        (**self).ready().await
     }
 }
 

@@ -62,6 +62,15 @@ use crate::token::EnvironmentToken;
 /// ```
 ///
 /// The crate docs have a complete implementation.
+///
+/// # Wrappers
+///
+/// A store that wraps another forwards the provided
+/// [`model_with_deployment`](Self::model_with_deployment),
+/// [`model_with_deployment_now`](Self::model_with_deployment_now) and
+/// [`ready`](Self::ready) too: the defaults would hide the inner store's
+/// one-round-trip look-up, its answer without waiting and its health.
+/// `Arc<S>` does.
 #[async_trait]
 pub trait ModelStore: Send + Sync {
     /// The model with this UUID.
@@ -136,6 +145,12 @@ pub trait ModelStore: Send + Sync {
 /// ```
 ///
 /// The crate docs have a complete implementation.
+///
+/// # Wrappers
+///
+/// A store that wraps another forwards
+/// [`environment_now`](Self::environment_now) and [`ready`](Self::ready)
+/// too: the defaults would hide the inner store's. `Arc<S>` does.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// The environment of `token`.
@@ -184,6 +199,11 @@ pub trait TokenStore: Send + Sync {
 ///
 /// `testing::check_source_store` (feature `testing`) checks an
 /// implementation.
+///
+/// # Wrappers
+///
+/// A store that wraps another forwards [`ready`](Self::ready) too.
+/// `Arc<S>` does.
 #[async_trait]
 pub trait SourceStore: Send + Sync {
     /// The source with id `id`.

@@ -51,6 +51,13 @@ async fn the_in_memory_idempotency_store_keeps_the_contract() {
     testing::check_idempotency_store(&*dynamic).await;
     testing::check_idempotency_takeover(&InMemoryIdempotencyStore::new()).await;
     testing::check_idempotency_takeover(&*Arc::new(InMemoryIdempotencyStore::new())).await;
+    // An `Arc` of a store is a store that forwards every method, the
+    // provided `take_over` too (its default would keep the lease and fail
+    // the takeover suite).
+    let shared: Arc<dyn IdempotencyStore> = Arc::new(InMemoryIdempotencyStore::new());
+    testing::check_idempotency_store(&shared).await;
+    testing::check_idempotency_takeover(&Arc::new(InMemoryIdempotencyStore::new())).await;
+    testing::check_idempotency_takeover(&shared).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -226,6 +233,11 @@ async fn the_in_memory_engine_and_limiter_pass_their_suites_directly_and_as_trai
     testing::check_rate_limiter(&InMemoryRateLimiter::new()).await;
     let dynamic: std::sync::Arc<dyn RateLimiter> = std::sync::Arc::new(InMemoryRateLimiter::new());
     testing::check_rate_limiter(&*dynamic).await;
+    // The `Arc` itself is a limiter that forwards (`acquire_now` too: the
+    // in-memory limiter decides at once).
+    testing::check_rate_limiter(&dynamic).await;
+    let now = RateLimiter::acquire_now(&dynamic, "arc-key", Quota::per_second(1));
+    assert!(now.is_some_and(|d| d.unwrap().allowed()));
 }
 
 /// An engine that gives every instance the same id.
