@@ -334,19 +334,26 @@ mod trace;
 ))]
 pub mod guide;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 /// The `redis` whose connection [`RedisIdempotencyStore`] and
 /// [`RedisRateLimiter`] share (feature `redis`).
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use ::redis;
 /// The `reqwest` whose `Client` the HTTP engines take (features
 /// `camunda7`, `camunda8`, `temporal`).
 #[cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal")))
+)]
 pub use ::reqwest;
 /// The `sqlx` whose `PgPool` [`PostgresStore`] is built on (feature
 /// `postgres`), so that a host's pool is of the same version.
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use ::sqlx;
 /// The attribute the traits are written with: `#[async_trait]` on an
 /// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
@@ -354,16 +361,20 @@ pub use ::sqlx;
 pub use async_trait::async_trait;
 
 #[cfg(any(feature = "camunda7", feature = "camunda8"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "camunda7", feature = "camunda8"))))]
 pub use crate::engine::DEFAULT_TRACE_VARIABLE;
 #[cfg(feature = "camunda7")]
+#[cfg_attr(docsrs, doc(cfg(feature = "camunda7")))]
 pub use crate::engine::{Camunda7Engine, CamundaProblem};
 #[cfg(feature = "camunda8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "camunda8")))]
 pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use crate::engine::{
     Completion, DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, InstanceRef,
     ProcessInstance, Recovery, StartCommand, StartedInstance, TAKEOVER_MARGIN,
 };
 #[cfg(feature = "temporal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "temporal")))]
 pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
@@ -374,6 +385,7 @@ pub use crate::http::{
     source_webhook_url, webhook_url,
 };
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::http::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
     ServeOptions, health_router, router, serve,
@@ -381,6 +393,7 @@ pub use crate::http::{
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::limit::RedisRateLimiter;
 pub use crate::limit::{
     InMemoryRateLimiter, InvalidQuota, OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter,
@@ -406,11 +419,13 @@ pub use crate::store::{
     Reservation, SourceStore, StoreError, TokenStore,
 };
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use crate::store::{
     DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, EncryptionKey,
     InvalidEncryptionKey, InvalidSchemaName, PostgresStore,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
 pub use crate::token::{EnvironmentToken, TokenDigest};
 pub use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
