@@ -1276,8 +1276,18 @@ fn check(settings: &[(&str, &str)], file: &str) -> (Option<i32>, String) {
 /// The names of the environment variables the server's source reads.
 fn variables_read() -> Vec<String> {
     let mut names = vec!["RUST_LOG".to_owned()];
-    for file in ["main.rs", "admin.rs", "config.rs"] {
-        let path = format!("{}/src/bin/webhook_server/{file}", env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/webhook_server");
+    let mut files = vec![root.clone()];
+    let mut sources = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            sources.push(path);
+        }
+    }
+    assert!(sources.len() >= 5, "{sources:?}");
+    for path in sources {
         let text = std::fs::read_to_string(path).unwrap();
         for (at, _) in text.match_indices("env::var(\"") {
             let rest = &text[at + "env::var(\"".len()..];

@@ -98,7 +98,7 @@ fn secret_from_stdin(what: &str) -> Result<String, Box<dyn std::error::Error>> {
 
 /// Runs `action` against the store of `DATABASE_URL`.
 pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>> {
-    let store = crate::postgres_store().await?;
+    let store = crate::stores::postgres_store().await?;
     match action {
         Action::CreateToken {
             environment,

@@ -73,10 +73,9 @@
 #[cfg(feature = "postgres")]
 mod admin;
 mod config;
+mod engine;
+mod stores;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use process_webhook::*;
 
 const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
@@ -85,112 +84,8 @@ const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 /// A shorter token could be guessed online.
 const MIN_TOKEN_CHARS: usize = 32;
 
-/// An engine that prints one line for each start.
-struct PrintingEngine<E>(E);
-
-#[async_trait]
-impl<E: Engine> Engine for PrintingEngine<E> {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let (process, environment) = (command.process, command.environment.clone());
-        let instance = self.0.start(command).await?;
-        println!("started instance {} of {process} in {environment}", instance.id());
-        Ok(instance)
-    }
-
-    async fn ready(&self) -> Result<(), EngineError> {
-        self.0.ready().await
-    }
-
-    async fn wait(
-        &self,
-        instance: &InstanceRef,
-        within: std::time::Duration,
-    ) -> Result<Option<Completion>, EngineError> {
-        self.0.wait(instance, within).await
-    }
-
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-
-    fn recovery(&self) -> Recovery {
-        self.0.recovery()
-    }
-
-    async fn find_started(&self, command: &StartCommand) -> Result<Option<ProcessInstance>, EngineError> {
-        self.0.find_started(command).await
-    }
-}
-
-/// The engine the variables set (and the features built) choose:
-/// Camunda 7 for `CAMUNDA_URL`, else Temporal for `TEMPORAL_URL`, else the
-/// in-memory engine.
-enum EngineChoice {
-    Memory,
-    #[cfg(feature = "camunda7")]
-    Camunda7(String),
-    #[cfg(feature = "temporal")]
-    Temporal(String),
-}
-
-impl EngineChoice {
-    fn from_env() -> Self {
-        #[cfg(feature = "camunda7")]
-        if let Ok(url) = std::env::var("CAMUNDA_URL") {
-            return Self::Camunda7(url);
-        }
-        #[cfg(feature = "temporal")]
-        if let Ok(url) = std::env::var("TEMPORAL_URL") {
-            return Self::Temporal(url);
-        }
-        Self::Memory
-    }
-
-    /// The engine, where it starts definitions by key (every one but
-    /// memory), as a config file's messages name it.
-    fn keyed(&self) -> Option<&'static str> {
-        match self {
-            Self::Memory => None,
-            #[cfg(feature = "camunda7")]
-            Self::Camunda7(_) => Some("Camunda 7 (CAMUNDA_URL)"),
-            #[cfg(feature = "temporal")]
-            Self::Temporal(_) => Some("Temporal (TEMPORAL_URL)"),
-        }
-    }
-
-    /// The engine itself, printing one line per start.
-    fn engine(self) -> Arc<dyn Engine> {
-        match self {
-            #[cfg(feature = "camunda7")]
-            Self::Camunda7(url) => {
-                let mut engine = Camunda7Engine::new(&url);
-                if let (Ok(user), Ok(password)) =
-                    (std::env::var("CAMUNDA_USER"), std::env::var("CAMUNDA_PASSWORD"))
-                {
-                    engine = engine.with_basic_auth(user, password);
-                }
-                println!("engine: Camunda 7 at {url}");
-                Arc::new(PrintingEngine(engine))
-            }
-            #[cfg(feature = "temporal")]
-            Self::Temporal(url) => {
-                let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".to_owned());
-                let queue =
-                    std::env::var("TEMPORAL_TASK_QUEUE").unwrap_or_else(|_| "process-webhook".to_owned());
-                let mut engine = TemporalEngine::new(&url, namespace.clone(), queue.clone());
-                if let Ok(key) = std::env::var("TEMPORAL_API_KEY") {
-                    engine = engine.with_api_key(key);
-                }
-                println!("engine: Temporal at {url} (namespace {namespace}, task queue {queue})");
-                Arc::new(PrintingEngine(engine))
-            }
-            Self::Memory => {
-                println!("engine: in memory");
-                Arc::new(PrintingEngine(InMemoryEngine::new()))
-            }
-        }
-    }
-}
+use engine::EngineChoice;
+use stores::stores;
 
 /// What the server serves: the models, deployments and token digests it
 /// puts into its stores.
@@ -259,15 +154,6 @@ impl From<config::Declared> for Seed {
     }
 }
 
-/// The stores the server uses.
-struct Stores {
-    models: Arc<dyn ModelStore>,
-    tokens: Arc<dyn TokenStore>,
-    sources: Arc<dyn SourceStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    limiter: Arc<dyn RateLimiter>,
-}
-
 /// The `WEBHOOK_CONFIG` file, if one is named, for processes served to
 /// `engine`.
 fn configured(
@@ -285,62 +171,6 @@ fn configured(
     Ok(Some(config))
 }
 
-/// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
-/// keys of `WEBHOOK_SECRET_KEY` and `WEBHOOK_OLD_SECRET_KEYS`, migrated.
-#[cfg(feature = "postgres")]
-async fn postgres_store() -> Result<PostgresStore, Box<dyn std::error::Error>> {
-    let url = std::env::var("DATABASE_URL").map_err(|_| BadSetting {
-        variable: "DATABASE_URL",
-        value: None,
-        problem: "not set: the PostgreSQL store's URL".to_owned(),
-    })?;
-    let mut store = PostgresStore::connect(&url)
-        .await
-        .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
-    if let Ok(schema) = std::env::var("WEBHOOK_SCHEMA") {
-        store = store
-            .with_schema(&schema)
-            .map_err(|e| bad_setting("WEBHOOK_SCHEMA", Some(&schema), &e))?;
-    }
-    let (current, old) = secret_keys()?;
-    if let Some(key) = current {
-        store = store.with_encryption_key(key);
-    }
-    for key in old {
-        store = store.with_decryption_key(key);
-    }
-    store
-        .migrate()
-        .await
-        .map_err(|e| bad_setting("DATABASE_URL", None, &e))?;
-    Ok(store)
-}
-
-/// The key of `WEBHOOK_SECRET_KEY` and the older ones of
-/// `WEBHOOK_OLD_SECRET_KEYS`, each named by the start of its SHA-256 (so
-/// that rows say which key sealed them without naming it).
-#[cfg(feature = "postgres")]
-fn secret_keys() -> Result<(Option<EncryptionKey>, Vec<EncryptionKey>), BadSetting> {
-    use sha2::Digest as _;
-    let key = |variable: &'static str, text: &str| {
-        let named = |bytes: &[u8]| format!("k{}", &hex::encode(sha2::Sha256::digest(bytes))[..12]);
-        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
-            .unwrap_or_default();
-        EncryptionKey::from_base64(&named(&bytes), text).map_err(|e| bad_setting(variable, None, &e))
-    };
-    let current = match std::env::var("WEBHOOK_SECRET_KEY") {
-        Ok(text) if !text.trim().is_empty() => Some(key("WEBHOOK_SECRET_KEY", &text)?),
-        _ => None,
-    };
-    let old = std::env::var("WEBHOOK_OLD_SECRET_KEYS").unwrap_or_default();
-    let old = old
-        .split(',')
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| key("WEBHOOK_OLD_SECRET_KEYS", t))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((current, old))
-}
-
 /// `WEBHOOK_RATE_LIMIT` (`100/s`, `6000/min`), if set.
 fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
     match std::env::var("WEBHOOK_RATE_LIMIT") {
@@ -353,98 +183,6 @@ fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
         }
         _ => Ok(None),
     }
-}
-
-/// Redis for idempotency keys and the rate limiter when `REDIS_URL` is set
-/// (feature `redis`), replacing whatever `base` chose for them.
-async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> {
-    #[cfg(feature = "redis")]
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        let keys = RedisIdempotencyStore::connect(&url)
-            .await
-            .map_err(|e| bad_setting("REDIS_URL", None, &e))?;
-        let limiter = RedisRateLimiter::new(keys.connection());
-        println!("stores: Redis from REDIS_URL for idempotency keys and rate limits");
-        return Ok(Stores {
-            idempotency: Arc::new(keys),
-            limiter: Arc::new(limiter),
-            ..base
-        });
-    }
-    Ok(base)
-}
-
-/// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else memory;
-/// seeded either way, with the configured sources.
-async fn stores(seed: &Seed, sources: &[WebhookSource]) -> Result<Stores, Box<dyn std::error::Error>> {
-    #[cfg(feature = "postgres")]
-    if std::env::var("DATABASE_URL").is_ok() {
-        let (current, _) = secret_keys()?;
-        if current.is_none() && !sources.is_empty() {
-            return Err(Box::new(BadSetting {
-                variable: "WEBHOOK_SECRET_KEY",
-                value: None,
-                problem: "not set: with DATABASE_URL, sources' secrets are stored encrypted under this key \
-                          (32 bytes in base64, e.g. from `openssl rand -base64 32`), and the server refuses \
-                          to store one without it"
-                    .to_owned(),
-            }));
-        }
-        let store = postgres_store().await?;
-        for model in &seed.models {
-            store.insert_model(model.clone()).await?;
-        }
-        for deployment in &seed.deployments {
-            store.deploy(deployment.clone()).await?;
-        }
-        for (digest, environment) in &seed.tokens {
-            store.insert_digest(*digest, environment.clone()).await?;
-        }
-        for source in sources {
-            store.put_source(source).await?;
-        }
-        if store.reseal_sources().await.is_ok_and(|n| n > 0) {
-            println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
-        }
-        store.spawn_purger(std::time::Duration::from_secs(60));
-        println!(
-            "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens, sources and idempotency keys",
-            store.schema()
-        );
-        let store = Arc::new(store);
-        return with_redis(Stores {
-            models: store.clone(),
-            tokens: store.clone(),
-            sources: store.clone(),
-            idempotency: store,
-            limiter: Arc::new(InMemoryRateLimiter::new()),
-        })
-        .await;
-    }
-    let models = InMemoryModelStore::new();
-    for model in &seed.models {
-        models.insert_model(model.clone());
-    }
-    for deployment in &seed.deployments {
-        models.deploy(deployment.clone());
-    }
-    let tokens = InMemoryTokenStore::new();
-    for (digest, environment) in &seed.tokens {
-        tokens.insert_digest(*digest, environment.clone());
-    }
-    let in_memory = InMemorySourceStore::new();
-    for source in sources {
-        in_memory.insert(source.clone());
-    }
-    println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
-    with_redis(Stores {
-        models: Arc::new(models),
-        tokens: Arc::new(tokens),
-        sources: Arc::new(in_memory),
-        idempotency: Arc::new(InMemoryIdempotencyStore::new()),
-        limiter: Arc::new(InMemoryRateLimiter::new()),
-    })
-    .await
 }
 
 /// A setting that stops the server at start: the variable, its value
