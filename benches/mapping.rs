@@ -79,8 +79,8 @@ fn main() {
         .and_then(|m| m.with_field("pullRequest", query("$.body.number")))
         .and_then(|m| m.with_field("event", query("$.headers['x-github-event']")))
         .unwrap();
-    sources.insert(github("unmapped"));
-    sources.insert(github("mapped").with_mapping(mapping));
+    sources.put_source(github("unmapped"));
+    sources.put_source(github("mapped").with_mapping(mapping));
     let starter = WebhookStarter::new(models, tokens, Arc::new(NoopEngine)).with_sources(sources);
     let token_target = webhook_url("/webhook/send", &process);
     let auth = format!("Bearer {}", token.expose_secret());

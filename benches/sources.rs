@@ -41,7 +41,7 @@ fn main() {
     let token = EnvironmentToken::generate();
     tokens.insert(&token, production.clone());
     let sources = Arc::new(InMemorySourceStore::new());
-    sources.insert(
+    sources.put_source(
         WebhookSource::new(
             "github".parse().unwrap(),
             production,

@@ -58,8 +58,10 @@
 //!
 //! A host keeps models, tokens and idempotency keys wherever it likes (a
 //! database, a configuration file, a remote service) and starts instances
-//! on whatever engine it runs, by implementing four small traits:
-//! [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] and [`Engine`].
+//! on whatever engine it runs, by implementing six small traits:
+//! [`ModelStore`], [`TokenStore`], [`SourceStore`], [`IdempotencyStore`],
+//! [`RateLimiter`] and [`Engine`] (the example below implements the
+//! three a start needs, and an idempotency store).
 //! They are `#[async_trait]` traits; the attribute is re-exported as
 //! [`process_webhook::async_trait`](crate::async_trait), so this crate is
 //! the only dependency an implementation needs. The rules:
@@ -78,9 +80,13 @@
 //!   answer must be the async one (the conformance suites check it).
 //! - An idempotency store never forgets a key before its retention ends;
 //!   see [`IdempotencyStore`]'s contract.
-//! - The `testing` feature has conformance suites
+//! - A trait's `# Wrappers` section says which provided methods a store
+//!   or engine that wraps another must forward.
+//! - The `testing` feature has a conformance suite for each trait
 //!   (`testing::check_model_store`, `check_token_store`,
-//!   `check_idempotency_store`) to run against your implementations.
+//!   `check_source_store`, `check_idempotency_store`,
+//!   `check_idempotency_takeover`, `check_engine`, `check_rate_limiter`)
+//!   to run against your implementations.
 //!
 //! A complete example, with only this crate and `serde_json`:
 //!
@@ -356,8 +362,8 @@ pub use ::reqwest;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use ::sqlx;
 /// The attribute the traits are written with: `#[async_trait]` on an
-/// `impl` of [`ModelStore`], [`TokenStore`], [`IdempotencyStore`] or
-/// [`Engine`].
+/// `impl` of [`ModelStore`], [`TokenStore`], [`SourceStore`],
+/// [`IdempotencyStore`], [`RateLimiter`] or [`Engine`].
 pub use async_trait::async_trait;
 
 #[cfg(any(feature = "camunda7", feature = "camunda8"))]
@@ -365,7 +371,7 @@ pub use async_trait::async_trait;
 pub use crate::engine::DEFAULT_TRACE_VARIABLE;
 #[cfg(feature = "camunda7")]
 #[cfg_attr(docsrs, doc(cfg(feature = "camunda7")))]
-pub use crate::engine::{Camunda7Engine, CamundaProblem};
+pub use crate::engine::{Camunda7Engine, Camunda7Problem};
 #[cfg(feature = "camunda8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "camunda8")))]
 pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
@@ -381,7 +387,7 @@ pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation
 pub use crate::http::{
     Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
-    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document,
+    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for,
     source_webhook_url, webhook_url,
 };
 #[cfg(feature = "axum")]

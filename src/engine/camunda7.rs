@@ -90,7 +90,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// - Camunda's 404 (no definition with that key) and other 4xx answers are
 ///   [`EngineErrorKind::Refused`](crate::EngineErrorKind::Refused), not
-///   retryable; the error's source is a [`CamundaProblem`] with Camunda's
+///   retryable; the error's source is a [`Camunda7Problem`] with Camunda's
 ///   `type`, `message` and `code`.
 /// - 429 is `Overloaded` and 503 `Unavailable` (each with `Retry-After` when
 ///   Camunda sends one); other 5xx answers, timeouts and connection failures
@@ -274,12 +274,12 @@ struct ProblemBody {
 /// What Camunda answered to a start it did not carry out: the source of the
 /// [`EngineError`], for the host's logs.
 #[derive(Debug, Clone)]
-pub struct CamundaProblem {
+pub struct Camunda7Problem {
     status: u16,
     body: ProblemBody,
 }
 
-impl CamundaProblem {
+impl Camunda7Problem {
     /// The HTTP status Camunda answered with.
     pub fn status(&self) -> u16 {
         self.status
@@ -302,7 +302,7 @@ impl CamundaProblem {
     }
 }
 
-impl fmt::Display for CamundaProblem {
+impl fmt::Display for Camunda7Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "camunda answered {}", self.status)?;
         if !self.body.kind.is_empty() {
@@ -315,7 +315,7 @@ impl fmt::Display for CamundaProblem {
     }
 }
 
-impl std::error::Error for CamundaProblem {}
+impl std::error::Error for Camunda7Problem {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -400,7 +400,7 @@ impl Camunda7Engine {
 /// A read Camunda did not answer as expected: retryable, with Camunda's
 /// problem as its source.
 fn read_failed(what: &str, status: u16, body: Value) -> EngineError {
-    let problem = CamundaProblem {
+    let problem = Camunda7Problem {
         status,
         body: serde_json::from_value(body).unwrap_or_default(),
     };
@@ -528,7 +528,7 @@ impl Engine for Camunda7Engine {
             }
             return Ok(instance);
         }
-        let problem = CamundaProblem {
+        let problem = Camunda7Problem {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or_default(),
         };

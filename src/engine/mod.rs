@@ -18,7 +18,7 @@ mod temporal;
 mod wait;
 
 #[cfg(feature = "camunda7")]
-pub use camunda7::{Camunda7Engine, CamundaProblem};
+pub use camunda7::{Camunda7Engine, Camunda7Problem};
 #[cfg(feature = "camunda8")]
 pub use camunda8::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
 pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};

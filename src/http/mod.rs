@@ -24,7 +24,7 @@ pub(crate) mod wait;
 #[cfg(feature = "axum")]
 pub use self::axum::{health_router, router};
 pub use health::{Component, DEFAULT_READY_TIMEOUT, NotReady};
-pub use openapi::{OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document};
+pub use openapi::{OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for};
 pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 #[cfg(feature = "axum")]
 pub use serve::{

@@ -16,7 +16,7 @@ use crate::starter::WebhookStarter;
 use crate::token::EnvironmentToken;
 
 /// The media type of an OpenAPI document in JSON: a `GET` of a webhook URL
-/// whose `Accept` asks for it answers [`openapi_document`] instead of the
+/// whose `Accept` asks for it answers [`openapi_document_for`] instead of the
 /// payload's JSON Schema.
 pub const OPENAPI_MEDIA_TYPE: &str = "application/vnd.oai.openapi+json";
 
@@ -34,7 +34,7 @@ pub const OPENAPI_MEDIA_TYPE: &str = "application/vnd.oai.openapi+json";
 ///
 /// let options = OpenApiOptions::new("/hooks/start")
 ///     .with_server("https://run.example.com")
-///     .with_idempotency(true);
+///     .with_idempotency_keys(true);
 /// assert_eq!(options.path(), "/hooks/start");
 /// ```
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -75,7 +75,7 @@ impl OpenApiOptions {
 
     /// Whether the starter has an idempotency store (`409
     /// start_in_progress` and `503 idempotency_store_full` are answers).
-    pub fn with_idempotency(mut self, on: bool) -> Self {
+    pub fn with_idempotency_keys(mut self, on: bool) -> Self {
         self.idempotency = on;
         self
     }
@@ -209,7 +209,7 @@ enum Op {
 /// let form = StartForm::new([FieldSpec::mandatory("orderNumber", FieldKind::Text)]);
 /// let deployment = Deployment::new(uuid, VersionTag::Released(3), environment.id().clone(), form);
 ///
-/// let document = openapi_document(&deployment, &environment, &OpenApiOptions::default());
+/// let document = openapi_document_for(&deployment, &environment, &OpenApiOptions::default());
 /// assert_eq!(document["openapi"], "3.1.0");
 /// let post = &document["paths"]["/webhook/send"]["post"];
 /// assert_eq!(post["parameters"][0]["schema"]["enum"][0], uuid.to_string());
@@ -228,7 +228,7 @@ enum Op {
 /// # }
 /// # example().unwrap();
 /// ```
-pub fn openapi_document(
+pub fn openapi_document_for(
     deployment: &Deployment,
     environment: &Environment,
     options: &OpenApiOptions,
@@ -699,7 +699,7 @@ impl Describer<'_> {
 }
 
 impl WebhookStarter {
-    /// The OpenAPI 3.1 document ([`openapi_document`]) of `process`'s
+    /// The OpenAPI 3.1 document ([`openapi_document_for`]) of `process`'s
     /// webhook at `path`, as `token`'s environment would start it: its
     /// deployment there (a draft too), and this starter's options
     /// (idempotency store, rate limit, waits, envelope bodies).
@@ -733,11 +733,11 @@ impl WebhookStarter {
     ) -> Result<Value, WebhookError> {
         let deployment = resolve(process, environment, &*self.settings.models).await?;
         let options = OpenApiOptions::new(path)
-            .with_idempotency(self.settings.idempotency.is_some())
+            .with_idempotency_keys(self.settings.idempotency.is_some())
             .with_rate_limit(self.settings.limiter.is_some())
             .with_waits(!self.settings.waits.max.is_zero())
             .with_envelopes(self.settings.envelopes && !names_envelope_fields(&deployment));
-        Ok(openapi_document(&deployment, environment, &options))
+        Ok(openapi_document_for(&deployment, environment, &options))
     }
 }
 

@@ -275,10 +275,10 @@ async fn failure(status: u16, headers: &'static str, body: Value) -> EngineError
         .unwrap_err()
 }
 
-fn problem_of(err: &EngineError) -> &CamundaProblem {
+fn problem_of(err: &EngineError) -> &Camunda7Problem {
     std::error::Error::source(err)
-        .and_then(|s| s.downcast_ref::<CamundaProblem>())
-        .expect("a CamundaProblem source")
+        .and_then(|s| s.downcast_ref::<Camunda7Problem>())
+        .expect("a Camunda7Problem source")
 }
 
 #[tokio::test]

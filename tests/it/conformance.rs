@@ -304,15 +304,15 @@ async fn the_in_memory_source_store_keeps_the_contract() {
     let store = InMemorySourceStore::new();
     let fixtures = testing::source_fixtures();
     for source in &fixtures {
-        store.insert(source.clone());
+        store.put_source(source.clone());
     }
     testing::check_source_store(&store, &fixtures).await;
     // Removing says whether there was a source, and a removed one is gone.
     let removed = fixtures[0].id();
-    assert!(store.clone().remove(removed));
-    assert!(!store.remove(removed));
+    assert!(store.clone().remove_source(removed));
+    assert!(!store.remove_source(removed));
     assert_eq!(store.source(removed).await.unwrap(), None);
-    store.insert(fixtures[0].clone());
+    store.put_source(fixtures[0].clone());
     let dynamic: Arc<dyn SourceStore> = Arc::new(store);
     testing::check_source_store(&dynamic, &fixtures).await;
     testing::check_source_store(&*dynamic, &fixtures).await;
@@ -355,7 +355,7 @@ async fn a_source_store_that_forgets_a_rotated_secret_fails_the_suite() {
     let store = InMemorySourceStore::new();
     let fixtures = testing::source_fixtures();
     for source in &fixtures {
-        store.insert(source.clone());
+        store.put_source(source.clone());
     }
     testing::check_source_store(&ForgetsOldSecrets(store), &fixtures).await;
 }
@@ -384,7 +384,7 @@ async fn a_source_store_that_forgets_a_mapping_fails_the_suite() {
     let store = InMemorySourceStore::new();
     let fixtures = testing::source_fixtures();
     for source in &fixtures {
-        store.insert(source.clone());
+        store.put_source(source.clone());
     }
     testing::check_source_store(&ForgetsRules(store), &fixtures).await;
 }

@@ -55,7 +55,7 @@ fn pull_request_host() -> (Host, WebhookSource) {
         .unwrap()
         .with_mapping(mapping)
         .with_conditions([opened]);
-    host.sources.insert(source.clone());
+    host.sources.put_source(source.clone());
     (host, source)
 }
 
@@ -148,7 +148,7 @@ async fn every_github_example_through_a_mapped_source_starts_or_is_refused_but_n
     let source = host
         .add("github", SourceScheme::Github, &[SECRET])
         .with_mapping(mapping);
-    host.sources.insert(source);
+    host.sources.put_source(source);
 
     let (mut started, mut refused, mut pings) = (0, 0, 0);
     for (i, example) in examples.iter().enumerate() {
@@ -308,7 +308,7 @@ async fn a_stripe_event_maps_its_amount_and_order_and_another_currency_is_ignore
         .add("stripe", SourceScheme::Stripe, &[secret])
         .with_mapping(mapping)
         .with_conditions([Condition::new(q("$.body.data.object.currency"), ["usd", "eur"]).unwrap()]);
-    host.sources.insert(source);
+    host.sources.put_source(source);
     let deliver = |body: String| {
         let mut headers = pairs(&[("Content-Type", "application/json; charset=utf-8")]);
         headers.extend(
@@ -356,7 +356,7 @@ async fn a_slack_event_callback_maps_its_inner_event_and_a_retry_is_started_once
         .with_events(["app_mention"])
         .unwrap()
         .with_mapping(mapping);
-    host.sources.insert(source);
+    host.sources.put_source(source);
     // The `app_mention` event_callback of Slack's Events API reference
     // (https://api.slack.com/events/app_mention).
     let body = json!({
@@ -426,7 +426,7 @@ async fn every_github_example_in_form_mode_starts_with_the_variables_of_its_json
         let source = host
             .add(&format!("github-{mode}"), SourceScheme::Github, &[SECRET])
             .with_mapping(mapping);
-        host.sources.insert(source);
+        host.sources.put_source(source);
         host
     };
     let (json_host, form_host) = (host("json"), host("form"));
@@ -542,7 +542,7 @@ async fn a_slack_interactive_payload_in_a_form_starts_as_its_json_would() {
         .with_events(["block_actions"])
         .unwrap()
         .with_mapping(mapping);
-    host.sources.insert(source);
+    host.sources.put_source(source);
     // A `block_actions` payload as Slack's interactivity reference shows
     // it (https://api.slack.com/reference/interaction-payloads/block-actions),
     // posted as Slack posts it: `payload=` and the JSON, form-encoded.
@@ -608,7 +608,7 @@ fn hmac_host() -> Host {
         )
         .with_mapping(mapping)
         .with_delivery_query(q("$.body.delivery"));
-    host.sources.insert(source);
+    host.sources.put_source(source);
     host
 }
 
@@ -705,7 +705,7 @@ async fn no_mapping_can_read_a_credential_header() {
     let source = host
         .add("zapier", SourceScheme::basic("zapier"), &["zapier-password"])
         .with_mapping(mapping);
-    host.sources.insert(source);
+    host.sources.put_source(source);
     use base64::Engine as _;
     let basic = format!(
         "Basic {}",

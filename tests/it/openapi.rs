@@ -453,13 +453,13 @@ fn the_documents_are_valid_openapi_3_1_by_openapi_spec_validator() {
     let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
     let signed = production.clone().with_signing_secret(SigningSecret::generate());
     let documents = [
-        openapi_document(&order_deployment(2), &production, &OpenApiOptions::default()),
-        openapi_document(
+        openapi_document_for(&order_deployment(2), &production, &OpenApiOptions::default()),
+        openapi_document_for(
             &Deployment::new(uuid, VersionTag::Draft, production.id().clone(), typed_form()),
             &signed,
             &OpenApiOptions::new("/hooks").with_server("https://run.example.com"),
         ),
-        openapi_document(
+        openapi_document_for(
             &Deployment::new(
                 uuid,
                 VersionTag::Released(7),
@@ -468,7 +468,7 @@ fn the_documents_are_valid_openapi_3_1_by_openapi_spec_validator() {
             ),
             &signed,
             &OpenApiOptions::default()
-                .with_idempotency(true)
+                .with_idempotency_keys(true)
                 .with_rate_limit(true)
                 .with_waits(false)
                 .with_envelopes(false),
@@ -568,11 +568,11 @@ fn the_options_name_the_path_and_the_server() {
     let options = OpenApiOptions::new("/hooks").with_server("https://run.example.com");
     assert_eq!(options.path(), "/hooks");
     assert_eq!(OpenApiOptions::default().path(), "/webhook/send");
-    let document = openapi_document(&order_deployment(2), &production, &options);
+    let document = openapi_document_for(&order_deployment(2), &production, &options);
     assert_eq!(document["servers"], json!([{"url": "https://run.example.com"}]));
     assert!(document["paths"]["/hooks"]["post"].is_object());
     // Without a server, the document's own location is the server.
-    let document = openapi_document(&order_deployment(2), &production, &OpenApiOptions::default());
+    let document = openapi_document_for(&order_deployment(2), &production, &OpenApiOptions::default());
     assert!(document.get("servers").is_none());
     assert!(document["paths"]["/webhook/send"]["get"].is_object());
 }

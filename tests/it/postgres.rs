@@ -155,11 +155,11 @@ async fn signing_secrets_are_the_replicas_own_and_can_be_replaced_or_removed() {
 
     let other = SigningSecret::generate();
     let replaced = plain.clone().with_signing_secret(other.clone());
-    store.set_signing_secrets(&replaced);
+    store.load_signing_secrets(&replaced);
     let found = store.environment(&token).await.unwrap().unwrap();
     assert_eq!(found.signing_secrets(), &[other][..]);
 
-    store.set_signing_secrets(&plain);
+    store.load_signing_secrets(&plain);
     let found = store.environment(&token).await.unwrap().unwrap();
     assert!(found.signing_secrets().is_empty(), "removed");
 

@@ -74,7 +74,7 @@ impl Host {
             secrets.iter().map(|s| SourceSecret::new(s).unwrap()),
         )
         .unwrap();
-        self.sources.insert(source.clone());
+        self.sources.put_source(source.clone());
         source
     }
 
@@ -431,7 +431,7 @@ async fn a_real_github_push_starts_and_github_s_ping_is_answered_without_a_start
         .add("github", SourceScheme::Github, &[secret])
         .with_events(["push"])
         .unwrap();
-    host.sources.insert(source);
+    host.sources.put_source(source);
     let github = |event: &str, body: &str, delivery: &str| {
         let mut headers = pairs(&[
             ("Content-Type", "application/json"),
@@ -770,7 +770,7 @@ async fn a_delivery_of_an_event_the_source_does_not_list_is_ignored_naming_its_e
             .add(name, sender.scheme.clone(), &[&secret])
             .with_events(["another-event"])
             .unwrap();
-        host.sources.insert(source);
+        host.sources.put_source(source);
         let body = (sender.body)("delivery-1");
         let headers = sender.delivery(&senders, &secret, &body, now(), "delivery-1");
         let reply = host.post(name, &headers, &body).await;

@@ -159,7 +159,7 @@ pub(crate) async fn stores(
     }
     let in_memory = InMemorySourceStore::new();
     for source in sources {
-        in_memory.insert(source.clone());
+        in_memory.put_source(source.clone());
     }
     println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
     with_redis(Stores {

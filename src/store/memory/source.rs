@@ -21,9 +21,9 @@ use crate::store::{SourceStore, StoreError};
 /// let sources = InMemorySourceStore::new();
 /// let github = WebhookSource::new("github".parse().unwrap(), production, uuid,
 ///     SourceScheme::Github, [SourceSecret::new("s3cr3t").unwrap()]).unwrap();
-/// sources.insert(github.clone());
+/// sources.put_source(github.clone());
 /// assert_eq!(sources.source(github.id()).await?, Some(github.clone()));
-/// assert!(sources.remove(github.id()));
+/// assert!(sources.remove_source(github.id()));
 /// assert_eq!(sources.source(github.id()).await?, None);
 /// # Ok::<(), StoreError>(())
 /// # }).unwrap();
@@ -41,12 +41,12 @@ impl InMemorySourceStore {
 
     /// Adds `source`, or replaces the source with its id (to rotate its
     /// secrets, give it the new and the old one; later, the new alone).
-    pub fn insert(&self, source: WebhookSource) {
+    pub fn put_source(&self, source: WebhookSource) {
         self.sources.pin().insert(source.id().clone(), source);
     }
 
     /// Removes the source with id `id`; whether there was one.
-    pub fn remove(&self, id: &SourceId) -> bool {
+    pub fn remove_source(&self, id: &SourceId) -> bool {
         self.sources.pin().remove(id).is_some()
     }
 }

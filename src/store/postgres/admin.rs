@@ -143,7 +143,7 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         storable("the organization", environment.organization().as_str())?;
         storable("the environment", environment.id().as_str())?;
-        self.set_signing_secrets(&environment);
+        self.load_signing_secrets(&environment);
         let query = sqlx::query(&self.sql.insert_token)
             .bind(&digest.as_bytes()[..])
             .bind(environment.organization().as_str())
@@ -167,7 +167,7 @@ impl PostgresStore {
     /// Gives this replica the signing secrets of `environment` (as the
     /// environment carries them; none removes them). Each replica does this
     /// itself, from the host's secret store.
-    pub fn set_signing_secrets(&self, environment: &Environment) {
+    pub fn load_signing_secrets(&self, environment: &Environment) {
         let key = (environment.organization().clone(), environment.id().clone());
         let mut secrets = self.secrets.write().unwrap_or_else(PoisonError::into_inner);
         if environment.signing_secrets().is_empty() {

@@ -95,7 +95,7 @@ const CACHE_CAPACITY: usize = 10_000;
 /// - **Signing secrets** never go into the database (stored secrets must be
 ///   digests, and a signature check needs the key itself): each replica
 ///   holds them in memory, given with [`insert`](Self::insert) or
-///   [`set_signing_secrets`](Self::set_signing_secrets) from the host's
+///   [`load_signing_secrets`](Self::load_signing_secrets) from the host's
 ///   secret store.
 ///
 /// Every value reaches SQL as a bound parameter; the schema name, the only
