@@ -314,6 +314,8 @@ mod limit;
 mod model;
 mod observe;
 mod outcome;
+#[cfg(feature = "redis")]
+mod redis_call;
 mod request;
 mod signature;
 mod source;

@@ -84,7 +84,7 @@ impl RedisRateLimiter {
             .arg(if take { "1" } else { "0" });
         let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
         let (allowed, remaining, reset, retry) =
-            crate::store::redis_bounded("rate limit", self.timeout, call).await?;
+            crate::redis_call::bounded("rate limit", self.timeout, call).await?;
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
         Ok(RateDecision::new(
             allowed == 1,
@@ -106,6 +106,6 @@ impl RateLimiter for RedisRateLimiter {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        crate::store::redis_ping(&self.connection, self.timeout).await
+        crate::redis_call::ping(&self.connection, self.timeout).await
     }
 }

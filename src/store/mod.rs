@@ -29,8 +29,6 @@ pub use postgres::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
-#[cfg(feature = "redis")]
-pub(crate) use redis::{bounded as redis_bounded, ping as redis_ping};
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

@@ -12,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
 use crate::outcome::StartOutcome;
+use crate::redis_call::{bounded, ping};
 use crate::store::idempotency::{outcome_from_stored, stored_outcome};
 use crate::store::{
     DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStore, PayloadFingerprint,
@@ -255,32 +256,6 @@ impl RedisIdempotencyStore {
             invocation.arg(arg);
         }
         bounded(what, self.timeout, invocation.invoke_async::<T>(&mut connection)).await
-    }
-}
-
-/// One `PING`, bounded by `timeout`: whether Redis answers now.
-pub(crate) async fn ping(connection: &ConnectionManager, timeout: Duration) -> Result<(), StoreError> {
-    let mut connection = connection.clone();
-    let command = redis::cmd("PING");
-    bounded("ping", timeout, command.query_async::<String>(&mut connection))
-        .await
-        .map(drop)
-}
-
-/// A Redis call bounded by `timeout`: its failure, or its silence, as a
-/// [`StoreError`] saying `redis: {what}`.
-pub(crate) async fn bounded<T>(
-    what: &str,
-    timeout: Duration,
-    call: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(StoreError::new(format!("redis: {what}")).with_source(error)),
-        Err(_) => Err(StoreError::new(format!(
-            "redis: {what}: no answer within {} ms",
-            timeout.as_millis()
-        ))),
     }
 }
 
