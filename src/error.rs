@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::engine::{EngineError, EngineErrorKind};
 use crate::form::FieldViolation;
 use crate::id::{EnvironmentId, ProcessUuid};
-use crate::store::StoreError;
+use crate::port_error::{EngineError, EngineErrorKind, StoreError};
 
 /// Whether the answers of a code carry `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -314,6 +314,7 @@ mod limit;
 mod model;
 mod observe;
 mod outcome;
+mod port_error;
 #[cfg(feature = "redis")]
 mod redis_call;
 mod request;

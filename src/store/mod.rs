@@ -4,9 +4,6 @@
 //! How to implement them: the crate docs' section "Implementing your own
 //! stores and engine".
 
-use std::error::Error as StdError;
-use std::fmt;
-
 use async_trait::async_trait;
 
 pub(crate) mod idempotency;
@@ -17,6 +14,7 @@ mod postgres;
 mod redis;
 
 pub(crate) use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
+pub use crate::port_error::StoreError;
 pub use idempotency::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
     Reservation,
@@ -272,61 +270,5 @@ impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
 
     async fn ready(&self) -> Result<(), StoreError> {
         (**self).ready().await
-    }
-}
-
-type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// A store could not answer.
-///
-/// Its message is for the host's logs; the webhook caller only sees
-/// `503 store_unavailable`.
-///
-/// # Example
-///
-/// ```
-/// use process_webhook::StoreError;
-///
-/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "db timed out");
-/// let err = StoreError::new("loading deployment").with_source(io);
-/// assert_eq!(err.to_string(), "loading deployment");
-/// assert!(std::error::Error::source(&err).is_some());
-/// ```
-#[derive(Debug)]
-pub struct StoreError {
-    message: String,
-    source: Option<BoxError>,
-}
-
-impl StoreError {
-    /// An error with this message (for logs; never shown to a caller).
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            source: None,
-        }
-    }
-
-    /// An error caused by `source`.
-    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
-        self
-    }
-
-    /// The message given to [`StoreError::new`].
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for StoreError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
     }
 }
