@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::store::StoreError;
+use crate::port_error::StoreError;
 
 /// One `PING`, bounded by `timeout`: whether Redis answers now.
 pub(crate) async fn ping(connection: &ConnectionManager, timeout: Duration) -> Result<(), StoreError> {
