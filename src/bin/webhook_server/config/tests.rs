@@ -61,6 +61,12 @@ fn an_unknown_key_names_the_closest_known_one() {
         parse(&table("secret_evn")).unwrap_err(),
         "sources.toml:6:1: unknown key 'secret_evn' (did you mean 'secret_env'?)"
     );
+    // Further from a long key, in proportion: three edits from the 16
+    // characters of `timestamp_header`.
+    assert_eq!(
+        parse(&table("timestamp_hdr")).unwrap_err(),
+        "sources.toml:6:1: unknown key 'timestamp_hdr' (did you mean 'timestamp_header'?)"
+    );
     let far = parse(&table("colour")).unwrap_err();
     assert!(
         far.starts_with("sources.toml:6:1: unknown key 'colour' (the keys here: id, process, environment,"),
