@@ -515,3 +515,16 @@ fn a_form_file_is_toml_or_json_of_the_same_fields() {
     assert!(read_form(&write("broken.json", "{")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn serdes_unknown_field_messages_become_unknown_keys_and_other_messages_stay() {
+    assert_eq!(
+        unknown_key("unknown field `x`, there are no fields").as_deref(),
+        Some("unknown key 'x' (this table takes no keys)")
+    );
+    assert_eq!(
+        unknown_key("unknown field `evnts`, expected one of `id`, `events`").as_deref(),
+        Some("unknown key 'evnts' (did you mean 'events'?)")
+    );
+    assert_eq!(unknown_key("missing field `equals`"), None);
+}
