@@ -93,8 +93,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   retryable; the error's source is a [`Camunda7Problem`] with Camunda's
 ///   `type`, `message` and `code`.
 /// - 429 is `Overloaded` and 503 `Unavailable` (each with `Retry-After` when
-///   Camunda sends one); other 5xx answers, timeouts and connection failures
-///   are `Failed` and retryable. Among them is Camunda's answer to a start
+///   Camunda sends one), and so is a connection that could not be made
+///   (refused, unresolvable, a connect timeout: nothing was sent); other
+///   5xx answers, timeouts and other failures are `Failed` and retryable. Among them is Camunda's answer to a start
 ///   of a suspended definition (`500`, `ENGINE-03043`): it succeeds once
 ///   the definition is active again.
 ///

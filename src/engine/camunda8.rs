@@ -108,9 +108,9 @@ impl fmt::Debug for Camunda8Auth {
 /// | Camunda | [`EngineError`] | caller sees |
 /// |---|---|---|
 /// | `503` whose title says `RESOURCE_EXHAUSTED` (backpressure), `429` | overloaded | `429` + `Retry-After` |
-/// | other `503` | unavailable | `503` + `Retry-After` |
+/// | other `503`; a connection that could not be made (nothing sent) | unavailable | `503` + `Retry-After` |
 /// | `400`, `404`, `409`, `401`/`403` (after one token refresh) | refused | `502` |
-/// | other `5xx` (`504` included), timeouts, connection failures | failed, retryable | `502` |
+/// | other `5xx` (`504` included), timeouts, other transport failures | failed, retryable | `502` |
 ///
 /// # Example
 ///

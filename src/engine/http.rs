@@ -15,15 +15,17 @@ pub(crate) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// A request to `to` that failed before an answer: retryable.
+/// A request to `to` that failed before an answer. One that never
+/// connected (refused, no route, a name that does not resolve, a connect
+/// timeout) sent nothing, so the engine is
+/// [`Unavailable`](crate::EngineErrorKind::Unavailable): `503
+/// engine_unavailable` with `Retry-After`. Any other (a timeout or a reset
+/// after the request may have been sent) is uncertain: a retryable failure.
 pub(crate) fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "failed"
-    };
+    if error.is_connect() {
+        return EngineError::unavailable(format!("the request to {to} could not connect")).with_source(error);
+    }
+    let what = if error.is_timeout() { "timed out" } else { "failed" };
     EngineError::new(format!("the request to {to} {what}"))
         .with_retryable(true)
         .with_source(error)

@@ -60,10 +60,10 @@ pub const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// | Temporal | [`EngineError`] | caller sees |
 /// |---|---|---|
 /// | HTTP 429, `RESOURCE_EXHAUSTED` (8) | overloaded | `429` + `Retry-After` |
-/// | HTTP 503, `UNAVAILABLE` (14) | unavailable | `503` + `Retry-After` |
+/// | HTTP 503, `UNAVAILABLE` (14); a connection that could not be made (nothing sent) | unavailable | `503` + `Retry-After` |
 /// | `ALREADY_EXISTS` (6) for a keyed start | key reused | `422 idempotency_key_reused` |
 /// | `INVALID_ARGUMENT` (3), `NOT_FOUND` (5, e.g. the namespace), `PERMISSION_DENIED` (7), `UNAUTHENTICATED` (16), other 4xx | refused | `502` |
-/// | other 5xx, timeouts, connection failures | failed, retryable | `502` |
+/// | other 5xx, timeouts, other transport failures | failed, retryable | `502` |
 ///
 /// # Example
 ///

@@ -369,7 +369,7 @@ async fn a_timeout_is_retryable() {
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_retryable() {
+async fn a_refused_connection_is_an_unavailable_engine_answered_503_with_retry_after() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
@@ -377,8 +377,14 @@ async fn a_refused_connection_is_retryable() {
         .start(command(json!({}), None))
         .await
         .unwrap_err();
-    assert!(err.is_retryable());
+    assert_eq!(
+        (err.kind(), err.is_retryable()),
+        (EngineErrorKind::Unavailable, true)
+    );
     assert!(err.to_string().contains("could not connect"), "{err}");
+    let webhook = WebhookError::from(err);
+    assert_eq!((webhook.status(), webhook.code()), (503, "engine_unavailable"));
+    assert_eq!(webhook.retry_after(), Some(Duration::from_secs(5)));
 }
 
 #[tokio::test]

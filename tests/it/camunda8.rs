@@ -454,11 +454,12 @@ async fn camunda_problems_map_to_the_documented_answers_and_stay_in_the_source()
 }
 
 #[tokio::test]
-async fn an_unreachable_camunda_is_a_retryable_failure() {
+async fn an_unreachable_camunda_is_unavailable_503_with_retry_after() {
     let world = World::new();
     let engine = Camunda8Engine::new("http://127.0.0.1:9");
-    let err = assert_refused(start(&world, &engine, None).await, 502, "engine_failed");
+    let err = assert_refused(start(&world, &engine, None).await, 503, "engine_unavailable");
     assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
 }
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -180,16 +180,17 @@ async fn a_namespace_that_does_not_exist_is_a_refusal() {
 }
 
 #[tokio::test]
-async fn a_server_that_is_not_there_is_a_retryable_failure() {
+async fn a_server_that_is_not_there_is_unavailable_503_with_retry_after() {
     let (world, _) = world_on("http://127.0.0.1:9", "default");
     let engine = TemporalEngine::new("http://127.0.0.1:9", "default", "q");
     let request = world.request(ORDER_INTAKE, order_payload());
     let err = assert_refused(
         start_via_webhook(request, &*world.models, &*world.tokens, &engine).await,
-        502,
-        "engine_failed",
+        503,
+        "engine_unavailable",
     );
     assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(5)));
 }
 
 #[tokio::test]
