@@ -428,3 +428,32 @@ async fn prefer_wait_answers_an_ended_instance_with_its_variables_and_a_waiting_
     let id = reply_json(&reply)["instanceId"].as_str().unwrap().to_owned();
     assert_eq!(camunda.history(&id).await["state"], "ACTIVE");
 }
+
+#[tokio::test]
+async fn a_wait_on_an_instance_deleted_in_camunda_answers_terminated() {
+    let Some(camunda) = Camunda::find() else { return };
+    let engine = Camunda7Engine::new(&camunda.base);
+    let command = StartCommand::new(
+        &order_deployment(1).with_definition_key("order-review"),
+        1,
+        Map::new(),
+    );
+    let started = engine.start(command).await.unwrap();
+    let id = started.id().as_str();
+    // An operator cancels it in Camunda (it waits in its user task).
+    let deleted = camunda
+        .client
+        .delete(format!("{}/process-instance/{id}", camunda.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let instance = InstanceRef::new(
+        started.id().clone(),
+        uuid(ORDER_INTAKE),
+        EnvironmentId::new("production"),
+    );
+    let waited = engine.wait(&instance, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(waited, Some(Completion::Terminated));
+    assert_eq!(camunda.history(id).await["state"], "EXTERNALLY_TERMINATED");
+}
