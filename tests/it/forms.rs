@@ -194,8 +194,15 @@ async fn json_sent_as_a_form_is_415_saying_which_content_type_to_send_and_starts
     .unwrap_err();
     assert_eq!((error.status(), error.code()), (415, "unsupported_media_type"));
     assert!(engine.started().is_empty());
-    // A form whose field holds JSON as its value is a form.
+    // A form whose field holds JSON as its value is a form; so is one
+    // that only starts like JSON, and one that is a JSON scalar.
     let reply = post_form(&starter, &token, "name=%7B%7D&quantity=1").await;
     assert_eq!(reply.status(), 202);
     assert_eq!(engine.started()[0].command.variables["name"], "{}");
+    let reply = post_form(&starter, &token, "{x=1&name=a&quantity=2").await;
+    assert_eq!(reply.status(), 202);
+    assert_eq!(engine.started()[1].command.variables["{x"], "1");
+    let reply = post_form(&starter, &token, "42").await;
+    assert_reply(&reply, 422, "invalid_payload");
+    assert_eq!(engine.started().len(), 2);
 }

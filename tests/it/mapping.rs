@@ -507,6 +507,28 @@ async fn every_github_example_in_form_mode_starts_with_the_variables_of_its_json
 }
 
 #[tokio::test]
+async fn a_form_with_payload_beside_other_fields_is_a_form_not_a_json_delivery() {
+    let Some(senders) = Senders::find() else { return };
+    let examples = senders.github_examples(SECRET);
+    let (host, _) = pull_request_host();
+    let opened = example(&examples, "pull_request", "opened");
+    // GitHub posts `payload` alone; with another field it is some other
+    // form, read as one: the mapping finds no pull request in it.
+    let form = format!("{}&other=1", opened["form"].as_str().unwrap());
+    let signed = senders.sign(json!({"scheme": "github", "secret": SECRET, "body": form}));
+    let mut headers = github_form_headers("pull_request", "two-fields-1", "");
+    headers.retain(|(name, _)| name != "X-Hub-Signature-256");
+    headers.extend(signed);
+    let reply = host.post("github-prs", &headers, &form).await;
+    assert_eq!(
+        (reply.status(), json_of(&reply)),
+        (200, json!({"status": "ignored", "event": "pull_request"})),
+        "its condition on the action reads the form, which has none"
+    );
+    assert_eq!(host.started(), 0);
+}
+
+#[tokio::test]
 async fn a_github_form_whose_payload_is_not_json_is_400_and_starts_nothing() {
     let Some(senders) = Senders::find() else { return };
     let (host, _) = pull_request_host();
