@@ -738,3 +738,30 @@ async fn no_mapping_can_read_a_credential_header() {
     assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
     assert!(host.engine.started()[0].command.variables.is_empty());
 }
+
+#[tokio::test]
+async fn only_github_and_slack_forms_of_one_payload_field_are_read_as_the_json_they_hold() {
+    let Some(senders) = Senders::find() else { return };
+    // An HMAC sender's form whose one field is `payload` is a form like
+    // any other: the start gets the field as text.
+    let host = Host::new(StartForm::default());
+    host.sources.put_source(host.add(
+        "shop",
+        SourceScheme::hmac(HmacScheme::new("X-Signature").unwrap()),
+        &["hmac-secret"],
+    ));
+    let body = "payload=%7B%22orderNumber%22%3A%221%22%7D";
+    let reply = post_hmac(
+        &host,
+        &senders,
+        "",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
+    assert_eq!(
+        Value::Object(host.engine.started()[0].command.variables.clone()),
+        json!({"payload": "{\"orderNumber\":\"1\"}"})
+    );
+}
