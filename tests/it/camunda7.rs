@@ -526,6 +526,30 @@ impl StatefulCamunda {
                     body["id"] = json!(id);
                     body["businessKey"] = json!(key);
                     body
+                } else if let Some(id) = path.strip_prefix("/engine-rest/history/process-instance/") {
+                    // One instance in the history, as Camunda 7.24.0 answers
+                    // it (404 for an id it does not know).
+                    let Some((id, definition, key, _, ended)) = instances.iter().find(|i| i.0 == id) else {
+                        return (
+                            axum::http::StatusCode::NOT_FOUND,
+                            [("content-type", "application/json")],
+                            json!({"type": "InvalidRequestException", "message": "no instance", "code": 0})
+                                .to_string(),
+                        );
+                    };
+                    json!({
+                        "id": id, "businessKey": key, "processDefinitionKey": definition,
+                        "state": if *ended { "COMPLETED" } else { "ACTIVE" },
+                    })
+                } else if path.ends_with("/history/variable-instance") {
+                    // What the real engine lists with deserializeValues=false:
+                    // a Json variable as its text.
+                    assert_eq!(param("deserializeValues").as_deref(), Some("false"));
+                    json!([
+                        {"name": "orderNumber", "type": "String", "value": "123456", "valueInfo": {}},
+                        {"name": "address", "type": "Json", "value": "{\"city\":\"Berlin\"}", "valueInfo": {}},
+                        {"name": "quantity", "type": "Integer", "value": 3, "valueInfo": {}},
+                    ])
                 } else {
                     let history = path.ends_with("/history/process-instance");
                     let key = param(if history { "processInstanceBusinessKey" } else { "businessKey" });
@@ -559,7 +583,11 @@ impl StatefulCamunda {
                         .collect();
                     Value::Array(listed)
                 };
-                ([("content-type", "application/json")], body.to_string())
+                (
+                    axum::http::StatusCode::OK,
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
             }
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -752,4 +780,57 @@ async fn after_a_replicas_crash_the_keys_next_delivery_completes_with_the_instan
         camunda.requests()
     );
     assert_eq!(camunda.instances.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_polls_the_history_and_answers_an_ended_instance_with_its_variables() {
+    let camunda = StatefulCamunda::start().await;
+    camunda.add("ended-1", "order-intake", "order-1", None, true);
+    camunda.add("running-2", "order-review", "order-2", None, false);
+    let engine = Camunda7Engine::new(camunda.base());
+    let instance = |id: &str| {
+        InstanceRef::new(
+            InstanceId::new(id),
+            uuid(ORDER_INTAKE),
+            EnvironmentId::new("production"),
+        )
+    };
+    let waited = engine
+        .wait(&instance("ended-1"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        waited,
+        Some(Completion::Completed(
+            json!({"orderNumber": "123456", "address": {"city": "Berlin"}, "quantity": 3})
+        ))
+    );
+    let started = std::time::Instant::now();
+    let waited = engine
+        .wait(&instance("running-2"), Duration::from_millis(400))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(Completion::Running));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Not (yet) in the history: polled like a running one.
+    let waited = engine
+        .wait(&instance("unknown-3"), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(Completion::Running));
+    let asked = camunda.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r == "GET /engine-rest/history/process-instance/ended-1"),
+        "{asked:?}"
+    );
+    assert!(
+        asked.iter().any(|r| r == "GET /engine-rest/history/variable-instance?processInstanceId=ended-1&deserializeValues=false"),
+        "{asked:?}"
+    );
+    assert!(
+        asked.iter().filter(|r| r.ends_with("/running-2")).count() >= 2,
+        "it polled: {asked:?}"
+    );
 }
