@@ -1391,15 +1391,9 @@ fn a_process_without_definition_key_is_refused_for_temporal_by_check_and_at_star
          definition_key: Temporal (TEMPORAL_URL) starts the process definition (workflow type) it names",
         file.path()
     );
-    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN), temporal])
-        .args(["--check", file.path()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        format!("error: {expected}\n")
-    );
+    let (status, stderr) = check(&[("SHOP_TOKEN", SHOP_TOKEN), temporal], file.path());
+    assert_eq!(status, Some(1));
+    assert_eq!(stderr, format!("error: {expected}\n"));
     let (status, stderr) = refused(&[
         ("WEBHOOK_CONFIG", file.path()),
         ("SHOP_TOKEN", SHOP_TOKEN),
@@ -1408,27 +1402,22 @@ fn a_process_without_definition_key_is_refused_for_temporal_by_check_and_at_star
     assert_eq!(status, Some(1));
     assert_eq!(stderr, format!("error: {expected}\n"));
     // With both keys, the same file checks.
-    let keyed = ConfigFile::new(
-        &OWN_PROCESS
-            .replace(
-                "name = \"Refund\"\n",
-                "name = \"Refund\"\ndefinition_key = \"refund\"\n",
-            )
-            .replace(
-                "name = \"Exchange\"\n",
-                "name = \"Exchange\"\ndefinition_key = \"exchange\"\n",
-            ),
-    );
-    let output = command(&[("SHOP_TOKEN", SHOP_TOKEN), temporal])
-        .args(["--check", keyed.path()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let keyed = ConfigFile::new(&own_process_keyed("refund", "exchange"));
+    let (status, stderr) = check(&[("SHOP_TOKEN", SHOP_TOKEN), temporal], keyed.path());
+    assert_eq!(status, Some(0), "{stderr}");
+}
+
+/// [`OWN_PROCESS`] with the definition keys of Refund and Exchange.
+fn own_process_keyed(refund: &str, exchange: &str) -> String {
+    OWN_PROCESS
+        .replace(
+            "name = \"Refund\"\n",
+            &format!("name = \"Refund\"\ndefinition_key = \"{refund}\"\n"),
+        )
+        .replace(
+            "name = \"Exchange\"\n",
+            &format!("name = \"Exchange\"\ndefinition_key = \"{exchange}\"\n"),
+        )
 }
 
 #[cfg(feature = "camunda7")]
@@ -1439,17 +1428,7 @@ async fn on_camunda_7_a_declared_process_starts_an_instance_with_its_variables_i
     };
     // Refund starts Camunda's `order-intake` (it ends at once), Exchange
     // (a draft) names `order-review`.
-    let file = ConfigFile::new(
-        &OWN_PROCESS
-            .replace(
-                "name = \"Refund\"\n",
-                "name = \"Refund\"\ndefinition_key = \"order-intake\"\n",
-            )
-            .replace(
-                "name = \"Exchange\"\n",
-                "name = \"Exchange\"\ndefinition_key = \"order-review\"\n",
-            ),
-    );
+    let file = ConfigFile::new(&own_process_keyed("order-intake", "order-review"));
     let server = Server::with(&[
         ("WEBHOOK_CONFIG", file.path()),
         ("SHOP_TOKEN", SHOP_TOKEN),

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use crate::engine::http::{poll_until_ended, probe, retry_after, transport_error};
+use crate::engine::http::{poll_until_ended, probe, retry_after, status_and_json, transport_error};
 use crate::engine::{
     Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, Recovery,
     StartCommand, trace_variable_of,
@@ -358,12 +358,7 @@ impl Camunda7Engine {
             request = request.basic_auth(user, Some(password));
         }
         let response = request.send().await.map_err(|e| transport_error("camunda", e))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error("camunda", e))?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        status_and_json("camunda", response).await
     }
 
     /// The variables of an ended instance, from the history: each value as

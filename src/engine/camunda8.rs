@@ -10,7 +10,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::http::{poll_until_ended, probe, retry_after, transport_error};
+use crate::engine::http::{poll_until_ended, probe, retry_after, status_and_json, transport_error};
 use crate::engine::{
     Completion, DEFAULT_TRACE_VARIABLE, Engine, EngineError, InstanceRef, ProcessInstance, StartCommand,
     trace_variable_of,
@@ -281,12 +281,7 @@ impl Camunda8Engine {
             .send()
             .await
             .map_err(|e| transport_error("camunda", e))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error("camunda", e))?;
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        status_and_json("camunda", response).await
     }
 
     /// The root-scope variables of instance `key`, as one JSON object.

@@ -31,6 +31,21 @@ pub(crate) fn transport_error(to: &str, error: reqwest::Error) -> EngineError {
         .with_source(error)
 }
 
+/// An answer's status and its JSON body (`null` when it has none, or none
+/// that parses): what the Camunda engines' reads branch on.
+#[cfg(any(feature = "camunda7", feature = "camunda8"))]
+pub(crate) async fn status_and_json(
+    to: &str,
+    response: reqwest::Response,
+) -> Result<(u16, serde_json::Value), EngineError> {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|e| transport_error(to, e))?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 /// Sends a readiness probe (a `GET` that starts nothing): ready when the
 /// answer is a success.
 pub(crate) async fn probe(to: &str, request: reqwest::RequestBuilder) -> Result<(), EngineError> {
