@@ -408,7 +408,7 @@ pub use crate::limit::{
     InMemoryRateLimiter, InvalidQuota, OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter,
 };
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
-pub use crate::outcome::StartOutcome;
+pub use crate::outcome::{DryRun, StartOutcome};
 pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
     DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureHeaders, SignatureVerifier, SigningSecret,
@@ -421,7 +421,7 @@ pub use crate::source::{
     InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,
 };
 pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
-pub use crate::starter::{DryRun, WebhookStarter};
+pub use crate::starter::WebhookStarter;
 pub use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
     InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore,

@@ -219,6 +219,16 @@ impl WebhookStarter {
     }
 }
 
+/// The outcome label of a start's log event and metrics: `replayed` or
+/// `started`.
+pub(crate) fn started_label(outcome: &crate::outcome::StartOutcome) -> &'static str {
+    if outcome.is_replayed() {
+        "replayed"
+    } else {
+        "started"
+    }
+}
+
 /// The span of one call: its events carry the caller's trace id (the
 /// `trace_id` field, recorded once the `traceparent` header is read), so
 /// that logs and the started instance join up.

@@ -1,7 +1,9 @@
 //! [`StartOutcome`]: what a start answers, and what a later wait for the
 //! instance needs.
 
+use serde::Serialize as DeriveSerialize;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
+use serde_json::{Map, Value};
 
 use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::Deployment;
@@ -213,5 +215,68 @@ impl InstanceRef {
     /// The caller's idempotency key, when the start had one.
     pub fn idempotency_key(&self) -> Option<&str> {
         self.idempotency_key.as_deref()
+    }
+}
+
+/// The answer to a dry run: what a start would hand the engine.
+///
+/// Serialized as `{"dryRun": true, "processUuid", "version", "environment",
+/// "deploymentId", "definitionKey", "variables"}`, the body of the `200`
+/// answer.
+#[derive(Clone, PartialEq, Debug, DeriveSerialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    dry_run: bool,
+    process_uuid: ProcessUuid,
+    version: u32,
+    environment: EnvironmentId,
+    deployment_id: DeploymentId,
+    definition_key: String,
+    variables: Map<String, Value>,
+}
+
+impl DryRun {
+    /// What a start of `deployment` (released as `version`) would hand the
+    /// engine.
+    pub(crate) fn new(deployment: &Deployment, version: u32, variables: Map<String, Value>) -> Self {
+        Self {
+            dry_run: true,
+            process_uuid: *deployment.process(),
+            version,
+            environment: deployment.environment().clone(),
+            deployment_id: deployment.id(),
+            definition_key: deployment.definition_key().to_owned(),
+            variables,
+        }
+    }
+
+    /// The process that would start.
+    pub fn process(&self) -> &ProcessUuid {
+        &self.process_uuid
+    }
+
+    /// The version that would start.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The environment it would start in.
+    pub fn environment(&self) -> &EnvironmentId {
+        &self.environment
+    }
+
+    /// The deployment that would start.
+    pub fn deployment_id(&self) -> DeploymentId {
+        self.deployment_id
+    }
+
+    /// The engine's key for the definition.
+    pub fn definition_key(&self) -> &str {
+        &self.definition_key
+    }
+
+    /// The exact variables the engine would get.
+    pub fn variables(&self) -> &Map<String, Value> {
+        &self.variables
     }
 }

@@ -1,7 +1,26 @@
-//! The start, written once: authenticate, resolve, check (the draft rule,
-//! the idempotency key, the start form), reserve the key, call the engine,
-//! record the outcome. [`start_via_webhook`], [`WebhookStarter`] and the
-//! HTTP exchange all run these steps, in this order.
+//! The start, written once: one sequence of steps that every entry point
+//! runs, in one order. [`start_via_webhook`], [`WebhookStarter`]'s
+//! methods and the HTTP exchange each read their input into one [`Call`]
+//! and its credential, then:
+//!
+//! 1. the call is read: its idempotency key's shape is checked (an HTTP
+//!    call's target, size, method, headers and media type too);
+//! 2. **identify**: the token's environment (or, for a webhook source, the
+//!    source named in the URL and its environment);
+//! 3. **limit**: one unit of that environment's rate limit;
+//! 4. **verify**: the environment's signature (or the source's scheme) over
+//!    the raw body; an HTTP body is parsed only after this;
+//! 5. **resolve**: the deployment of the process in that environment;
+//! 6. **read**: what the deployment decides of the body (an envelope, a
+//!    source's mapped text), over HTTP only;
+//! 7. **check**: the draft rule, then the payload against the start form;
+//! 8. the call's [`Mode`]: a start (the idempotency key reserved, the
+//!    engine called, the outcome recorded), a dry run, or the deployment's
+//!    description (its schema, its OpenAPI document).
+//!
+//! Steps 2 to 4 are [`authenticate`] (the HTTP exchange runs 2 and 3 before
+//! it reads a body, and 4 once it has); steps 5 to 8 are [`run`]. The rules
+//! guide tells the same order to users.
 //!
 //! [`WebhookStarter`]: crate::WebhookStarter
 
@@ -16,27 +35,252 @@ use crate::error::WebhookError;
 use crate::id::ProcessUuid;
 use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
 use crate::model::{Deployment, Environment};
-use crate::observe::chain;
-use crate::outcome::StartOutcome;
-use crate::request::{RequestKey, WebhookStartRequest};
+use crate::observe::{Observed, chain};
+use crate::outcome::{DryRun, StartOutcome};
+use crate::request::{SignedCall, WebhookStartRequest};
 use crate::signature::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders, verify};
 use crate::store::{IdempotencyStore, ModelStore, Reservation, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::trace::TraceContext;
+
+/// What a call ends with, once it passed its checks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    /// The engine starts the instance.
+    Start,
+    /// Nothing starts: the answer says what would.
+    DryRun,
+    /// The deployment, for its payload's schema (a draft is refused).
+    Schema,
+    /// The deployment, for its OpenAPI document (a draft is described).
+    Document,
+}
+
+/// One call, as the sequence takes it: built once by every entry point,
+/// after its credential is taken out of it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) process: ProcessUuid,
+    pub(crate) payload: Map<String, Value>,
+    /// Whether the payload's values are a form's text, read by the start
+    /// form's kinds (`"42"` for an integer).
+    pub(crate) form: bool,
+    /// The caller's idempotency key, its shape checked.
+    pub(crate) key: Option<CallerKey>,
+    pub(crate) trace: Option<Box<TraceContext>>,
+    pub(crate) mode: Mode,
+}
+
+impl Call {
+    /// A call without a payload, for a schema or a document.
+    pub(crate) fn describing(process: ProcessUuid, mode: Mode) -> Self {
+        Self {
+            process,
+            payload: Map::new(),
+            form: false,
+            key: None,
+            trace: None,
+            mode,
+        }
+    }
+}
+
+/// What a call's sequence ended with.
+#[derive(Debug)]
+pub(crate) enum Done {
+    Started(StartOutcome),
+    DryRun(DryRun),
+    /// The deployment a schema or a document describes.
+    Described(Deployment),
+}
+
+/// What the steps read: the stores, the rate limit, the signature's
+/// tolerance, and how a checked call is started. The free functions and
+/// [`WebhookStarter`](crate::WebhookStarter) are the two contexts.
+pub(crate) trait Context: Sync {
+    type Models: ModelStore + ?Sized;
+    type Tokens: TokenStore + ?Sized;
+    fn models(&self) -> &Self::Models;
+    fn tokens(&self) -> &Self::Tokens;
+    /// How far a signature's timestamp may be from now.
+    fn tolerance(&self) -> Duration;
+    /// Step 3: takes one unit of `environment`'s rate limit, recording the
+    /// decision in `observed`.
+    fn limit(
+        &self,
+        environment: &Environment,
+        observed: &mut Observed,
+    ) -> impl Future<Output = Result<(), WebhookError>> + Send;
+    /// The start at the end of step 8.
+    fn start(&self, checked: Checked)
+    -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_;
+}
+
+impl WebhookStartRequest {
+    /// Step 1 for a request built by a host: the call, its key's shape
+    /// checked, and the credential taken out of it.
+    pub(crate) fn into_call(self, mode: Mode) -> Result<(Call, Credential), WebhookError> {
+        let key = self.idempotency_key.map(|key| key.into_checked()).transpose()?;
+        let mode = match (mode, self.dry_run) {
+            (Mode::Start, true) => return Err(WebhookError::DryRunNotStarted),
+            (mode, _) => mode,
+        };
+        let call = Call {
+            process: self.process,
+            payload: self.payload,
+            form: self.form,
+            key,
+            trace: self.trace,
+            mode,
+        };
+        let credential = Credential {
+            token: self.token,
+            signed: self.signed,
+        };
+        Ok((call, credential))
+    }
+}
+
+/// What a host's request authenticates with: its token, and the signature
+/// headers with the raw body they sign.
+pub(crate) struct Credential {
+    token: Option<EnvironmentToken>,
+    signed: Option<Box<SignedCall>>,
+}
+
+/// Steps 2 to 4: the environment of `token`, limited, its signature (if it
+/// requires one) checked over the raw body.
+pub(crate) async fn authenticate<C: Context>(
+    context: &C,
+    token: Option<&EnvironmentToken>,
+    signed: Option<(&SignatureHeaders, &[u8])>,
+    observed: &mut Observed,
+) -> Result<Environment, WebhookError> {
+    let environment = identify(context, token, observed).await?;
+    context.limit(&environment, observed).await?;
+    verify_signed(&environment, signed, context.tolerance())?;
+    Ok(environment)
+}
+
+/// Step 2: the environment of the token, from the store.
+pub(crate) async fn identify<C: Context>(
+    context: &C,
+    token: Option<&EnvironmentToken>,
+    observed: &mut Observed,
+) -> Result<Environment, WebhookError> {
+    let token = token.ok_or(WebhookError::MissingToken)?;
+    let tokens = context.tokens();
+    let found = match tokens.environment_now(token) {
+        Some(found) => found,
+        None => tokens.environment(token).await,
+    };
+    let environment = found?.ok_or(WebhookError::InvalidToken)?;
+    observed.environment = Some(environment.id().clone());
+    Ok(environment)
+}
+
+/// Step 4: the signature an environment may require.
+pub(crate) fn verify_signed(
+    environment: &Environment,
+    signed: Option<(&SignatureHeaders, &[u8])>,
+    tolerance: Duration,
+) -> Result<(), WebhookError> {
+    if !environment.signing_secrets().is_empty() {
+        let (headers, body) = signed.ok_or(WebhookError::InvalidSignature)?;
+        verify(
+            environment.signing_secrets(),
+            headers,
+            body,
+            SystemTime::now(),
+            tolerance,
+        )?;
+    }
+    Ok(())
+}
+
+/// Steps 5 to 8 of an authenticated call of `process`: its deployment,
+/// the call as the deployment reads it (`read`: for the HTTP exchange, an
+/// envelope body opened or not, a source's mapped text; elsewhere the call
+/// as it is), the checks, and the call's mode.
+pub(crate) async fn run<C: Context>(
+    context: &C,
+    process: ProcessUuid,
+    environment: &Environment,
+    observed: &mut Observed,
+    read: impl FnOnce(&Deployment) -> Result<Call, WebhookError>,
+) -> Result<Done, WebhookError> {
+    let deployment = resolve(&process, environment, context.models()).await?;
+    observed.deployed = true;
+    let call = read(&deployment)?;
+    match call.mode {
+        Mode::Document => Ok(Done::Described(deployment)),
+        Mode::Schema => {
+            deployment.startable_version()?;
+            Ok(Done::Described(deployment))
+        }
+        Mode::DryRun => {
+            let checked = check(call, deployment)?;
+            Ok(Done::DryRun(DryRun::new(
+                &checked.deployment,
+                checked.version,
+                checked.variables,
+            )))
+        }
+        Mode::Start => context.start(check(call, deployment)?).await.map(Done::Started),
+    }
+}
+
+/// The whole sequence for a host's request: steps 1 to 8.
+pub(crate) async fn run_request<C: Context>(
+    context: &C,
+    request: WebhookStartRequest,
+    mode: Mode,
+    observed: &mut Observed,
+) -> Result<Done, WebhookError> {
+    let (call, credential) = request.into_call(mode)?;
+    let signed = credential.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
+    let environment = authenticate(context, credential.token.as_ref(), signed, observed).await?;
+    run(context, call.process, &environment, observed, |_| Ok(call)).await
+}
+
+/// Steps 1 to 8 for a call that has no payload (a schema, a document): the
+/// environment of `token` (refused where it requires signed calls: there is
+/// no body to sign), then the deployment.
+pub(crate) async fn describe<C: Context>(
+    context: &C,
+    process: ProcessUuid,
+    token: Option<&EnvironmentToken>,
+    mode: Mode,
+    observed: &mut Observed,
+) -> Result<(Environment, Deployment), WebhookError> {
+    let environment = authenticate(context, token, None, observed).await?;
+    match run(context, process, &environment, observed, |_| {
+        Ok(Call::describing(process, mode))
+    })
+    .await?
+    {
+        Done::Described(deployment) => Ok((environment, deployment)),
+        // `Schema` and `Document` end described.
+        Done::Started(_) | Done::DryRun(_) => Err(WebhookError::Internal),
+    }
+}
+
 /// Starts the process of a webhook call, if the call may start it.
 ///
-/// In order:
-/// 1. No token: `401 missing_token`; a token no environment has (or a revoked
-///    one): `401 invalid_token`. An environment with signing secrets also
-///    needs a valid signature (`401 invalid_signature` / `stale_timestamp`).
-/// 2. The process must exist in the token's organization, else
+/// In order (the steps every entry point runs; see the rules guide):
+/// 1. A malformed idempotency key is `400 invalid_idempotency_key`.
+/// 2. No token: `401 missing_token`; a token no environment has (or a revoked
+///    one): `401 invalid_token`.
+/// 3. An environment with signing secrets also needs a valid signature
+///    (`401 invalid_signature` / `stale_timestamp`).
+/// 4. The process must exist in the token's organization, else
 ///    `404 unknown_process` (a token never learns whether another
 ///    organization's process exists), and be deployed to the token's
 ///    environment, else `409 not_deployed`.
-/// 3. A draft deployment is `409 draft_version`.
-/// 4. The payload is validated against the deployment's start form, every
+/// 5. A draft deployment is `409 draft_version`.
+/// 6. The payload is validated against the deployment's start form, every
 ///    problem reported at once: `422 invalid_payload`.
-/// 5. The engine starts the instance; its failure is `502 engine_failed`
+/// 7. The engine starts the instance; its failure is `502 engine_failed`
 ///    (or `429`/`503`, see [`EngineErrorKind`](crate::EngineErrorKind)).
 ///
 /// A store that fails is `503 store_unavailable`; the engine is then never
@@ -139,11 +383,64 @@ where
     start_free(request, models, tokens, engine, Some(keys)).await
 }
 
-/// The steps of a start of the free functions: a dry run refused, the
-/// token and signature, the key, the deployment, the checks, then the
-/// engine (through the idempotency store, when there is one).
+/// The context of the free functions: their stores and engine, no rate
+/// limit, the default signature tolerance.
+struct Free<'a, M: ?Sized, T: ?Sized, E: ?Sized> {
+    models: &'a M,
+    tokens: &'a T,
+    engine: &'a E,
+    idempotency: Option<&'a dyn IdempotencyStore>,
+}
+
+impl<M, T, E> Context for Free<'_, M, T, E>
+where
+    M: ModelStore + ?Sized,
+    T: TokenStore + ?Sized,
+    E: Engine + ?Sized,
+{
+    type Models = M;
+    type Tokens = T;
+
+    fn models(&self) -> &M {
+        self.models
+    }
+
+    fn tokens(&self) -> &T {
+        self.tokens
+    }
+
+    fn tolerance(&self) -> Duration {
+        DEFAULT_SIGNATURE_TOLERANCE
+    }
+
+    fn limit(
+        &self,
+        _: &Environment,
+        _: &mut Observed,
+    ) -> impl Future<Output = Result<(), WebhookError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    fn start(
+        &self,
+        checked: Checked,
+    ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_ {
+        let engine = self.engine;
+        let calls = EngineCalls {
+            start: move |command| engine.start(command).map(engine_result),
+            find: move |command: StartCommand| async move {
+                engine.find_started(&command).await.map_err(WebhookError::from)
+            },
+            recovery: engine.recovery(),
+            margin: crate::engine::TAKEOVER_MARGIN,
+        };
+        start_checked(checked, self.idempotency, calls)
+    }
+}
+
+/// The sequence of the free functions.
 async fn start_free<M, T, E>(
-    mut request: WebhookStartRequest,
+    request: WebhookStartRequest,
     models: &M,
     tokens: &T,
     engine: &E,
@@ -154,22 +451,17 @@ where
     T: TokenStore + ?Sized,
     E: Engine + ?Sized,
 {
-    if request.dry_run {
-        return Err(WebhookError::DryRunNotStarted);
-    }
-    let environment = authenticate_request(&request, tokens, DEFAULT_SIGNATURE_TOLERANCE).await?;
-    let key = request_key(&mut request)?;
-    let deployment = resolve(&request.process, &environment, models).await?;
-    let checked = check(request, key, deployment)?;
-    let calls = EngineCalls {
-        start: |command| engine.start(command).map(engine_result),
-        find: |command: StartCommand| async move {
-            engine.find_started(&command).await.map_err(WebhookError::from)
-        },
-        recovery: engine.recovery(),
-        margin: crate::engine::TAKEOVER_MARGIN,
+    let context = Free {
+        models,
+        tokens,
+        engine,
+        idempotency,
     };
-    start_checked(checked, idempotency, calls).await
+    match run_request(&context, request, Mode::Start, &mut Observed::default()).await? {
+        Done::Started(outcome) => Ok(outcome),
+        // `Mode::Start` ends started.
+        Done::DryRun(_) | Done::Described(_) => Err(WebhookError::Internal),
+    }
 }
 
 /// An engine's answer as a start's.
@@ -179,74 +471,7 @@ pub(crate) fn engine_result(
     result.map_err(WebhookError::from)
 }
 
-/// Step 1 for a request: its token, and its signature where it was built
-/// from raw parts.
-pub(crate) async fn authenticate_request<T: TokenStore + ?Sized>(
-    request: &WebhookStartRequest,
-    tokens: &T,
-    tolerance: Duration,
-) -> Result<Environment, WebhookError> {
-    let signed = request.signed.as_ref().map(|s| (&s.headers, &s.body[..]));
-    authenticate(request.token.as_ref(), signed, tokens, tolerance).await
-}
-
-/// Step 1: the token's environment, and the signature it may require
-/// (checked over the raw body, before it is parsed, where the caller has it).
-pub(crate) async fn authenticate<T: TokenStore + ?Sized>(
-    token: Option<&EnvironmentToken>,
-    signed: Option<(&SignatureHeaders, &[u8])>,
-    tokens: &T,
-    tolerance: Duration,
-) -> Result<Environment, WebhookError> {
-    let environment = environment_of(token, tokens).await?;
-    verify_signed(&environment, signed, tolerance)?;
-    Ok(environment)
-}
-
-/// The first half of step 1: the environment of the token, from the store.
-pub(crate) async fn environment_of<T: TokenStore + ?Sized>(
-    token: Option<&EnvironmentToken>,
-    tokens: &T,
-) -> Result<Environment, WebhookError> {
-    let token = token.ok_or(WebhookError::MissingToken)?;
-    let found = match tokens.environment_now(token) {
-        Some(found) => found,
-        None => tokens.environment(token).await,
-    };
-    found?.ok_or(WebhookError::InvalidToken)
-}
-
-/// The second half of step 1: the signature an environment may require.
-pub(crate) fn verify_signed(
-    environment: &Environment,
-    signed: Option<(&SignatureHeaders, &[u8])>,
-    tolerance: Duration,
-) -> Result<(), WebhookError> {
-    if !environment.signing_secrets().is_empty() {
-        let (headers, body) = signed.ok_or(WebhookError::InvalidSignature)?;
-        verify(
-            environment.signing_secrets(),
-            headers,
-            body,
-            SystemTime::now(),
-            tolerance,
-        )?;
-    }
-    Ok(())
-}
-
-/// The caller's idempotency key of `request`, taken out of it and checked
-/// (once: a key the HTTP edge checked when it read the header is not
-/// checked again).
-pub(crate) fn request_key(request: &mut WebhookStartRequest) -> Result<Option<CallerKey>, WebhookError> {
-    request
-        .idempotency_key
-        .take()
-        .map(RequestKey::into_checked)
-        .transpose()
-}
-
-/// Step 2: the deployment of `process` in the token's environment, read
+/// Step 5: the deployment of `process` in the token's environment, read
 /// with one store call.
 pub(crate) async fn resolve<M: ModelStore + ?Sized>(
     process: &ProcessUuid,
@@ -279,20 +504,15 @@ pub(crate) struct Checked {
     pub(crate) trace: Option<Box<TraceContext>>,
 }
 
-/// Step 3, once the deployment is known: the draft rule, then the payload
-/// against the start form (every problem at once; a form body's strings
-/// read as the form's kinds first). The fingerprint of the
-/// payload is taken, before the form fills in defaults, when the call has a
-/// key.
-pub(crate) fn check(
-    request: WebhookStartRequest,
-    key: Option<CallerKey>,
-    deployment: Deployment,
-) -> Result<Checked, WebhookError> {
+/// Step 7: the draft rule, then the payload against the start form (every
+/// problem at once; a form body's strings read as the form's kinds first).
+/// The fingerprint of the payload is taken, before the form fills in
+/// defaults, when the call has a key.
+pub(crate) fn check(call: Call, deployment: Deployment) -> Result<Checked, WebhookError> {
     let version = deployment.startable_version()?;
-    let fingerprint = key.as_ref().map(|_| PayloadFingerprint::of(&request.payload));
-    let mut payload = request.payload;
-    if request.form {
+    let fingerprint = call.key.as_ref().map(|_| PayloadFingerprint::of(&call.payload));
+    let mut payload = call.payload;
+    if call.form {
         deployment.start_form().read_form_strings(&mut payload);
     }
     let variables = deployment
@@ -303,9 +523,9 @@ pub(crate) fn check(
         deployment,
         version,
         variables,
-        key,
+        key: call.key,
         fingerprint,
-        trace: request.trace,
+        trace: call.trace,
     })
 }
 

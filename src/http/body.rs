@@ -241,12 +241,13 @@ impl WebhookStartRequest {
     {
         let process = process_from_target(target)?;
         check_body_size(body.len(), limit)?;
-        let head = RequestHead::parse_headers(headers)?;
+        let mut head = RequestHead::parse_headers(headers)?;
         if head.not_json {
             return Err(WebhookError::UnsupportedMediaType);
         }
         let payload = parse_body(&head, body, DEFAULT_MAX_JSON_VALUES, limit)?;
-        let (mut request, signature) = head.into_request(process, payload);
+        let signature = head.signature.take();
+        let mut request = head.into_request(process, payload);
         request.signed = signature.map(|headers| {
             Box::new(SignedCall {
                 headers,

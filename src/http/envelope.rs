@@ -2,11 +2,10 @@
 //! (`{"headers": {…}, "payload": {…}}`), the shape of the product's
 //! documented example.
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
-use crate::http::RequestHead;
+use crate::http::{DEFAULT_MAX_JSON_VALUES, RequestHead, parse_payload};
 use crate::id::ProcessUuid;
 use crate::request::WebhookStartRequest;
 
@@ -51,14 +50,15 @@ pub(crate) fn open_envelope(
 
 impl WebhookStartRequest {
     /// Reads a whole call carried as one JSON document (by a queue or a test
-    /// tool): `{"headers": {"authorization": "…", "idempotency-key": "…"},
-    /// "payload": {…}}`. Both members are optional; header names are
+    /// tool), with the rules of an envelope body sent to the webhook URL:
+    /// `{"headers": {"authorization": "…", "idempotency-key": "…"},
+    /// "payload": {…}}`, both members required; header names are
     /// case-insensitive and their values strings.
     ///
     /// # Errors
     ///
-    /// `400 malformed_payload` when the document is not such an object (or
-    /// `payload` is not an object), `400 duplicate_header`,
+    /// `400 malformed_payload` when the document is not such an object
+    /// (saying which member is wrong), `400 duplicate_header`,
     /// `400 invalid_idempotency_key`.
     ///
     /// # Example
@@ -78,45 +78,15 @@ impl WebhookStartRequest {
     /// # example().unwrap();
     /// ```
     pub fn from_envelope_json(process: ProcessUuid, json: &[u8]) -> Result<Self, WebhookError> {
-        // `headers` is an object; read it as a list of pairs so that a name
-        // given twice (in any case) is seen rather than silently merged.
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Envelope {
-            #[serde(default, deserialize_with = "pairs")]
-            headers: Vec<(String, String)>,
-            #[serde(default)]
-            payload: Map<String, Value>,
+        let body = parse_payload(json, DEFAULT_MAX_JSON_VALUES)?;
+        if !is_envelope(&body) {
+            return Err(WebhookError::MalformedEnvelope {
+                problem: "the document must have exactly the members `headers` and `payload`",
+            });
         }
-        // A derived struct would also read a JSON array; the envelope is an object.
-        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            let source = serde_json::from_slice::<Map<String, Value>>(json).err();
-            return Err(WebhookError::MalformedPayload { source });
-        }
-        let envelope: Envelope =
-            serde_json::from_slice(json).map_err(|e| WebhookError::MalformedPayload { source: Some(e) })?;
-        let head = RequestHead::parse_headers(envelope.headers)?;
         // An envelope carries no raw body to verify a signature over: an
         // environment that requires one refuses it (`invalid_signature`).
-        Ok(head.into_request(process, envelope.payload).0)
+        let (head, payload) = open_envelope(body)?;
+        Ok(head.into_request(process, payload))
     }
-}
-
-/// Deserializes a JSON object of strings into its pairs, in order.
-fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
-    struct Pairs;
-    impl<'de> serde::de::Visitor<'de> for Pairs {
-        type Value = Vec<(String, String)>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an object of header names to string values")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(pair) = map.next_entry::<String, String>()? {
-                out.push(pair);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_map(Pairs)
 }

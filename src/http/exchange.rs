@@ -17,13 +17,13 @@ use crate::http::{
 use crate::id::ProcessUuid;
 use crate::idempotency::CallerKey;
 use crate::model::{Deployment, Environment};
-use crate::observe::{Observed, call_span, catch_panic, in_span};
+use crate::observe::{Observed, call_span, catch_panic, in_span, started_label};
+use crate::outcome::DryRun;
 use crate::outcome::StartOutcome;
-use crate::request::WebhookStartRequest;
 use crate::signature::SignatureHeaders;
 use crate::source::{Reaction, SourceCall, SourceId, WebhookSource};
-use crate::start::{check, environment_of, request_key, resolve, verify_signed};
-use crate::starter::{DryRun, WebhookStarter};
+use crate::start::{Call, Context as _, Done, Mode, authenticate, identify, run, verify_signed};
+use crate::starter::WebhookStarter;
 
 /// What a call's method, target and headers established, before its body is
 /// read.
@@ -131,8 +131,10 @@ pub(crate) enum Success {
 
 impl WebhookStarter {
     /// The whole HTTP exchange of a `POST`, without any web framework: reads
-    /// the call (as [`WebhookStartRequest::from_parts`](crate::WebhookStartRequest::from_parts) does, with this
-    /// starter's limits), starts it, and answers:
+    /// the call (its headers as
+    /// [`WebhookStartRequest::from_parts`](crate::WebhookStartRequest::from_parts)
+    /// reads them, with this starter's limits; besides, an envelope body and
+    /// a webhook source's delivery), starts it, and answers:
     ///
     /// - `202` with the [`StartOutcome`] as `application/json` (a replay also
     ///   has `idempotent-replayed: true`);
@@ -144,9 +146,10 @@ impl WebhookStarter {
     ///
     /// The order of checks: target (`missing_uid`, `invalid_uid`), body size
     /// (`413`), headers (`duplicate_header`, `invalid_idempotency_key`), the
-    /// token on the request (`401`), the body (`413` for too many JSON
-    /// values, `malformed_payload`), the signature over the raw body, and
-    /// the start goes on as [`start`](Self::start).
+    /// token on the request (`401`), the environment's rate limit (`429`),
+    /// the signature over the raw body, the body (`413` for too many JSON
+    /// values, `malformed_payload`), and the start goes on as
+    /// [`start`](Self::start) does: the one order of the rules guide.
     ///
     /// # Waiting for the result: `Prefer: wait=N`
     ///
@@ -329,8 +332,7 @@ impl WebhookStarter {
         started: Instant,
     ) -> HttpReply {
         let outcome = match &result {
-            Ok(Success::Started(outcome)) if outcome.is_replayed() => "replayed",
-            Ok(Success::Started(_)) => "started",
+            Ok(Success::Started(outcome)) => started_label(outcome),
             Ok(Success::DryRun(_)) => "dry_run",
             Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
             Ok(Success::OpenApi(..)) => "openapi",
@@ -476,9 +478,8 @@ impl WebhookStarter {
         let environment = if head.token.is_none() && method == Method::Post && self.settings.envelopes {
             None
         } else {
-            let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
-            observed.environment = Some(environment.id().clone());
-            self.limit_environment(&environment, observed).await?;
+            let environment = identify(self, head.token.as_ref(), observed).await?;
+            self.limit(&environment, observed).await?;
             Some(environment)
         };
         Ok(Admitted {
@@ -516,7 +517,9 @@ impl WebhookStarter {
         Ok(source)
     }
 
-    /// The rest of a call, once its body is read.
+    /// The rest of a call, once its body is read: step 4 (the signature,
+    /// then the body parsed), and steps 5 to 8 through the pipeline's
+    /// [`run`].
     ///
     /// What only some calls do (a `GET`'s schema, a token read from an
     /// envelope body, a wait) runs in boxed futures of its own, so that the
@@ -534,112 +537,145 @@ impl WebhookStarter {
             environment,
             source,
         } = admitted;
-        if method == Method::Options {
-            return Ok(Success::Options);
+        match (method, source, environment) {
+            (Method::Options, ..) => Ok(Success::Options),
+            // Not boxed: a boxed future of a kilobyte, the source and the raw
+            // parts among its arguments, made glibc's allocator consolidate
+            // its free lists on every call (a third of a start of a 7 KB push).
+            (_, Some(source), _) => {
+                self.finish_delivery(method, process, head, *source, body, observed)
+                    .await
+            }
+            // `admit` looked the token up for every GET and HEAD.
+            (Method::Get | Method::Head, None, environment) => {
+                let environment = environment.ok_or(WebhookError::MissingToken)?;
+                Box::pin(self.finish_schema(method, process, &head, environment, body, observed)).await
+            }
+            (Method::Post, None, Some(environment)) => {
+                // The signature is checked over the raw body, before it is parsed.
+                self.verify_body(&environment, head.signature.as_ref(), body)?;
+                let payload = self.parse_body(&head, body)?;
+                self.finish_post(process, head, environment, payload, false, observed)
+                    .await
+            }
+            (Method::Post, None, None) => {
+                let (head, environment, payload) =
+                    Box::pin(self.open_token_envelope(head, body, observed)).await?;
+                self.finish_post(process, head, environment, payload, true, observed)
+                    .await
+            }
         }
-        // A source's call is checked synchronously and then goes on as a
-        // token's: no future of its own. (A boxed one of a kilobyte, the
-        // source and the raw parts among its arguments, made glibc's
-        // allocator consolidate its free lists on every call: a third of a
-        // start of a 7 KB push.)
-        let from_source = source.is_some();
-        let mut mapped: Option<Mapped> = None;
-        let (mut head, environment, from_envelope, mut payload) = match source {
-            Some(source) => match self.check_delivery(method, &head, *source, body)? {
+    }
+
+    /// Steps 5 to 8 of an authenticated `POST` with a token: an envelope
+    /// body is opened once the deployment says its bodies may be envelopes.
+    async fn finish_post(
+        &self,
+        process: ProcessUuid,
+        mut head: RequestHead,
+        environment: Environment,
+        payload: Map<String, Value>,
+        from_envelope: bool,
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let envelopes = self.settings.envelopes;
+        let mut wait = None;
+        let read = |deployment: &Deployment| {
+            let envelopes_here = envelopes && !names_envelope_fields(deployment);
+            if from_envelope && !envelopes_here {
+                // The deployment takes its bodies as plain payloads: the
+                // token read from the body does not count.
+                return Err(WebhookError::MissingToken);
+            }
+            let mut payload = payload;
+            if !from_envelope && envelopes_here && !head.form && is_envelope(&payload) {
+                let (inner, inner_payload) = open_envelope(payload)?;
+                head.merge_envelope(inner)?;
+                payload = inner_payload;
+            }
+            wait = head.wait;
+            Ok(head.call(process, payload))
+        };
+        let done = run(self, process, &environment, observed, read).await;
+        self.answer(done, wait, observed).await
+    }
+
+    /// A source's delivery, once the body is read: the scheme's check, then
+    /// an answer of its own (a ping, a challenge, an ignored event), a
+    /// schema, or steps 5 to 8 with the delivery id as the key.
+    async fn finish_delivery(
+        &self,
+        method: Method,
+        process: ProcessUuid,
+        head: RequestHead,
+        source: SourceAdmitted,
+        body: &[u8],
+        observed: &mut Observed,
+    ) -> Result<Success, WebhookError> {
+        let (environment, payload, form, delivery, mapped) =
+            match self.check_delivery(method, &head, source, body)? {
                 Delivered::Answer(success) => return Ok(success),
                 Delivered::Schema(environment) => {
-                    return Box::pin(self.schema_answer(method, &process, &environment, observed)).await;
+                    return Box::pin(self.schema_answer(method, process, &environment, observed)).await;
                 }
                 Delivered::Start {
                     environment,
                     payload,
                     form,
                     delivery,
-                    mapped: by_mapping,
-                } => {
-                    let mut head = head;
-                    // The mapping's text fields are read below, by name.
-                    head.form = form && by_mapping.is_none();
-                    mapped = by_mapping;
-                    // The source authenticated the call: no token or
-                    // Standard Webhooks headers of the request count.
-                    head.token = None;
-                    head.signature = None;
-                    // The delivery id is the key, where the call sent none.
-                    if head.idempotency_key.is_none() {
-                        head.idempotency_key = delivery.map(CallerKey::new).transpose()?;
-                    }
-                    (head, environment, false, payload)
-                }
-            },
-            None if method != Method::Post => {
-                // `admit` looked the token up for every GET and HEAD.
-                let environment = environment.ok_or(WebhookError::MissingToken)?;
-                return Box::pin(self.finish_schema(method, process, &head, environment, body, observed))
-                    .await;
-            }
-            None => match environment {
-                Some(environment) => {
-                    // The signature is checked over the raw body, before it is parsed.
-                    self.verify_body(&environment, head.signature.as_ref(), body)?;
-                    let payload = self.parse_body(&head, body)?;
-                    (head, environment, false, payload)
-                }
-                None => {
-                    let (head, environment, payload) =
-                        Box::pin(self.open_token_envelope(head, body, observed)).await?;
-                    (head, environment, true, payload)
-                }
-            },
+                    mapped,
+                } => (environment, payload, form, delivery, mapped),
+            };
+        // The source authenticated the call: no token or Standard Webhooks
+        // headers of the request count. The delivery id is the key, where
+        // the call sent none.
+        let key = match head.idempotency_key {
+            Some(key) => Some(key),
+            None => delivery.map(CallerKey::new).transpose()?,
         };
-        let deployment = resolve(&process, &environment, &*self.settings.models).await?;
-        observed.deployed = true;
-        // A source's bodies are the sender's, never envelopes.
-        let envelopes_here = !from_source && self.settings.envelopes && !names_envelope_fields(&deployment);
-        if from_envelope && !envelopes_here {
-            // The deployment takes its bodies as plain payloads: the token
-            // read from the body does not count.
-            return Err(WebhookError::MissingToken);
-        }
-        if !from_envelope && envelopes_here && !head.form && is_envelope(&payload) {
-            let (inner, inner_payload) = open_envelope(payload)?;
-            head.merge_envelope(inner)?;
-            payload = inner_payload;
-        }
         let wait = head.wait;
-        #[cfg(feature = "mapping")]
-        if let Some(mapped) = &mapped {
-            mapped.read_text(deployment.start_form(), &mut payload);
-        }
-        let (request, _) = head.into_request(process, payload);
-        let started = self.start_request(request, deployment, wait, observed).await;
-        match mapped {
+        let read = |_deployment: &Deployment| {
+            #[cfg_attr(not(feature = "mapping"), allow(unused_mut))]
+            let mut payload = payload;
             #[cfg(feature = "mapping")]
-            Some(mapped) => started.map_err(|e| mapped.annotate(e)),
-            _ => started,
-        }
+            if let Some(mapped) = &mapped {
+                mapped.read_text(_deployment.start_form(), &mut payload);
+            }
+            Ok(Call {
+                process,
+                payload,
+                // The mapping's text fields are read above, by name.
+                form: form && mapped.is_none(),
+                key,
+                trace: head.trace.map(Box::new),
+                mode: if head.dry_run { Mode::DryRun } else { Mode::Start },
+            })
+        };
+        let done = run(self, process, &environment, observed, read).await;
+        let done = match &mapped {
+            #[cfg(feature = "mapping")]
+            Some(mapped) => done.map_err(|e| mapped.annotate(e)),
+            _ => done,
+        };
+        self.answer(done, wait, observed).await
     }
 
-    /// The end of every `POST`, once the call is authenticated and its
-    /// deployment known: the key, the checks, a dry run's answer or the
-    /// start, and the wait it may ask for.
-    async fn start_request(
+    /// The answer to a `POST`'s end: the outcome (after the wait it may ask
+    /// for), or the dry run.
+    async fn answer(
         &self,
-        mut request: WebhookStartRequest,
-        deployment: Deployment,
+        done: Result<Done, WebhookError>,
         wait: Option<u32>,
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
-        let key = request_key(&mut request)?;
-        let dry_run = request.dry_run;
-        let checked = check(request, key, deployment)?;
-        if dry_run {
-            return Ok(Success::DryRun(DryRun::from(checked)));
-        }
-        let outcome = self.start_checked(checked).await?;
-        match wait {
-            Some(seconds) => Ok(Box::pin(self.wait_for(outcome, seconds, observed)).await),
-            None => Ok(Success::Started(outcome)),
+        match done? {
+            Done::Started(outcome) => match wait {
+                Some(seconds) => Ok(Box::pin(self.wait_for(outcome, seconds, observed)).await),
+                None => Ok(Success::Started(outcome)),
+            },
+            Done::DryRun(dry_run) => Ok(Success::DryRun(dry_run)),
+            // A `POST` is a start or a dry run.
+            Done::Described(_) => Err(WebhookError::Internal),
         }
     }
 
@@ -739,8 +775,8 @@ impl WebhookStarter {
         )
     }
 
-    /// A `GET` or `HEAD`: the schema of the payload, once the signature over
-    /// the (empty) body holds.
+    /// A `GET` or `HEAD`: the schema of the payload (or the OpenAPI
+    /// document), once the signature over the (empty) body holds.
     async fn finish_schema(
         &self,
         method: Method,
@@ -751,24 +787,32 @@ impl WebhookStarter {
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
         self.verify_body(&environment, head.signature.as_ref(), body)?;
-        if let Some(path) = &head.openapi {
-            let document = self.openapi_authenticated(&process, &environment, path).await?;
-            observed.deployed = true;
-            return Ok(Success::OpenApi(document, method == Method::Head));
-        }
-        self.schema_answer(method, &process, &environment, observed).await
+        let Some(path) = &head.openapi else {
+            return self.schema_answer(method, process, &environment, observed).await;
+        };
+        let call = Call::describing(process, Mode::Document);
+        let Done::Described(deployment) = run(self, process, &environment, observed, |_| Ok(call)).await?
+        else {
+            return Err(WebhookError::Internal);
+        };
+        let document = self.document_of(&deployment, &environment, path);
+        Ok(Success::OpenApi(document, method == Method::Head))
     }
 
     /// The answer to an authenticated `GET` or `HEAD`: the payload's schema.
     async fn schema_answer(
         &self,
         method: Method,
-        process: &ProcessUuid,
+        process: ProcessUuid,
         environment: &Environment,
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
-        let schema = self.schema_authenticated(process, environment).await?;
-        observed.deployed = true;
+        let call = Call::describing(process, Mode::Schema);
+        let Done::Described(deployment) = run(self, process, environment, observed, |_| Ok(call)).await?
+        else {
+            return Err(WebhookError::Internal);
+        };
+        let schema = deployment.start_form().json_schema();
         Ok(if method == Method::Head {
             Success::SchemaHead(schema)
         } else {
@@ -795,10 +839,8 @@ impl WebhookStarter {
         let signature = head.signature.clone();
         let (inner, payload) = open_envelope(payload)?;
         head.merge_envelope(inner)?;
-        let environment = environment_of(head.token.as_ref(), &*self.settings.tokens).await?;
-        observed.environment = Some(environment.id().clone());
-        self.limit_environment(&environment, observed).await?;
-        self.verify_body(&environment, signature.as_ref(), body)?;
+        let signed = signature.as_ref().map(|s| (s, body));
+        let environment = authenticate(self, head.token.as_ref(), signed, observed).await?;
         Ok((head, environment, payload))
     }
 }

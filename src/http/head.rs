@@ -7,6 +7,7 @@ use crate::id::ProcessUuid;
 use crate::idempotency::CallerKey;
 use crate::request::{RequestKey, WebhookStartRequest};
 use crate::signature::SignatureHeaders;
+use crate::start::{Call, Mode};
 use crate::token::EnvironmentToken;
 use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
 use serde_json::{Map, Value};
@@ -38,6 +39,9 @@ pub(crate) fn is_form_media_type(value: &str) -> bool {
 pub(crate) struct RequestHead {
     pub(crate) token: Option<EnvironmentToken>,
     pub(crate) idempotency_key: Option<CallerKey>,
+    /// A signed call's `webhook-id`, which stands in for a missing
+    /// `Idempotency-Key` and is checked as one when read.
+    pub(crate) signature_key: Option<CallerKey>,
     pub(crate) signature: Option<SignatureHeaders>,
     /// Whether a `Prefer` header was sent, and whether it asks for a dry run.
     pub(crate) prefer: bool,
@@ -136,6 +140,12 @@ impl RequestHead {
         }
         // Checked once, here: the start takes the key as it is.
         head.idempotency_key = key.map(CallerKey::new).transpose()?;
+        // Only a `webhook-id` that was sent stands in for the key: signature
+        // headers without one are the signature check's business, not a
+        // malformed key.
+        if head.idempotency_key.is_none() && !signature.id.is_empty() {
+            head.signature_key = Some(CallerKey::new(signature.id.clone())?);
+        }
         // Without a `webhook-id` there is no signature to check: an
         // environment that needs one refuses the call (`invalid_signature`)
         // as it would refuse a signature without its id.
@@ -145,30 +155,37 @@ impl RequestHead {
         Ok(head)
     }
 
-    /// The request, once the body is read, and the signature headers to
-    /// verify. A signed call without an idempotency key uses its
-    /// `webhook-id` as one.
+    /// The call, once the body is read (its credential stays in the
+    /// head): the caller's key, or the `webhook-id` that stands in for it.
+    pub(crate) fn call(&mut self, process: ProcessUuid, payload: Map<String, Value>) -> Call {
+        Call {
+            process,
+            payload,
+            form: self.form,
+            key: self.idempotency_key.take().or_else(|| self.signature_key.take()),
+            trace: self.trace.take().map(Box::new),
+            mode: if self.dry_run { Mode::DryRun } else { Mode::Start },
+        }
+    }
+
+    /// The request a host's call is read into ([`from_parts`]), the raw
+    /// body kept for its signature.
+    ///
+    /// [`from_parts`]: WebhookStartRequest::from_parts
     pub(crate) fn into_request(
         self,
         process: ProcessUuid,
         payload: Map<String, Value>,
-    ) -> (WebhookStartRequest, Option<SignatureHeaders>) {
+    ) -> WebhookStartRequest {
         let mut request = WebhookStartRequest::new(process, self.token, payload);
-        // Only a `webhook-id` that was sent stands in for the key: signature
-        // headers without one are the signature check's business, not a
-        // malformed key.
-        request.idempotency_key = match self.idempotency_key {
-            Some(key) => Some(RequestKey::Checked(key)),
-            None => self
-                .signature
-                .as_ref()
-                .filter(|s| !s.id.is_empty())
-                .map(|s| RequestKey::Unchecked(s.id.clone())),
-        };
+        request.idempotency_key = self
+            .idempotency_key
+            .or(self.signature_key)
+            .map(RequestKey::Checked);
         request.dry_run = self.dry_run;
         request.form = self.form;
         request.trace = self.trace.map(Box::new);
-        (request, self.signature)
+        request
     }
 
     /// Takes in the headers of an envelope body. A header given in both

@@ -11,7 +11,6 @@ use crate::http::exchange::names_envelope_fields;
 use crate::http::reply::ACCEPTED_MEDIA_TYPES;
 use crate::id::ProcessUuid;
 use crate::model::{Deployment, Environment};
-use crate::start::resolve;
 use crate::starter::WebhookStarter;
 use crate::token::EnvironmentToken;
 
@@ -720,24 +719,23 @@ impl WebhookStarter {
         token: Option<&EnvironmentToken>,
         path: &str,
     ) -> Result<Value, WebhookError> {
-        let environment = self.unsigned_environment(token).await?;
-        self.openapi_authenticated(process, &environment, path).await
+        let (environment, deployment) = self.described(process, token).await?;
+        Ok(self.document_of(&deployment, &environment, path))
     }
 
-    /// The document, once the call is authenticated.
-    pub(crate) async fn openapi_authenticated(
+    /// The document of an authenticated call's deployment.
+    pub(crate) fn document_of(
         &self,
-        process: &ProcessUuid,
+        deployment: &Deployment,
         environment: &Environment,
         path: &str,
-    ) -> Result<Value, WebhookError> {
-        let deployment = resolve(process, environment, &*self.settings.models).await?;
+    ) -> Value {
         let options = OpenApiOptions::new(path)
             .with_idempotency_keys(self.settings.idempotency.is_some())
             .with_rate_limit(self.settings.limiter.is_some())
             .with_waits(!self.settings.waits.max.is_zero())
-            .with_envelopes(self.settings.envelopes && !names_envelope_fields(&deployment));
-        Ok(openapi_document_for(&deployment, environment, &options))
+            .with_envelopes(self.settings.envelopes && !names_envelope_fields(deployment));
+        openapi_document_for(deployment, environment, &options)
     }
 }
 

@@ -21,8 +21,6 @@ use crate::store::{IdempotencyStore, ModelStore, SourceStore, TokenStore};
 
 mod start;
 
-pub use start::DryRun;
-
 /// Starts processes from webhook calls: the stores, the engine and the
 /// options, shared (it is cheap to clone) between all requests.
 ///

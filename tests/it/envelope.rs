@@ -333,19 +333,33 @@ async fn over_http_the_documented_document_starts_the_process() {
 }
 
 #[test]
-fn an_envelope_read_in_code_names_what_its_headers_should_be() {
-    let err =
-        WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), br#"{"headers": ["authorization"]}"#)
-            .unwrap_err();
-    assert_eq!((err.status(), err.code()), (400, "malformed_payload"));
-    let mut causes = String::new();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        causes.push_str(&cause.to_string());
-        source = cause.source();
+fn an_envelope_read_in_code_follows_the_rules_of_an_envelope_body() {
+    // One reader, one set of rules: both members, `headers` an object of
+    // strings, `payload` an object; the answer says which is wrong.
+    for (json, problem) in [
+        (
+            &br#"{"headers": ["authorization"], "payload": {}}"#[..],
+            "`headers` must be an object",
+        ),
+        (
+            br#"{"headers": {}, "payload": [1]}"#,
+            "`payload` must be an object",
+        ),
+        (
+            br#"{"headers": {"authorization": 42}, "payload": {}}"#,
+            "every value in `headers` must be a string",
+        ),
+        (
+            br#"{"headers": {}}"#,
+            "exactly the members `headers` and `payload`",
+        ),
+        (
+            br#"{"payload": {}}"#,
+            "exactly the members `headers` and `payload`",
+        ),
+    ] {
+        let err = WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), json).unwrap_err();
+        assert_eq!((err.status(), err.code()), (400, "malformed_payload"));
+        assert!(err.to_string().contains(problem), "{err}");
     }
-    assert!(
-        causes.contains("expected an object of header names to string values"),
-        "{causes}"
-    );
 }

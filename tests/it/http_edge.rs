@@ -207,7 +207,9 @@ fn the_envelope_carries_headers_and_payload() {
     assert_eq!(request.idempotency_key(), Some("k-1"));
     assert_eq!(request.payload()["orderNumber"], "123456");
 
-    let bare = WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), br#"{}"#).unwrap();
+    let bare =
+        WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), br#"{"headers": {}, "payload": {}}"#)
+            .unwrap();
     assert!(bare.token().is_none() && bare.payload().is_empty());
 }
 
@@ -216,11 +218,12 @@ fn a_malformed_envelope_is_refused() {
     for json in [
         &br#"[]"#[..],
         br#"not json"#,
-        br#"{"headers": {"authorization": 42}}"#,
-        br#"{"headers": []}"#,
-        br#"{"payload": [1]}"#,
-        br#"{"payload": "x"}"#,
-        br#"{"payloads": {}}"#,
+        br#"{}"#,
+        br#"{"headers": {"authorization": 42}, "payload": {}}"#,
+        br#"{"headers": [], "payload": {}}"#,
+        br#"{"headers": {}, "payload": [1]}"#,
+        br#"{"headers": {}, "payload": "x"}"#,
+        br#"{"headers": {}, "payloads": {}}"#,
     ] {
         assert_refused(
             WebhookStartRequest::from_envelope_json(uuid(ORDER_INTAKE), json),
@@ -231,7 +234,7 @@ fn a_malformed_envelope_is_refused() {
     assert_refused(
         WebhookStartRequest::from_envelope_json(
             uuid(ORDER_INTAKE),
-            br#"{"headers": {"authorization": "a", "AUTHORIZATION": "b"}}"#,
+            br#"{"headers": {"authorization": "a", "AUTHORIZATION": "b"}, "payload": {}}"#,
         ),
         400,
         "duplicate_header",
@@ -239,7 +242,7 @@ fn a_malformed_envelope_is_refused() {
     assert_refused(
         WebhookStartRequest::from_envelope_json(
             uuid(ORDER_INTAKE),
-            br#"{"headers": {"idempotency-key": ""}}"#,
+            br#"{"headers": {"idempotency-key": ""}, "payload": {}}"#,
         ),
         400,
         "invalid_idempotency_key",

@@ -24,6 +24,7 @@ mod limits;
 mod logs;
 mod mapping;
 mod multipart;
+mod one_order;
 mod openapi;
 mod operations;
 mod postgres;
