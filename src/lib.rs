@@ -318,6 +318,7 @@ mod port_error;
 #[cfg(feature = "redis")]
 mod redis_call;
 mod request;
+mod signal;
 mod signature;
 mod source;
 mod start;
@@ -387,17 +388,15 @@ pub use crate::engine::{
 pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
-pub use crate::http::{
-    Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT,
-    DEFAULT_WEBHOOK_BASE, HttpReply, NotReady, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for,
-    source_webhook_url, webhook_url,
-};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::http::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
     ServeOptions, health_router, router, serve,
+};
+pub use crate::http::{
+    DEFAULT_WEBHOOK_BASE, HttpReply, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for,
+    source_webhook_url, webhook_url,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
@@ -421,7 +420,11 @@ pub use crate::source::{
     InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,
 };
 pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
-pub use crate::starter::WebhookStarter;
+pub use crate::starter::{
+    Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT, NotReady,
+    WebhookStarter,
+};
 pub use crate::store::{
     DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
     InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore,

@@ -12,15 +12,14 @@
 use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 
 use crate::error::WebhookError;
-use crate::http::signal::Flag;
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::limit::{Quota, RateDecision};
-use crate::starter::WebhookStarter;
+use crate::signal::Flag;
 
 #[cfg(feature = "metrics")]
 mod names {
@@ -185,40 +184,6 @@ impl Observed {
     }
 }
 
-impl WebhookStarter {
-    /// The one log event and the metrics of a call. `outcome` names a
-    /// success (`started`, `replayed`, `dry_run`, `schema`, `options`);
-    /// errors are `client_error` or `server_error`.
-    pub(crate) fn log_call(
-        &self,
-        observed: &Observed,
-        result: Result<u16, &WebhookError>,
-        outcome: &'static str,
-        started: Instant,
-    ) {
-        let elapsed = started.elapsed();
-        let (status, code, outcome) = match result {
-            Ok(status) => (status, "ok", outcome),
-            Err(error) if error.status() >= 500 => (error.status(), error.code(), "server_error"),
-            Err(error) => (error.status(), error.code(), "client_error"),
-        };
-        let process = observed
-            .process
-            .filter(|_| self.settings.process_label && observed.deployed)
-            .map(|p| p.to_string());
-        call(
-            status,
-            code,
-            outcome,
-            observed.environment.as_ref().map(EnvironmentId::as_str),
-            process,
-            observed.scheme,
-            elapsed,
-        );
-        log_call(observed, result, elapsed);
-    }
-}
-
 /// The outcome label of a start's log event and metrics: `replayed` or
 /// `started`.
 pub(crate) fn started_label(outcome: &crate::outcome::StartOutcome) -> &'static str {
@@ -276,7 +241,7 @@ pub(crate) fn chain(error: &dyn StdError) -> String {
 
 /// The one event of a call: process, environment, status, code, duration.
 /// Never a token: neither the request nor its headers are logged.
-fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, elapsed: Duration) {
+pub(crate) fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, elapsed: Duration) {
     // Formatted only when a subscriber records the event.
     let process = observed.process.as_ref().map(tracing::field::display);
     let environment = observed.environment.as_ref().map(EnvironmentId::as_str);

@@ -16,10 +16,10 @@ use serde_json::json;
 
 use crate::error::WebhookError;
 use crate::http::HttpReply;
-use crate::http::protect::BodyBytes;
-use crate::http::signal::{Flag, RaiseOnDrop};
 use crate::observe::{Observed, call_span, catch_panic, in_span};
+use crate::signal::{Flag, RaiseOnDrop};
 use crate::starter::WebhookStarter;
+use crate::starter::protect::BodyBytes;
 
 /// An `axum::Router` serving the webhook at `path` (e.g. `/webhook/send`)
 /// through [`WebhookStarter::handle_method`]: `POST ?uid=…` starts, `GET ?uid=…`

@@ -8,11 +8,9 @@ use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
 use crate::form::insert_repeated;
-use crate::http::{DEFAULT_BODY_LIMIT, RequestHead, process_from_target};
+use crate::http::{RequestHead, process_from_target};
 use crate::request::{SignedCall, WebhookStartRequest};
-
-/// The default bound on the JSON values in one payload: 10,000.
-pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
+use crate::starter::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES};
 
 /// Counts the JSON values of `body` (every scalar, array and object, the
 /// outermost included), stopping as soon as the count passes `limit`.

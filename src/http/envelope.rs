@@ -5,9 +5,10 @@
 use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
-use crate::http::{DEFAULT_MAX_JSON_VALUES, RequestHead, parse_payload};
+use crate::http::{RequestHead, parse_payload};
 use crate::id::ProcessUuid;
 use crate::request::WebhookStartRequest;
+use crate::starter::DEFAULT_MAX_JSON_VALUES;
 
 /// Whether a body is an envelope: a JSON object whose top-level keys are
 /// exactly `headers` and `payload`.

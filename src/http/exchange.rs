@@ -3,25 +3,22 @@
 //! it is, and the answer with its one log event.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::engine::Completion;
 use crate::error::WebhookError;
+use crate::http::answer::Success;
+use crate::http::delivery::SourceAdmitted;
 use crate::http::target::parse_target;
 use crate::http::{
-    ALLOWED_METHODS, HttpReply, OPENAPI_MEDIA_TYPE, RequestHead, check_body_size, is_envelope, open_envelope,
-    parse_body, parse_payload,
+    HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_body, parse_payload,
 };
 use crate::id::ProcessUuid;
-use crate::idempotency::CallerKey;
 use crate::model::{Deployment, Environment};
-use crate::observe::{Observed, call_span, catch_panic, in_span, started_label};
-use crate::outcome::DryRun;
-use crate::outcome::StartOutcome;
+use crate::observe::{Observed, call_span, catch_panic, in_span};
 use crate::signature::SignatureHeaders;
-use crate::source::{Reaction, SourceCall, SourceId, WebhookSource};
+use crate::source::SourceId;
 use crate::start::{Call, Context as _, Done, Mode, authenticate, identify, run, verify_signed};
 use crate::starter::WebhookStarter;
 
@@ -41,15 +38,6 @@ pub(crate) struct Admitted {
     source: Option<Box<SourceAdmitted>>,
 }
 
-/// What a call of a webhook source keeps for its check: the source, the
-/// headers (names in lower case) and the target's path and query.
-#[derive(Debug)]
-struct SourceAdmitted {
-    source: WebhookSource,
-    headers: Vec<(String, String)>,
-    target: String,
-}
-
 impl Admitted {
     /// Whether the token on the request was checked (else the body is read
     /// before the call is authenticated).
@@ -61,7 +49,7 @@ impl Admitted {
 
 /// The methods the webhook URL serves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Method {
+pub(crate) enum Method {
     Post,
     Get,
     Head,
@@ -86,49 +74,6 @@ impl Method {
     }
 }
 
-/// What a source's delivery asks for, once checked.
-enum Delivered {
-    Answer(Success),
-    Schema(Environment),
-    Start {
-        environment: Environment,
-        payload: Map<String, Value>,
-        /// Whether the payload's values are a form's text.
-        form: bool,
-        delivery: Option<String>,
-        mapped: Option<Mapped>,
-    },
-}
-
-/// What a source's mapping made of a delivery (nothing, without the
-/// `mapping` feature).
-#[cfg(feature = "mapping")]
-use crate::source::mapping::Mapped;
-#[cfg(not(feature = "mapping"))]
-type Mapped = std::convert::Infallible;
-
-/// What a successful call answers.
-pub(crate) enum Success {
-    Started(StartOutcome),
-    DryRun(DryRun),
-    Schema(Value),
-    /// The answer to `HEAD`: the schema's headers, without its body.
-    SchemaHead(Value),
-    /// The OpenAPI document (a `GET` whose `Accept` asks for it), and
-    /// whether the call was a `HEAD`.
-    OpenApi(Value, bool),
-    /// The answer to `OPTIONS`.
-    Options,
-    /// A start the call waited for (`Prefer: wait`): the outcome, how the
-    /// instance stood at the end, and the seconds the wait was allowed.
-    Waited(StartOutcome, Completion, u32),
-    /// A source's delivery that starts nothing: an event the source does
-    /// not list, or the sender's own check (GitHub's `ping`).
-    Ignored(Option<String>),
-    /// Slack's `url_verification`: its challenge, answered.
-    Challenge(String),
-}
-
 impl WebhookStarter {
     /// The whole HTTP exchange of a `POST`, without any web framework: reads
     /// the call (its headers as
@@ -136,9 +81,9 @@ impl WebhookStarter {
     /// reads them, with this starter's limits; besides, an envelope body and
     /// a webhook source's delivery), starts it, and answers:
     ///
-    /// - `202` with the [`StartOutcome`] as `application/json` (a replay also
+    /// - `202` with the [`StartOutcome`](crate::StartOutcome) as `application/json` (a replay also
     ///   has `idempotent-replayed: true`);
-    /// - for a dry run (`Prefer: dry-run`), `200` with the [`DryRun`];
+    /// - for a dry run (`Prefer: dry-run`), `200` with the [`DryRun`](crate::DryRun);
     /// - for every error, its
     ///   [`to_problem_json`](WebhookError::to_problem_json) as
     ///   `application/problem+json` with its status (and `Retry-After` where
@@ -151,59 +96,11 @@ impl WebhookStarter {
     /// values, `malformed_payload`), and the start goes on as
     /// [`start`](Self::start) does: the one order of the rules guide.
     ///
-    /// # Waiting for the result: `Prefer: wait=N`
-    ///
-    /// A `POST` with the `wait` preference of RFC 7240 (`Prefer: wait=10`,
-    /// alone or among other preferences) starts as any other, then waits up
-    /// to `min(N, max)` seconds (max: [`with_max_wait`](Self::with_max_wait),
-    /// default 30 s) for the instance to end, through
-    /// [`Engine::wait`](crate::Engine::wait):
-    ///
-    /// - it completed: `200` with the start's fields, `"status": "completed"`
-    ///   and `"result"` (the engine's: Temporal's workflow result, Camunda's
-    ///   variables);
-    /// - it failed, was terminated or cancelled: `200` with
-    ///   `"status": "failed"` (`terminated`, `cancelled`), and the engine's
-    ///   message only with [`with_failure_messages`](Self::with_failure_messages);
-    /// - still running at the deadline: `202` as without the preference,
-    ///   plus `"status": "running"`.
-    ///
-    /// Those answers carry `Preference-Applied: wait=S`, S the seconds the
-    /// wait was allowed. A replay of an idempotent start waits on the same
-    /// instance. The answer is exactly that of a call without the
-    /// preference (no `status`, no `Preference-Applied`) when the engine
-    /// cannot wait, waiting is off (max zero, or `wait=0`), or the bound on
-    /// waiting calls ([`with_max_waiting_calls`](Self::with_max_waiting_calls),
-    /// default 1,000) is reached. With the `router`, a caller that hangs up
-    /// ends its wait, never its instance.
-    ///
-    /// # Envelope bodies
-    ///
-    /// The product documents a webhook call as one JSON document,
-    /// `{"headers": {"authorization": "…"}, "payload": {…}}`. A body of
-    /// exactly that shape (top-level keys exactly `headers` and `payload`)
-    /// is read as the call's headers and payload, unless the host turned
-    /// this off ([`with_envelope_bodies`](Self::with_envelope_bodies)) or
-    /// the deployment's start form itself names a field `headers` or
-    /// `payload` (its bodies are then always plain payloads, so that no
-    /// valid payload is reinterpreted).
-    ///
-    /// - Header names in the envelope are case-insensitive; `authorization`,
-    ///   `idempotency-key` and `prefer` count there. A header sent both on
-    ///   the request and in the envelope must mean the same (the same token,
-    ///   bare or `Bearer`; the same key; the same preferences), else
-    ///   `400 conflicting_headers`.
-    /// - Signature headers (`webhook-*`) and trace context (`traceparent`,
-    ///   `tracestate`) count only on the request, and the signature is always
-    ///   over the raw body as received.
-    /// - The instance's variables are the envelope's `payload`; the `headers`
-    ///   object never reaches the engine, a log or an answer.
-    /// - `headers` that is not an object of strings, or `payload` that is not
-    ///   an object, is `400 malformed_payload` saying which.
-    /// - A call without an `authorization` header can only be authenticated
-    ///   by an envelope, so its body is read before its token is checked; a
-    ///   call whose header token is unknown is refused before its body is
-    ///   read.
+    /// A `POST` with `Prefer: wait=N` waits for its instance to end (the
+    /// waiting guide, [`guide::waiting`](crate::guide::waiting)); a body of
+    /// exactly `{"headers": {…}, "payload": {…}}` is read as the product's
+    /// documented envelope (the rules guide's "Envelope bodies",
+    /// [`guide::rules`](crate::guide::rules)).
     ///
     /// # Example
     ///
@@ -324,90 +221,6 @@ impl WebhookStarter {
         self.reply(result, observed, started)
     }
 
-    /// The answer to a call's result, with its one log event.
-    pub(crate) fn reply(
-        &self,
-        result: Result<Success, WebhookError>,
-        observed: &Observed,
-        started: Instant,
-    ) -> HttpReply {
-        let outcome = match &result {
-            Ok(Success::Started(outcome)) => started_label(outcome),
-            Ok(Success::DryRun(_)) => "dry_run",
-            Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
-            Ok(Success::OpenApi(..)) => "openapi",
-            Ok(Success::Options) => "options",
-            Ok(Success::Waited(..)) => "waited",
-            Ok(Success::Ignored(_)) => "ignored",
-            Ok(Success::Challenge(_)) => "challenge",
-            Err(_) => "",
-        };
-        let reply = match &result {
-            Ok(Success::Started(outcome)) => marked_replayed(HttpReply::started(outcome), outcome),
-            Ok(Success::DryRun(dry_run)) => {
-                HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
-            }
-            Ok(Success::Schema(schema)) => {
-                HttpReply::json(200, schema).with_content_type("application/schema+json")
-            }
-            Ok(Success::SchemaHead(schema)) => HttpReply::json(200, schema)
-                .with_content_type("application/schema+json")
-                .without_body(),
-            Ok(Success::OpenApi(document, head)) => {
-                let reply = HttpReply::json(200, document).with_content_type(OPENAPI_MEDIA_TYPE);
-                if *head { reply.without_body() } else { reply }
-            }
-            Ok(Success::Options) => HttpReply::empty(204).with_header("allow", ALLOWED_METHODS.to_owned()),
-            Ok(Success::Waited(outcome, completion, seconds)) => {
-                self.waited_reply(outcome, completion, *seconds)
-            }
-            Ok(Success::Ignored(event)) => {
-                // `{"status":"ignored"}`, with the event where the sender names one.
-                let answer = match event {
-                    Some(event) => serde_json::json!({"status": "ignored", "event": event}),
-                    None => serde_json::json!({"status": "ignored"}),
-                };
-                HttpReply::json(200, &answer)
-            }
-            Ok(Success::Challenge(challenge)) => {
-                HttpReply::json(200, &serde_json::json!({"challenge": challenge}))
-            }
-            Err(error) => {
-                if let (401, Some(peer)) = (error.status(), observed.peer) {
-                    self.settings.auth_failures.record(peer, error.code());
-                }
-                HttpReply::from_error_of(error, observed.scheme)
-            }
-        };
-        let reply = match observed.rate {
-            Some((quota, decision)) => reply
-                .with_header(
-                    "ratelimit-policy",
-                    format!(
-                        "\"environment\";q={};w={}",
-                        quota.count(),
-                        whole_seconds(quota.period())
-                    ),
-                )
-                .with_header(
-                    "ratelimit",
-                    format!(
-                        "\"environment\";r={};t={}",
-                        decision.remaining(),
-                        whole_seconds(decision.reset_after())
-                    ),
-                ),
-            None => reply,
-        };
-        self.log_call(
-            observed,
-            result.as_ref().map(|_| reply.status()),
-            outcome,
-            started,
-        );
-        reply
-    }
-
     /// The part of a call that needs no body: method, target, size, headers,
     /// and the token on the request. `body_len` is the body's size where it
     /// is known.
@@ -489,32 +302,6 @@ impl WebhookStarter {
             environment,
             source: None,
         })
-    }
-
-    /// The source a call names: it must exist and start the call's
-    /// process, else `404 unknown_source`; its environment is limited as a
-    /// token's would be.
-    async fn admit_source(
-        &self,
-        process: ProcessUuid,
-        id: &SourceId,
-        observed: &mut Observed,
-    ) -> Result<WebhookSource, WebhookError> {
-        self.check_client(observed).await?;
-        let sources = self
-            .settings
-            .sources
-            .as_ref()
-            .ok_or(WebhookError::UnknownSource)?;
-        let source = sources
-            .source(id)
-            .await?
-            .filter(|source| *source.process() == process)
-            .ok_or(WebhookError::UnknownSource)?;
-        observed.environment = Some(source.environment().id().clone());
-        observed.scheme = Some(source.scheme().name());
-        self.limit_environment(source.environment(), observed).await?;
-        Ok(source)
     }
 
     /// The rest of a call, once its body is read: step 4 (the signature,
@@ -600,69 +387,9 @@ impl WebhookStarter {
         self.answer(done, wait, observed).await
     }
 
-    /// A source's delivery, once the body is read: the scheme's check, then
-    /// an answer of its own (a ping, a challenge, an ignored event), a
-    /// schema, or steps 5 to 8 with the delivery id as the key.
-    async fn finish_delivery(
-        &self,
-        method: Method,
-        process: ProcessUuid,
-        head: RequestHead,
-        source: SourceAdmitted,
-        body: &[u8],
-        observed: &mut Observed,
-    ) -> Result<Success, WebhookError> {
-        let (environment, payload, form, delivery, mapped) =
-            match self.check_delivery(method, &head, source, body)? {
-                Delivered::Answer(success) => return Ok(success),
-                Delivered::Schema(environment) => {
-                    return Box::pin(self.schema_answer(method, process, &environment, observed)).await;
-                }
-                Delivered::Start {
-                    environment,
-                    payload,
-                    form,
-                    delivery,
-                    mapped,
-                } => (environment, payload, form, delivery, mapped),
-            };
-        // The source authenticated the call: no token or Standard Webhooks
-        // headers of the request count. The delivery id is the key, where
-        // the call sent none.
-        let key = match head.idempotency_key {
-            Some(key) => Some(key),
-            None => delivery.map(CallerKey::new).transpose()?,
-        };
-        let wait = head.wait;
-        let read = |_deployment: &Deployment| {
-            #[cfg_attr(not(feature = "mapping"), allow(unused_mut))]
-            let mut payload = payload;
-            #[cfg(feature = "mapping")]
-            if let Some(mapped) = &mapped {
-                mapped.read_text(_deployment.start_form(), &mut payload);
-            }
-            Ok(Call {
-                process,
-                payload,
-                // The mapping's text fields are read above, by name.
-                form: form && mapped.is_none(),
-                key,
-                trace: head.trace.map(Box::new),
-                mode: if head.dry_run { Mode::DryRun } else { Mode::Start },
-            })
-        };
-        let done = run(self, process, &environment, observed, read).await;
-        let done = match &mapped {
-            #[cfg(feature = "mapping")]
-            Some(mapped) => done.map_err(|e| mapped.annotate(e)),
-            _ => done,
-        };
-        self.answer(done, wait, observed).await
-    }
-
     /// The answer to a `POST`'s end: the outcome (after the wait it may ask
     /// for), or the dry run.
-    async fn answer(
+    pub(crate) async fn answer(
         &self,
         done: Result<Done, WebhookError>,
         wait: Option<u32>,
@@ -680,7 +407,11 @@ impl WebhookStarter {
     }
 
     /// A call's body as start fields: a form, or JSON.
-    fn parse_body(&self, head: &RequestHead, body: &[u8]) -> Result<Map<String, Value>, WebhookError> {
+    pub(crate) fn parse_body(
+        &self,
+        head: &RequestHead,
+        body: &[u8],
+    ) -> Result<Map<String, Value>, WebhookError> {
         parse_body(
             head,
             body,
@@ -689,80 +420,8 @@ impl WebhookStarter {
         )
     }
 
-    /// The scheme's check of a source's call over the raw body, then what
-    /// the delivery says: an answer (the sender's own check, an event the
-    /// source does not list), a schema to answer, or the start fields and
-    /// the delivery id.
-    fn check_delivery(
-        &self,
-        method: Method,
-        head: &RequestHead,
-        admitted: SourceAdmitted,
-        body: &[u8],
-    ) -> Result<Delivered, WebhookError> {
-        let SourceAdmitted {
-            source,
-            headers,
-            target,
-        } = admitted;
-        let call = SourceCall {
-            headers: &headers,
-            body,
-            target: &target,
-        };
-        source.verify(&call, SystemTime::now(), self.settings.signature_tolerance)?;
-        if method != Method::Post {
-            return Ok(Delivered::Schema(source.environment().clone()));
-        }
-        let mut payload = self.parse_body(head, body)?;
-        let mut form = head.form;
-        if form && source.scheme().posts_json_in_form() {
-            // `payload=<the JSON delivery>`: read as the JSON body it holds
-            // (the signature was checked over the raw form bytes).
-            if let Some(json) = json_in_form(&payload) {
-                payload = parse_payload(json.as_bytes(), self.settings.max_json_values)?;
-                form = false;
-            }
-        }
-        let delivery = source.delivery(&call, &payload);
-        match delivery.reaction {
-            Reaction::Challenge(challenge) => return Ok(Delivered::Answer(Success::Challenge(challenge))),
-            Reaction::Ping => return Ok(Delivered::Answer(Success::Ignored(delivery.event))),
-            Reaction::Start if !source.starts_on(delivery.event.as_deref()) => {
-                return Ok(Delivered::Answer(Success::Ignored(delivery.event)));
-            }
-            Reaction::Start => {}
-        }
-        let environment = source.environment().clone();
-        #[cfg(feature = "mapping")]
-        if let Some(rules) = source.into_rules() {
-            use crate::source::mapping::Ruled;
-            return Ok(match rules.apply(&call, payload, form)? {
-                Ruled::Ignored => Delivered::Answer(Success::Ignored(delivery.event)),
-                Ruled::Start {
-                    payload,
-                    delivery: from_payload,
-                    mapped,
-                } => Delivered::Start {
-                    environment,
-                    payload,
-                    form,
-                    delivery: from_payload.or(delivery.id),
-                    mapped,
-                },
-            });
-        }
-        Ok(Delivered::Start {
-            environment,
-            payload,
-            form,
-            delivery: delivery.id,
-            mapped: None,
-        })
-    }
-
     /// The signature `environment` may require, over the raw `body`.
-    fn verify_body(
+    pub(crate) fn verify_body(
         &self,
         environment: &Environment,
         signature: Option<&SignatureHeaders>,
@@ -800,7 +459,7 @@ impl WebhookStarter {
     }
 
     /// The answer to an authenticated `GET` or `HEAD`: the payload's schema.
-    async fn schema_answer(
+    pub(crate) async fn schema_answer(
         &self,
         method: Method,
         process: ProcessUuid,
@@ -845,15 +504,6 @@ impl WebhookStarter {
     }
 }
 
-/// `reply` with `idempotent-replayed: true` when `outcome` is a replay.
-pub(crate) fn marked_replayed(reply: HttpReply, outcome: &StartOutcome) -> HttpReply {
-    if outcome.is_replayed() {
-        reply.with_header("idempotent-replayed", "true".to_owned())
-    } else {
-        reply
-    }
-}
-
 /// What a call's head alone decides: its trace id recorded, and a `POST`
 /// of a media type other than JSON or a form refused.
 fn check_head(method: Method, head: &RequestHead) -> Result<(), WebhookError> {
@@ -876,20 +526,6 @@ fn path_and_query(target: &str) -> &str {
     match rest.find(['/', '?']) {
         Some(start) => &rest[start..],
         None => "/",
-    }
-}
-
-/// A duration in whole seconds, rounded up.
-fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
-/// The JSON a form of one field `payload` holds, as GitHub and Slack post
-/// it: `None` for any other form.
-fn json_in_form(form: &Map<String, Value>) -> Option<&str> {
-    match form.get("payload") {
-        Some(Value::String(json)) if form.len() == 1 => Some(json),
-        _ => None,
     }
 }
 

@@ -3,37 +3,33 @@
 //! [`WebhookStartRequest`](crate::WebhookStartRequest), the exchange, waits,
 //! and [`HttpReply`]; with the `axum` feature, a router and a server loop.
 
+mod answer;
 #[cfg(feature = "axum")]
 mod axum;
 mod body;
+mod delivery;
 mod envelope;
 mod exchange;
 mod head;
-pub(crate) mod health;
 #[cfg(feature = "multipart")]
 mod multipart;
 mod openapi;
-pub(crate) mod protect;
 mod reply;
 #[cfg(feature = "axum")]
 mod serve;
-pub(crate) mod signal;
+
 mod target;
-pub(crate) mod wait;
+mod wait;
 
 #[cfg(feature = "axum")]
 pub use self::axum::{health_router, router};
-pub use health::{Component, DEFAULT_READY_TIMEOUT, NotReady};
 pub use openapi::{OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for};
-pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
 #[cfg(feature = "axum")]
 pub use serve::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
     ServeOptions, serve,
 };
-pub use wait::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
 
-pub use body::DEFAULT_MAX_JSON_VALUES;
 #[cfg(test)]
 use body::json_values_exceed;
 pub(crate) use body::{check_body_size, parse_body, parse_payload};
@@ -54,9 +50,6 @@ pub const DEFAULT_WEBHOOK_BASE: &str = "https://run.stackfl.com/webhook/send";
 
 /// The methods the webhook URL serves, as its `Allow` header lists them.
 pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS, POST";
-
-/// The default limit on a webhook body: 1 MiB.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The webhook URL of `process` under `base`: `{base}?uid={process}`, or
 /// `{base}&uid={process}` when `base` already has a query.

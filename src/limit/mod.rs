@@ -8,7 +8,6 @@ use async_trait::async_trait;
 
 use crate::store::StoreError;
 
-mod apply;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;

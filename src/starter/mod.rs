@@ -8,18 +8,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::Engine;
-use crate::http::health::{Checks, Component, DEFAULT_READY_TIMEOUT, NotReady};
-use crate::http::protect::{
-    AuthFailures, BodyBudget, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-};
-use crate::http::wait::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, Waits};
-use crate::http::{DEFAULT_BODY_LIMIT, DEFAULT_MAX_JSON_VALUES};
 use crate::limit::{RateLimitPolicy, RateLimiter};
 use crate::observe::chain;
 use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
+use crate::starter::protect::{AuthFailures, BodyBudget};
+use crate::starter::ready::Checks;
+use crate::starter::waits::Waits;
 use crate::store::{IdempotencyStore, ModelStore, SourceStore, TokenStore};
 
+mod limit;
+mod log;
+pub(crate) mod protect;
+mod ready;
 mod start;
+mod waits;
+
+pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
+pub use ready::{Component, DEFAULT_READY_TIMEOUT, NotReady};
+pub use waits::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
+
+/// The default limit on a webhook body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default bound on the JSON values in one payload: 10,000.
+pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
 
 /// Starts processes from webhook calls: the stores, the engine and the
 /// options, shared (it is cheap to clone) between all requests.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::{Either, select};
 use serde_json::{Value, json};
 
-use crate::http::signal::Flag;
+use crate::signal::Flag;
 
 /// The default bound on a readiness check: 2 seconds.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(2);
