@@ -39,14 +39,16 @@ impl CallerKey {
     ///
     /// # Errors
     ///
-    /// [`WebhookError::InvalidIdempotencyKey`] (`400 invalid_idempotency_key`).
-    pub fn new(key: impl Into<String>) -> Result<Self, WebhookError> {
+    /// [`InvalidIdempotencyKey`], which is
+    /// [`WebhookError::InvalidIdempotencyKey`] (`400 invalid_idempotency_key`)
+    /// through `?` or `into()`.
+    pub fn new(key: impl Into<String>) -> Result<Self, InvalidIdempotencyKey> {
         let key = key.into();
         let printable = key.bytes().all(|b| (b' '..=b'~').contains(&b));
         if (1..=255).contains(&key.len()) && printable {
             Ok(Self(key))
         } else {
-            Err(WebhookError::InvalidIdempotencyKey)
+            Err(InvalidIdempotencyKey)
         }
     }
 
@@ -56,8 +58,35 @@ impl CallerKey {
     }
 }
 
+/// An idempotency key that is not 1 to 255 printable ASCII characters.
+///
+/// The error of [`CallerKey::new`] and of parsing a [`CallerKey`]; it
+/// converts into [`WebhookError::InvalidIdempotencyKey`], whose status and
+/// code it also answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the idempotency key must be 1 to 255 printable ASCII characters")]
+pub struct InvalidIdempotencyKey;
+
+impl InvalidIdempotencyKey {
+    /// `400`, as [`WebhookError::status`] answers it.
+    pub fn status(&self) -> u16 {
+        WebhookError::from(*self).status()
+    }
+
+    /// `invalid_idempotency_key`, as [`WebhookError::code`] answers it.
+    pub fn code(&self) -> &'static str {
+        WebhookError::from(*self).code()
+    }
+}
+
+impl From<InvalidIdempotencyKey> for WebhookError {
+    fn from(_: InvalidIdempotencyKey) -> Self {
+        WebhookError::InvalidIdempotencyKey
+    }
+}
+
 impl std::str::FromStr for CallerKey {
-    type Err = WebhookError;
+    type Err = InvalidIdempotencyKey;
 
     fn from_str(key: &str) -> Result<Self, Self::Err> {
         Self::new(key)
@@ -235,7 +264,7 @@ mod tests {
             "del\u{7f}",
         ] {
             assert!(
-                matches!(CallerKey::new(bad), Err(WebhookError::InvalidIdempotencyKey)),
+                matches!(CallerKey::new(bad), Err(InvalidIdempotencyKey)),
                 "{bad:?}"
             );
         }

@@ -399,7 +399,7 @@ pub use crate::http::{
     source_webhook_url, webhook_url,
 };
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
-pub use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
+pub use crate::idempotency::{CallerKey, IdempotencyKey, InvalidIdempotencyKey, PayloadFingerprint};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::limit::RedisRateLimiter;
@@ -410,7 +410,8 @@ pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 pub use crate::outcome::{DryRun, StartOutcome};
 pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
-    DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureHeaders, SignatureVerifier, SigningSecret,
+    DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureError, SignatureHeaders, SignatureVerifier,
+    SigningSecret,
 };
 #[cfg(feature = "mapping")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]

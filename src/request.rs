@@ -148,7 +148,7 @@ impl RequestKey {
     pub(crate) fn into_checked(self) -> Result<CallerKey, WebhookError> {
         match self {
             Self::Checked(key) => Ok(key),
-            Self::Unchecked(key) => CallerKey::new(key),
+            Self::Unchecked(key) => Ok(CallerKey::new(key)?),
         }
     }
 }

@@ -114,6 +114,44 @@ impl fmt::Debug for SigningSecret {
 #[error("a signing secret must be `whsec_` followed by non-empty base64")]
 pub struct InvalidSigningSecret;
 
+/// Why a signed call did not verify: the error of [`SignatureVerifier`].
+///
+/// It converts into [`WebhookError::InvalidSignature`] or
+/// [`WebhookError::StaleTimestamp`], whose status and code it also answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// No signature matches (or the id or timestamp is missing or not a
+    /// number, or there is no secret): `401 invalid_signature`.
+    #[error("the webhook signature does not verify")]
+    Invalid,
+    /// The signed timestamp is outside the tolerance: `401 stale_timestamp`.
+    #[error("the webhook timestamp is outside the tolerance")]
+    Stale,
+}
+
+impl SignatureError {
+    /// `401`, as [`WebhookError::status`] answers it.
+    pub fn status(&self) -> u16 {
+        WebhookError::from(*self).status()
+    }
+
+    /// `invalid_signature` or `stale_timestamp`, as [`WebhookError::code`]
+    /// answers it.
+    pub fn code(&self) -> &'static str {
+        WebhookError::from(*self).code()
+    }
+}
+
+impl From<SignatureError> for WebhookError {
+    fn from(error: SignatureError) -> Self {
+        match error {
+            SignatureError::Invalid => WebhookError::InvalidSignature,
+            SignatureError::Stale => WebhookError::StaleTimestamp,
+        }
+    }
+}
+
 /// The Standard Webhooks headers of a call: `webhook-id`,
 /// `webhook-timestamp` and `webhook-signature` (one or more space-separated
 /// `v1,<base64>` signatures).
@@ -212,7 +250,7 @@ impl SignatureVerifier {
     /// # Errors
     ///
     /// As [`verify_at`](Self::verify_at).
-    pub fn verify(&self, body: &[u8], headers: &SignatureHeaders) -> Result<(), WebhookError> {
+    pub fn verify(&self, body: &[u8], headers: &SignatureHeaders) -> Result<(), SignatureError> {
         self.verify_at(body, headers, SystemTime::now())
     }
 
@@ -223,16 +261,16 @@ impl SignatureVerifier {
     ///
     /// # Errors
     ///
-    /// [`WebhookError::StaleTimestamp`] for a timestamp outside the window;
-    /// [`WebhookError::InvalidSignature`] for anything else that does not
-    /// verify (no secret, an empty id, a timestamp that is not a number, no
+    /// [`SignatureError::Stale`] for a timestamp outside the window;
+    /// [`SignatureError::Invalid`] for anything else that does not verify
+    /// (no secret, an empty id, a timestamp that is not a number, no
     /// matching signature).
     pub fn verify_at(
         &self,
         body: &[u8],
         headers: &SignatureHeaders,
         now: SystemTime,
-    ) -> Result<(), WebhookError> {
+    ) -> Result<(), SignatureError> {
         verify(&self.secrets, headers, body, now, self.tolerance)
     }
 }
@@ -245,14 +283,14 @@ pub(crate) fn verify(
     body: &[u8],
     now: SystemTime,
     tolerance: Duration,
-) -> Result<(), WebhookError> {
+) -> Result<(), SignatureError> {
     let SignatureHeaders {
         id,
         timestamp,
         signatures,
     } = headers;
     if secrets.is_empty() || id.is_empty() {
-        return Err(WebhookError::InvalidSignature);
+        return Err(SignatureError::Invalid);
     }
     let ts = check_timestamp(timestamp, now, tolerance)?;
     let candidates: Vec<Vec<u8>> = signatures
@@ -270,7 +308,7 @@ pub(crate) fn verify(
     if bool::from(matched) {
         Ok(())
     } else {
-        Err(WebhookError::InvalidSignature)
+        Err(SignatureError::Invalid)
     }
 }
 
@@ -281,17 +319,14 @@ pub(crate) fn check_timestamp(
     timestamp: &str,
     now: SystemTime,
     tolerance: Duration,
-) -> Result<i64, WebhookError> {
-    let ts: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| WebhookError::InvalidSignature)?;
+) -> Result<i64, SignatureError> {
+    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Invalid)?;
     let now = match now.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
     };
     if now.abs_diff(ts) > tolerance.as_secs() {
-        return Err(WebhookError::StaleTimestamp);
+        return Err(SignatureError::Stale);
     }
     Ok(ts)
 }

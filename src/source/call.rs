@@ -102,7 +102,8 @@ impl Keys<'_> {
 
     /// A signed Unix timestamp, if it is within the tolerance of the clock.
     pub(crate) fn fresh(&self, timestamp: &str) -> Result<(), WebhookError> {
-        check_timestamp(timestamp, self.now, self.tolerance).map(|_| ())
+        check_timestamp(timestamp, self.now, self.tolerance)?;
+        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ fn verify(
     sig: &str,
     body: &[u8],
     now: u64,
-) -> Result<(), WebhookError> {
+) -> Result<(), SignatureError> {
     SignatureVerifier::new(secrets.iter().cloned()).verify_at(
         body,
         &SignatureHeaders::new(id, ts, sig),
@@ -430,4 +430,26 @@ fn a_signing_secret_shows_no_key_in_debug() {
     let shown = format!("{:?} {:#?}", secret(), secret());
     assert_eq!(format!("{:?}", secret()), "SigningSecret([redacted])");
     assert!(!shown.contains("C2FVsBQ"), "{shown}");
+}
+
+#[test]
+fn a_verifiers_error_is_the_webhook_error_a_call_gets() {
+    // The small error of the verifier converts into the error a call is
+    // answered with: the same status and code, from the one table.
+    for (error, code) in [
+        (SignatureError::Invalid, "invalid_signature"),
+        (SignatureError::Stale, "stale_timestamp"),
+    ] {
+        let webhook = WebhookError::from(error);
+        assert_eq!((error.status(), error.code()), (401, code));
+        assert_eq!((webhook.status(), webhook.code()), (401, code));
+    }
+    let key = "".parse::<CallerKey>().unwrap_err();
+    assert_eq!(key, InvalidIdempotencyKey);
+    let webhook = WebhookError::from(key);
+    assert_eq!(
+        (webhook.status(), webhook.code()),
+        (400, "invalid_idempotency_key")
+    );
+    assert_eq!((key.status(), key.code()), (400, "invalid_idempotency_key"));
 }

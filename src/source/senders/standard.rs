@@ -18,7 +18,13 @@ pub(crate) fn verify(call: &SourceCall<'_>, keys: &Keys<'_>) -> Result<(), Webho
         .iter()
         .filter_map(|s| std::str::from_utf8(s.expose_secret()).ok()?.parse().ok())
         .collect();
-    verify_standard(&secrets, &headers, call.body, keys.now, keys.tolerance)
+    Ok(verify_standard(
+        &secrets,
+        &headers,
+        call.body,
+        keys.now,
+        keys.tolerance,
+    )?)
 }
 
 pub(crate) fn delivery(call: &SourceCall<'_>) -> Delivery {
