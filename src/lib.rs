@@ -378,26 +378,23 @@ pub use crate::engine::DEFAULT_TRACE_VARIABLE;
 pub use crate::engine::{Camunda7Engine, Camunda7Problem};
 #[cfg(feature = "camunda8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "camunda8")))]
-pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
+pub use crate::engine::{Camunda8Auth, Camunda8Engine, Camunda8Problem};
 pub use crate::engine::{
-    Completion, DEFAULT_ENGINE_HISTORY, Engine, EngineError, EngineErrorKind, InMemoryEngine, InstanceRef,
-    ProcessInstance, Recovery, StartCommand, StartedInstance, TAKEOVER_MARGIN,
+    Completion, Engine, EngineError, EngineErrorKind, InMemoryEngine, InstanceRef, ProcessInstance, Recovery,
+    StartCommand, StartedInstance, TAKEOVER_MARGIN,
 };
 #[cfg(feature = "temporal")]
 #[cfg_attr(docsrs, doc(cfg(feature = "temporal")))]
-pub use crate::engine::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
+pub use crate::engine::{TemporalEngine, TemporalProblem};
 pub use crate::error::WebhookError;
 pub use crate::form::{FieldKind, FieldSpec, FieldViolation, StartForm, Violation};
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use crate::http::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
-    ServeOptions, health_router, router, serve,
-};
 pub use crate::http::{
     DEFAULT_WEBHOOK_BASE, HttpReply, OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for,
     source_webhook_url, webhook_url,
 };
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use crate::http::{ServeOptions, health_router, router, serve};
 pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{CallerKey, IdempotencyKey, InvalidIdempotencyKey, PayloadFingerprint};
 #[cfg(feature = "redis")]
@@ -410,8 +407,7 @@ pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
 pub use crate::outcome::{DryRun, StartOutcome};
 pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
-    DEFAULT_SIGNATURE_TOLERANCE, InvalidSigningSecret, SignatureError, SignatureHeaders, SignatureVerifier,
-    SigningSecret,
+    InvalidSigningSecret, SignatureError, SignatureHeaders, SignatureVerifier, SigningSecret,
 };
 #[cfg(feature = "mapping")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mapping")))]
@@ -421,25 +417,18 @@ pub use crate::source::{
     InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,
 };
 pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
-pub use crate::starter::{
-    Component, DEFAULT_BODY_LIMIT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
-    DEFAULT_MAX_JSON_VALUES, DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS, DEFAULT_READY_TIMEOUT, NotReady,
-    WebhookStarter,
-};
+pub use crate::starter::{Component, NotReady, WebhookStarter};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::store::RedisIdempotencyStore;
 pub use crate::store::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
-    InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore,
-    Reservation, SourceStore, StoreError, TokenStore,
+    DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore, InMemoryIdempotencyStore,
+    InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore, Reservation, SourceStore,
+    StoreError, TokenStore,
 };
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use crate::store::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, EncryptionKey,
-    InvalidEncryptionKey, InvalidSchemaName, PostgresStore,
-};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::store::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
+pub use crate::store::{EncryptionKey, InvalidEncryptionKey, InvalidSchemaName, PostgresStore};
 pub use crate::token::{EnvironmentToken, TokenDigest};
 pub use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
 

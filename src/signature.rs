@@ -18,7 +18,7 @@ use crate::error::WebhookError;
 
 /// How far a signed timestamp may be from the receiver's clock, in either
 /// direction, by default: 5 minutes.
-pub const DEFAULT_SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_SIGNATURE_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// A secret that signs an environment's webhooks: `whsec_` followed by the
 /// base64 of the key bytes.
@@ -193,7 +193,7 @@ impl SignatureHeaders {
 
 /// Checks Standard Webhooks signatures against an environment's secrets
 /// (several while a secret is rotated), with a tolerance for the signed
-/// timestamp (default [`DEFAULT_SIGNATURE_TOLERANCE`], 5 minutes either
+/// timestamp (default [`SignatureVerifier::DEFAULT_TOLERANCE`](crate::SignatureVerifier::DEFAULT_TOLERANCE), 5 minutes either
 /// way). Comparisons are constant-time; its `Debug` shows no secret.
 ///
 /// # Example
@@ -223,6 +223,12 @@ impl SignatureHeaders {
 pub struct SignatureVerifier {
     secrets: Vec<SigningSecret>,
     tolerance: Duration,
+}
+
+impl SignatureVerifier {
+    /// How far a signed timestamp may be from the receiver's clock, in either
+    /// direction, by default: 5 minutes.
+    pub const DEFAULT_TOLERANCE: Duration = DEFAULT_SIGNATURE_TOLERANCE;
 }
 
 impl SignatureVerifier {

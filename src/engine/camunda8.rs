@@ -18,7 +18,7 @@ use crate::engine::{
 use crate::id::InstanceId;
 
 /// The default timeout of one call to Camunda 8: 10 seconds.
-pub const DEFAULT_CAMUNDA8_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_CAMUNDA8_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long before it expires a cached OAuth access token is renewed.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
@@ -147,6 +147,11 @@ impl fmt::Debug for Camunda8Engine {
             .field("trace_variable", &self.trace_variable)
             .finish_non_exhaustive()
     }
+}
+
+impl Camunda8Engine {
+    /// The default timeout of one call to Camunda 8: 10 seconds.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_CAMUNDA8_TIMEOUT;
 }
 
 impl Camunda8Engine {

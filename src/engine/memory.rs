@@ -22,7 +22,7 @@ pub struct StartedInstance {
 }
 
 /// The default number of starts [`InMemoryEngine`] remembers: 10,000.
-pub const DEFAULT_ENGINE_HISTORY: usize = 10_000;
+pub(crate) const DEFAULT_ENGINE_HISTORY: usize = 10_000;
 
 /// An engine that records starts in memory and gives each instance a
 /// random UUID as its id. It never fails.
@@ -58,6 +58,11 @@ impl Default for InMemoryEngine {
     fn default() -> Self {
         Self::new()
     }
+}
+
+impl InMemoryEngine {
+    /// The default number of starts [`InMemoryEngine`] remembers: 10,000.
+    pub const DEFAULT_HISTORY: usize = DEFAULT_ENGINE_HISTORY;
 }
 
 impl InMemoryEngine {

@@ -18,11 +18,11 @@ mod wait;
 #[cfg(feature = "camunda7")]
 pub use camunda7::{Camunda7Engine, Camunda7Problem};
 #[cfg(feature = "camunda8")]
-pub use camunda8::{Camunda8Auth, Camunda8Engine, Camunda8Problem, DEFAULT_CAMUNDA8_TIMEOUT};
-pub use memory::{DEFAULT_ENGINE_HISTORY, InMemoryEngine, StartedInstance};
+pub use camunda8::{Camunda8Auth, Camunda8Engine, Camunda8Problem};
+pub use memory::{InMemoryEngine, StartedInstance};
 use serde_json::{Map, Value};
 #[cfg(feature = "temporal")]
-pub use temporal::{DEFAULT_TEMPORAL_TIMEOUT, TemporalEngine, TemporalProblem};
+pub use temporal::{TemporalEngine, TemporalProblem};
 pub use wait::Completion;
 
 pub use crate::outcome::InstanceRef;

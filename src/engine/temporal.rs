@@ -18,7 +18,7 @@ use crate::id::{EnvironmentId, InstanceId, ProcessUuid};
 use crate::idempotency::PayloadFingerprint;
 
 /// The default timeout of one call to Temporal: 10 seconds.
-pub const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TEMPORAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts instances as Temporal workflows, over the frontend's HTTP API
 /// (`temporal server start-dev` serves it on `--http-port`, 7243 here).
@@ -94,6 +94,11 @@ impl fmt::Debug for TemporalEngine {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+impl TemporalEngine {
+    /// The default timeout of one call to Temporal: 10 seconds.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_TEMPORAL_TIMEOUT;
 }
 
 impl TemporalEngine {

@@ -155,7 +155,7 @@ pub(crate) fn check_body_size(len: usize, limit: usize) -> Result<(), WebhookErr
 
 impl WebhookStartRequest {
     /// Reads a raw HTTP call, with the default body limit of 1 MiB
-    /// ([`DEFAULT_BODY_LIMIT`]).
+    /// ([`WebhookStarter::DEFAULT_BODY_LIMIT`](crate::WebhookStarter::DEFAULT_BODY_LIMIT)).
     ///
     /// - `target` is a full URL or a path with query
     ///   (`/webhook/send?uid=…`); the process is the `uid` query parameter

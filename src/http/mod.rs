@@ -25,10 +25,7 @@ mod wait;
 pub use self::axum::{health_router, router};
 pub use openapi::{OPENAPI_MEDIA_TYPE, OpenApiOptions, openapi_document_for};
 #[cfg(feature = "axum")]
-pub use serve::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
-    ServeOptions, serve,
-};
+pub use serve::{ServeOptions, serve};
 
 #[cfg(test)]
 use body::json_values_exceed;

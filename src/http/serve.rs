@@ -27,16 +27,16 @@ use crate::observe;
 
 /// The default time a client has to send a request's head once it has
 /// started: 10 seconds.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default time a connection may sit idle between requests: 60 seconds.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default bound on connections held at once: 10,000.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// The default time calls in flight get to finish at shutdown: 10 seconds.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How [`serve`] treats connections.
 ///
@@ -76,6 +76,21 @@ impl Default for ServeOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
+}
+
+impl ServeOptions {
+    /// The default time a client has to send a request's head once it has
+    /// started: 10 seconds.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = DEFAULT_HEADER_READ_TIMEOUT;
+
+    /// The default time a connection may sit idle between requests: 60 seconds.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = DEFAULT_IDLE_TIMEOUT;
+
+    /// The default bound on connections held at once: 10,000.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = DEFAULT_MAX_CONNECTIONS;
+
+    /// The default time calls in flight get to finish at shutdown: 10 seconds.
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = DEFAULT_SHUTDOWN_GRACE;
 }
 
 impl ServeOptions {

@@ -23,15 +23,13 @@ mod ready;
 mod start;
 mod waits;
 
-pub use protect::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT};
-pub use ready::{Component, DEFAULT_READY_TIMEOUT, NotReady};
-pub use waits::{DEFAULT_MAX_WAIT, DEFAULT_MAX_WAITING_CALLS};
+pub use ready::{Component, NotReady};
 
 /// The default limit on a webhook body: 1 MiB.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The default bound on the JSON values in one payload: 10,000.
-pub const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_JSON_VALUES: usize = 10_000;
 
 /// Starts processes from webhook calls: the stores, the engine and the
 /// options, shared (it is cheap to clone) between all requests.
@@ -122,6 +120,30 @@ impl fmt::Debug for WebhookStarter {
 }
 
 impl WebhookStarter {
+    /// The default limit on a webhook body: 1 MiB.
+    pub const DEFAULT_BODY_LIMIT: usize = DEFAULT_BODY_LIMIT;
+
+    /// The default bound on the JSON values in one payload: 10,000.
+    pub const DEFAULT_MAX_JSON_VALUES: usize = DEFAULT_MAX_JSON_VALUES;
+
+    /// The default time limit for a whole body to arrive: 10 seconds.
+    pub const DEFAULT_BODY_TIMEOUT: Duration = protect::DEFAULT_BODY_TIMEOUT;
+
+    /// The default bound on the bytes of bodies being read at once, across all
+    /// connections: 64 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = protect::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT;
+
+    /// The default longest wait of a call with `Prefer: wait`: 30 seconds.
+    pub const DEFAULT_MAX_WAIT: Duration = waits::DEFAULT_MAX_WAIT;
+
+    /// The default bound on calls waiting at once: 1,000.
+    pub const DEFAULT_MAX_WAITING_CALLS: usize = waits::DEFAULT_MAX_WAITING_CALLS;
+
+    /// The default bound on a readiness check: 2 seconds.
+    pub const DEFAULT_READY_TIMEOUT: Duration = ready::DEFAULT_READY_TIMEOUT;
+}
+
+impl WebhookStarter {
     /// A starter over these stores and this engine, with a body limit of
     /// 1 MiB, no idempotency, and a signature tolerance of 5 minutes.
     ///
@@ -136,17 +158,17 @@ impl WebhookStarter {
             sources: None,
             body_limit: DEFAULT_BODY_LIMIT,
             max_json_values: DEFAULT_MAX_JSON_VALUES,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-            body_budget: BodyBudget::new(DEFAULT_MAX_BODY_BYTES_IN_FLIGHT),
+            body_timeout: Self::DEFAULT_BODY_TIMEOUT,
+            body_budget: BodyBudget::new(Self::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT),
             envelopes: true,
             signature_tolerance: DEFAULT_SIGNATURE_TOLERANCE,
             auth_failures: Arc::default(),
             limiter: None,
             process_label: false,
-            ready_timeout: DEFAULT_READY_TIMEOUT,
+            ready_timeout: Self::DEFAULT_READY_TIMEOUT,
             waits: Waits {
-                max: DEFAULT_MAX_WAIT,
-                max_calls: DEFAULT_MAX_WAITING_CALLS,
+                max: Self::DEFAULT_MAX_WAIT,
+                max_calls: Self::DEFAULT_MAX_WAITING_CALLS,
                 waiting: Arc::default(),
                 show_failures: false,
             },
@@ -226,7 +248,7 @@ impl WebhookStarter {
     /// and the engine, all at once, each through its `ready` method (a cheap
     /// round trip for the PostgreSQL, Redis, Camunda and Temporal adapters),
     /// and waits at most the ready timeout (default 2 s,
-    /// [`DEFAULT_READY_TIMEOUT`](crate::DEFAULT_READY_TIMEOUT)) for them.
+    /// [`WebhookStarter::DEFAULT_READY_TIMEOUT`](crate::WebhookStarter::DEFAULT_READY_TIMEOUT)) for them.
     /// Needs no async runtime of its own. A failure is logged at `warn` with
     /// its cause.
     ///
@@ -288,7 +310,7 @@ impl WebhookStarter {
     /// Sets the most JSON values (scalars, arrays and objects, counted
     /// before the body is parsed) a payload may hold; more is
     /// `413 payload_too_large`. The default, 10,000
-    /// ([`DEFAULT_MAX_JSON_VALUES`](crate::DEFAULT_MAX_JSON_VALUES)), keeps
+    /// ([`WebhookStarter::DEFAULT_MAX_JSON_VALUES`](crate::WebhookStarter::DEFAULT_MAX_JSON_VALUES)), keeps
     /// the memory of a call a small multiple of its bytes.
     pub fn with_max_json_values(mut self, values: usize) -> Self {
         Arc::make_mut(&mut self.settings).max_json_values = values;
@@ -297,7 +319,7 @@ impl WebhookStarter {
 
     /// Sets how long the whole body of a call may take to arrive in the
     /// `router` (feature `axum`) (default 10 s,
-    /// [`DEFAULT_BODY_TIMEOUT`](crate::DEFAULT_BODY_TIMEOUT)); a slower body
+    /// [`WebhookStarter::DEFAULT_BODY_TIMEOUT`](crate::WebhookStarter::DEFAULT_BODY_TIMEOUT)); a slower body
     /// is `408 body_timeout` and its buffer is freed.
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
         Arc::make_mut(&mut self.settings).body_timeout = timeout;
@@ -306,7 +328,7 @@ impl WebhookStarter {
 
     /// Sets how many body bytes the `router` (feature `axum`) reads and
     /// holds at once, across all calls (default 64 MiB,
-    /// [`DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`](crate::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT));
+    /// [`WebhookStarter::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT`](crate::WebhookStarter::DEFAULT_MAX_BODY_BYTES_IN_FLIGHT));
     /// a call that would pass it is `503 server_busy` with `Retry-After`.
     /// Bodies of calls without a token on the request may take at most half
     /// of it together. Clones made before this call keep the bound they had.

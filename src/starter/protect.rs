@@ -12,10 +12,10 @@ use crate::observe;
 
 /// The default bound on the bytes of bodies being read at once, across all
 /// connections: 64 MiB.
-pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 
 /// The default time limit for a whole body to arrive: 10 seconds.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes of bodies being read (and held) at once, against a bound shared by
 /// every clone of a starter.

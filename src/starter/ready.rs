@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::signal::Flag;
 
 /// The default bound on a readiness check: 2 seconds.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A part of a starter that a readiness check asks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::starter::WebhookStarter;
 
 /// The default longest wait of a call with `Prefer: wait`: 30 seconds.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The default bound on calls waiting at once: 1,000.
-pub const DEFAULT_MAX_WAITING_CALLS: usize = 1_000;
+pub(crate) const DEFAULT_MAX_WAITING_CALLS: usize = 1_000;
 
 /// How calls with `Prefer: wait` are served.
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ impl Waits {
 
 impl WebhookStarter {
     /// Sets the longest a call with `Prefer: wait=N` waits for its instance
-    /// to end (default 30 s, [`DEFAULT_MAX_WAIT`](crate::DEFAULT_MAX_WAIT));
+    /// to end (default 30 s, [`WebhookStarter::DEFAULT_MAX_WAIT`](crate::WebhookStarter::DEFAULT_MAX_WAIT));
     /// a call waits `min(N, this)`. Zero turns waiting off: such calls are
     /// answered as any start.
     pub fn with_max_wait(mut self, max: Duration) -> Self {
@@ -56,7 +56,7 @@ impl WebhookStarter {
     }
 
     /// Sets how many calls may wait at once (default 1,000,
-    /// [`DEFAULT_MAX_WAITING_CALLS`](crate::DEFAULT_MAX_WAITING_CALLS));
+    /// [`WebhookStarter::DEFAULT_MAX_WAITING_CALLS`](crate::WebhookStarter::DEFAULT_MAX_WAITING_CALLS));
     /// past it a call is answered at once, as any start. Clones share the
     /// count.
     pub fn with_max_waiting_calls(mut self, calls: usize) -> Self {

@@ -157,7 +157,7 @@ pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_IDEMPOTENCY_LEASE: Duration = Duration::from_secs(5 * 60);
 
 /// The default bound on the keys [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) holds.
-pub const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 100_000;
 
 /// An outcome as a store keeps it: `{"instanceId", "processUuid",
 /// "version", "environment", "deploymentId"}`, and `"businessKey"` when the

@@ -15,18 +15,13 @@ mod redis;
 
 pub(crate) use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 pub use crate::port_error::StoreError;
-pub use idempotency::{
-    DEFAULT_IDEMPOTENCY_CAPACITY, DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore,
-    Reservation,
-};
+pub(crate) use idempotency::DEFAULT_IDEMPOTENCY_CAPACITY;
+pub use idempotency::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore, Reservation};
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]
-pub use postgres::{
-    DEFAULT_POSTGRES_CACHE_TTL, DEFAULT_POSTGRES_SCHEMA, DEFAULT_POSTGRES_TIMEOUT, EncryptionKey,
-    InvalidEncryptionKey, InvalidSchemaName, PostgresStore,
-};
+pub use postgres::{EncryptionKey, InvalidEncryptionKey, InvalidSchemaName, PostgresStore};
 #[cfg(feature = "redis")]
-pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisIdempotencyStore};
+pub use redis::RedisIdempotencyStore;
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

@@ -20,7 +20,7 @@ use crate::store::{
 };
 
 /// The default bound on one Redis call: 1 second.
-pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 // A key's value is a string: `R{fingerprint}` while reserved, then
 // `C{fingerprint}{outcome}` once completed (the fingerprint as 64 hex
@@ -126,6 +126,11 @@ impl fmt::Debug for RedisIdempotencyStore {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+impl RedisIdempotencyStore {
+    /// The default bound on one Redis call: 1 second.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_REDIS_TIMEOUT;
 }
 
 impl RedisIdempotencyStore {

@@ -269,7 +269,7 @@ async fn the_header_timeout_counts_from_the_heads_first_byte_not_from_the_connec
 #[test]
 fn serve_options_keep_what_they_are_given() {
     assert_eq!(ServeOptions::default().max_connections(), 10_000);
-    assert_eq!(DEFAULT_MAX_CONNECTIONS, 10_000);
+    assert_eq!(ServeOptions::DEFAULT_MAX_CONNECTIONS, 10_000);
     assert_eq!(
         ServeOptions::default().with_max_connections(3).max_connections(),
         3

@@ -179,9 +179,12 @@ fn a_malformed_body_is_told_where_it_breaks_and_never_what_it_holds() {
 
 #[test]
 fn a_body_over_the_limit_is_refused_before_it_is_parsed() {
-    let body = vec![b'x'; DEFAULT_BODY_LIMIT + 1];
+    let body = vec![b'x'; WebhookStarter::DEFAULT_BODY_LIMIT + 1];
     let err = assert_refused(parse(TARGET, &[], &body), 413, "payload_too_large");
-    assert!(err.to_string().contains(&DEFAULT_BODY_LIMIT.to_string()));
+    assert!(
+        err.to_string()
+            .contains(&WebhookStarter::DEFAULT_BODY_LIMIT.to_string())
+    );
     assert_refused(
         WebhookStartRequest::from_parts_with_limit(TARGET, NO_HEADERS, b"{\"a\": 1}", 4),
         413,

@@ -63,7 +63,7 @@ async fn a_full_idempotency_store_refuses_new_keys_and_still_replays_every_kept_
 async fn keys_are_kept_for_24_hours_and_reservations_for_a_5_minute_lease() {
     assert_eq!(DEFAULT_IDEMPOTENCY_TTL, Duration::from_secs(24 * 3600));
     assert_eq!(DEFAULT_IDEMPOTENCY_LEASE, Duration::from_secs(300));
-    assert_eq!(DEFAULT_IDEMPOTENCY_CAPACITY, 100_000);
+    assert_eq!(InMemoryIdempotencyStore::DEFAULT_CAPACITY, 100_000);
     let store = InMemoryIdempotencyStore::new().with_capacity(1);
     let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k");
     let fp = PayloadFingerprint::of(&order_payload());
@@ -81,7 +81,7 @@ async fn keys_are_kept_for_24_hours_and_reservations_for_a_5_minute_lease() {
 
 #[tokio::test]
 async fn the_in_memory_engine_keeps_a_bounded_history() {
-    assert_eq!(DEFAULT_ENGINE_HISTORY, 10_000);
+    assert_eq!(InMemoryEngine::DEFAULT_HISTORY, 10_000);
     let world = World::new();
     let engine = Arc::new(InMemoryEngine::new().with_capacity(2));
     let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone());
@@ -124,7 +124,7 @@ async fn a_payload_of_too_many_json_values_is_413_before_it_is_parsed() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    assert!(many.len() < DEFAULT_BODY_LIMIT);
+    assert!(many.len() < WebhookStarter::DEFAULT_BODY_LIMIT);
     let reply = world
         .starter()
         .handle(&target(), [("authorization", world.bearer())], many.as_bytes())

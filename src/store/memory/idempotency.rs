@@ -122,6 +122,11 @@ impl Default for InMemoryIdempotencyStore {
 }
 
 impl InMemoryIdempotencyStore {
+    /// The default bound on the keys [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) holds.
+    pub const DEFAULT_CAPACITY: usize = DEFAULT_IDEMPOTENCY_CAPACITY;
+}
+
+impl InMemoryIdempotencyStore {
     /// An empty store with the default retention, lease and capacity, and
     /// fair shares between environments.
     pub fn new() -> Self {

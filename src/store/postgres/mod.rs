@@ -42,14 +42,14 @@ pub struct InvalidSchemaName;
 
 /// The schema the tables live in unless [`PostgresStore::with_schema`] says
 /// otherwise.
-pub const DEFAULT_POSTGRES_SCHEMA: &str = "process_webhook";
+pub(crate) const DEFAULT_POSTGRES_SCHEMA: &str = "process_webhook";
 
 /// The default bound on one database operation (acquiring a connection
 /// included): 2 seconds.
-pub const DEFAULT_POSTGRES_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_POSTGRES_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The default time a read-through cache entry lives: 1 second.
-pub const DEFAULT_POSTGRES_CACHE_TTL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_POSTGRES_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The signing secrets this replica holds, by environment.
 type Keyring = HashMap<(OrganizationId, EnvironmentId), Arc<[SigningSecret]>>;
@@ -150,6 +150,19 @@ impl fmt::Debug for PostgresStore {
             .field("encryption_key", &self.keys.sealing_id())
             .finish_non_exhaustive()
     }
+}
+
+impl PostgresStore {
+    /// The schema the tables live in unless [`PostgresStore::with_schema`] says
+    /// otherwise.
+    pub const DEFAULT_SCHEMA: &'static str = DEFAULT_POSTGRES_SCHEMA;
+
+    /// The default bound on one database operation (acquiring a connection
+    /// included): 2 seconds.
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_POSTGRES_TIMEOUT;
+
+    /// The default time a read-through cache entry lives: 1 second.
+    pub const DEFAULT_CACHE_TTL: Duration = DEFAULT_POSTGRES_CACHE_TTL;
 }
 
 impl PostgresStore {
