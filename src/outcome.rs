@@ -77,7 +77,7 @@ impl StartOutcome {
     }
 
     /// The same outcome, with the caller's idempotency key of the start.
-    pub(crate) fn with_idempotency_key(mut self, key: Option<&str>) -> Self {
+    pub(crate) fn with_idempotency_key(mut self, key: Option<impl Into<String>>) -> Self {
         if let Some(key) = key {
             self.instance = self.instance.with_idempotency_key(key);
         }

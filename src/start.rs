@@ -580,7 +580,8 @@ impl Answer {
     fn outcome(self, instance: &ProcessInstance) -> StartOutcome {
         StartOutcome::new(instance.id().clone(), &self.deployment, self.version)
             .with_business_key(instance.business_key())
-            .with_idempotency_key(self.key.as_ref().map(CallerKey::as_str))
+            // Moved, not copied: the key's one copy is the engine's command's.
+            .with_idempotency_key(self.key.map(String::from))
     }
 }
 

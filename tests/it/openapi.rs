@@ -328,7 +328,6 @@ async fn the_starters_options_and_the_environments_secrets_are_described() {
             "missing_token",
             "invalid_token",
             "invalid_signature",
-            "missing_signature",
             "stale_timestamp"
         ])
     );
@@ -608,4 +607,236 @@ async fn a_form_that_names_payload_takes_its_bodies_as_they_are_and_the_document
     let body =
         &document["paths"]["/webhook/send"]["post"]["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(body["anyOf"][1], json!({"$ref": "#/components/schemas/Envelope"}));
+}
+
+/// Every `code` the document lists, over all its operations.
+fn listed_codes(document: &Value) -> std::collections::BTreeSet<String> {
+    fn walk(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Array(codes)) = map.get("code").and_then(|c| c.get("enum")) {
+                    out.extend(codes.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(document, &mut out);
+    out
+}
+
+/// The example order with another order number.
+fn other_order() -> Vec<u8> {
+    let mut payload = order_payload();
+    payload.insert("orderNumber".into(), "654321".into());
+    serde_json::to_vec(&payload).unwrap()
+}
+
+#[tokio::test]
+async fn every_code_the_document_lists_is_one_a_call_gets() {
+    use std::collections::BTreeSet;
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let mut got: BTreeSet<String> = BTreeSet::new();
+    let mut note = |reply: HttpReply| {
+        let doc = json_of(&reply);
+        got.insert(doc["code"].as_str().unwrap_or_default().to_owned());
+    };
+
+    // The document of a starter with every option, in a signed environment.
+    let world = World::new();
+    let secret = SigningSecret::generate();
+    world.tokens.insert(
+        &world.token,
+        Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"))
+            .with_signing_secret(secret.clone()),
+    );
+    let keys = Arc::new(InMemoryIdempotencyStore::new());
+    let options = |starter: WebhookStarter| {
+        starter
+            .with_body_limit(4096)
+            .with_rate_limit(
+                Arc::new(InMemoryRateLimiter::new()),
+                RateLimitPolicy::default().with_per_environment(Quota::per_minute(1_000)),
+            )
+            .with_idempotency(keys.clone())
+    };
+    let signed_starter = options(world.starter());
+    let signed = |body: &[u8], ts: i64| {
+        vec![
+            ("authorization", world.bearer()),
+            ("webhook-id", "msg_codes".to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", secret.sign("msg_codes", ts, body)),
+        ]
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // A signed environment's document is served to a signed GET.
+    let mut asking = signed(b"", now);
+    asking.push(("accept", OPENAPI.to_owned()));
+    let reply = signed_starter.handle_method("GET", &target, asking, b"").await;
+    assert_eq!(reply.status(), 200);
+    let mut listed = listed_codes(&json_of(&reply));
+    note(
+        signed_starter
+            .handle(&target, [("authorization", world.bearer())], &body)
+            .await,
+    );
+    note(
+        signed_starter
+            .handle(&target, signed(&body, now - 3600), &body)
+            .await,
+    );
+
+    // The rest in an unsigned environment that starts the process.
+    let world = World::new();
+    let dev = || ("authorization", world.bearer());
+    let starter = options(world.starter());
+    listed.extend(listed_codes(
+        &starter
+            .openapi_document(&uuid(ORDER_INTAKE), Some(&world.token), "/webhook/send")
+            .await
+            .unwrap(),
+    ));
+    let post = |target: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+        let starter = starter.clone();
+        async move { starter.handle(&target, headers, &body).await }
+    };
+    note(post("/webhook/send".into(), vec![dev()], body.clone()).await);
+    note(post("/webhook/send?uid=nope".into(), vec![dev()], body.clone()).await);
+    note(post(target.clone(), vec![dev(), dev()], body.clone()).await);
+    note(
+        post(
+            target.clone(),
+            vec![dev(), ("idempotency-key", String::new())],
+            body.clone(),
+        )
+        .await,
+    );
+    note(post(target.clone(), vec![dev()], b"not json".to_vec()).await);
+    let envelope = serde_json::json!({"headers": {"authorization": "another"}, "payload": {}});
+    note(post(target.clone(), vec![dev()], envelope.to_string().into_bytes()).await);
+    note(post(target.clone(), vec![], body.clone()).await);
+    note(
+        post(
+            target.clone(),
+            vec![("authorization", "wrong".into())],
+            body.clone(),
+        )
+        .await,
+    );
+    note(
+        post(
+            webhook_url("/webhook/send", &uuid("00000000-0000-4000-8000-000000000000")),
+            vec![dev()],
+            body.clone(),
+        )
+        .await,
+    );
+    note(
+        post(
+            webhook_url("/webhook/send", &uuid(UNDEPLOYED)),
+            vec![dev()],
+            body.clone(),
+        )
+        .await,
+    );
+    note(
+        post(
+            webhook_url("/webhook/send", &uuid(DRAFT_ONLY)),
+            vec![dev()],
+            body.clone(),
+        )
+        .await,
+    );
+    note(post(target.clone(), vec![dev()], vec![b' '; 5000]).await);
+    note(
+        post(
+            target.clone(),
+            vec![dev(), ("content-type", "text/plain".into())],
+            body.clone(),
+        )
+        .await,
+    );
+    let multipart =
+        "--b\r\ncontent-disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nx\r\n--b--\r\n";
+    note(
+        post(
+            target.clone(),
+            vec![dev(), ("content-type", "multipart/form-data; boundary=b".into())],
+            multipart.into(),
+        )
+        .await,
+    );
+    note(post(target.clone(), vec![dev()], b"{}".to_vec()).await);
+    let keyed = || vec![dev(), ("idempotency-key", "k-codes".to_owned())];
+    assert_eq!(post(target.clone(), keyed(), body.clone()).await.status(), 202);
+    note(post(target.clone(), keyed(), other_order()).await);
+    // A start whose key is held by a start still running.
+    let held = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k-held");
+    keys.reserve(&held, PayloadFingerprint::of(&order_payload()))
+        .await
+        .unwrap();
+    note(
+        post(
+            target.clone(),
+            vec![dev(), ("idempotency-key", "k-held".into())],
+            body.clone(),
+        )
+        .await,
+    );
+
+    // A limit of one call, a full key store, engines that fail each way,
+    // a store that fails.
+    let limited = world.starter().with_rate_limit(
+        Arc::new(InMemoryRateLimiter::new()),
+        RateLimitPolicy::default().with_per_environment(Quota::per_minute(1)),
+    );
+    limited.handle(&target, [dev()], &body).await;
+    note(limited.handle(&target, [dev()], &body).await);
+    let full = world
+        .starter()
+        .with_idempotency(Arc::new(InMemoryIdempotencyStore::new().with_capacity(1)));
+    let first = full
+        .handle(&target, [dev(), ("idempotency-key", "k-first".into())], &body)
+        .await;
+    assert_eq!(first.status(), 202);
+    note(
+        full.handle(&target, [dev(), ("idempotency-key", "k-full".into())], &body)
+            .await,
+    );
+    let failures: [fn() -> EngineError; 3] = [
+        || EngineError::overloaded("busy"),
+        || EngineError::unavailable("down"),
+        || EngineError::new("refused"),
+    ];
+    for error in failures {
+        let engine = Arc::new(FlakyEngine::failing(1, error));
+        let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine);
+        note(starter.handle(&target, [dev()], &body).await);
+    }
+    let panicking = WebhookStarter::new(
+        world.models.clone(),
+        world.tokens.clone(),
+        Arc::new(FlakyEngine::panicking()),
+    );
+    note(panicking.handle(&target, [dev()], &body).await);
+    let broken = WebhookStarter::new(Arc::new(BrokenStore), world.tokens.clone(), world.engine.clone());
+    note(broken.handle(&target, [dev()], &body).await);
+
+    // What the server loop answers before a call reaches the starter, each
+    // proven over a real connection in `hardening`: a body that stalls
+    // (`body_timeout`), the bodies in flight over their budget
+    // (`server_busy`), the connections over their bound
+    // (`too_many_connections`).
+    got.extend(["body_timeout", "server_busy", "too_many_connections"].map(str::to_owned));
+
+    let never: Vec<_> = listed.difference(&got).collect();
+    assert!(never.is_empty(), "listed, but no call got them: {never:?}");
 }
