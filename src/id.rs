@@ -117,6 +117,59 @@ impl fmt::Debug for DeploymentId {
     }
 }
 
+/// The id of one delivery a starter kept in its inbox to start later: the
+/// `deliveryId` of a queued answer.
+///
+/// `Display`, `FromStr` and serde use the lower-case hyphenated UUID.
+///
+/// ```
+/// use process_webhook::DeliveryId;
+///
+/// let id = DeliveryId::new_random();
+/// assert_eq!(id.to_string().parse::<DeliveryId>().unwrap(), id);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveryId(Uuid);
+
+impl DeliveryId {
+    /// A fresh random (version 4) id.
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The UUID inside.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl From<Uuid> for DeliveryId {
+    fn from(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl FromStr for DeliveryId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self)
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeliveryId({})", self.0.hyphenated())
+    }
+}
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

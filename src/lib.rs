@@ -310,6 +310,7 @@ mod form;
 mod http;
 mod id;
 mod idempotency;
+mod inbox;
 mod limit;
 mod model;
 mod observe;
@@ -395,8 +396,11 @@ pub use crate::http::{
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::http::{ServeOptions, health_router, router, serve};
-pub use crate::id::{DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
+pub use crate::id::{DeliveryId, DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{CallerKey, IdempotencyKey, InvalidIdempotencyKey, PayloadFingerprint};
+pub use crate::inbox::{
+    Claimed, Delivery, DeliveryStatus, InMemoryInbox, Inbox, InboxQuery, Keeping, KeptStart, UnknownStatus,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::limit::RedisRateLimiter;

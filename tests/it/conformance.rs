@@ -388,3 +388,65 @@ async fn a_source_store_that_forgets_a_mapping_fails_the_suite() {
     }
     testing::check_source_store(&ForgetsRules(store), &fixtures).await;
 }
+
+#[tokio::test]
+async fn the_in_memory_inbox_keeps_the_contract_directly_and_as_a_trait_object() {
+    testing::check_inbox(&InMemoryInbox::new()).await;
+    let shared = Arc::new(InMemoryInbox::new());
+    testing::check_inbox(&shared).await;
+    let dynamic: Arc<dyn Inbox> = shared;
+    testing::check_inbox(&*dynamic).await;
+}
+
+/// An inbox whose claims hold no lease: a start is claimed twice at once.
+struct LeaselessInbox(InMemoryInbox);
+
+#[async_trait::async_trait]
+impl Inbox for LeaselessInbox {
+    async fn keep(&self, start: KeptStart, limit: usize) -> Result<Keeping, StoreError> {
+        self.0.keep(start, limit).await
+    }
+    async fn claim(
+        &self,
+        now: std::time::SystemTime,
+        _: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.0.claim(now, Duration::ZERO, max).await
+    }
+    async fn complete(&self, claimed: &Claimed, instance: &InstanceId) -> Result<bool, StoreError> {
+        self.0.complete(claimed, instance).await
+    }
+    async fn reschedule(
+        &self,
+        claimed: &Claimed,
+        at: std::time::SystemTime,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.0.reschedule(claimed, at, error).await
+    }
+    async fn bury(&self, claimed: &Claimed, reason: &str) -> Result<bool, StoreError> {
+        self.0.bury(claimed, reason).await
+    }
+    async fn retry(&self, id: &DeliveryId) -> Result<bool, StoreError> {
+        self.0.retry(id).await
+    }
+    async fn discard(&self, id: &DeliveryId) -> Result<bool, StoreError> {
+        self.0.discard(id).await
+    }
+    async fn get(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        self.0.get(id).await
+    }
+    async fn list(&self, query: &InboxQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.0.list(query).await
+    }
+    async fn find_by_key(&self, key: &IdempotencyKey) -> Result<Option<Delivery>, StoreError> {
+        self.0.find_by_key(key).await
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "a leased start is not claimed again")]
+async fn an_inbox_that_claims_a_leased_start_again_fails_the_suite() {
+    testing::check_inbox(&LeaselessInbox(InMemoryInbox::new())).await;
+}
