@@ -94,6 +94,7 @@ pub(crate) const PROBLEMS: &[Problem] = &[
     row("engine_unavailable", 503, "Service unavailable", seconds(5)),
     row("store_unavailable", 503, "Service unavailable", seconds(5)),
     row("idempotency_store_full", 503, "Service unavailable", seconds(60)),
+    row("inbox_full", 503, "Service unavailable", seconds(30)),
     row("server_busy", 503, "Service unavailable", seconds(1)),
     row("too_many_connections", 503, "Service unavailable", seconds(1)),
 ];
@@ -231,6 +232,10 @@ pub enum WebhookError {
         /// When a key is expected to expire, if the store knows.
         retry_after: Option<Duration>,
     },
+    /// The environment holds as many kept starts as its starter's inbox
+    /// allows: nothing was kept, nothing started.
+    #[error("the inbox holds as many starts of this environment as it may")]
+    InboxFull,
     /// The idempotency key is not 1 to 255 printable ASCII characters.
     #[error("the idempotency key must be 1 to 255 printable ASCII characters")]
     InvalidIdempotencyKey,
@@ -415,6 +420,7 @@ impl WebhookError {
             Self::ServerBusy => "server_busy",
             Self::TooManyConnections => "too_many_connections",
             Self::IdempotencyStoreFull { .. } => "idempotency_store_full",
+            Self::InboxFull => "inbox_full",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::DuplicateHeader { .. } => "duplicate_header",
             Self::DryRunNotStarted => "dry_run_not_started",
@@ -463,6 +469,7 @@ impl WebhookError {
             | Self::ServerBusy
             | Self::TooManyConnections
             | Self::IdempotencyStoreFull { .. }
+            | Self::InboxFull
             | Self::RateLimited { .. } => true,
             Self::EngineFailed { source } => source.is_retryable(),
             _ => false,
@@ -547,6 +554,7 @@ mod table_tests {
             WebhookError::ServerBusy,
             WebhookError::TooManyConnections,
             WebhookError::IdempotencyStoreFull { retry_after: None },
+            WebhookError::InboxFull,
             WebhookError::InvalidIdempotencyKey,
             WebhookError::DuplicateHeader { name: "x" },
             WebhookError::DryRunNotStarted,
@@ -608,6 +616,7 @@ mod table_tests {
                 | WebhookError::ServerBusy
                 | WebhookError::TooManyConnections
                 | WebhookError::IdempotencyStoreFull { .. }
+                | WebhookError::InboxFull
                 | WebhookError::InvalidIdempotencyKey
                 | WebhookError::DuplicateHeader { .. }
                 | WebhookError::DryRunNotStarted

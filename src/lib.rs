@@ -408,7 +408,7 @@ pub use crate::limit::{
     InMemoryRateLimiter, InvalidQuota, OnLimiterError, Quota, RateDecision, RateLimitPolicy, RateLimiter,
 };
 pub use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
-pub use crate::outcome::{DryRun, StartOutcome};
+pub use crate::outcome::{Accepted, DryRun, QueuedStart, StartOutcome};
 pub use crate::request::WebhookStartRequest;
 pub use crate::signature::{
     InvalidSigningSecret, SignatureError, SignatureHeaders, SignatureVerifier, SigningSecret,
@@ -421,7 +421,7 @@ pub use crate::source::{
     InvalidSourceId, MAX_SOURCE_ID_LEN, PublicOrigin, SourceId, SourceScheme, SourceSecret, WebhookSource,
 };
 pub use crate::start::{start_via_webhook, start_via_webhook_with_idempotency};
-pub use crate::starter::{Component, NotReady, WebhookStarter};
+pub use crate::starter::{Component, Dispatcher, InboxPolicy, NotReady, WebhookStarter};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::RedisIdempotencyStore;

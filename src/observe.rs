@@ -32,6 +32,7 @@ mod names {
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) const BODY_BYTES: &str = "process_webhook_body_bytes_in_flight";
     pub(crate) const RATE_LIMITED: &str = "process_webhook_rate_limited_total";
+    pub(crate) const DISPATCHED: &str = "process_webhook_dispatch_attempts_total";
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) const REFUSED_CONNECTIONS: &str = "process_webhook_refused_connections_total";
 }
@@ -124,6 +125,14 @@ pub(crate) fn rate_limited(scope: &'static str) {
 pub(crate) fn refused_connection(reason: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!(names::REFUSED_CONNECTIONS, "reason" => reason).increment(1);
+}
+
+/// One dispatch of a kept start: `outcome` is `started`, `rescheduled`,
+/// `dead` or `lost` (another dispatcher took it over).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn dispatched(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::DISPATCHED, "outcome" => outcome).increment(1);
 }
 
 /// A status as a label, without allocating for the statuses this crate

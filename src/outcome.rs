@@ -5,7 +5,7 @@ use serde::Serialize as DeriveSerialize;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Map, Value};
 
-use crate::id::{DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
+use crate::id::{DeliveryId, DeploymentId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::model::Deployment;
 
 /// A started (or, with idempotency, replayed) instance.
@@ -278,5 +278,93 @@ impl DryRun {
     /// The exact variables the engine would get.
     pub fn variables(&self) -> &Map<String, Value> {
         &self.variables
+    }
+}
+
+/// A start that passed every check and was kept in the starter's inbox, to
+/// be started by a dispatcher (the engine was away, or the starter keeps
+/// every start).
+///
+/// Serialized as `{"status": "queued", "deliveryId", "processUuid",
+/// "version", "environment", "replayed"}`: the body of its `202` answer.
+#[derive(Clone, PartialEq, Eq, Debug, DeriveSerialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedStart {
+    status: &'static str,
+    delivery_id: DeliveryId,
+    process_uuid: ProcessUuid,
+    version: u32,
+    environment: EnvironmentId,
+    replayed: bool,
+}
+
+impl QueuedStart {
+    /// The start kept as `delivery_id`, of `process` released as `version`
+    /// in `environment`.
+    pub(crate) fn new(
+        delivery_id: DeliveryId,
+        process: ProcessUuid,
+        version: u32,
+        environment: EnvironmentId,
+    ) -> Self {
+        Self {
+            status: "queued",
+            delivery_id,
+            process_uuid: process,
+            version,
+            environment,
+            replayed: false,
+        }
+    }
+
+    /// The same answer, to a repeated call of the same key.
+    pub(crate) fn into_replay(mut self) -> Self {
+        self.replayed = true;
+        self
+    }
+
+    /// The kept start's id.
+    pub fn delivery_id(&self) -> DeliveryId {
+        self.delivery_id
+    }
+
+    /// The process it will start.
+    pub fn process(&self) -> &ProcessUuid {
+        &self.process_uuid
+    }
+
+    /// The version it will start.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The environment it will start in.
+    pub fn environment(&self) -> &EnvironmentId {
+        &self.environment
+    }
+
+    /// Whether this answers a repeated call of a key whose start is kept.
+    pub fn is_replayed(&self) -> bool {
+        self.replayed
+    }
+}
+
+/// What a start accepted answers: started now, or kept to start later.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Accepted {
+    /// The engine started the instance (or, replayed, had started it).
+    Started(StartOutcome),
+    /// The start is kept in the inbox; a dispatcher starts it.
+    Queued(QueuedStart),
+}
+
+impl Accepted {
+    /// Whether this answers a repeated call of a key.
+    pub fn is_replayed(&self) -> bool {
+        match self {
+            Self::Started(outcome) => outcome.is_replayed(),
+            Self::Queued(queued) => queued.is_replayed(),
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::id::ProcessUuid;
 use crate::idempotency::{CallerKey, IdempotencyKey, PayloadFingerprint};
 use crate::model::{Deployment, Environment};
 use crate::observe::{Observed, chain};
-use crate::outcome::{DryRun, StartOutcome};
+use crate::outcome::{Accepted, DryRun, QueuedStart, StartOutcome};
 use crate::request::{SignedCall, WebhookStartRequest};
 use crate::signature::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders, verify};
 use crate::store::{IdempotencyStore, ModelStore, Reservation, TokenStore};
@@ -48,6 +48,9 @@ use crate::trace::TraceContext;
 pub(crate) enum Mode {
     /// The engine starts the instance.
     Start,
+    /// The engine starts the instance, or the starter's inbox keeps it to
+    /// start later (as the starter's inbox policy says).
+    Accept,
     /// Nothing starts: the answer says what would.
     DryRun,
     /// The deployment, for its payload's schema (a draft is refused).
@@ -89,6 +92,7 @@ impl Call {
 #[derive(Debug)]
 pub(crate) enum Done {
     Started(StartOutcome),
+    Queued(QueuedStart),
     DryRun(DryRun),
     /// The deployment a schema or a document describes.
     Described(Deployment),
@@ -114,6 +118,12 @@ pub(crate) trait Context: Sync {
     /// The start at the end of step 8.
     fn start(&self, checked: Checked)
     -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_;
+
+    /// The end of step 8 in [`Mode::Accept`]: the start, or, for a context
+    /// with an inbox, the start kept for later. Without one, the start.
+    fn accept(&self, checked: Checked) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
+        self.start(checked).map(|started| started.map(Accepted::Started))
+    }
 }
 
 impl WebhookStartRequest {
@@ -227,6 +237,10 @@ pub(crate) async fn run<C: Context>(
             )))
         }
         Mode::Start => context.start(check(call, deployment)?).await.map(Done::Started),
+        Mode::Accept => match context.accept(check(call, deployment)?).await? {
+            Accepted::Started(outcome) => Ok(Done::Started(outcome)),
+            Accepted::Queued(queued) => Ok(Done::Queued(queued)),
+        },
     }
 }
 
@@ -261,7 +275,7 @@ pub(crate) async fn describe<C: Context>(
     {
         Done::Described(deployment) => Ok((environment, deployment)),
         // `Schema` and `Document` end described.
-        Done::Started(_) | Done::DryRun(_) => Err(WebhookError::Internal),
+        Done::Started(_) | Done::Queued(_) | Done::DryRun(_) => Err(WebhookError::Internal),
     }
 }
 
@@ -460,7 +474,7 @@ where
     match run_request(&context, request, Mode::Start, &mut Observed::default()).await? {
         Done::Started(outcome) => Ok(outcome),
         // `Mode::Start` ends started.
-        Done::DryRun(_) | Done::Described(_) => Err(WebhookError::Internal),
+        Done::Queued(_) | Done::DryRun(_) | Done::Described(_) => Err(WebhookError::Internal),
     }
 }
 
@@ -570,14 +584,14 @@ pub(crate) struct EngineCalls<F, G> {
 }
 
 /// What an answer needs once the engine has started the instance.
-struct Answer {
+pub(crate) struct Answer {
     deployment: Deployment,
     version: u32,
     key: Option<CallerKey>,
 }
 
 impl Answer {
-    fn outcome(self, instance: &ProcessInstance) -> StartOutcome {
+    pub(crate) fn outcome(self, instance: &ProcessInstance) -> StartOutcome {
         StartOutcome::new(instance.id().clone(), &self.deployment, self.version)
             .with_business_key(instance.business_key())
             // Moved, not copied: the key's one copy is the engine's command's.
@@ -587,7 +601,7 @@ impl Answer {
 
 /// The command for the engine (the variables moved, not copied), and what
 /// the answer needs.
-fn command_of(checked: Checked) -> (StartCommand, Answer) {
+pub(crate) fn command_of(checked: Checked) -> (StartCommand, Answer) {
     let Checked {
         deployment,
         version,
@@ -663,6 +677,44 @@ where
     Ok(answer.outcome(&instance))
 }
 
+/// What a key's reservation decides for a start with `fingerprint`:
+/// `Ok(None)` to go on (the key is reserved for it), the first start's
+/// outcome replayed, or the refusal (a full store, a start in progress, a
+/// key reused with another payload).
+pub(crate) fn settled(
+    reservation: Reservation,
+    fingerprint: PayloadFingerprint,
+    key: &IdempotencyKey,
+) -> Result<Option<StartOutcome>, WebhookError> {
+    match reservation {
+        Reservation::Reserved => Ok(None),
+        Reservation::Full { retry_after } => {
+            tracing::error!(
+                target: "process_webhook",
+                process = %key.process(),
+                environment = %key.environment(),
+                "the idempotency store is full: an idempotent start was refused"
+            );
+            Err(WebhookError::IdempotencyStoreFull { retry_after })
+        }
+        Reservation::InProgress { fingerprint: held } => Err(if held == fingerprint {
+            WebhookError::StartInProgress
+        } else {
+            WebhookError::IdempotencyKeyReused
+        }),
+        Reservation::Completed {
+            fingerprint: held,
+            outcome,
+        } => {
+            if held == fingerprint {
+                Ok(Some(outcome.into_replay().with_idempotency_key(Some(key.key()))))
+            } else {
+                Err(WebhookError::IdempotencyKeyReused)
+            }
+        }
+    }
+}
+
 /// Steps 4 to 6 with a key: reserve it (or replay its first outcome, or
 /// refuse a reused or running key), start, record the outcome (or free the
 /// key after a failure).
@@ -697,34 +749,8 @@ where
             taken = reservation == Reservation::Reserved;
         }
     }
-    match reservation {
-        Reservation::Reserved => {}
-        Reservation::Full { retry_after } => {
-            tracing::error!(
-                target: "process_webhook",
-                process = %key.process(),
-                environment = %key.environment(),
-                "the idempotency store is full: an idempotent start was refused"
-            );
-            return Err(WebhookError::IdempotencyStoreFull { retry_after });
-        }
-        Reservation::InProgress { fingerprint: held } => {
-            return Err(if held == fingerprint {
-                WebhookError::StartInProgress
-            } else {
-                WebhookError::IdempotencyKeyReused
-            });
-        }
-        Reservation::Completed {
-            fingerprint: held,
-            outcome,
-        } => {
-            return if held == fingerprint {
-                Ok(outcome.into_replay().with_idempotency_key(Some(key.key())))
-            } else {
-                Err(WebhookError::IdempotencyKeyReused)
-            };
-        }
+    if let Some(replay) = settled(reservation, fingerprint, &key)? {
+        return Ok(replay);
     }
     let result = if taken {
         tracing::warn!(

@@ -10,12 +10,14 @@ use crate::engine::Completion;
 use crate::error::WebhookError;
 use crate::http::{ALLOWED_METHODS, HttpReply, OPENAPI_MEDIA_TYPE};
 use crate::observe::{Observed, started_label};
-use crate::outcome::{DryRun, StartOutcome};
+use crate::outcome::{DryRun, QueuedStart, StartOutcome};
 use crate::starter::WebhookStarter;
 
 /// What a successful call answers.
 pub(crate) enum Success {
     Started(StartOutcome),
+    /// A start kept in the inbox, to be started by a dispatcher.
+    Queued(QueuedStart),
     DryRun(DryRun),
     Schema(Value),
     /// The answer to `HEAD`: the schema's headers, without its body.
@@ -45,6 +47,7 @@ impl WebhookStarter {
     ) -> HttpReply {
         let outcome = match &result {
             Ok(Success::Started(outcome)) => started_label(outcome),
+            Ok(Success::Queued(_)) => "queued",
             Ok(Success::DryRun(_)) => "dry_run",
             Ok(Success::Schema(_) | Success::SchemaHead(_)) => "schema",
             Ok(Success::OpenApi(..)) => "openapi",
@@ -56,6 +59,14 @@ impl WebhookStarter {
         };
         let reply = match &result {
             Ok(Success::Started(outcome)) => marked_replayed(HttpReply::started(outcome), outcome),
+            Ok(Success::Queued(queued)) => {
+                let reply = HttpReply::json(202, queued);
+                if queued.is_replayed() {
+                    reply.with_header("idempotent-replayed", "true".to_owned())
+                } else {
+                    reply
+                }
+            }
             Ok(Success::DryRun(dry_run)) => {
                 HttpReply::json(200, dry_run).with_header("preference-applied", "dry-run".to_owned())
             }

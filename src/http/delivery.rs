@@ -124,7 +124,7 @@ impl WebhookStarter {
                 form: form && mapped.is_none(),
                 key,
                 trace: head.trace.map(Box::new),
-                mode: if head.dry_run { Mode::DryRun } else { Mode::Start },
+                mode: if head.dry_run { Mode::DryRun } else { Mode::Accept },
             })
         };
         let done = run(self, process, &environment, observed, read).await;

@@ -400,6 +400,8 @@ impl WebhookStarter {
                 Some(seconds) => Ok(Box::pin(self.wait_for(outcome, seconds, observed)).await),
                 None => Ok(Success::Started(outcome)),
             },
+            // A kept start has no instance to wait for yet.
+            Done::Queued(queued) => Ok(Success::Queued(queued)),
             Done::DryRun(dry_run) => Ok(Success::DryRun(dry_run)),
             // A `POST` is a start or a dry run.
             Done::Described(_) => Err(WebhookError::Internal),

@@ -164,7 +164,7 @@ impl RequestHead {
             form: self.form,
             key: self.idempotency_key.take().or_else(|| self.signature_key.take()),
             trace: self.trace.take().map(Box::new),
-            mode: if self.dry_run { Mode::DryRun } else { Mode::Start },
+            mode: if self.dry_run { Mode::DryRun } else { Mode::Accept },
         }
     }
 

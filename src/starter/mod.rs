@@ -11,11 +11,14 @@ use crate::engine::Engine;
 use crate::limit::{RateLimitPolicy, RateLimiter};
 use crate::observe::chain;
 use crate::signature::DEFAULT_SIGNATURE_TOLERANCE;
+use crate::starter::inbox::InboxSettings;
 use crate::starter::protect::{AuthFailures, BodyBudget};
 use crate::starter::ready::Checks;
 use crate::starter::waits::Waits;
 use crate::store::{IdempotencyStore, ModelStore, SourceStore, TokenStore};
 
+mod dispatch;
+pub(crate) mod inbox;
 mod limit;
 mod log;
 pub(crate) mod protect;
@@ -23,6 +26,8 @@ mod ready;
 mod start;
 mod waits;
 
+pub use dispatch::Dispatcher;
+pub use inbox::InboxPolicy;
 pub use ready::{Component, NotReady};
 
 /// The default limit on a webhook body: 1 MiB.
@@ -94,6 +99,7 @@ pub(crate) struct Settings {
     pub(crate) ready_timeout: Duration,
     pub(crate) waits: Waits,
     pub(crate) takeover_margin: Duration,
+    pub(crate) inbox: Option<InboxSettings>,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -173,6 +179,7 @@ impl WebhookStarter {
                 show_failures: false,
             },
             takeover_margin: crate::engine::TAKEOVER_MARGIN,
+            inbox: None,
         };
         Self {
             settings: Arc::new(settings),

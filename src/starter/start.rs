@@ -18,7 +18,7 @@ use crate::model::{Deployment, Environment};
 #[cfg(feature = "metrics")]
 use crate::observe;
 use crate::observe::{Observed, call_span, catch_panic, started_label};
-use crate::outcome::{DryRun, StartOutcome};
+use crate::outcome::{Accepted, DryRun, StartOutcome};
 use crate::request::WebhookStartRequest;
 use crate::start::{
     Checked, Context, Done, EngineCalls, Mode, describe, engine_result, run_request, start_checked,
@@ -76,7 +76,7 @@ impl WebhookStarter {
         let result = match run_request(self, request, Mode::Start, &mut observed).await {
             Ok(Done::Started(outcome)) => Ok(outcome),
             // `Mode::Start` ends started.
-            Ok(Done::DryRun(_) | Done::Described(_)) => Err(WebhookError::Internal),
+            Ok(Done::Queued(_) | Done::DryRun(_) | Done::Described(_)) => Err(WebhookError::Internal),
             Err(error) => Err(error),
         };
         (result, observed)
@@ -93,7 +93,7 @@ impl WebhookStarter {
         match run_request(self, request, Mode::DryRun, &mut Observed::default()).await? {
             Done::DryRun(dry_run) => Ok(dry_run),
             // `Mode::DryRun` ends with a dry run.
-            Done::Started(_) | Done::Described(_) => Err(WebhookError::Internal),
+            Done::Started(_) | Done::Queued(_) | Done::Described(_) => Err(WebhookError::Internal),
         }
     }
 
@@ -133,7 +133,7 @@ impl WebhookStarter {
     /// The engine's start of a command, a panic (while the engine builds
     /// its future or while it runs) answered `500 internal_error`, timed
     /// when the metrics are compiled in.
-    fn call_engine(
+    pub(crate) fn call_engine(
         &self,
         command: StartCommand,
     ) -> impl Future<Output = Result<ProcessInstance, WebhookError>> + Send + '_ {
@@ -195,5 +195,15 @@ impl Context for WebhookStarter {
             margin: self.settings.takeover_margin,
         };
         start_checked(checked, self.settings.idempotency.as_deref(), calls)
+    }
+
+    /// The start, or, with an inbox, the start or the start kept (as the
+    /// inbox policy says); boxed, so that a starter without an inbox holds
+    /// no room for it.
+    fn accept(&self, checked: Checked) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
+        match &self.settings.inbox {
+            None => Either::Left(Context::start(self, checked).map(|started| started.map(Accepted::Started))),
+            Some(kept) => Either::Right(Box::pin(self.start_or_keep(kept, checked))),
+        }
     }
 }
