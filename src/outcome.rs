@@ -11,7 +11,8 @@ use crate::model::Deployment;
 /// A started (or, with idempotency, replayed) instance.
 ///
 /// Serialized as `{"instanceId", "processUuid", "version", "environment",
-/// "replayed"}`: the body of the `202` answer. It also keeps the instance as
+/// "replayed"}`; the body of the `202` answer is those fields after
+/// `"status": "started"`. It also keeps the instance as
 /// an engine knows it ([`instance`](Self::instance): the business key the
 /// engine gave it, the caller's idempotency key), which a wait for the
 /// instance hands to [`Engine::wait`](crate::Engine::wait).

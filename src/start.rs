@@ -121,7 +121,10 @@ pub(crate) trait Context: Sync {
 
     /// The end of step 8 in [`Mode::Accept`]: the start, or, for a context
     /// with an inbox, the start kept for later. Without one, the start.
-    fn accept(&self, checked: Checked) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
+    fn accept_checked(
+        &self,
+        checked: Checked,
+    ) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
         self.start(checked).map(|started| started.map(Accepted::Started))
     }
 }
@@ -237,7 +240,7 @@ pub(crate) async fn run<C: Context>(
             )))
         }
         Mode::Start => context.start(check(call, deployment)?).await.map(Done::Started),
-        Mode::Accept => match context.accept(check(call, deployment)?).await? {
+        Mode::Accept => match context.accept_checked(check(call, deployment)?).await? {
             Accepted::Started(outcome) => Ok(Done::Started(outcome)),
             Accepted::Queued(queued) => Ok(Done::Queued(queued)),
         },

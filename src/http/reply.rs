@@ -43,7 +43,7 @@ pub(crate) fn outcome_json(outcome: &StartOutcome) -> Vec<u8> {
         }
     }
     let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(b"{\"instanceId\":");
+    out.extend_from_slice(b"{\"status\":\"started\",\"instanceId\":");
     string(&mut out, outcome.instance_id().as_str());
     out.extend_from_slice(b",\"processUuid\":\"");
     let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];

@@ -82,6 +82,37 @@ impl WebhookStarter {
         (result, observed)
     }
 
+    /// Starts the process of `request` as [`start`](Self::start) does, or,
+    /// with an inbox ([`with_inbox`](Self::with_inbox)), keeps the start
+    /// as the inbox policy says: what the HTTP exchange does with a `POST`.
+    /// Emits one `tracing` event.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), and `503 inbox_full`; nothing was started
+    /// or kept.
+    pub async fn accept(&self, request: WebhookStartRequest) -> Result<Accepted, WebhookError> {
+        let started = Instant::now();
+        let mut observed = Observed {
+            process: Some(request.process),
+            ..Observed::default()
+        };
+        let result = match catch_panic(run_request(self, request, Mode::Accept, &mut observed)).await {
+            Ok(Done::Started(outcome)) => Ok(Accepted::Started(outcome)),
+            Ok(Done::Queued(queued)) => Ok(Accepted::Queued(queued)),
+            // `Mode::Accept` ends started or queued.
+            Ok(Done::DryRun(_) | Done::Described(_)) => Err(WebhookError::Internal),
+            Err(error) => Err(error),
+        };
+        let outcome = match &result {
+            Ok(Accepted::Started(outcome)) => started_label(outcome),
+            Ok(Accepted::Queued(_)) => "queued",
+            Err(_) => "",
+        };
+        self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
+        result
+    }
+
     /// Runs every check of a start (token, rate limit, signature,
     /// deployment, draft rule, validation) and returns what the engine would
     /// get, without calling it or touching the idempotency store.
@@ -200,7 +231,10 @@ impl Context for WebhookStarter {
     /// The start, or, with an inbox, the start or the start kept (as the
     /// inbox policy says); boxed, so that a starter without an inbox holds
     /// no room for it.
-    fn accept(&self, checked: Checked) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
+    fn accept_checked(
+        &self,
+        checked: Checked,
+    ) -> impl Future<Output = Result<Accepted, WebhookError>> + Send + '_ {
         match &self.settings.inbox {
             None => Either::Left(Context::start(self, checked).map(|started| started.map(Accepted::Started))),
             Some(kept) => Either::Right(Box::pin(self.start_or_keep(kept, checked))),

@@ -290,7 +290,7 @@ async fn handle_answers_202_with_the_outcome() {
     assert_eq!(started.len(), 1);
     assert_eq!(
         body,
-        json!({"instanceId": started[0].id.as_str(), "processUuid": ORDER_INTAKE, "version": 2, "environment": "production", "replayed": false})
+        json!({"status": "started", "instanceId": started[0].id.as_str(), "processUuid": ORDER_INTAKE, "version": 2, "environment": "production", "replayed": false})
     );
 }
 

@@ -20,6 +20,7 @@ mod hardening;
 mod http_details;
 mod http_edge;
 mod idempotency;
+mod inbox;
 mod limits;
 mod logs;
 mod mapping;

@@ -663,6 +663,7 @@ async fn every_code_the_document_lists_is_one_a_call_gets() {
                 RateLimitPolicy::default().with_per_environment(Quota::per_minute(1_000)),
             )
             .with_idempotency(keys.clone())
+            .with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Fallback)
     };
     let signed_starter = options(world.starter());
     let signed = |body: &[u8], ts: i64| {
@@ -821,6 +822,12 @@ async fn every_code_the_document_lists_is_one_a_call_gets() {
         let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine);
         note(starter.handle(&target, [dev()], &body).await);
     }
+    // An inbox with no room: a start the engine could not take is refused.
+    let away = Arc::new(FlakyEngine::failing(1, || EngineError::unavailable("down")));
+    let no_room = WebhookStarter::new(world.models.clone(), world.tokens.clone(), away)
+        .with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Fallback)
+        .with_inbox_limit(0);
+    note(no_room.handle(&target, [dev()], &body).await);
     let panicking = WebhookStarter::new(
         world.models.clone(),
         world.tokens.clone(),

@@ -28,6 +28,7 @@ impl Describer<'_> {
             When::RateLimit => self.options.rate_limit,
             When::Envelopes => self.options.envelopes,
             When::Startable => self.startable,
+            When::Inbox => self.options.inbox && self.startable,
             When::Multipart => cfg!(feature = "multipart"),
         }
     }
@@ -166,11 +167,19 @@ impl Describer<'_> {
                         ]}),
                     ),
                 );
+                let accepted = if self.options.inbox {
+                    json!({"anyOf": [
+                        {"$ref": "#/components/schemas/Started"},
+                        {"$ref": "#/components/schemas/Queued"},
+                    ]})
+                } else {
+                    json!({"$ref": "#/components/schemas/Started"})
+                };
                 responses.insert(
                     "202".into(),
                     self.success(
-                        "Started (or the replay of the key's first start)",
-                        json!({"$ref": "#/components/schemas/StartOutcome"}),
+                        "Started (or the replay of the key's first start), or kept to start later",
+                        accepted,
                     ),
                 );
             }
@@ -369,6 +378,23 @@ impl Describer<'_> {
                 "type": "object",
                 "properties": outcome_properties,
                 "required": ["instanceId", "processUuid", "version", "environment", "replayed"],
+            },
+            "Started": {
+                "allOf": [{"$ref": "#/components/schemas/StartOutcome"}],
+                "properties": {"status": {"const": "started"}},
+                "required": ["status"],
+            },
+            "Queued": {
+                "type": "object",
+                "properties": {
+                    "status": {"const": "queued"},
+                    "deliveryId": {"type": "string", "format": "uuid"},
+                    "processUuid": {"type": "string", "format": "uuid"},
+                    "version": {"type": "integer", "minimum": 0},
+                    "environment": {"type": "string"},
+                    "replayed": {"type": "boolean"},
+                },
+                "required": ["status", "deliveryId", "processUuid", "version", "environment", "replayed"],
             },
             "Waited": {
                 "allOf": [{"$ref": "#/components/schemas/StartOutcome"}],

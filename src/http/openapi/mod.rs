@@ -48,6 +48,7 @@ pub struct OpenApiOptions {
     rate_limit: bool,
     waits: bool,
     envelopes: bool,
+    inbox: bool,
 }
 
 impl Default for OpenApiOptions {
@@ -66,6 +67,7 @@ impl OpenApiOptions {
             rate_limit: false,
             waits: true,
             envelopes: true,
+            inbox: false,
         }
     }
 
@@ -93,6 +95,13 @@ impl OpenApiOptions {
     /// Whether a call may wait for its instance (`Prefer: wait=N`).
     pub fn with_waits(mut self, on: bool) -> Self {
         self.waits = on;
+        self
+    }
+
+    /// Whether the starter keeps starts in an inbox (`202` may then be
+    /// queued, and `503 inbox_full` an answer).
+    pub fn with_inbox(mut self, on: bool) -> Self {
+        self.inbox = on;
         self
     }
 
@@ -244,7 +253,8 @@ impl WebhookStarter {
             .with_idempotency_keys(self.settings.idempotency.is_some())
             .with_rate_limit(self.settings.limiter.is_some())
             .with_waits(!self.settings.waits.max.is_zero())
-            .with_envelopes(self.settings.envelopes && !names_envelope_fields(deployment));
+            .with_envelopes(self.settings.envelopes && !names_envelope_fields(deployment))
+            .with_inbox(self.settings.inbox.is_some());
         openapi_document_for(deployment, environment, &options)
     }
 }

@@ -17,6 +17,8 @@ pub(super) enum When {
     /// Where the deployment is startable (not a draft): the engine's and
     /// the validation's answers.
     Startable,
+    /// Where the starter keeps starts in an inbox.
+    Inbox,
     /// Where multipart bodies are read (the `multipart` feature).
     Multipart,
 }
@@ -64,6 +66,7 @@ pub(super) const PROBLEMS: &[(&str, Ops, When)] = &[
     ("store_unavailable", Ops::Calls, When::Always),
     ("engine_unavailable", Ops::Post, When::Startable),
     ("idempotency_store_full", Ops::Post, When::Idempotency),
+    ("inbox_full", Ops::Post, When::Inbox),
     ("server_busy", Ops::All, When::Always),
     ("too_many_connections", Ops::All, When::Always),
 ];
