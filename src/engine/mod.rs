@@ -311,6 +311,12 @@ impl StartCommand {
     pub fn start_form(&self) -> &StartForm {
         self.resolved.start_form()
     }
+
+    /// The deployment that starts (a store keeping the command keeps it).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn resolved(&self) -> &Deployment {
+        &self.resolved
+    }
 }
 
 /// The default name of the variable that carries the caller's

@@ -984,3 +984,70 @@ async fn as_a_source_store_it_is_ready_only_when_its_database_answers() {
     let Some(db) = Db::new() else { return };
     assert!(SourceStore::ready(&db.store().await).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_postgres_store_keeps_the_inbox_contract_directly_and_as_a_trait_object() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    testing::check_inbox(&store).await;
+    let as_dyn: Arc<dyn Inbox> = Arc::new(store.clone());
+    testing::check_inbox(&*as_dyn).await;
+}
+
+#[tokio::test]
+async fn a_start_kept_in_postgres_is_dispatched_by_another_replica_with_its_form_key_and_trace() {
+    let Some(db) = Db::new() else { return };
+    let (keeper, dispatcher_store) = (db.store().await, db.store().await);
+    let world = World::new();
+    let away = Arc::new(FlakyEngine::failing(1, || EngineError::unavailable("down")));
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), away)
+        .with_inbox(Arc::new(keeper), InboxPolicy::Fallback);
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let reply = starter
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [
+                ("authorization", world.bearer()),
+                ("idempotency-key", "pg-order-1".to_owned()),
+                ("traceparent", traceparent.to_owned()),
+            ],
+            &serde_json::to_vec(&order_payload()).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status(), 202);
+    let queued: Value = serde_json::from_slice(reply.body()).unwrap();
+    assert_eq!(queued["status"], "queued");
+
+    // Another replica, over the same database, with the engine up.
+    let engine = Arc::new(InMemoryEngine::new());
+    let other = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone())
+        .with_inbox(Arc::new(dispatcher_store.clone()), InboxPolicy::Fallback);
+    assert_eq!(other.dispatcher().unwrap().dispatch_due().await.unwrap(), 1);
+    let started = engine.started();
+    assert_eq!(started.len(), 1);
+    let command = &started[0].command;
+    assert_eq!(
+        Value::Object(command.variables.clone()),
+        Value::Object(order_payload())
+    );
+    assert_eq!(command.idempotency_key.as_deref(), Some("pg-order-1"));
+    assert_eq!(
+        command.trace.as_ref().map(TraceContext::traceparent),
+        Some(traceparent)
+    );
+    assert_eq!(
+        command.start_form().fields().len(),
+        order_form().fields().len(),
+        "the form kept with it"
+    );
+    assert_eq!(
+        command.fingerprint,
+        Some(PayloadFingerprint::of(&order_payload()))
+    );
+    let id: DeliveryId = queued["deliveryId"].as_str().unwrap().parse().unwrap();
+    let kept = dispatcher_store.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (kept.status, kept.instance.as_ref()),
+        (DeliveryStatus::Started, Some(&started[0].id))
+    );
+}

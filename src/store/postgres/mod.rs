@@ -7,6 +7,7 @@
 
 mod admin;
 mod cache;
+mod inbox;
 mod lookups;
 mod migrations;
 mod queries;

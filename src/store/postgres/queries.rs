@@ -30,6 +30,7 @@ pub(super) struct Statements {
     pub(super) source: String,
     pub(super) put_source: String,
     pub(super) remove_source: String,
+    pub(super) inbox: super::inbox::InboxStatements,
 }
 
 impl Statements {
@@ -108,6 +109,7 @@ impl Statements {
                  secrets = EXCLUDED.secrets, rules = EXCLUDED.rules, updated_at = now()"
             ),
             remove_source: format!("DELETE FROM {s}.sources WHERE id = $1"),
+            inbox: super::inbox::InboxStatements::new(&s),
             quoted: s,
         }
     }

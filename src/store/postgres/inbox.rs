@@ -1,0 +1,358 @@
+//! [`PostgresStore`] as an [`Inbox`]: kept starts in the `deliveries`
+//! table, claimed with `FOR UPDATE SKIP LOCKED` and a lease, so that the
+//! dispatchers of every replica share them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::postgres::PgRow;
+
+use super::PostgresStore;
+use super::queries::{get, storable};
+use crate::engine::StartCommand;
+use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
+use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
+use crate::inbox::{Claimed, Delivery, DeliveryStatus, Inbox, InboxQuery, Keeping, KeptStart};
+use crate::model::Deployment;
+use crate::store::StoreError;
+use crate::trace::TraceContext;
+
+/// The inbox's statements, with the schema put in once.
+#[derive(Debug)]
+pub(super) struct InboxStatements {
+    lock: String,
+    held: String,
+    keep: String,
+    claim: String,
+    complete: String,
+    reschedule: String,
+    bury: String,
+    retry: String,
+    discard: String,
+    get: String,
+    list: String,
+    find_by_key: String,
+}
+
+/// The columns a delivery is read back from.
+const COLUMNS: &str = "id, status, environment, process, version, caller_key, command, \
+    extract(epoch from kept_at)::float8 AS kept_at, extract(epoch from due_at)::float8 AS due_at, \
+    attempts, last_error, instance, lease";
+
+impl InboxStatements {
+    pub(super) fn new(s: &str) -> Self {
+        Self {
+            lock: "SELECT pg_advisory_xact_lock(hashtext($1))".to_owned(),
+            held: format!(
+                "SELECT count(*) FROM {s}.deliveries WHERE environment = $1 AND status IN ('queued', 'dead')"
+            ),
+            keep: format!(
+                "INSERT INTO {s}.deliveries (id, environment, process, version, caller_key, command, status, kept_at, due_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', to_timestamp($7), to_timestamp($7))"
+            ),
+            claim: format!(
+                "UPDATE {s}.deliveries d SET lease = nextval('{s}.delivery_leases'), \
+                   leased_until = to_timestamp($1) + make_interval(secs => $2), attempts = d.attempts + 1 \
+                 FROM (SELECT id FROM {s}.deliveries \
+                       WHERE status = 'queued' AND due_at <= to_timestamp($1) \
+                         AND (leased_until IS NULL OR leased_until <= to_timestamp($1)) \
+                       ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) c \
+                 WHERE d.id = c.id RETURNING d.id, d.status, d.environment, d.process, d.version, d.caller_key, \
+                   d.command, extract(epoch from d.kept_at)::float8 AS kept_at, \
+                   extract(epoch from d.due_at)::float8 AS due_at, d.attempts - 1 AS attempts, d.last_error, \
+                   d.instance, d.lease"
+            ),
+            complete: format!(
+                "UPDATE {s}.deliveries SET status = 'started', instance = $3, leased_until = NULL \
+                 WHERE id = $1 AND lease = $2 AND status = 'queued'"
+            ),
+            reschedule: format!(
+                "UPDATE {s}.deliveries SET due_at = to_timestamp($3), lease = NULL, leased_until = NULL, last_error = $4 \
+                 WHERE id = $1 AND lease = $2 AND status = 'queued'"
+            ),
+            bury: format!(
+                "UPDATE {s}.deliveries SET status = 'dead', leased_until = NULL, last_error = $3 \
+                 WHERE id = $1 AND lease = $2 AND status = 'queued'"
+            ),
+            retry: format!(
+                "UPDATE {s}.deliveries SET status = 'queued', due_at = clock_timestamp(), leased_until = NULL \
+                 WHERE id = $1 AND status = 'dead'"
+            ),
+            discard: format!(
+                "UPDATE {s}.deliveries SET status = 'discarded', leased_until = NULL \
+                 WHERE id = $1 AND status IN ('queued', 'dead')"
+            ),
+            get: format!("SELECT {COLUMNS} FROM {s}.deliveries WHERE id = $1"),
+            list: format!(
+                "SELECT {COLUMNS} FROM {s}.deliveries \
+                 WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR environment = $2) \
+                 ORDER BY kept_at DESC, id DESC LIMIT $3"
+            ),
+            find_by_key: format!(
+                "SELECT {COLUMNS} FROM {s}.deliveries \
+                 WHERE environment = $1 AND process = $2 AND caller_key = $3 ORDER BY kept_at DESC LIMIT 1"
+            ),
+        }
+    }
+}
+
+/// A command as the table keeps it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredCommand {
+    deployment: Deployment,
+    version: u32,
+    variables: Map<String, Value>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    traceparent: Option<String>,
+    #[serde(default)]
+    tracestate: Option<String>,
+}
+
+impl StoredCommand {
+    fn of(command: &StartCommand) -> Self {
+        Self {
+            deployment: command.resolved().clone(),
+            version: command.version,
+            variables: command.variables.clone(),
+            key: command.idempotency_key.clone(),
+            fingerprint: command.fingerprint.map(|f| hex::encode(f.as_bytes())),
+            traceparent: command.trace.as_ref().map(|t| t.traceparent().to_owned()),
+            tracestate: command
+                .trace
+                .as_ref()
+                .and_then(|t| t.tracestate().map(str::to_owned)),
+        }
+    }
+
+    fn into_command(self) -> Result<StartCommand, StoreError> {
+        let mut command = StartCommand::new(&self.deployment, self.version, self.variables);
+        command.idempotency_key = self.key;
+        if let Some(fingerprint) = self.fingerprint {
+            let bytes = hex::decode(&fingerprint)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    StoreError::new("postgres: a kept start's fingerprint is not 32 bytes of hex")
+                })?;
+            command.fingerprint = Some(PayloadFingerprint::from_bytes(bytes));
+        }
+        if let Some(traceparent) = &self.traceparent {
+            command.trace = TraceContext::parse(traceparent, self.tracestate.as_deref());
+        }
+        Ok(command)
+    }
+}
+
+fn seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+fn time_of(seconds: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default()
+}
+
+/// A row of `deliveries` as a delivery, with its lease number.
+fn delivery_from(row: &PgRow) -> Result<(Delivery, Option<i64>), StoreError> {
+    let stored: Value = get(row, "command")?;
+    let stored: StoredCommand = serde_json::from_value(stored)
+        .map_err(|e| StoreError::new("postgres: a kept start's command is malformed").with_source(e))?;
+    let status: String = get(row, "status")?;
+    let status = status
+        .parse::<DeliveryStatus>()
+        .map_err(|e| StoreError::new("postgres: a kept start's status is unknown").with_source(e))?;
+    let environment: String = get(row, "environment")?;
+    let version: i32 = get(row, "version")?;
+    let attempts: i32 = get(row, "attempts")?;
+    let delivery = Delivery {
+        id: DeliveryId::from(get::<uuid::Uuid>(row, "id")?),
+        status,
+        environment: EnvironmentId::new(environment),
+        process: ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
+        version: u32::try_from(version).unwrap_or_default(),
+        caller_key: get(row, "caller_key")?,
+        kept_at: time_of(get(row, "kept_at")?),
+        due_at: time_of(get(row, "due_at")?),
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        last_error: get(row, "last_error")?,
+        instance: get::<Option<String>>(row, "instance")?.map(InstanceId::new),
+        command: stored.into_command()?,
+    };
+    Ok((delivery, get(row, "lease")?))
+}
+
+#[async_trait]
+impl Inbox for PostgresStore {
+    /// One transaction: the environment's kept starts counted under an
+    /// advisory lock of the environment (so that replicas keeping at once do
+    /// not pass the limit together), then the start inserted.
+    async fn keep(&self, start: KeptStart, limit: usize) -> Result<Keeping, StoreError> {
+        let command = &start.command;
+        let stored = serde_json::to_value(StoredCommand::of(command))
+            .map_err(|e| StoreError::new("postgres: serializing a kept start").with_source(e))?;
+        if let Some(key) = &start.caller_key {
+            storable("an idempotency key", key.key())?;
+        }
+        storable("an environment id", command.environment.as_str())?;
+        let sql = &self.sql.inbox;
+        let work = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(&sql.lock)
+                .bind(format!(
+                    "process_webhook inbox {} {}",
+                    self.sql.schema, command.environment
+                ))
+                .execute(&mut *tx)
+                .await?;
+            let held: i64 = sqlx::query_scalar(&sql.held)
+                .bind(command.environment.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if usize::try_from(held).unwrap_or(usize::MAX) >= limit {
+                tx.rollback().await?;
+                return Ok(Keeping::Full);
+            }
+            sqlx::query(&sql.keep)
+                .bind(start.id.as_uuid())
+                .bind(command.environment.as_str())
+                .bind(command.process.as_uuid())
+                .bind(i32::try_from(command.version).unwrap_or(i32::MAX))
+                .bind(start.caller_key.as_ref().map(IdempotencyKey::key))
+                .bind(&stored)
+                .bind(seconds(start.kept_at))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pg_notify($1, 'inbox')")
+                .bind(&self.sql.channel)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Keeping::Kept)
+        };
+        self.run("keeping a start", work).await
+    }
+
+    async fn claim(&self, now: SystemTime, lease: Duration, max: usize) -> Result<Vec<Claimed>, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.claim)
+            .bind(seconds(now))
+            .bind(lease.as_secs_f64())
+            .bind(i64::try_from(max).unwrap_or(i64::MAX));
+        let rows = self
+            .run("claiming kept starts", query.fetch_all(&self.pool))
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (delivery, lease) = delivery_from(row)?;
+            let caller_key = delivery
+                .caller_key
+                .as_ref()
+                .map(|key| IdempotencyKey::new(delivery.environment.clone(), delivery.process, key.as_str()));
+            let mut start = KeptStart::new(delivery.id, delivery.command, caller_key);
+            start.kept_at = delivery.kept_at;
+            claimed.push(Claimed {
+                start,
+                attempts: delivery.attempts,
+                lease: lease.map_or(0, |l| l as u64),
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn complete(&self, claimed: &Claimed, instance: &InstanceId) -> Result<bool, StoreError> {
+        storable("an instance id", instance.as_str())?;
+        let query = sqlx::query(&self.sql.inbox.complete)
+            .bind(claimed.start.id.as_uuid())
+            .bind(claimed.lease as i64)
+            .bind(instance.as_str());
+        let done = self
+            .run("completing a kept start", query.execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reschedule(&self, claimed: &Claimed, at: SystemTime, error: &str) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.reschedule)
+            .bind(claimed.start.id.as_uuid())
+            .bind(claimed.lease as i64)
+            .bind(seconds(at))
+            .bind(error.replace('\0', " "));
+        let done = self
+            .run("rescheduling a kept start", query.execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bury(&self, claimed: &Claimed, reason: &str) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.bury)
+            .bind(claimed.start.id.as_uuid())
+            .bind(claimed.lease as i64)
+            .bind(reason.replace('\0', " "));
+        let done = self
+            .run("burying a kept start", query.execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn retry(&self, id: &DeliveryId) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.retry).bind(id.as_uuid());
+        let done = self
+            .run("retrying a kept start", query.execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn discard(&self, id: &DeliveryId) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.discard).bind(id.as_uuid());
+        let done = self
+            .run("discarding a kept start", query.execute(&self.pool))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.get).bind(id.as_uuid());
+        let row = self
+            .run("reading a kept start", query.fetch_optional(&self.pool))
+            .await?;
+        row.as_ref()
+            .map(|row| delivery_from(row).map(|(d, _)| d))
+            .transpose()
+    }
+
+    async fn list(&self, query: &InboxQuery) -> Result<Vec<Delivery>, StoreError> {
+        let limit = query
+            .limit
+            .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let sql = sqlx::query(&self.sql.inbox.list)
+            .bind(query.status.map(DeliveryStatus::as_str))
+            .bind(query.environment.as_ref().map(EnvironmentId::as_str))
+            .bind(limit);
+        let rows = self.run("listing kept starts", sql.fetch_all(&self.pool)).await?;
+        rows.iter()
+            .map(|row| delivery_from(row).map(|(d, _)| d))
+            .collect()
+    }
+
+    async fn find_by_key(&self, key: &IdempotencyKey) -> Result<Option<Delivery>, StoreError> {
+        if storable("an idempotency key", key.key()).is_err() {
+            // No such key can have been kept.
+            return Ok(None);
+        }
+        let query = sqlx::query(&self.sql.inbox.find_by_key)
+            .bind(key.environment().as_str())
+            .bind(key.process().as_uuid())
+            .bind(key.key());
+        let row = self
+            .run("finding a kept start by key", query.fetch_optional(&self.pool))
+            .await?;
+        row.as_ref()
+            .map(|row| delivery_from(row).map(|(d, _)| d))
+            .transpose()
+    }
+}
