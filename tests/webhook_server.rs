@@ -189,7 +189,7 @@ async fn it_serves_health_checks_and_a_prometheus_scrape_of_its_calls() {
 
     for (path, body) in [
         ("/healthz", r#"{"status":"live"}"#),
-        ("/readyz", r#"{"status":"ready"}"#),
+        ("/readyz", r#"{"engine":"ready","status":"ready"}"#),
     ] {
         let response = client.get(format!("{}{path}", server.base)).send().await.unwrap();
         assert_eq!(response.status(), 200);

@@ -144,9 +144,12 @@ where
 }
 
 async fn readyz(State(starter): State<WebhookStarter>) -> Response {
-    match starter.ready().await {
-        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
-        Err(not_ready) => {
+    match starter.readiness().await {
+        (Ok(()), engine_ready) => {
+            let engine = if engine_ready { "ready" } else { "unavailable" };
+            json_response(StatusCode::OK, &json!({"status": "ready", "engine": engine}))
+        }
+        (Err(not_ready), _) => {
             let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, &not_ready.to_problem_json());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -281,6 +281,14 @@ impl WebhookStarter {
     /// # });
     /// ```
     pub async fn ready(&self) -> Result<(), NotReady> {
+        self.readiness().await.0
+    }
+
+    /// [`ready`](Self::ready), and whether the engine answered. A starter
+    /// that keeps every start ([`InboxPolicy::Always`](crate::InboxPolicy::Always))
+    /// serves its senders while the engine is away: the engine's failure
+    /// is then not a reason to be unready, only reported.
+    pub(crate) async fn readiness(&self) -> (Result<(), NotReady>, bool) {
         let checks = Checks::new(self.settings.ready_timeout);
         let (models, tokens, idempotency, limiter, engine) = futures_util::future::join5(
             checks.check(Component::ModelStore, self.settings.models.ready()),
@@ -300,11 +308,17 @@ impl WebhookStarter {
             checks.check(Component::Engine, self.settings.engine.ready()),
         )
         .await;
+        let engine_ready = engine.is_none();
+        let keeps_every_start = matches!(
+            &self.settings.inbox,
+            Some(kept) if kept.policy == crate::InboxPolicy::Always
+        );
+        let engine = if keeps_every_start { None } else { engine };
         let verdict = Checks::verdict([models, tokens, idempotency, limiter, engine]);
         if let Err(not_ready) = &verdict {
             tracing::warn!(target: "process_webhook", error = %chain(not_ready), "readiness check failed");
         }
-        verdict
+        (verdict, engine_ready)
     }
 
     /// Sets how long [`ready`](Self::ready) waits for the components

@@ -357,3 +357,33 @@ async fn accept_answers_as_the_http_exchange_and_start_never_keeps() {
     }
     assert_refused(s.starter.start(request).await, 503, "engine_unavailable");
 }
+
+#[tokio::test]
+async fn a_starter_that_keeps_every_start_stays_ready_while_the_engine_is_away() {
+    struct Away;
+    #[async_trait::async_trait]
+    impl Engine for Away {
+        async fn start(&self, _: StartCommand) -> Result<ProcessInstance, EngineError> {
+            Err(EngineError::unavailable("down"))
+        }
+        async fn ready(&self) -> Result<(), EngineError> {
+            Err(EngineError::unavailable("down"))
+        }
+    }
+    let world = World::new();
+    let plain = WebhookStarter::new(world.models.clone(), world.tokens.clone(), Arc::new(Away));
+    let not_ready = plain.ready().await.unwrap_err();
+    assert_eq!(not_ready.components().collect::<Vec<_>>(), [Component::Engine]);
+    let fallback = plain
+        .clone()
+        .with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Fallback);
+    assert!(
+        fallback.ready().await.is_err(),
+        "a fallback starter still needs its engine to start"
+    );
+    let always = plain.with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Always);
+    always
+        .ready()
+        .await
+        .expect("every start is kept: ready without the engine");
+}

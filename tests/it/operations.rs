@@ -511,7 +511,11 @@ async fn readyz_turns_503_naming_the_failing_store_and_200_when_it_recovers() {
 
     assert_eq!(
         get(&app, "/readyz").await,
-        (200, "application/json".into(), json!({"status": "ready"}))
+        (
+            200,
+            "application/json".into(),
+            json!({"status": "ready", "engine": "ready"})
+        )
     );
     tokens.down.store(true, Ordering::SeqCst);
     let (status, content_type, doc) = get(&app, "/readyz").await;

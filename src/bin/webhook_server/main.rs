@@ -74,6 +74,7 @@
 mod admin;
 mod config;
 mod engine;
+mod inbox;
 mod stores;
 
 use process_webhook::*;
@@ -189,9 +190,9 @@ fn rate_limit() -> Result<Option<Quota>, Box<dyn std::error::Error>> {
 /// (where showing it is safe) and what is wrong with it.
 #[derive(Debug)]
 struct BadSetting {
-    variable: &'static str,
-    value: Option<String>,
-    problem: String,
+    pub(crate) variable: &'static str,
+    pub(crate) value: Option<String>,
+    pub(crate) problem: String,
 }
 
 impl std::fmt::Display for BadSetting {
@@ -375,6 +376,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }) => (Seed::from(declared), sources, false),
     };
     let stores = stores(&seed, &sources).await?;
+    let inbox_settings = inbox::InboxSettings::from_env(stores.inbox.is_some())?;
     let engine = choice.engine();
     let mut starter = WebhookStarter::new(stores.models, stores.tokens, engine)
         .with_idempotency(stores.idempotency)
@@ -385,6 +387,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             RateLimitPolicy::default().with_per_environment(limit),
         );
     }
+    let starter = inbox_settings.apply(starter, stores.inbox);
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = listen("WEBHOOK_ADDR", &addr).await?;

@@ -19,6 +19,8 @@ pub(crate) struct Stores {
     pub(crate) sources: Arc<dyn SourceStore>,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) limiter: Arc<dyn RateLimiter>,
+    /// The durable inbox (PostgreSQL), where there is one.
+    pub(crate) inbox: Option<Arc<dyn Inbox>>,
 }
 
 /// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
@@ -141,6 +143,7 @@ pub(crate) async fn stores(
             models: store.clone(),
             tokens: store.clone(),
             sources: store.clone(),
+            inbox: Some(store.clone()),
             idempotency: store,
             limiter: Arc::new(InMemoryRateLimiter::new()),
         })
@@ -168,6 +171,7 @@ pub(crate) async fn stores(
         sources: Arc::new(in_memory),
         idempotency: Arc::new(InMemoryIdempotencyStore::new()),
         limiter: Arc::new(InMemoryRateLimiter::new()),
+        inbox: None,
     })
     .await
 }
