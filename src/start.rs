@@ -718,6 +718,52 @@ pub(crate) fn settled(
     }
 }
 
+/// What the reservation of a start's key decided.
+pub(crate) enum Reserved {
+    /// The key is this start's; `taken` when it was taken over from a start
+    /// that did not finish (which may have started: the engine can tell, or
+    /// deduplicates).
+    Yes { taken: bool },
+    /// The key's first start ended: its outcome, replayed.
+    Replay(StartOutcome),
+}
+
+/// Reserves `key` for a start with `fingerprint`, taking over a reservation
+/// of the same payload in progress where the engine allows (`recovery`),
+/// or answers the replay or the refusal.
+pub(crate) async fn reserve(
+    store: &dyn IdempotencyStore,
+    key: &IdempotencyKey,
+    fingerprint: PayloadFingerprint,
+    recovery: Recovery,
+    margin: Duration,
+) -> Result<Reserved, WebhookError> {
+    let mut reservation = store.reserve(key, fingerprint).await?;
+    let mut taken = false;
+    if let (Reservation::InProgress { fingerprint: held }, Some(after)) =
+        (&reservation, recovery.takeover_after(margin))
+    {
+        if *held == fingerprint {
+            // Its start may have been cut off: the engine can tell, or
+            // deduplicates, so the reservation is taken over.
+            reservation = store.take_over(key, fingerprint, after).await?;
+            taken = reservation == Reservation::Reserved;
+        }
+    }
+    if let Some(replay) = settled(reservation, fingerprint, key)? {
+        return Ok(Reserved::Replay(replay));
+    }
+    if taken {
+        tracing::warn!(
+            target: "process_webhook",
+            process = %key.process(),
+            environment = %key.environment(),
+            "took over the reservation of an idempotent start that did not finish"
+        );
+    }
+    Ok(Reserved::Yes { taken })
+}
+
 /// Steps 4 to 6 with a key: reserve it (or replay its first outcome, or
 /// refuse a reused or running key), start, record the outcome (or free the
 /// key after a failure).
@@ -740,28 +786,11 @@ where
         *checked.deployment.process(),
         caller_key.as_str(),
     );
-    let mut reservation = store.reserve(&key, fingerprint).await?;
-    let mut taken = false;
-    if let (Reservation::InProgress { fingerprint: held }, Some(after)) =
-        (&reservation, calls.recovery.takeover_after(calls.margin))
-    {
-        if *held == fingerprint {
-            // Its start may have been cut off: the engine can tell, or
-            // deduplicates, so the reservation is taken over.
-            reservation = store.take_over(&key, fingerprint, after).await?;
-            taken = reservation == Reservation::Reserved;
-        }
-    }
-    if let Some(replay) = settled(reservation, fingerprint, &key)? {
-        return Ok(replay);
-    }
+    let taken = match reserve(store, &key, fingerprint, calls.recovery, calls.margin).await? {
+        Reserved::Replay(replay) => return Ok(replay),
+        Reserved::Yes { taken } => taken,
+    };
     let result = if taken {
-        tracing::warn!(
-            target: "process_webhook",
-            process = %key.process(),
-            environment = %key.environment(),
-            "took over the reservation of an idempotent start that did not finish"
-        );
         start_taken_over(checked, calls).await
     } else {
         start_now(checked, calls.start).await.map_err(Recovered::Failed)

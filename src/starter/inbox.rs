@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use crate::engine::Recovery;
 use crate::error::WebhookError;
 use crate::id::DeliveryId;
 use crate::idempotency::IdempotencyKey;
 use crate::inbox::{DeliveryStatus, Inbox, Keeping, KeptStart};
+use crate::observe::catch_panic;
 use crate::observe::chain;
 use crate::outcome::{Accepted, QueuedStart, StartOutcome};
-use crate::start::{Checked, command_of, settled};
+use crate::start::{Checked, Reserved, command_of, reserve};
 use crate::starter::WebhookStarter;
 use crate::store::IdempotencyStore;
 
@@ -140,10 +142,19 @@ impl WebhookStarter {
                         return Ok(Accepted::Queued(queued.into_replay()));
                     }
                 }
-                if let Some(replay) = settled(store.reserve(key, fingerprint).await?, fingerprint, key)? {
-                    return Ok(Accepted::Started(replay));
+                let engine = &*self.settings.engine;
+                match reserve(
+                    store,
+                    key,
+                    fingerprint,
+                    engine.recovery(),
+                    self.settings.takeover_margin,
+                )
+                .await?
+                {
+                    Reserved::Replay(replay) => return Ok(Accepted::Started(replay)),
+                    Reserved::Yes { taken } => Some((store, key, taken)),
                 }
-                Some((store, key))
             }
             _ => None,
         };
@@ -151,9 +162,33 @@ impl WebhookStarter {
         if command.idempotency_key.is_none() {
             command.idempotency_key = Some(id.to_string());
         }
-        let failure = match kept.policy {
-            InboxPolicy::Always => None,
-            InboxPolicy::Fallback => match self.call_engine(command.clone()).await {
+        // A start taken over from one that did not finish may have started:
+        // an engine that finds starts by business key is asked first.
+        let engine = &*self.settings.engine;
+        let found = match reserved {
+            Some((_, _, true)) if matches!(engine.recovery(), Recovery::FindsByBusinessKey { .. }) => {
+                let command = command.clone();
+                catch_panic(async move { engine.find_started(&command).await.map_err(WebhookError::from) })
+                    .await
+            }
+            _ => Ok(None),
+        };
+        let reserved = reserved.map(|(store, key, _)| (store, key));
+        let found = match found {
+            Ok(found) => found,
+            // The key stays reserved; its next delivery takes it over again.
+            Err(error) => return Err(error),
+        };
+        let failure = match (kept.policy, found) {
+            (_, Some(instance)) => {
+                let outcome = answer.outcome(&instance);
+                if let Some((store, key)) = reserved {
+                    record(store.complete(key, &outcome).await, key, "record the outcome of");
+                }
+                return Ok(Accepted::Started(outcome));
+            }
+            (InboxPolicy::Always, None) => None,
+            (InboxPolicy::Fallback, None) => match self.call_engine(command.clone()).await {
                 Ok(instance) => {
                     let outcome = answer.outcome(&instance);
                     if let Some((store, key)) = reserved {

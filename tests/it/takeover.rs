@@ -379,3 +379,66 @@ async fn an_engine_behind_an_arc_recovers_as_itself_and_the_default_never_says_n
         Recovery::None
     );
 }
+
+#[tokio::test]
+async fn with_an_inbox_a_start_cut_off_is_taken_over_as_without_one() {
+    for policy in [InboxPolicy::Fallback, InboxPolicy::Always] {
+        // Camunda-like: found by business key once the deadline is past.
+        let world = World::new();
+        let store = Arc::new(InMemoryIdempotencyStore::new());
+        let engine = Arc::new(
+            Finder::new(Duration::from_millis(100)).with_instance(KEY, "started-by-the-dead-replica"),
+        );
+        let finding =
+            starter(&world, engine.clone(), store.clone()).with_inbox(Arc::new(InMemoryInbox::new()), policy);
+        reserved_by_a_dead_replica(&*store).await;
+        assert_reply(&deliver(&finding, &world).await, 409, "start_in_progress");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let reply = deliver(&finding, &world).await;
+        assert_eq!(reply.status(), 202, "{policy:?}");
+        assert_eq!(
+            json_of(&reply)["instanceId"],
+            "started-by-the-dead-replica",
+            "{policy:?}"
+        );
+        assert_eq!(json_of(&reply)["status"], "started", "{policy:?}");
+        assert_eq!(
+            engine.starts.load(Ordering::SeqCst),
+            0,
+            "{policy:?}: found, not started again"
+        );
+
+        // Temporal-like: taken over at once; kept (Always) or started.
+        let world = World::new();
+        let store = Arc::new(InMemoryIdempotencyStore::new());
+        let engine = Arc::new(Deduplicating::default());
+        engine
+            .instances
+            .lock()
+            .unwrap()
+            .push((KEY.to_owned(), "run-of-the-dead-replica".to_owned()));
+        let deduplicating =
+            starter(&world, engine.clone(), store.clone()).with_inbox(Arc::new(InMemoryInbox::new()), policy);
+        reserved_by_a_dead_replica(&*store).await;
+        let reply = deliver(&deduplicating, &world).await;
+        assert_eq!(reply.status(), 202, "{policy:?}");
+        if policy == InboxPolicy::Always {
+            assert_eq!(json_of(&reply)["status"], "queued");
+            deduplicating.dispatcher().unwrap().dispatch_due().await.unwrap();
+        } else {
+            assert_eq!(json_of(&reply)["instanceId"], "run-of-the-dead-replica");
+        }
+        let replay = deliver(&deduplicating, &world).await;
+        assert_eq!(replay.header("idempotent-replayed"), Some("true"), "{policy:?}");
+        assert_eq!(
+            json_of(&replay)["instanceId"],
+            "run-of-the-dead-replica",
+            "{policy:?}"
+        );
+        assert_eq!(
+            engine.instances.lock().unwrap().len(),
+            1,
+            "{policy:?}: one instance"
+        );
+    }
+}
