@@ -109,7 +109,8 @@ pub(crate) trait Context: Sync {
     /// How far a signature's timestamp may be from now.
     fn tolerance(&self) -> Duration;
     /// Step 3: takes one unit of `environment`'s rate limit, recording the
-    /// decision in `observed`.
+    /// environment and the decision in `observed` (for the call's log
+    /// event).
     fn limit(
         &self,
         environment: &Environment,
@@ -169,7 +170,7 @@ pub(crate) async fn authenticate<C: Context>(
     signed: Option<(&SignatureHeaders, &[u8])>,
     observed: &mut Observed,
 ) -> Result<Environment, WebhookError> {
-    let environment = identify(context, token, observed).await?;
+    let environment = identify(context, token).await?;
     context.limit(&environment, observed).await?;
     verify_signed(&environment, signed, context.tolerance())?;
     Ok(environment)
@@ -179,7 +180,6 @@ pub(crate) async fn authenticate<C: Context>(
 pub(crate) async fn identify<C: Context>(
     context: &C,
     token: Option<&EnvironmentToken>,
-    observed: &mut Observed,
 ) -> Result<Environment, WebhookError> {
     let token = token.ok_or(WebhookError::MissingToken)?;
     let tokens = context.tokens();
@@ -187,9 +187,9 @@ pub(crate) async fn identify<C: Context>(
         Some(found) => found,
         None => tokens.environment(token).await,
     };
-    let environment = found?.ok_or(WebhookError::InvalidToken)?;
-    observed.environment = Some(environment.id().clone());
-    Ok(environment)
+    // The environment is recorded for a log event by the starter's limit
+    // step: the free functions have no event, and a clone would cost them.
+    found?.ok_or(WebhookError::InvalidToken)
 }
 
 /// Step 4: the signature an environment may require.

@@ -291,7 +291,7 @@ impl WebhookStarter {
         let environment = if head.token.is_none() && method == Method::Post && self.settings.envelopes {
             None
         } else {
-            let environment = identify(self, head.token.as_ref(), observed).await?;
+            let environment = identify(self, head.token.as_ref()).await?;
             self.limit(&environment, observed).await?;
             Some(environment)
         };

@@ -206,6 +206,7 @@ impl Context for WebhookStarter {
         environment: &Environment,
         observed: &mut Observed,
     ) -> impl Future<Output = Result<(), WebhookError>> + Send {
+        observed.environment = Some(environment.id().clone());
         self.limit_environment(environment, observed)
     }
 
