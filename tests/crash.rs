@@ -40,7 +40,10 @@ const GRACE: Duration = Duration::from_secs(20);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The settings every replica clears, so that only the run's own count.
-const SETTINGS: [&str; 12] = [
+const SETTINGS: [&str; 15] = [
+    "WEBHOOK_INBOX",
+    "WEBHOOK_INBOX_MAX_AGE",
+    "WEBHOOK_INBOX_LIMIT",
     "WEBHOOK_CONFIG",
     "WEBHOOK_SCHEMA",
     "WEBHOOK_RATE_LIMIT",

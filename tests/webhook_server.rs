@@ -16,7 +16,10 @@ const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 20] = [
+const SETTINGS: [&str; 23] = [
+    "WEBHOOK_INBOX",
+    "WEBHOOK_INBOX_MAX_AGE",
+    "WEBHOOK_INBOX_LIMIT",
     "TEMPORAL_NAMESPACE",
     "TEMPORAL_API_KEY",
     "CAMUNDA_USER",
@@ -1505,4 +1508,79 @@ async fn on_camunda_7_a_declared_process_starts_an_instance_with_its_variables_i
             ("reason".to_owned(), Value::from("String"), Value::from("damaged")),
         ]
     );
+}
+
+#[tokio::test]
+async fn with_postgres_and_the_engine_away_a_start_is_queued_and_the_admin_commands_show_and_discard_it() {
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    // Nothing listens on the discard port: every engine call is refused.
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("TEMPORAL_URL", "http://127.0.0.1:9"),
+    ];
+    let server = Server::with(&settings);
+    assert_eq!(
+        server.printed("inbox: "),
+        Some("fallback, in PostgreSQL (kept starts survive a restart)")
+    );
+    let response = call(&reqwest::Client::new(), &server.base, TOKEN, &[]).await;
+    assert_eq!(response.status().as_u16(), 202);
+    let body = response.text().await.unwrap();
+    let queued: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(queued["status"], "queued");
+    let id = queued["deliveryId"].as_str().unwrap().to_owned();
+
+    // The dispatcher tries, fails, and keeps the engine's words for the operator.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let (code, out, err) = admin(&settings, &["deliveries", "list", "--status", "queued"], "");
+        assert_eq!(code, Some(0), "{err}");
+        if out.contains("attempts 1") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(listed.starts_with(&format!("{id} queued kept ")), "{listed}");
+    assert!(
+        listed.contains("in production process dd9759e0-cc94-11ed-938f-13cf60270555 v1"),
+        "{listed}"
+    );
+    assert!(listed.contains("attempts 1"), "{listed}");
+
+    let (code, shown, _) = admin(&settings, &["deliveries", "show", &id], "");
+    assert_eq!(code, Some(0));
+    assert!(!shown.contains("John Doe"), "no payload unless asked: {shown}");
+    let (_, with_payload, _) = admin(&settings, &["deliveries", "show", &id, "--payload"], "");
+    assert!(
+        with_payload.contains("\"customerName\": \"John Doe\""),
+        "{with_payload}"
+    );
+
+    let (code, out, _) = admin(&settings, &["deliveries", "retry", &id], "");
+    assert_eq!(code, Some(1), "a queued start is not retried: {out}");
+    let (code, out, err) = admin(&settings, &["deliveries", "discard", &id], "");
+    assert_eq!((code, out.as_str()), (Some(0), "1 of 1 discarded\n"), "{err}");
+    let (_, listed, _) = admin(&settings, &["deliveries", "list", "--status", "discarded"], "");
+    assert!(listed.starts_with(&format!("{id} discarded")), "{listed}");
+    let (code, _, err) = admin(&settings, &["deliveries", "show", "not-an-id"], "");
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn an_inbox_in_memory_says_it_does_not_survive_a_restart() {
+    let server = Server::with(&[("WEBHOOK_INBOX", "always")]);
+    assert_eq!(
+        server.printed("inbox: "),
+        Some("always, in memory: kept starts do not survive a restart (set DATABASE_URL)")
+    );
+    let off = Server::with(&[]);
+    assert!(off.printed("inbox: ").unwrap().starts_with("off"));
+    let (code, err) = refused(&[("WEBHOOK_INBOX", "sometimes")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("WEBHOOK_INBOX"), "{err}");
 }

@@ -83,6 +83,9 @@ pub(crate) enum Action {
         #[arg(long)]
         id: SourceId,
     },
+    /// The starts the inbox keeps: list, show, retry, discard.
+    #[command(subcommand)]
+    Deliveries(crate::deliveries::Deliveries),
 }
 
 /// Standard input, trimmed: a token or a secret.
@@ -208,6 +211,7 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
             store.put_source(&rotated).await?;
             println!("source {id}: {} secrets", rotated.secrets().len());
         }
+        Action::Deliveries(command) => crate::deliveries::run(&store, command).await?,
         Action::RemoveSource { id } => {
             if store.remove_source(&id).await? {
                 println!("source {id} removed");

@@ -28,7 +28,17 @@ impl InboxSettings {
     /// where the state is durable, `off` in memory), `WEBHOOK_INBOX_MAX_AGE`
     /// (`72h`), `WEBHOOK_INBOX_LIMIT` (100,000).
     pub(crate) fn from_env(durable: bool) -> Result<Self, BadSetting> {
-        Self::read(durable, |name| std::env::var(name).ok())
+        let set = [
+            ("WEBHOOK_INBOX", std::env::var("WEBHOOK_INBOX").ok()),
+            (
+                "WEBHOOK_INBOX_MAX_AGE",
+                std::env::var("WEBHOOK_INBOX_MAX_AGE").ok(),
+            ),
+            ("WEBHOOK_INBOX_LIMIT", std::env::var("WEBHOOK_INBOX_LIMIT").ok()),
+        ];
+        Self::read(durable, |name| {
+            set.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone())
+        })
     }
 
     pub(crate) fn read(durable: bool, var: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {

@@ -73,6 +73,8 @@
 #[cfg(feature = "postgres")]
 mod admin;
 mod config;
+#[cfg(feature = "postgres")]
+mod deliveries;
 mod engine;
 mod inbox;
 mod stores;
