@@ -453,3 +453,21 @@ fn a_verifiers_error_is_the_webhook_error_a_call_gets() {
     );
     assert_eq!((key.status(), key.code()), (400, "invalid_idempotency_key"));
 }
+
+#[tokio::test]
+async fn the_free_function_allows_a_signature_a_minute_old_as_the_default_tolerance_says() {
+    let key = SigningSecret::generate();
+    let world = signed_world(std::slice::from_ref(&key));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let minute_old = signed_headers(&world, &key, "msg_free", now() - 60, &body);
+    let request = WebhookStartRequest::from_parts(&target, minute_old, &body).unwrap();
+    start_via_webhook(request, &*world.models, &*world.tokens, &*world.engine)
+        .await
+        .expect("within the default tolerance of 5 minutes");
+    let stale = signed_headers(&world, &key, "msg_stale", now() - 301, &body);
+    let request = WebhookStartRequest::from_parts(&target, stale, &body).unwrap();
+    let refused = start_via_webhook(request, &*world.models, &*world.tokens, &*world.engine).await;
+    assert_refused(refused, 401, "stale_timestamp");
+    assert_eq!(world.started(), 1);
+}

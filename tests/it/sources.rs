@@ -827,3 +827,40 @@ async fn a_basic_source_wants_basic_credentials() {
         202
     );
 }
+
+#[tokio::test]
+async fn a_sources_json_strings_are_not_read_as_a_forms_text_and_its_form_fields_are() {
+    let host = Host::new(StartForm::new([FieldSpec::mandatory(
+        "quantity",
+        FieldKind::Integer,
+    )]));
+    host.add(
+        "zapier-orders",
+        SourceScheme::basic("zapier"),
+        &["a-basic-password-of-some-length"],
+    );
+    let basic = format!("Basic {}", base64_of(b"zapier:a-basic-password-of-some-length"));
+    let json = [
+        ("authorization".to_owned(), basic.clone()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    let reply = host.post("zapier-orders", &json, r#"{"quantity": "3"}"#).await;
+    let doc = assert_reply(&reply, 422, "invalid_payload");
+    assert_eq!(doc["violations"][0]["field"], "quantity");
+    assert_eq!(host.started(), 0);
+    let form = [
+        ("authorization".to_owned(), basic),
+        (
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+    ];
+    let reply = host.post("zapier-orders", &form, "quantity=3").await;
+    assert_eq!(reply.status(), 202);
+    assert_eq!(host.engine.started()[0].command.variables["quantity"], json!(3));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
