@@ -399,7 +399,8 @@ pub use crate::http::{ServeOptions, health_router, router, serve};
 pub use crate::id::{DeliveryId, DeploymentId, EnvironmentId, InstanceId, OrganizationId, ProcessUuid};
 pub use crate::idempotency::{CallerKey, IdempotencyKey, InvalidIdempotencyKey, PayloadFingerprint};
 pub use crate::inbox::{
-    Claimed, Delivery, DeliveryStatus, InMemoryInbox, Inbox, InboxQuery, Keeping, KeptStart, UnknownStatus,
+    Claimed, Delivery, DeliveryStatus, InMemoryInbox, Inbox, InboxCounts, InboxQuery, Keeping, KeptStart,
+    UnknownStatus,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

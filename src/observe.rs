@@ -33,6 +33,8 @@ mod names {
     pub(crate) const BODY_BYTES: &str = "process_webhook_body_bytes_in_flight";
     pub(crate) const RATE_LIMITED: &str = "process_webhook_rate_limited_total";
     pub(crate) const DISPATCHED: &str = "process_webhook_dispatch_attempts_total";
+    pub(crate) const KEPT: &str = "process_webhook_inbox_starts";
+    pub(crate) const OLDEST: &str = "process_webhook_inbox_oldest_queued_seconds";
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) const REFUSED_CONNECTIONS: &str = "process_webhook_refused_connections_total";
 }
@@ -133,6 +135,18 @@ pub(crate) fn refused_connection(reason: &'static str) {
 pub(crate) fn dispatched(outcome: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!(names::DISPATCHED, "outcome" => outcome).increment(1);
+}
+
+/// What an inbox holds: queued and dead starts, and the age of the oldest
+/// queued one (zero when none is).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn inbox(queued: u64, dead: u64, oldest: Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::gauge!(names::KEPT, "status" => "queued").set(queued as f64);
+        metrics::gauge!(names::KEPT, "status" => "dead").set(dead as f64);
+        metrics::gauge!(names::OLDEST).set(oldest.as_secs_f64());
+    }
 }
 
 /// A status as a label, without allocating for the statuses this crate

@@ -707,6 +707,15 @@ pub async fn check_inbox<I: Inbox + ?Sized>(inbox: &I) {
         "newest first, the full one not kept"
     );
 
+    let counts = inbox.counts().await.unwrap();
+    assert!(counts.queued >= 2, "both kept starts are counted queued");
+    let first_kept = inbox.get(&first).await.unwrap().unwrap().kept_at;
+    assert!(
+        counts.oldest_queued.is_some_and(|oldest| oldest <= first_kept),
+        "the oldest queued start is no younger than the first kept"
+    );
+    let (queued_before, dead_before) = (counts.queued, counts.dead);
+
     // Claims lease: one claimer at a time, again once the lease ends.
     let claimed = inbox.claim(now, lease, 10).await.unwrap();
     let mine: Vec<_> = claimed
@@ -817,6 +826,12 @@ pub async fn check_inbox<I: Inbox + ?Sized>(inbox: &I) {
         dead.iter().map(|d| d.id).collect::<Vec<_>>(),
         [second_id],
         "the status filters"
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.queued, counts.dead),
+        (queued_before - 2, dead_before + 1),
+        "one started, one dead: counted so"
     );
     let after = inbox.claim(later + lease * 3, lease, 10).await.unwrap();
     assert!(

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Claimed, Delivery, DeliveryStatus, Inbox, InboxQuery, Keeping, KeptStart};
+use super::{Claimed, Delivery, DeliveryStatus, Inbox, InboxCounts, InboxQuery, Keeping, KeptStart};
 use crate::id::{DeliveryId, EnvironmentId, InstanceId};
 use crate::idempotency::IdempotencyKey;
 use crate::port_error::StoreError;
@@ -299,6 +299,24 @@ impl Inbox for InMemoryInbox {
                 .get(key)
                 .and_then(|id| state.entries.get(id))
                 .map(Entry::delivery)
+        }))
+    }
+
+    async fn counts(&self) -> Result<InboxCounts, StoreError> {
+        Ok(self.with_state(|state| {
+            let mut counts = InboxCounts::default();
+            for entry in state.entries.values() {
+                match entry.status {
+                    DeliveryStatus::Queued => {
+                        counts.queued += 1;
+                        let kept = entry.start.kept_at;
+                        counts.oldest_queued = Some(counts.oldest_queued.map_or(kept, |o| o.min(kept)));
+                    }
+                    DeliveryStatus::Dead => counts.dead += 1,
+                    _ => {}
+                }
+            }
+            counts
         }))
     }
 }

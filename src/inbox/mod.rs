@@ -159,6 +159,18 @@ pub struct Delivery {
     pub command: StartCommand,
 }
 
+/// How many starts an inbox holds, for the metrics.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub struct InboxCounts {
+    /// Starts queued (leased ones too).
+    pub queued: u64,
+    /// Dead starts.
+    pub dead: u64,
+    /// When the oldest queued start was kept.
+    pub oldest_queued: Option<SystemTime>,
+}
+
 /// Which kept starts [`Inbox::list`] answers, newest first.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
@@ -211,6 +223,8 @@ impl InboxQuery {
 /// - [`retry`](Self::retry) makes a dead start queued and due at once;
 ///   [`discard`](Self::discard) makes a queued or dead one `Discarded`; each
 ///   answers `Ok(false)` for a start in another status or unknown.
+/// - [`counts`](Self::counts) answers how many starts are queued and dead
+///   (in every environment), and when the oldest queued one was kept.
 /// - [`get`](Self::get), [`list`](Self::list) and
 ///   [`find_by_key`](Self::find_by_key) answer what is kept (absence is
 ///   `Ok(None)` or an empty list); `find_by_key` answers the newest start
@@ -251,6 +265,9 @@ pub trait Inbox: Send + Sync {
 
     /// The newest start kept with the caller key `key`.
     async fn find_by_key(&self, key: &IdempotencyKey) -> Result<Option<Delivery>, StoreError>;
+
+    /// How many starts are queued and dead.
+    async fn counts(&self) -> Result<InboxCounts, StoreError>;
 }
 
 #[async_trait]
@@ -293,5 +310,9 @@ impl<I: Inbox + ?Sized> Inbox for Arc<I> {
 
     async fn find_by_key(&self, key: &IdempotencyKey) -> Result<Option<Delivery>, StoreError> {
         (**self).find_by_key(key).await
+    }
+
+    async fn counts(&self) -> Result<InboxCounts, StoreError> {
+        (**self).counts().await
     }
 }

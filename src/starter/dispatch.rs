@@ -173,7 +173,12 @@ impl Dispatcher {
     #[cfg_attr(docsrs, doc(cfg(feature = "dispatcher")))]
     pub async fn run(&self, stop: impl Future<Output = ()>) {
         let mut stop = std::pin::pin!(stop);
+        let mut counted = std::time::Instant::now() - self.poll_interval;
         loop {
+            if counted.elapsed() >= self.poll_interval {
+                counted = std::time::Instant::now();
+                self.report().await;
+            }
             let round = self.dispatch_due();
             let claimed = tokio::select! {
                 () = &mut stop => return,
@@ -195,6 +200,25 @@ impl Dispatcher {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
             }
+        }
+    }
+
+    /// Sets the inbox's gauges (queued and dead starts, the oldest queued
+    /// start's age) from its counts; an inbox that cannot count is logged.
+    pub async fn report(&self) {
+        match self.inbox.counts().await {
+            Ok(counts) => {
+                let oldest = counts
+                    .oldest_queued
+                    .and_then(|kept| SystemTime::now().duration_since(kept).ok())
+                    .unwrap_or_default();
+                observe::inbox(counts.queued, counts.dead, oldest);
+            }
+            Err(error) => tracing::warn!(
+                target: "process_webhook",
+                error = %chain(&error),
+                "the inbox could not count its starts"
+            ),
         }
     }
 

@@ -443,6 +443,9 @@ impl Inbox for LeaselessInbox {
     async fn find_by_key(&self, key: &IdempotencyKey) -> Result<Option<Delivery>, StoreError> {
         self.0.find_by_key(key).await
     }
+    async fn counts(&self) -> Result<InboxCounts, StoreError> {
+        self.0.counts().await
+    }
 }
 
 #[tokio::test]

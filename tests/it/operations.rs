@@ -648,3 +648,83 @@ async fn start_carries_the_trace_context_of_a_request_built_in_code() {
     world.starter().start(request).await.unwrap();
     assert_eq!(world.engine.started()[0].command.trace, Some(trace));
 }
+
+#[test]
+fn the_inbox_reports_its_queued_and_dead_starts_and_each_dispatch_by_outcome() {
+    with_recorder(|snapshotter| async move {
+        let world = World::new();
+        let refusing = Arc::new(FlakyEngine::failing(1, || {
+            EngineError::refused("no such definition")
+        }));
+        let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), refusing)
+            .with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Always);
+        let auth = world.bearer();
+        for _ in 0..2 {
+            let reply = post(
+                &starter,
+                ORDER_INTAKE,
+                &[("authorization", auth.as_str())],
+                &Value::Object(order_payload()),
+            )
+            .await;
+            assert_eq!(reply.status(), 202);
+        }
+        let dispatcher = starter.dispatcher().unwrap().with_batch(1);
+        dispatcher.report().await;
+        let before = rows(&snapshotter);
+        let queued = find(
+            &before,
+            MetricKind::Gauge,
+            "process_webhook_inbox_starts",
+            &[("status", "queued")],
+        );
+        assert!(
+            matches!(queued, Some(DebugValue::Gauge(v)) if v.into_inner() == 2.0),
+            "{queued:?}"
+        );
+        assert!(gauge(&before, "process_webhook_inbox_oldest_queued_seconds") >= 0.0);
+        // A queued call is timed as `queued` (a snapshot drains histograms).
+        assert_eq!(
+            samples(
+                &before,
+                "process_webhook_call_duration_seconds",
+                &[("outcome", "queued")]
+            ),
+            2
+        );
+        // The first is refused (dead), the second started.
+        dispatcher.dispatch_due().await.unwrap();
+        dispatcher.dispatch_due().await.unwrap();
+        dispatcher.report().await;
+        let after = rows(&snapshotter);
+        assert_eq!(
+            counter(
+                &after,
+                "process_webhook_dispatch_attempts_total",
+                &[("outcome", "dead")]
+            ),
+            1
+        );
+        assert_eq!(
+            counter(
+                &after,
+                "process_webhook_dispatch_attempts_total",
+                &[("outcome", "started")]
+            ),
+            1
+        );
+        for (status, n) in [("queued", 0.0), ("dead", 1.0)] {
+            let value = find(
+                &after,
+                MetricKind::Gauge,
+                "process_webhook_inbox_starts",
+                &[("status", status)],
+            );
+            assert!(
+                matches!(value, Some(DebugValue::Gauge(v)) if v.into_inner() == n),
+                "{status}: {value:?}"
+            );
+        }
+        assert_eq!(gauge(&after, "process_webhook_inbox_oldest_queued_seconds"), 0.0);
+    });
+}

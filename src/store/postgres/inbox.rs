@@ -14,7 +14,7 @@ use super::queries::{get, storable};
 use crate::engine::StartCommand;
 use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
-use crate::inbox::{Claimed, Delivery, DeliveryStatus, Inbox, InboxQuery, Keeping, KeptStart};
+use crate::inbox::{Claimed, Delivery, DeliveryStatus, Inbox, InboxCounts, InboxQuery, Keeping, KeptStart};
 use crate::model::Deployment;
 use crate::store::StoreError;
 use crate::trace::TraceContext;
@@ -34,6 +34,7 @@ pub(super) struct InboxStatements {
     get: String,
     list: String,
     find_by_key: String,
+    counts: String,
 }
 
 /// The columns a delivery is read back from.
@@ -89,6 +90,12 @@ impl InboxStatements {
                 "SELECT {COLUMNS} FROM {s}.deliveries \
                  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR environment = $2) \
                  ORDER BY kept_at DESC, id DESC LIMIT $3"
+            ),
+            counts: format!(
+                "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, \
+                   count(*) FILTER (WHERE status = 'dead') AS dead, \
+                   extract(epoch from min(kept_at) FILTER (WHERE status = 'queued'))::float8 AS oldest \
+                 FROM {s}.deliveries WHERE status IN ('queued', 'dead')"
             ),
             find_by_key: format!(
                 "SELECT {COLUMNS} FROM {s}.deliveries \
@@ -354,5 +361,19 @@ impl Inbox for PostgresStore {
         row.as_ref()
             .map(|row| delivery_from(row).map(|(d, _)| d))
             .transpose()
+    }
+
+    async fn counts(&self) -> Result<InboxCounts, StoreError> {
+        let query = sqlx::query(&self.sql.inbox.counts);
+        let row = self
+            .run("counting kept starts", query.fetch_one(&self.pool))
+            .await?;
+        let (queued, dead): (i64, i64) = (get(&row, "queued")?, get(&row, "dead")?);
+        let oldest: Option<f64> = get(&row, "oldest")?;
+        Ok(InboxCounts {
+            queued: u64::try_from(queued).unwrap_or_default(),
+            dead: u64::try_from(dead).unwrap_or_default(),
+            oldest_queued: oldest.map(time_of),
+        })
     }
 }
