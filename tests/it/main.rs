@@ -13,6 +13,7 @@ mod camunda7_engine;
 mod camunda8;
 mod conformance;
 mod dry_run;
+mod engine_away;
 mod envelope;
 mod faults;
 mod forms;
