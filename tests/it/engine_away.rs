@@ -211,7 +211,11 @@ async fn with_temporal_away_every_delivery_is_queued_and_started_once_when_it_is
             .unwrap();
         let started = &history["history"]["events"][0]["workflowExecutionStartedEventAttributes"];
         let input: Value = serde_json::from_str(&delivery.body).unwrap();
-        assert_eq!(started["input"], json!([as_shown(input)]), "the input of {workflow_id}");
+        assert_eq!(
+            started["input"],
+            json!([as_shown(input)]),
+            "the input of {workflow_id}"
+        );
         let (status, body, replayed) = send(&back, delivery).await;
         assert_eq!(
             (status, body["status"].as_str(), replayed.as_deref()),
