@@ -50,7 +50,10 @@ fn main() {
     }
     let target = webhook_url("/webhook/send", &uuid);
     let auth = format!("Bearer {}", token.expose_secret());
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
     let body = br#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#;
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     for _ in 0..1_000 + calls {
