@@ -43,6 +43,8 @@ pub struct Dispatcher {
     backoff_base: Duration,
     backoff_cap: Duration,
     max_age: Duration,
+    #[cfg(feature = "dispatcher")]
+    wakeup: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -94,6 +96,8 @@ impl WebhookStarter {
             backoff_base: Dispatcher::DEFAULT_BACKOFF_BASE,
             backoff_cap: Dispatcher::DEFAULT_BACKOFF_CAP,
             max_age: Dispatcher::DEFAULT_MAX_AGE,
+            #[cfg(feature = "dispatcher")]
+            wakeup: None,
         })
     }
 }
@@ -142,6 +146,16 @@ impl Dispatcher {
         self
     }
 
+    /// Wakes [`run`](Self::run) between its polls when `wakeup` is
+    /// notified (`PostgresStore::spawn_inbox_wakeups` notifies it each
+    /// time a replica keeps a start).
+    #[cfg(feature = "dispatcher")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dispatcher")))]
+    pub fn with_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Self {
+        self.wakeup = Some(wakeup);
+        self
+    }
+
     /// Sets how old a start may grow before it is dead.
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;
@@ -167,8 +181,9 @@ impl Dispatcher {
     }
 
     /// Dispatches until `stop` resolves: a round, then the next at once
-    /// when the round found starts, else after the poll interval. An inbox
-    /// that fails is logged and tried again after the poll interval.
+    /// when the round found starts, else after the poll interval or when
+    /// woken ([`with_wakeup`](Self::with_wakeup)). An inbox that fails is
+    /// logged and tried again after the poll interval.
     #[cfg(feature = "dispatcher")]
     #[cfg_attr(docsrs, doc(cfg(feature = "dispatcher")))]
     pub async fn run(&self, stop: impl Future<Output = ()>) {
@@ -196,9 +211,16 @@ impl Dispatcher {
                     self.poll_interval
                 }
             };
+            let woken = async {
+                match &self.wakeup {
+                    Some(wakeup) => wakeup.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
+                () = woken => {}
             }
         }
     }

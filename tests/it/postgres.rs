@@ -1051,3 +1051,67 @@ async fn a_start_kept_in_postgres_is_dispatched_by_another_replica_with_its_form
         (DeliveryStatus::Started, Some(&started[0].id))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_kept_by_one_replica_wakes_the_dispatcher_of_another_before_its_poll() {
+    let Some(url) = database_url() else { return };
+    // The longest schema name the store takes: its channels still fit.
+    let schema = format!("w{}", "x".repeat(47 - 32)) + &uuid::Uuid::new_v4().simple().to_string();
+    assert_eq!(schema.len(), 48);
+    let db = Db { url, schema };
+    let (keeper, listener) = (db.store().await, db.store().await);
+    let world = World::new();
+    keeper
+        .insert_model(ProcessModel::new(
+            uuid(ORDER_INTAKE),
+            OrganizationId::new("acme"),
+            "Order intake",
+        ))
+        .await
+        .expect("a change notifies under a long schema");
+    keeper.deploy(order_deployment(2)).await.expect("and another");
+
+    let engine = Arc::new(InMemoryEngine::new());
+    let dispatching = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine.clone())
+        .with_inbox(Arc::new(listener.clone()), InboxPolicy::Always);
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    listener.spawn_inbox_wakeups(&wakeup);
+    let dispatcher = dispatching
+        .dispatcher()
+        .unwrap()
+        .with_poll_interval(Duration::from_secs(600))
+        .with_wakeup(wakeup.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        dispatcher
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // The dispatcher's first round found nothing; its next poll is ten
+    // minutes away. The listener needs a moment to LISTEN.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let keeping = WebhookStarter::new(
+        world.models.clone(),
+        world.tokens.clone(),
+        Arc::new(InMemoryEngine::new()),
+    )
+    .with_inbox(Arc::new(keeper), InboxPolicy::Always);
+    let reply = keeping
+        .handle(
+            &webhook_url("/webhook/send", &uuid(ORDER_INTAKE)),
+            [("authorization", world.bearer())],
+            &serde_json::to_vec(&order_payload()).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.started().is_empty() {
+        assert!(Instant::now() < deadline, "the keep did not wake the dispatcher");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+}

@@ -76,7 +76,12 @@ impl InboxSettings {
 
     /// `starter` with the inbox, and its dispatcher (spawned), as the
     /// settings say; `store` is the durable inbox, if there is one.
-    pub(crate) fn apply(&self, starter: WebhookStarter, store: Option<Arc<dyn Inbox>>) -> WebhookStarter {
+    pub(crate) fn apply(
+        &self,
+        starter: WebhookStarter,
+        store: Option<Arc<dyn Inbox>>,
+        wakeup: Option<Arc<tokio::sync::Notify>>,
+    ) -> WebhookStarter {
         let InboxMode::On(policy) = self.mode else {
             println!("inbox: off (set WEBHOOK_INBOX=fallback to keep starts while the engine is away)");
             return starter;
@@ -97,7 +102,10 @@ impl InboxSettings {
         };
         let starter = starter.with_inbox(inbox, policy).with_inbox_limit(self.limit);
         if let Some(dispatcher) = starter.dispatcher() {
-            let dispatcher = dispatcher.with_max_age(self.max_age);
+            let mut dispatcher = dispatcher.with_max_age(self.max_age);
+            if let Some(wakeup) = wakeup {
+                dispatcher = dispatcher.with_wakeup(wakeup);
+            }
             tokio::spawn(async move { dispatcher.run(std::future::pending()).await });
         }
         starter

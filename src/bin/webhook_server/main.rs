@@ -389,7 +389,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             RateLimitPolicy::default().with_per_environment(limit),
         );
     }
-    let starter = inbox_settings.apply(starter, stores.inbox);
+    let starter = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup);
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = listen("WEBHOOK_ADDR", &addr).await?;

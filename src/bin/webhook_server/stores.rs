@@ -21,6 +21,8 @@ pub(crate) struct Stores {
     pub(crate) limiter: Arc<dyn RateLimiter>,
     /// The durable inbox (PostgreSQL), where there is one.
     pub(crate) inbox: Option<Arc<dyn Inbox>>,
+    /// Notified when a replica keeps a start (PostgreSQL's `LISTEN`).
+    pub(crate) inbox_wakeup: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
@@ -138,8 +140,11 @@ pub(crate) async fn stores(
             "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens, sources and idempotency keys",
             store.schema()
         );
+        let wakeup = Arc::new(tokio::sync::Notify::new());
+        store.spawn_inbox_wakeups(&wakeup);
         let store = Arc::new(store);
         return with_redis(Stores {
+            inbox_wakeup: Some(wakeup),
             models: store.clone(),
             tokens: store.clone(),
             sources: store.clone(),
@@ -172,6 +177,7 @@ pub(crate) async fn stores(
         idempotency: Arc::new(InMemoryIdempotencyStore::new()),
         limiter: Arc::new(InMemoryRateLimiter::new()),
         inbox: None,
+        inbox_wakeup: None,
     })
     .await
 }

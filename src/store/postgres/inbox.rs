@@ -194,6 +194,49 @@ fn delivery_from(row: &PgRow) -> Result<(Delivery, Option<i64>), StoreError> {
     Ok((delivery, get(row, "lease")?))
 }
 
+impl PostgresStore {
+    /// Wakes `wakeup` (and so a [`Dispatcher`](crate::Dispatcher) given it
+    /// with `with_wakeup`) each time a replica keeps a start, through
+    /// PostgreSQL's `LISTEN`, until `wakeup` is dropped everywhere else. A
+    /// lost connection is made again (and wakes it: a start may have been
+    /// missed); the dispatcher's poll interval covers the time between.
+    #[cfg(feature = "dispatcher")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dispatcher")))]
+    pub fn spawn_inbox_wakeups(&self, wakeup: &std::sync::Arc<tokio::sync::Notify>) {
+        let (pool, channel) = (self.pool.clone(), self.sql.inbox_channel.clone());
+        let wakeup = std::sync::Arc::downgrade(wakeup);
+        tokio::spawn(async move {
+            loop {
+                let listening = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(&channel).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                let mut listener = match listening.await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(target: "process_webhook", error = %error, "cannot listen for kept starts; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let event = tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await;
+                    let Some(wakeup) = wakeup.upgrade() else { return };
+                    match event {
+                        Ok(Ok(Some(_))) => wakeup.notify_one(),
+                        Ok(Ok(None)) | Ok(Err(_)) => {
+                            wakeup.notify_one();
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
 #[async_trait]
 impl Inbox for PostgresStore {
     /// One transaction: the environment's kept starts counted under an
@@ -235,8 +278,8 @@ impl Inbox for PostgresStore {
                 .bind(seconds(start.kept_at))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("SELECT pg_notify($1, 'inbox')")
-                .bind(&self.sql.channel)
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&self.sql.inbox_channel)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;

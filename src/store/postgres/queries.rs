@@ -15,6 +15,9 @@ pub(super) struct Statements {
     pub(super) schema: String,
     pub(super) quoted: String,
     pub(super) channel: String,
+    /// Where a kept start is announced to dispatchers (not `channel`: the
+    /// cache empties on each of its notifications).
+    pub(super) inbox_channel: String,
     pub(super) model: String,
     pub(super) model_with_deployment: String,
     pub(super) deployments: String,
@@ -39,7 +42,8 @@ impl Statements {
         let s = format!("\"{schema}\"");
         Self {
             schema: schema.to_owned(),
-            channel: format!("process_webhook_{schema}"),
+            channel: channel_name("process_webhook_", schema),
+            inbox_channel: channel_name("process_webhook_inbox_", schema),
             model: format!("SELECT organization, name FROM {s}.models WHERE uuid = $1"),
             model_with_deployment: format!(
                 "SELECT m.organization, m.name, d.id, d.version, d.start_form, d.definition_key \
@@ -115,6 +119,19 @@ impl Statements {
     }
 }
 
+/// A `NOTIFY` channel of `schema`: `{prefix}{schema}`, or, where that
+/// would pass PostgreSQL's 63 bytes, `{prefix}` and the start of the
+/// schema's SHA-256 (a longer name is refused by `pg_notify`).
+fn channel_name(prefix: &str, schema: &str) -> String {
+    let name = format!("{prefix}{schema}");
+    if name.len() <= 63 {
+        return name;
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(schema.as_bytes()));
+    format!("{prefix}{}", &digest[..(63 - prefix.len()).min(digest.len())])
+}
+
 /// PostgreSQL text cannot hold U+0000: such text is refused before it is
 /// sent, with an error that says so.
 pub(super) fn storable(what: &'static str, text: &str) -> Result<(), StoreError> {
@@ -166,4 +183,25 @@ pub(super) fn deployment_from(
     Ok(Deployment::new(process, version, environment, form)
         .with_id(DeploymentId::from(id))
         .with_definition_key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_name;
+
+    #[test]
+    fn a_channel_name_fits_postgres_63_bytes_and_differs_per_schema() {
+        assert_eq!(
+            channel_name("process_webhook_", "orders"),
+            "process_webhook_orders"
+        );
+        let long = "s".repeat(48);
+        let other = format!("{}t", "s".repeat(47));
+        for prefix in ["process_webhook_", "process_webhook_inbox_"] {
+            let (a, b) = (channel_name(prefix, &long), channel_name(prefix, &other));
+            assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+            assert!(a.starts_with(prefix));
+            assert_ne!(a, b);
+        }
+    }
 }
