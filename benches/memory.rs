@@ -48,11 +48,11 @@ struct HoldingEngine {
 
 #[async_trait]
 impl Engine for HoldingEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         let notified = self.all_in.notified();
         let full = {
             let mut held = self.held.lock().unwrap();
-            held.push(command);
+            held.push(command.clone());
             held.len() == IN_FLIGHT
         };
         if full {
@@ -73,7 +73,7 @@ struct WaitingEngine {
 
 #[async_trait]
 impl Engine for WaitingEngine {
-    async fn start(&self, _: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, _: &StartCommand) -> Result<ProcessInstance, EngineError> {
         Ok(ProcessInstance::new(InstanceId::new("instance")))
     }
 

@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some(command) = commands.get(i) else { break };
-                        engine.start(command.clone()).await.expect("Temporal starts it");
+                        engine.start(command).await.expect("Temporal starts it");
                     }
                 })
             })

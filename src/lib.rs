@@ -179,9 +179,9 @@
 //!
 //! #[async_trait]
 //! impl Engine for MyEngine {
-//!     async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+//!     async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
 //!         let mut started = self.0.lock().map_err(|_| EngineError::new("runner unavailable"))?;
-//!         started.push(command);
+//!         started.push(command.clone());
 //!         Ok(ProcessInstance::new(InstanceId::new(format!("run-{}", started.len()))))
 //!     }
 //! }

@@ -444,7 +444,9 @@ where
     ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_ {
         let engine = self.engine;
         let calls = EngineCalls {
-            start: move |command| engine.start(command).map(engine_result),
+            start: move |command: StartCommand| async move {
+                engine.start(&command).await.map_err(WebhookError::from)
+            },
             find: move |command: StartCommand| async move {
                 engine.find_started(&command).await.map_err(WebhookError::from)
             },

@@ -533,11 +533,11 @@ pub async fn check_engine<E: Engine + ?Sized>(
     let version = deployment.startable_version().unwrap_or(1);
     let command = || StartCommand::new(deployment, version, variables.clone());
     let first = engine
-        .start(command())
+        .start(&command())
         .await
         .expect("the engine starts an instance");
     let second = engine
-        .start(command())
+        .start(&command())
         .await
         .expect("the engine starts a second instance");
     assert!(!first.id().as_str().is_empty(), "an instance has an id");
@@ -548,7 +548,7 @@ pub async fn check_engine<E: Engine + ?Sized>(
     );
     let key = format!("conformance-{}", uuid::Uuid::new_v4());
     let keyed = engine
-        .start(command().with_idempotency_key(key))
+        .start(&command().with_idempotency_key(key))
         .await
         .expect("the engine starts an instance with an idempotency key");
     assert!(!keyed.id().as_str().is_empty(), "a keyed instance has an id");

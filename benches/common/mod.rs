@@ -13,8 +13,8 @@ pub struct NoopEngine;
 
 #[async_trait]
 impl Engine for NoopEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        drop(black_box(command));
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
+        black_box(command);
         Ok(ProcessInstance::new(InstanceId::new("instance")))
     }
 }

@@ -26,8 +26,8 @@ pub struct NoopEngine;
 
 #[async_trait]
 impl Engine for NoopEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        drop(std::hint::black_box(command));
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
+        std::hint::black_box(command);
         Ok(ProcessInstance::new(InstanceId::new("instance")))
     }
 }

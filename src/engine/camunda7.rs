@@ -494,8 +494,8 @@ impl Engine for Camunda7Engine {
         Ok(None)
     }
 
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let body = start_body(&command, self.trace_variable.as_deref());
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
+        let body = start_body(command, self.trace_variable.as_deref());
         let mut request = self
             .client
             .post(self.start_url(&command.definition_key))

@@ -481,10 +481,10 @@ impl Engine for Camunda8Engine {
         .await
     }
 
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let trace = trace_variable_of(&command, self.trace_variable.as_deref())
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
+        let trace = trace_variable_of(command, self.trace_variable.as_deref())
             .map(|(name, traceparent)| (name.to_owned(), json!(traceparent)));
-        let mut variables = command.variables;
+        let mut variables = command.variables.clone();
         variables.extend(trace);
         let mut body = json!({
             "processDefinitionId": command.definition_key,

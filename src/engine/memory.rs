@@ -131,7 +131,7 @@ impl Engine for InMemoryEngine {
             .clone())
     }
 
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         let id = InstanceId::new(uuid::Uuid::new_v4().to_string());
         let mut instance = ProcessInstance::new(id.clone());
         if let Some(key) = &command.idempotency_key {
@@ -143,7 +143,10 @@ impl Engine for InMemoryEngine {
             if history.recent.len() >= self.capacity {
                 history.recent.pop_front();
             }
-            history.recent.push_back(StartedInstance { id, command });
+            history.recent.push_back(StartedInstance {
+                id,
+                command: command.clone(),
+            });
         }
         Ok(instance)
     }

@@ -50,7 +50,7 @@ use crate::trace::TraceContext;
 /// With [`#[async_trait]`](crate::async_trait) (re-exported here):
 ///
 /// ```text
-/// async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
+/// async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError>;
 /// ```
 ///
 /// The crate docs have a complete implementation.
@@ -64,7 +64,7 @@ use crate::trace::TraceContext;
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// Starts an instance.
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError>;
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError>;
 
     /// Whether the engine can take starts now: a cheap round trip that
     /// starts nothing (Camunda 7's `GET /version`, Camunda 8's
@@ -184,7 +184,7 @@ impl Recovery {
 
 #[async_trait]
 impl<T: Engine + ?Sized> Engine for std::sync::Arc<T> {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         (**self).start(command).await
     }
 

@@ -187,11 +187,14 @@ impl TemporalEngine {
     }
 }
 
-/// `value` as a Temporal `json/plain` payload.
-fn payload(value: &Value) -> Value {
+/// `value` as a Temporal `json/plain` payload (serialized where it is,
+/// not copied).
+fn payload(value: &impl serde::Serialize) -> Value {
+    // Serializing a JSON value or map cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
     json!({
         "metadata": {"encoding": STANDARD.encode("json/plain")},
-        "data": STANDARD.encode(value.to_string()),
+        "data": STANDARD.encode(bytes),
     })
 }
 
@@ -439,8 +442,8 @@ impl Engine for TemporalEngine {
         }
     }
 
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
-        let (workflow_id, request_id) = Self::ids(&command);
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
+        let (workflow_id, request_id) = Self::ids(command);
         let mut memo = json!({
             "processUuid": payload(&json!(command.process.to_string())),
             "version": payload(&json!(command.version)),
@@ -457,7 +460,7 @@ impl Engine for TemporalEngine {
         let body = json!({
             "workflowType": {"name": command.definition_key},
             "taskQueue": {"name": self.task_queue},
-            "input": {"payloads": [payload(&Value::Object(command.variables))]},
+            "input": {"payloads": [payload(&command.variables)]},
             "memo": {"fields": memo},
             "requestId": request_id,
             "workflowIdReusePolicy": "WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE",

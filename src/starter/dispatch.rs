@@ -306,7 +306,7 @@ impl Dispatcher {
             }
         }
         let engine = &self.engine;
-        catch_panic(async move { engine.start(command).await.map_err(WebhookError::from) }).await
+        catch_panic(async move { engine.start(&command).await.map_err(WebhookError::from) }).await
     }
 
     /// A random delay before attempt `attempts + 1`: up to

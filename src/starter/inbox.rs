@@ -188,7 +188,7 @@ impl WebhookStarter {
                 return Ok(Accepted::Started(outcome));
             }
             (InboxPolicy::Always, None) => None,
-            (InboxPolicy::Fallback, None) => match self.call_engine(command.clone()).await {
+            (InboxPolicy::Fallback, None) => match self.call_engine(&command).await {
                 Ok(instance) => {
                     let outcome = answer.outcome(&instance);
                     if let Some((store, key)) = reserved {

@@ -164,10 +164,10 @@ impl WebhookStarter {
     /// The engine's start of a command, a panic (while the engine builds
     /// its future or while it runs) answered `500 internal_error`, timed
     /// when the metrics are compiled in.
-    pub(crate) fn call_engine(
-        &self,
-        command: StartCommand,
-    ) -> impl Future<Output = Result<ProcessInstance, WebhookError>> + Send + '_ {
+    pub(crate) fn call_engine<'a>(
+        &'a self,
+        command: &'a StartCommand,
+    ) -> impl Future<Output = Result<ProcessInstance, WebhookError>> + Send + 'a {
         // Timed only when the metrics are compiled in: two clock reads are a
         // measurable part of a start.
         #[cfg(feature = "metrics")]
@@ -219,7 +219,7 @@ impl Context for WebhookStarter {
     ) -> impl Future<Output = Result<StartOutcome, WebhookError>> + Send + '_ {
         let engine = &*self.settings.engine;
         let calls = EngineCalls {
-            start: |command| self.call_engine(command),
+            start: move |command: StartCommand| async move { self.call_engine(&command).await },
             find: move |command: StartCommand| {
                 catch_panic(async move { engine.find_started(&command).await.map_err(WebhookError::from) })
             },

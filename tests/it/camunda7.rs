@@ -163,7 +163,7 @@ async fn a_start_posts_typed_variables_and_the_business_key_to_the_definition_ke
     let camunda = FakeCamunda::ok().await;
     let engine = Camunda7Engine::new(camunda.base()).with_basic_auth("demo", "s3cret");
     let instance = engine
-        .start(command(
+        .start(&command(
             json!({
                 "customerName": "John Doe",
                 "quantity": 3,
@@ -215,7 +215,7 @@ async fn a_start_posts_typed_variables_and_the_business_key_to_the_definition_ke
 async fn without_an_idempotency_key_there_is_no_business_key_and_no_auth() {
     let camunda = FakeCamunda::ok().await;
     Camunda7Engine::new(camunda.base())
-        .start(command(json!({}), None))
+        .start(&command(json!({}), None))
         .await
         .unwrap();
     let request = &camunda.requests()[0];
@@ -229,7 +229,7 @@ async fn a_tenant_uses_the_tenant_path_and_segments_are_percent_encoded() {
     let engine = Camunda7Engine::new(camunda.base()).with_tenant_id("acme corp/eu");
     let mut cmd = command(json!({}), None);
     cmd.definition_key = "order intake?v=1".into();
-    engine.start(cmd).await.unwrap();
+    engine.start(&cmd).await.unwrap();
     assert_eq!(
         camunda.requests()[0].path,
         "/engine-rest/process-definition/key/order%20intake%3Fv%3D1/tenant-id/acme%20corp%2Feu/start"
@@ -270,7 +270,7 @@ async fn date_fields_of_the_start_form_are_sent_as_camunda_dates() {
 async fn failure(status: u16, headers: &'static str, body: Value) -> EngineError {
     let camunda = FakeCamunda::start(status, headers, body, Duration::ZERO).await;
     Camunda7Engine::new(camunda.base())
-        .start(command(json!({}), None))
+        .start(&command(json!({}), None))
         .await
         .unwrap_err()
 }
@@ -363,7 +363,7 @@ async fn a_200_without_an_id_is_an_error() {
 async fn a_timeout_is_retryable() {
     let camunda = FakeCamunda::start(200, "", started_body(), Duration::from_secs(5)).await;
     let engine = Camunda7Engine::new(camunda.base()).with_timeout(Duration::from_millis(200));
-    let err = engine.start(command(json!({}), None)).await.unwrap_err();
+    let err = engine.start(&command(json!({}), None)).await.unwrap_err();
     assert!(err.is_retryable());
     assert!(err.to_string().contains("timed out"), "{err}");
 }
@@ -374,7 +374,7 @@ async fn a_refused_connection_is_an_unavailable_engine_answered_503_with_retry_a
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let err = Camunda7Engine::new(format!("http://{addr}/engine-rest"))
-        .start(command(json!({}), None))
+        .start(&command(json!({}), None))
         .await
         .unwrap_err();
     assert_eq!(
@@ -410,17 +410,17 @@ async fn the_callers_traceparent_arrives_as_a_string_variable_and_never_overwrit
         command(variables, None).with_trace_context(TraceContext::parse(TRACEPARENT, None).unwrap())
     };
     Camunda7Engine::new(camunda.base())
-        .start(traced(json!({"orderNumber": "1"})))
+        .start(&traced(json!({"orderNumber": "1"})))
         .await
         .unwrap();
     Camunda7Engine::new(camunda.base())
         .with_trace_variable("trace")
-        .start(traced(json!({"orderNumber": "2", "trace": "the payload's own"})))
+        .start(&traced(json!({"orderNumber": "2", "trace": "the payload's own"})))
         .await
         .unwrap();
     Camunda7Engine::new(camunda.base())
         .without_trace_variable()
-        .start(traced(json!({"orderNumber": "3"})))
+        .start(&traced(json!({"orderNumber": "3"})))
         .await
         .unwrap();
     let bodies: Vec<Value> = camunda

@@ -237,7 +237,7 @@ async fn an_unknown_definition_is_refused_and_a_suspended_one_fails_retryably() 
     let reply = unknown.post(&json!({}), &[]).await;
     assert_reply(&reply, 502, "engine_failed");
     let direct = engine
-        .start(StartCommand::new(
+        .start(&StartCommand::new(
             &order_deployment(1).with_definition_key("no-such-definition"),
             1,
             Map::new(),
@@ -278,7 +278,7 @@ async fn an_unknown_definition_is_refused_and_a_suspended_one_fails_retryably() 
         .await;
     assert_eq!(none, json!([]), "nothing was started");
     let direct = engine
-        .start(StartCommand::new(
+        .start(&StartCommand::new(
             &order_deployment(1).with_definition_key("suspended-intake"),
             1,
             Map::new(),
@@ -353,7 +353,7 @@ async fn a_cut_off_start_is_found_by_business_key_running_or_ended_and_a_missing
             engine.find_started(&command).await.unwrap().is_none(),
             "{definition}: none yet"
         );
-        let started = engine.start(command.clone()).await.unwrap();
+        let started = engine.start(&command.clone()).await.unwrap();
         let found = engine.find_started(&command).await.unwrap().expect("found");
         assert_eq!(found.id(), started.id(), "{definition}");
         assert_eq!(found.business_key(), Some(business_key.as_str()));
@@ -438,7 +438,7 @@ async fn a_wait_on_an_instance_deleted_in_camunda_answers_terminated() {
         1,
         Map::new(),
     );
-    let started = engine.start(command).await.unwrap();
+    let started = engine.start(&command).await.unwrap();
     let id = started.id().as_str();
     // An operator cancels it in Camunda (it waits in its user task).
     let deleted = camunda

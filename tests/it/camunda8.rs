@@ -227,7 +227,7 @@ async fn the_engine_reports_the_instance_and_definition_keys() {
     let engine = Camunda8Engine::new(&format!("http://{addr}"));
     let deployment = order_deployment(1);
     let command = StartCommand::new(&deployment, 1, order_payload()).with_idempotency_key("k");
-    let instance = engine.start(command).await.unwrap();
+    let instance = engine.start(&command).await.unwrap();
     assert_eq!(instance.id().as_str(), CREATED_KEY);
     assert_eq!(instance.definition_id(), Some("2251799813685249"));
     assert_eq!(instance.business_key(), Some("k"));

@@ -245,7 +245,7 @@ struct OneInstance;
 
 #[async_trait::async_trait]
 impl Engine for OneInstance {
-    async fn start(&self, _command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, _command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         Ok(ProcessInstance::new(InstanceId::new("the-one")))
     }
 }

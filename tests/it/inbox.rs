@@ -363,7 +363,7 @@ async fn a_starter_that_keeps_every_start_stays_ready_while_the_engine_is_away()
     struct Away;
     #[async_trait::async_trait]
     impl Engine for Away {
-        async fn start(&self, _: StartCommand) -> Result<ProcessInstance, EngineError> {
+        async fn start(&self, _: &StartCommand) -> Result<ProcessInstance, EngineError> {
             Err(EngineError::unavailable("down"))
         }
         async fn ready(&self) -> Result<(), EngineError> {

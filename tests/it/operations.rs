@@ -296,7 +296,7 @@ struct HostEngine;
 
 #[async_trait]
 impl Engine for HostEngine {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         Ok(ProcessInstance::new(InstanceId::new(format!(
             "host-{}",
             command.process

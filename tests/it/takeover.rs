@@ -73,7 +73,7 @@ impl Finder {
 
 #[async_trait]
 impl Engine for Finder {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let key = command.idempotency_key.clone().unwrap_or_default();
         let id = format!("started-{}", self.starts.load(Ordering::SeqCst));
@@ -217,7 +217,7 @@ async fn a_failed_look_up_keeps_the_key_reserved_for_the_next_taker() {
     struct Lost(Finder);
     #[async_trait]
     impl Engine for Lost {
-        async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+        async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
             self.0.start(command).await
         }
         fn recovery(&self) -> Recovery {
@@ -257,9 +257,9 @@ struct Deduplicating {
 
 #[async_trait]
 impl Engine for Deduplicating {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let key = command.idempotency_key.unwrap_or_default();
+        let key = command.idempotency_key.clone().unwrap_or_default();
         let mut instances = self.instances.lock().unwrap();
         let id = match instances.iter().find(|(k, _)| *k == key) {
             Some((_, id)) => id.clone(),

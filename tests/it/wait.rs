@@ -207,7 +207,7 @@ struct NeverEnds(InMemoryEngine);
 
 #[async_trait]
 impl Engine for NeverEnds {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         self.0.start(command).await
     }
 
@@ -298,7 +298,7 @@ struct Recording {
 
 #[async_trait]
 impl Engine for Recording {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         self.engine.start(command).await
     }
 

@@ -11,7 +11,7 @@ pub(crate) struct PrintingEngine<E>(E);
 
 #[async_trait]
 impl<E: Engine> Engine for PrintingEngine<E> {
-    async fn start(&self, command: StartCommand) -> Result<ProcessInstance, EngineError> {
+    async fn start(&self, command: &StartCommand) -> Result<ProcessInstance, EngineError> {
         let (process, environment) = (command.process, command.environment.clone());
         let instance = self.0.start(command).await?;
         println!("started instance {} of {process} in {environment}", instance.id());
