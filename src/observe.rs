@@ -20,6 +20,7 @@ use crate::error::WebhookError;
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::limit::{Quota, RateDecision};
 use crate::signal::Flag;
+use crate::source::SourceId;
 
 #[cfg(feature = "metrics")]
 mod names {
@@ -196,6 +197,11 @@ pub(crate) struct Observed {
     pub(crate) scheme: Option<&'static str>,
     /// Raised when the caller hung up (the router sets it): a wait stops.
     pub(crate) hung_up: Option<Flag>,
+    /// The webhook source the call named, when it exists (for the log).
+    pub(crate) source: Option<SourceId>,
+    /// The sender's delivery id or the caller's idempotency key (for the
+    /// log; recorded only when the log event is enabled).
+    pub(crate) delivery: Option<Box<str>>,
 }
 
 impl Observed {
@@ -262,34 +268,44 @@ pub(crate) fn chain(error: &dyn StdError) -> String {
     text
 }
 
-/// The one event of a call: process, environment, status, code, duration.
-/// Never a token: neither the request nor its headers are logged.
-pub(crate) fn log_call(observed: &Observed, result: Result<u16, &WebhookError>, elapsed: Duration) {
+/// The one event of a call: process, environment, the source and the
+/// delivery id or key, the instance (or a kept start's delivery id), the
+/// outcome, status, code, duration. Never a token: neither the request
+/// nor its headers are logged.
+pub(crate) fn log_call(
+    observed: &Observed,
+    result: Result<u16, &WebhookError>,
+    outcome: &str,
+    instance: Option<&str>,
+    elapsed: Duration,
+) {
     // Formatted only when a subscriber records the event.
     let process = observed.process.as_ref().map(tracing::field::display);
     let environment = observed.environment.as_ref().map(EnvironmentId::as_str);
+    let source = observed.source.as_ref().map(SourceId::as_str);
+    let delivery = observed.delivery.as_deref();
     let duration_us = elapsed.as_micros() as u64;
     match result {
         Ok(status) => tracing::info!(
             target: "process_webhook",
-            process, environment, status, code = "ok", duration_us,
+            process, environment, source, delivery, instance, outcome, status, code = "ok", duration_us,
             "webhook call"
         ),
         // Refusals that guard the server: worth seeing at `warn`.
         Err(error) if matches!(error.status(), 408 | 413) || error.code() == "server_busy" => tracing::warn!(
             target: "process_webhook",
-            process, environment, status = error.status(), code = error.code(), duration_us,
+            process, environment, source, delivery, outcome, status = error.status(), code = error.code(), duration_us,
             "webhook call"
         ),
         Err(error) if error.status() >= 500 => tracing::error!(
             target: "process_webhook",
-            process, environment, status = error.status(), code = error.code(), duration_us,
+            process, environment, source, delivery, outcome, status = error.status(), code = error.code(), duration_us,
             error = %chain(error),
             "webhook call"
         ),
         Err(error) => tracing::info!(
             target: "process_webhook",
-            process, environment, status = error.status(), code = error.code(), duration_us,
+            process, environment, source, delivery, outcome, status = error.status(), code = error.code(), duration_us,
             "webhook call"
         ),
     }

@@ -122,10 +122,21 @@ impl WebhookStarter {
                 ),
             None => reply,
         };
+        let kept = match &result {
+            Ok(Success::Queued(queued)) => Some(queued.delivery_id().to_string()),
+            _ => None,
+        };
+        let instance = match &result {
+            Ok(Success::Started(outcome) | Success::Waited(outcome, ..)) => {
+                Some(outcome.instance_id().as_str())
+            }
+            _ => kept.as_deref(),
+        };
         self.log_call(
             observed,
             result.as_ref().map(|_| reply.status()),
             outcome,
+            instance,
             started,
         );
         reply

@@ -71,6 +71,7 @@ impl WebhookStarter {
             .filter(|source| *source.process() == process)
             .ok_or(WebhookError::UnknownSource)?;
         observed.environment = Some(source.environment().id().clone());
+        observed.source = Some(id.clone());
         observed.scheme = Some(source.scheme().name());
         self.limit_environment(source.environment(), observed).await?;
         Ok(source)
@@ -109,6 +110,9 @@ impl WebhookStarter {
             Some(key) => Some(key),
             None => delivery.map(CallerKey::new).transpose()?,
         };
+        if let Some(key) = &key {
+            note_delivery(observed, key);
+        }
         let wait = head.wait;
         let read = |_deployment: &Deployment| {
             #[cfg_attr(not(feature = "mapping"), allow(unused_mut))]
@@ -215,5 +219,13 @@ fn json_in_form(form: &Map<String, Value>) -> Option<&str> {
     match form.get("payload") {
         Some(Value::String(json)) if form.len() == 1 => Some(json),
         _ => None,
+    }
+}
+
+/// Records the delivery id or key of a call for its log event, where the
+/// event is enabled (a copy of the key otherwise costs every call).
+pub(crate) fn note_delivery(observed: &mut Observed, key: &CallerKey) {
+    if tracing::enabled!(target: "process_webhook", tracing::Level::INFO) {
+        observed.delivery = Some(key.as_str().into());
     }
 }

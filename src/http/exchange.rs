@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::WebhookError;
 use crate::http::answer::Success;
-use crate::http::delivery::SourceAdmitted;
+use crate::http::delivery::{SourceAdmitted, note_delivery};
 use crate::http::target::parse_target;
 use crate::http::{
     HttpReply, RequestHead, check_body_size, is_envelope, open_envelope, parse_body, parse_payload,
@@ -365,6 +365,9 @@ impl WebhookStarter {
         from_envelope: bool,
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
+        if let Some(key) = head.idempotency_key.as_ref().or(head.signature_key.as_ref()) {
+            note_delivery(observed, key);
+        }
         let envelopes = self.settings.envelopes;
         let mut wait = None;
         let read = |deployment: &Deployment| {

@@ -10,13 +10,16 @@ use crate::starter::WebhookStarter;
 
 impl WebhookStarter {
     /// The one log event and the metrics of a call. `outcome` names a
-    /// success (`started`, `replayed`, `dry_run`, `schema`, `options`);
-    /// errors are `client_error` or `server_error`.
+    /// success (`started`, `replayed`, `queued`, `dry_run`, `schema`,
+    /// `options`, `ignored`, `challenge`); errors are `client_error` or
+    /// `server_error`. `instance` is the instance started (or the kept
+    /// start's delivery id).
     pub(crate) fn log_call(
         &self,
         observed: &Observed,
         result: Result<u16, &WebhookError>,
         outcome: &'static str,
+        instance: Option<&str>,
         started: Instant,
     ) {
         let elapsed = started.elapsed();
@@ -38,6 +41,6 @@ impl WebhookStarter {
             observed.scheme,
             elapsed,
         );
-        observe::log_call(observed, result, elapsed);
+        observe::log_call(observed, result, outcome, instance, elapsed);
     }
 }

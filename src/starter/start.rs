@@ -57,7 +57,14 @@ impl WebhookStarter {
                     (Err(WebhookError::Internal), observed)
                 });
                 let outcome = result.as_ref().map_or("", started_label);
-                self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
+                let instance = result.as_ref().ok().map(|o| o.instance_id().as_str());
+                self.log_call(
+                    &observed,
+                    result.as_ref().map(|_| 202),
+                    outcome,
+                    instance,
+                    started,
+                );
                 result
             })
             .instrument(span)
@@ -104,12 +111,22 @@ impl WebhookStarter {
             Ok(Done::DryRun(_) | Done::Described(_)) => Err(WebhookError::Internal),
             Err(error) => Err(error),
         };
-        let outcome = match &result {
-            Ok(Accepted::Started(outcome)) => started_label(outcome),
-            Ok(Accepted::Queued(_)) => "queued",
-            Err(_) => "",
+        let (outcome, kept) = match &result {
+            Ok(Accepted::Started(outcome)) => (started_label(outcome), None),
+            Ok(Accepted::Queued(queued)) => ("queued", Some(queued.delivery_id().to_string())),
+            Err(_) => ("", None),
         };
-        self.log_call(&observed, result.as_ref().map(|_| 202), outcome, started);
+        let instance = match &result {
+            Ok(Accepted::Started(outcome)) => Some(outcome.instance_id().as_str()),
+            _ => kept.as_deref(),
+        };
+        self.log_call(
+            &observed,
+            result.as_ref().map(|_| 202),
+            outcome,
+            instance,
+            started,
+        );
         result
     }
 

@@ -293,3 +293,84 @@ async fn refusals_that_guard_the_server_are_warnings_failures_errors_and_the_res
     assert!(events[2].contains("db-7.internal"), "the cause: {}", events[2]);
     assert_eq!(world.engine.started().len(), 0);
 }
+
+#[tokio::test]
+async fn a_calls_line_names_its_source_delivery_instance_and_outcome() {
+    let world = World::new();
+    let inbox = Arc::new(InMemoryInbox::new());
+    let starter = world.starter().with_inbox(inbox, InboxPolicy::Always);
+    let (captured, _guard) = capture_logs();
+    let auth = world.bearer();
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let queued = starter
+        .handle(
+            &target,
+            [("authorization", auth.as_str()), ("idempotency-key", "k-log-1")],
+            &body,
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let delivery: serde_json::Value = serde_json::from_slice(queued.body()).unwrap();
+    let delivery_id = delivery["deliveryId"].as_str().unwrap().to_owned();
+    let started = world
+        .starter()
+        .handle(
+            &target,
+            [("authorization", auth.as_str()), ("idempotency-key", "k-log-2")],
+            &body,
+        )
+        .await;
+    let instance = world.engine.started()[0].id.as_str().to_owned();
+    assert_eq!(started.status(), 202);
+
+    let logs = captured.text();
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains("webhook call")).collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    for (line, key, outcome, id) in [
+        (lines[0], "k-log-1", "queued", delivery_id.as_str()),
+        (lines[1], "k-log-2", "started", instance.as_str()),
+    ] {
+        assert!(
+            line.contains(&format!("delivery=\"{key}\"")) || line.contains(&format!("delivery={key}")),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("outcome=\"{outcome}\"")) || line.contains(&format!("outcome={outcome}")),
+            "{line}"
+        );
+        assert!(line.contains(id), "{line}");
+    }
+    assert!(!logs.contains(world.token.expose_secret()), "{logs}");
+
+    // A source's call names its source.
+    let host = crate::sources::Host::new(order_form());
+    host.add(
+        "zapier-orders",
+        SourceScheme::basic("zapier"),
+        &["a-basic-password-of-some-length"],
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("zapier:a-basic-password-of-some-length");
+    let headers = [
+        ("authorization".to_owned(), format!("Basic {basic}")),
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("idempotency-key".to_owned(), "zap-1".to_owned()),
+    ];
+    let reply = host
+        .post(
+            "zapier-orders",
+            &headers,
+            &serde_json::to_string(&order_payload()).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status(), 202);
+    let logs = captured.text();
+    let line = logs.lines().rfind(|l| l.contains("webhook call")).unwrap();
+    assert!(
+        line.contains("source=zapier-orders") || line.contains("source=\"zapier-orders\""),
+        "{line}"
+    );
+    assert!(line.contains("zap-1"), "{line}");
+    assert!(!logs.contains("a-basic-password-of-some-length"), "{logs}");
+}

@@ -338,7 +338,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,process_webhook=info")),
         )
         // Colours only for a person at a terminal, never into a file or a pipe.
         .with_ansi(std::io::stdout().is_terminal())
