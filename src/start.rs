@@ -39,6 +39,7 @@ use crate::observe::{Observed, chain};
 use crate::outcome::{Accepted, DryRun, QueuedStart, StartOutcome};
 use crate::request::{SignedCall, WebhookStartRequest};
 use crate::signature::{DEFAULT_SIGNATURE_TOLERANCE, SignatureHeaders, verify};
+use crate::source::SourceId;
 use crate::store::{IdempotencyStore, ModelStore, Reservation, TokenStore};
 use crate::token::EnvironmentToken;
 use crate::trace::TraceContext;
@@ -72,6 +73,8 @@ pub(crate) struct Call {
     pub(crate) key: Option<CallerKey>,
     pub(crate) trace: Option<Box<TraceContext>>,
     pub(crate) mode: Mode,
+    /// The webhook source that authenticated the call, if one did.
+    pub(crate) source: Option<SourceId>,
 }
 
 impl Call {
@@ -84,6 +87,7 @@ impl Call {
             key: None,
             trace: None,
             mode,
+            source: None,
         }
     }
 }
@@ -146,6 +150,7 @@ impl WebhookStartRequest {
             key,
             trace: self.trace,
             mode,
+            source: None,
         };
         let credential = Credential {
             token: self.token,
@@ -521,6 +526,8 @@ pub(crate) struct Checked {
     pub(crate) key: Option<CallerKey>,
     pub(crate) fingerprint: Option<PayloadFingerprint>,
     pub(crate) trace: Option<Box<TraceContext>>,
+    /// The webhook source that authenticated the call, if one did.
+    pub(crate) source: Option<SourceId>,
 }
 
 /// Step 7: the draft rule, then the payload against the start form (every
@@ -545,6 +552,7 @@ pub(crate) fn check(call: Call, deployment: Deployment) -> Result<Checked, Webho
         key: call.key,
         fingerprint,
         trace: call.trace,
+        source: call.source,
     })
 }
 
@@ -614,6 +622,7 @@ pub(crate) fn command_of(checked: Checked) -> (StartCommand, Answer) {
         key,
         fingerprint,
         trace,
+        source: _,
     } = checked;
     let mut command = StartCommand::new(&deployment, version, variables);
     command.idempotency_key = key.as_ref().map(|k| k.as_str().to_owned());

@@ -1551,6 +1551,16 @@ async fn with_postgres_and_the_engine_away_a_start_is_queued_and_the_admin_comma
         "{listed}"
     );
     assert!(listed.contains("attempts 1"), "{listed}");
+    let (code, of_source, _) = admin(
+        &settings,
+        &["deliveries", "list", "--source", "github-orders"],
+        "",
+    );
+    assert_eq!(
+        (code, of_source.as_str()),
+        (Some(0), ""),
+        "a token call has no source"
+    );
 
     let (code, shown, _) = admin(&settings, &["deliveries", "show", &id], "");
     assert_eq!(code, Some(0));

@@ -114,6 +114,7 @@ impl WebhookStarter {
             note_delivery(observed, key);
         }
         let wait = head.wait;
+        let source_id = observed.source.clone();
         let read = |_deployment: &Deployment| {
             #[cfg_attr(not(feature = "mapping"), allow(unused_mut))]
             let mut payload = payload;
@@ -129,6 +130,7 @@ impl WebhookStarter {
                 key,
                 trace: head.trace.map(Box::new),
                 mode: if head.dry_run { Mode::DryRun } else { Mode::Accept },
+                source: source_id,
             })
         };
         let done = run(self, process, &environment, observed, read).await;

@@ -165,6 +165,7 @@ impl RequestHead {
             key: self.idempotency_key.take().or_else(|| self.signature_key.take()),
             trace: self.trace.take().map(Box::new),
             mode: if self.dry_run { Mode::DryRun } else { Mode::Accept },
+            source: None,
         }
     }
 

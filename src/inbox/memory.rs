@@ -85,6 +85,7 @@ impl Entry {
             process: command.process,
             version: command.version,
             caller_key: self.start.caller_key.as_ref().map(|k| k.key().to_owned()),
+            source: self.start.source.clone(),
             kept_at: self.start.kept_at,
             due_at: self.due_at,
             attempts: self.attempts,
@@ -274,6 +275,12 @@ impl Inbox for InMemoryInbox {
                 .entries
                 .values()
                 .filter(|e| query.status.is_none_or(|s| e.status == s))
+                .filter(|e| {
+                    query
+                        .source
+                        .as_ref()
+                        .is_none_or(|s| e.start.source.as_ref() == Some(s))
+                })
                 .filter(|e| {
                     query
                         .environment

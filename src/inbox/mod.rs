@@ -22,6 +22,7 @@ use crate::engine::StartCommand;
 use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::idempotency::IdempotencyKey;
 use crate::port_error::StoreError;
+use crate::source::SourceId;
 
 mod memory;
 
@@ -91,6 +92,8 @@ pub struct KeptStart {
     pub caller_key: Option<IdempotencyKey>,
     /// When it was kept.
     pub kept_at: SystemTime,
+    /// The webhook source that authenticated it, if one did.
+    pub source: Option<SourceId>,
 }
 
 impl KeptStart {
@@ -101,7 +104,14 @@ impl KeptStart {
             command,
             caller_key,
             kept_at: SystemTime::now(),
+            source: None,
         }
+    }
+
+    /// The same start, authenticated by `source`.
+    pub fn with_source(mut self, source: SourceId) -> Self {
+        self.source = Some(source);
+        self
     }
 }
 
@@ -144,6 +154,8 @@ pub struct Delivery {
     pub version: u32,
     /// The caller's idempotency key, when it sent one.
     pub caller_key: Option<String>,
+    /// The webhook source that authenticated it, if one did.
+    pub source: Option<SourceId>,
     /// When it was kept.
     pub kept_at: SystemTime,
     /// When it is due (for a queued start).
@@ -179,6 +191,8 @@ pub struct InboxQuery {
     pub status: Option<DeliveryStatus>,
     /// Only starts in this environment.
     pub environment: Option<EnvironmentId>,
+    /// Only starts of this webhook source.
+    pub source: Option<SourceId>,
     /// At most this many (all when `None`).
     pub limit: Option<usize>,
 }
@@ -193,6 +207,12 @@ impl InboxQuery {
     /// Only starts in `environment`.
     pub fn with_environment(mut self, environment: EnvironmentId) -> Self {
         self.environment = Some(environment);
+        self
+    }
+
+    /// Only starts of the webhook source `source`.
+    pub fn with_source(mut self, source: SourceId) -> Self {
+        self.source = Some(source);
         self
     }
 

@@ -158,6 +158,7 @@ impl WebhookStarter {
             }
             _ => None,
         };
+        let source = checked.source.clone();
         let (mut command, answer) = command_of(checked);
         if command.idempotency_key.is_none() {
             command.idempotency_key = Some(id.to_string());
@@ -206,7 +207,8 @@ impl WebhookStarter {
             },
         };
         let queued = QueuedStart::new(id, command.process, command.version, command.environment.clone());
-        let start = KeptStart::new(id, command, caller_key.clone());
+        let mut start = KeptStart::new(id, command, caller_key.clone());
+        start.source = source;
         let refusal = match kept.inbox.keep(start, kept.limit).await {
             Ok(Keeping::Kept) => {
                 tracing::info!(

@@ -176,6 +176,17 @@ async fn with_temporal_away_every_delivery_is_queued_and_started_once_when_it_is
     }
     let kept = store.counts().await.unwrap();
     assert_eq!(kept.queued, (3 * EACH) as u64, "every delivery kept");
+    for source in ["github-orders", "stripe-orders"] {
+        let of_source = store
+            .list(&InboxQuery::default().with_source(source.parse().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(
+            of_source.len(),
+            EACH,
+            "{source}'s deliveries, kept with their source"
+        );
+    }
 
     // Temporal is back, for another replica: its dispatcher starts them.
     let back = replica(TemporalEngine::new(&temporal, "default", &queue));

@@ -19,6 +19,9 @@ pub(crate) enum Deliveries {
         /// Only those of this environment.
         #[arg(long)]
         environment: Option<String>,
+        /// Only those of this webhook source.
+        #[arg(long)]
+        source: Option<SourceId>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -43,6 +46,9 @@ pub(crate) enum Deliveries {
         /// With `--dead`: only this environment's.
         #[arg(long, requires = "dead")]
         environment: Option<String>,
+        /// With `--dead`: only this webhook source's.
+        #[arg(long, requires = "dead")]
+        source: Option<SourceId>,
     },
     /// Discard queued or dead starts: they will not start.
     Discard {
@@ -63,11 +69,16 @@ fn at(time: SystemTime) -> String {
 
 fn line(delivery: &Delivery) -> String {
     format!(
-        "{} {} kept {} in {} process {} v{} attempts {}{}",
+        "{} {} kept {} in {}{} process {} v{} attempts {}{}",
         delivery.id,
         delivery.status,
         at(delivery.kept_at),
         delivery.environment,
+        delivery
+            .source
+            .as_ref()
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default(),
         delivery.process,
         delivery.version,
         delivery.attempts,
@@ -85,9 +96,13 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
         Deliveries::List {
             status,
             environment,
+            source,
             limit,
         } => {
             let mut query = InboxQuery::default().with_limit(limit);
+            if let Some(source) = source {
+                query = query.with_source(source);
+            }
             if let Some(status) = status {
                 query = query.with_status(status);
             }
@@ -120,9 +135,13 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
             ids,
             dead,
             environment,
+            source,
         } => {
             let ids = if dead {
                 let mut query = InboxQuery::default().with_status(DeliveryStatus::Dead);
+                if let Some(source) = source {
+                    query = query.with_source(source);
+                }
                 if let Some(environment) = environment {
                     query = query.with_environment(EnvironmentId::new(environment));
                 }

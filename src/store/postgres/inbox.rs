@@ -16,6 +16,7 @@ use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 use crate::inbox::{Claimed, Delivery, DeliveryStatus, Inbox, InboxCounts, InboxQuery, Keeping, KeptStart};
 use crate::model::Deployment;
+use crate::source::SourceId;
 use crate::store::StoreError;
 use crate::trace::TraceContext;
 
@@ -38,7 +39,7 @@ pub(super) struct InboxStatements {
 }
 
 /// The columns a delivery is read back from.
-const COLUMNS: &str = "id, status, environment, process, version, caller_key, command, \
+const COLUMNS: &str = "id, status, environment, process, version, caller_key, source, command, \
     extract(epoch from kept_at)::float8 AS kept_at, extract(epoch from due_at)::float8 AS due_at, \
     attempts, last_error, instance, lease";
 
@@ -50,8 +51,8 @@ impl InboxStatements {
                 "SELECT count(*) FROM {s}.deliveries WHERE environment = $1 AND status IN ('queued', 'dead')"
             ),
             keep: format!(
-                "INSERT INTO {s}.deliveries (id, environment, process, version, caller_key, command, status, kept_at, due_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', to_timestamp($7), to_timestamp($7))"
+                "INSERT INTO {s}.deliveries (id, environment, process, version, caller_key, command, status, kept_at, due_at, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', to_timestamp($7), to_timestamp($7), $8)"
             ),
             claim: format!(
                 "UPDATE {s}.deliveries d SET lease = nextval('{s}.delivery_leases'), \
@@ -60,7 +61,7 @@ impl InboxStatements {
                        WHERE status = 'queued' AND due_at <= to_timestamp($1) \
                          AND (leased_until IS NULL OR leased_until <= to_timestamp($1)) \
                        ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) c \
-                 WHERE d.id = c.id RETURNING d.id, d.status, d.environment, d.process, d.version, d.caller_key, \
+                 WHERE d.id = c.id RETURNING d.id, d.status, d.environment, d.process, d.version, d.caller_key, d.source, \
                    d.command, extract(epoch from d.kept_at)::float8 AS kept_at, \
                    extract(epoch from d.due_at)::float8 AS due_at, d.attempts - 1 AS attempts, d.last_error, \
                    d.instance, d.lease"
@@ -89,6 +90,7 @@ impl InboxStatements {
             list: format!(
                 "SELECT {COLUMNS} FROM {s}.deliveries \
                  WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR environment = $2) \
+                   AND ($4::text IS NULL OR source = $4) \
                  ORDER BY kept_at DESC, id DESC LIMIT $3"
             ),
             counts: format!(
@@ -184,6 +186,10 @@ fn delivery_from(row: &PgRow) -> Result<(Delivery, Option<i64>), StoreError> {
         process: ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
         version: u32::try_from(version).unwrap_or_default(),
         caller_key: get(row, "caller_key")?,
+        source: get::<Option<String>>(row, "source")?
+            .map(|s| s.parse::<SourceId>())
+            .transpose()
+            .map_err(|e| StoreError::new("postgres: a kept start's source id is malformed").with_source(e))?,
         kept_at: time_of(get(row, "kept_at")?),
         due_at: time_of(get(row, "due_at")?),
         attempts: u32::try_from(attempts).unwrap_or_default(),
@@ -276,6 +282,7 @@ impl Inbox for PostgresStore {
                 .bind(start.caller_key.as_ref().map(IdempotencyKey::key))
                 .bind(&stored)
                 .bind(seconds(start.kept_at))
+                .bind(start.source.as_ref().map(SourceId::as_str))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("SELECT pg_notify($1, '')")
@@ -305,6 +312,7 @@ impl Inbox for PostgresStore {
                 .map(|key| IdempotencyKey::new(delivery.environment.clone(), delivery.process, key.as_str()));
             let mut start = KeptStart::new(delivery.id, delivery.command, caller_key);
             start.kept_at = delivery.kept_at;
+            start.source = delivery.source;
             claimed.push(Claimed {
                 start,
                 attempts: delivery.attempts,
@@ -382,7 +390,8 @@ impl Inbox for PostgresStore {
         let sql = sqlx::query(&self.sql.inbox.list)
             .bind(query.status.map(DeliveryStatus::as_str))
             .bind(query.environment.as_ref().map(EnvironmentId::as_str))
-            .bind(limit);
+            .bind(limit)
+            .bind(query.source.as_ref().map(SourceId::as_str));
         let rows = self.run("listing kept starts", sql.fetch_all(&self.pool)).await?;
         rows.iter()
             .map(|row| delivery_from(row).map(|(d, _)| d))

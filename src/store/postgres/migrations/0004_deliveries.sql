@@ -8,6 +8,7 @@ CREATE TABLE __SCHEMA__.deliveries (
     process uuid NOT NULL,
     version integer NOT NULL,
     caller_key text,
+    source text,
     command jsonb NOT NULL,
     status text NOT NULL CHECK (status IN ('queued', 'started', 'dead', 'discarded')),
     kept_at timestamptz NOT NULL,
@@ -23,4 +24,5 @@ CREATE INDEX deliveries_held ON __SCHEMA__.deliveries (environment) WHERE status
 CREATE INDEX deliveries_key ON __SCHEMA__.deliveries (environment, process, caller_key, kept_at DESC)
     WHERE caller_key IS NOT NULL;
 CREATE INDEX deliveries_kept ON __SCHEMA__.deliveries (kept_at DESC, id DESC);
+CREATE INDEX deliveries_source ON __SCHEMA__.deliveries (source, kept_at DESC) WHERE source IS NOT NULL;
 CREATE SEQUENCE __SCHEMA__.delivery_leases;
