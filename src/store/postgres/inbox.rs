@@ -23,7 +23,6 @@ use crate::trace::TraceContext;
 /// The inbox's statements, with the schema put in once.
 #[derive(Debug)]
 pub(super) struct InboxStatements {
-    lock: String,
     held: String,
     keep: String,
     claim: String,
@@ -46,7 +45,6 @@ const COLUMNS: &str = "id, status, environment, process, version, caller_key, so
 impl InboxStatements {
     pub(super) fn new(s: &str) -> Self {
         Self {
-            lock: "SELECT pg_advisory_xact_lock(hashtext($1))".to_owned(),
             held: format!(
                 "SELECT count(*) FROM {s}.deliveries WHERE environment = $1 AND status IN ('queued', 'dead')"
             ),
@@ -103,6 +101,65 @@ impl InboxStatements {
                 "SELECT {COLUMNS} FROM {s}.deliveries \
                  WHERE environment = $1 AND process = $2 AND caller_key = $3 ORDER BY kept_at DESC LIMIT 1"
             ),
+        }
+    }
+}
+
+/// What a store knows of its environments' kept starts between counts, and
+/// when it last woke the dispatchers.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    counts: std::sync::Mutex<std::collections::HashMap<String, (usize, std::time::Instant)>>,
+    notified: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Held {
+    /// Whether `environment`'s count is stale (over a second old) or near
+    /// `limit` (within a tenth of it): then it is counted again.
+    fn near(&self, environment: &str, limit: usize) -> bool {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match counts.get(environment) {
+            Some((held, at)) => {
+                at.elapsed() > Duration::from_secs(1) || held.saturating_add(limit / 10 + 1) >= limit
+            }
+            None => true,
+        }
+    }
+
+    fn set(&self, environment: &str, held: usize) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.insert(environment.to_owned(), (held, std::time::Instant::now()));
+    }
+
+    /// One more kept start of `environment` since its count.
+    fn kept(&self, environment: &str) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((held, _)) = counts.get_mut(environment) {
+            *held += 1;
+        }
+    }
+
+    /// Whether to wake the dispatchers now: not within 50 ms of the last.
+    fn notify_now(&self) -> bool {
+        let mut notified = self
+            .notified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *notified {
+            Some(at) if at.elapsed() < Duration::from_millis(50) => false,
+            _ => {
+                *notified = Some(std::time::Instant::now());
+                true
+            }
         }
     }
 }
@@ -245,9 +302,13 @@ impl PostgresStore {
 
 #[async_trait]
 impl Inbox for PostgresStore {
-    /// One transaction: the environment's kept starts counted under an
-    /// advisory lock of the environment (so that replicas keeping at once do
-    /// not pass the limit together), then the start inserted.
+    /// One `INSERT`, no transaction of its own: keeps from every client
+    /// commit together, as single-row inserts do. The limit is checked
+    /// against a count of the environment's kept starts that each store
+    /// refreshes at most once a second (and again whenever it nears the
+    /// limit), so replicas keeping at once may pass it by the starts they
+    /// keep in that second. Dispatchers are woken (`NOTIFY`) at most every
+    /// 50 ms per store: a `NOTIFY` serializes the commits that carry it.
     async fn keep(&self, start: KeptStart, limit: usize) -> Result<Keeping, StoreError> {
         let command = &start.command;
         let stored = serde_json::to_value(StoredCommand::of(command))
@@ -257,42 +318,37 @@ impl Inbox for PostgresStore {
         }
         storable("an environment id", command.environment.as_str())?;
         let sql = &self.sql.inbox;
-        let work = async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(&sql.lock)
-                .bind(format!(
-                    "process_webhook inbox {} {}",
-                    self.sql.schema, command.environment
-                ))
-                .execute(&mut *tx)
+        let environment = command.environment.as_str();
+        if self.held.near(environment, limit) {
+            let query = sqlx::query_scalar::<_, i64>(&sql.held).bind(environment);
+            let held = self
+                .run("counting kept starts", query.fetch_one(&self.pool))
                 .await?;
-            let held: i64 = sqlx::query_scalar(&sql.held)
-                .bind(command.environment.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            if usize::try_from(held).unwrap_or(usize::MAX) >= limit {
-                tx.rollback().await?;
+            let held = usize::try_from(held).unwrap_or(usize::MAX);
+            self.held.set(environment, held);
+            if held >= limit {
                 return Ok(Keeping::Full);
             }
-            sqlx::query(&sql.keep)
-                .bind(start.id.as_uuid())
-                .bind(command.environment.as_str())
-                .bind(command.process.as_uuid())
-                .bind(i32::try_from(command.version).unwrap_or(i32::MAX))
-                .bind(start.caller_key.as_ref().map(IdempotencyKey::key))
-                .bind(&stored)
-                .bind(seconds(start.kept_at))
-                .bind(start.source.as_ref().map(SourceId::as_str))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(&self.sql.inbox_channel)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Keeping::Kept)
-        };
-        self.run("keeping a start", work).await
+        }
+        let query = sqlx::query(&sql.keep)
+            .bind(start.id.as_uuid())
+            .bind(environment)
+            .bind(command.process.as_uuid())
+            .bind(i32::try_from(command.version).unwrap_or(i32::MAX))
+            .bind(start.caller_key.as_ref().map(IdempotencyKey::key))
+            .bind(&stored)
+            .bind(seconds(start.kept_at))
+            .bind(start.source.as_ref().map(SourceId::as_str));
+        self.run("keeping a start", query.execute(&self.pool)).await?;
+        self.held.kept(environment);
+        if self.held.notify_now() {
+            let notify = sqlx::query("SELECT pg_notify($1, '')").bind(&self.sql.inbox_channel);
+            // A lost wake-up costs a dispatcher one poll interval, never a start.
+            if let Err(error) = self.run("waking dispatchers", notify.execute(&self.pool)).await {
+                tracing::warn!(target: "process_webhook", error = %crate::observe::chain(&error), "could not wake the dispatchers");
+            }
+        }
+        Ok(Keeping::Kept)
     }
 
     async fn claim(&self, now: SystemTime, lease: Duration, max: usize) -> Result<Vec<Claimed>, StoreError> {

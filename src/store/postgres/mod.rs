@@ -138,6 +138,7 @@ pub struct PostgresStore {
     secrets: Arc<RwLock<Keyring>>,
     keys: Arc<sealing::Keys>,
     listening: Arc<AtomicBool>,
+    held: Arc<inbox::Held>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -182,6 +183,7 @@ impl PostgresStore {
             secrets: Arc::default(),
             keys: Arc::default(),
             listening: Arc::default(),
+            held: Arc::default(),
         }
     }
 
