@@ -282,10 +282,16 @@
 //! - `redis`: `RedisIdempotencyStore` and `RedisRateLimiter`, idempotency
 //!   keys and rate limits shared by replicas through Redis.
 //! - `postgres`: `PostgresStore`, models, tokens, webhook sources (their
-//!   secrets encrypted) and idempotency keys in
+//!   secrets encrypted), idempotency keys and the inbox's kept starts in
 //!   PostgreSQL (sqlx), shared by several replicas.
 //! - `testing`: the `testing` module, conformance suites for a host's own
 //!   stores.
+//! - `mapping`: webhook sources that map a sender's payload into the start
+//!   form (RFC 9535 JSONPath), with conditions.
+//! - `multipart`: `multipart/form-data` bodies.
+//! - `dispatcher`: `Dispatcher::run`, the loop that starts the starts an
+//!   [`Inbox`] keeps (without it, call [`Dispatcher::dispatch_due`] on a
+//!   timer of your own).
 //! - `server`: the `webhook_server` binary.
 //!
 //! # Guides
@@ -297,7 +303,9 @@
 //! verified by their own signatures), [running it in
 //! production](guide::production) (limits, metrics, health, trace context),
 //! [many replicas](guide::replicas), the [engines](guide::engines) and
-//! [`Prefer: wait`](guide::waiting).
+//! [`Prefer: wait`](guide::waiting). The inbox (a start kept while the
+//! engine is away, and the [`Dispatcher`] that starts it later) is in the
+//! guarantees guide.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]

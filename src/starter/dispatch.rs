@@ -25,7 +25,7 @@ use crate::store::IdempotencyStore;
 ///
 /// Each replica runs one: the host calls [`dispatch_due`](Self::dispatch_due)
 /// on a timer, or, with the `dispatcher` feature, spawns
-/// [`run`](Self::run). Replicas share the work through the leases: a start
+/// `run` (feature `dispatcher`). Replicas share the work through the leases: a start
 /// is dispatched by one at a time, and a replica that dies while
 /// dispatching leaves its starts to another once their lease ends. A start
 /// dispatched again is recognised by an engine that deduplicates (Temporal:
@@ -107,7 +107,7 @@ impl Dispatcher {
     /// call may take, so that a start is not dispatched twice while its call
     /// runs.
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-    /// How often [`run`](Self::run) looks for due starts when it found none
+    /// How often `run` (feature `dispatcher`) looks for due starts when it found none
     /// (default 1 s).
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
     /// How many starts one round claims and dispatches at once (default 32).
@@ -125,7 +125,7 @@ impl Dispatcher {
         self
     }
 
-    /// Sets how often [`run`](Self::run) looks for due starts.
+    /// Sets how often `run` (feature `dispatcher`) looks for due starts.
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -146,7 +146,7 @@ impl Dispatcher {
         self
     }
 
-    /// Wakes [`run`](Self::run) between its polls when `wakeup` is
+    /// Wakes `run` (feature `dispatcher`) between its polls when `wakeup` is
     /// notified (`PostgresStore::spawn_inbox_wakeups` notifies it each
     /// time a replica keeps a start).
     #[cfg(feature = "dispatcher")]
