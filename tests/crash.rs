@@ -359,26 +359,10 @@ async fn crash_run(label: &str, shared: &[(&str, &str)], temporal: &str) {
         );
     }
     // And nothing else ran on the run's task queue (visibility may lag).
-    let query = format!("TaskQueue=\"{queue}\"");
-    let mut count = Value::Null;
-    for _ in 0..50 {
-        count = client
-            .get(format!("{base}/api/v1/namespaces/default/workflow-count"))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if count["count"] == json!(KEYS.to_string()) || count["count"] == json!(KEYS) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        count["count"] == json!(KEYS.to_string()) || count["count"] == json!(KEYS),
-        "{label}: exactly one workflow per key on the task queue: {count}"
+    assert_eq!(
+        common::workflows_on_queue(&client, temporal, &queue, KEYS).await,
+        KEYS as u64,
+        "{label}: exactly one workflow per key on the task queue"
     );
 }
 
@@ -507,43 +491,17 @@ async fn replicas_dispatching_a_backlog_start_each_once_while_one_is_killed_ever
     );
     let attempts: u32 = all.iter().map(|d| d.attempts).sum();
     let client = reqwest::Client::new();
-    let base = temporal.trim_end_matches('/');
-    let query = format!("TaskQueue=\"{queue}\"");
-    let mut count = Value::Null;
-    for _ in 0..100 {
-        count = client
-            .get(format!("{base}/api/v1/namespaces/default/workflow-count"))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if count["count"] == json!(BACKLOG.to_string()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     assert_eq!(
-        count["count"],
-        json!(BACKLOG.to_string()),
+        common::workflows_on_queue(&client, &temporal, &queue, BACKLOG).await,
+        BACKLOG as u64,
         "exactly one workflow per kept start"
     );
     for delivery in all.iter().step_by(50) {
         let workflow_id = TemporalEngine::workflow_id_for(&production, &process, &delivery.id.to_string());
-        let described: Value = client
-            .get(format!(
-                "{base}/api/v1/namespaces/default/workflows/{workflow_id}"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
         assert_eq!(
-            described["workflowExecutionInfo"]["execution"]["runId"].as_str(),
+            common::workflow_run(&client, &temporal, &workflow_id)
+                .await
+                .as_deref(),
             delivery.instance.as_ref().map(|i| i.as_str()),
             "the inbox recorded the run Temporal holds"
         );

@@ -402,3 +402,59 @@ impl Drop for PythonWorker {
         let _ = self.0.wait();
     }
 }
+
+/// How many workflows Temporal's visibility counts on `queue`, asked until
+/// it says `expected` (visibility lags the starts) or 20 s have passed: the
+/// last count it gave.
+pub async fn workflows_on_queue(
+    client: &reqwest::Client,
+    temporal: &str,
+    queue: &str,
+    expected: usize,
+) -> u64 {
+    let base = temporal.trim_end_matches('/');
+    let query = format!("TaskQueue=\"{queue}\"");
+    let mut count = 0;
+    for _ in 0..100 {
+        let answer: Value = client
+            .get(format!("{base}/api/v1/namespaces/default/workflow-count"))
+            .query(&[("query", query.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The HTTP API writes an int64 as a string.
+        count = match &answer["count"] {
+            Value::String(text) => text.parse().unwrap_or(0),
+            other => other.as_u64().unwrap_or(0),
+        };
+        if count == expected as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    count
+}
+
+/// What Temporal's HTTP API answers at `path` under the default namespace.
+pub async fn temporal_get(client: &reqwest::Client, temporal: &str, path: &str) -> Value {
+    let base = temporal.trim_end_matches('/');
+    client
+        .get(format!("{base}/api/v1/namespaces/default/{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The run id of workflow `workflow_id`'s current run.
+pub async fn workflow_run(client: &reqwest::Client, temporal: &str, workflow_id: &str) -> Option<String> {
+    let described = temporal_get(client, temporal, &format!("workflows/{workflow_id}")).await;
+    described["workflowExecutionInfo"]["execution"]["runId"]
+        .as_str()
+        .map(str::to_owned)
+}

@@ -206,20 +206,10 @@ async fn with_temporal_away_every_delivery_is_queued_and_started_once_when_it_is
 
     // Each exactly once, with its input; every redelivery replays it.
     let client = reqwest::Client::new();
-    let base = temporal.trim_end_matches('/');
     let environment = EnvironmentId::new("production");
     for delivery in &deliveries {
         let workflow_id = TemporalEngine::workflow_id_for(&environment, &uuid(ORDER_INTAKE), &delivery.key);
-        let history: Value = client
-            .get(format!(
-                "{base}/api/v1/namespaces/default/workflows/{workflow_id}/history"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let history = temporal_get(&client, &temporal, &format!("workflows/{workflow_id}/history")).await;
         let started = &history["history"]["events"][0]["workflowExecutionStartedEventAttributes"];
         let input: Value = serde_json::from_str(&delivery.body).unwrap();
         assert_eq!(
@@ -232,33 +222,16 @@ async fn with_temporal_away_every_delivery_is_queued_and_started_once_when_it_is
             (status, body["status"].as_str(), replayed.as_deref()),
             (202, Some("started"), Some("true"))
         );
-        let run = started_run(&client, base, &workflow_id).await;
+        let run = workflow_run(&client, &temporal, &workflow_id).await;
         assert_eq!(
             body["instanceId"].as_str(),
-            Some(run.as_str()),
+            run.as_deref(),
             "replayed with its run"
         );
     }
-    let query = format!("TaskQueue=\"{queue}\"");
-    let mut count = Value::Null;
-    for _ in 0..50 {
-        count = client
-            .get(format!("{base}/api/v1/namespaces/default/workflow-count"))
-            .query(&[("query", query.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if count["count"] == json!((3 * EACH).to_string()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     assert_eq!(
-        count["count"],
-        json!((3 * EACH).to_string()),
+        workflows_on_queue(&client, &temporal, &queue, 3 * EACH).await,
+        (3 * EACH) as u64,
         "exactly one workflow per delivery"
     );
     let pool = process_webhook::sqlx::PgPool::connect(&database).await.unwrap();
@@ -279,21 +252,4 @@ fn as_shown(value: Value) -> Value {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, as_shown(v))).collect()),
         other => other,
     }
-}
-
-async fn started_run(client: &reqwest::Client, base: &str, workflow_id: &str) -> String {
-    let described: Value = client
-        .get(format!(
-            "{base}/api/v1/namespaces/default/workflows/{workflow_id}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    described["workflowExecutionInfo"]["execution"]["runId"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
