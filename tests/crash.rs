@@ -388,11 +388,7 @@ async fn replicas_sharing_postgres_answer_every_key_once_while_one_is_killed_eve
         &temporal,
     )
     .await;
-    let pool = process_webhook::sqlx::PgPool::connect(&database).await.unwrap();
-    process_webhook::sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    drop_schema(&database, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,7 +511,12 @@ async fn replicas_dispatching_a_backlog_start_each_once_while_one_is_killed_ever
     );
     assert!(kills >= 3, "the replica was killed while dispatching");
     let _ = ids;
-    let pool = process_webhook::sqlx::PgPool::connect(&database).await.unwrap();
+    drop_schema(&database, &schema).await;
+}
+
+/// Drops a run's schema.
+async fn drop_schema(database: &str, schema: &str) {
+    let pool = process_webhook::sqlx::PgPool::connect(database).await.unwrap();
     process_webhook::sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&pool)
         .await

@@ -276,16 +276,22 @@ where
         Ok(outcome) => store.complete(&key, outcome).await,
         Err(_) => store.release(&key).await,
     };
-    if let Err(error) = recorded {
-        // The start's own result stands; a key left reserved counts as
-        // abandoned once the store's lease ends.
+    record(recorded, &key, "record the outcome of");
+    result
+}
+
+/// Logs a key store's failure to record what became of a start (`what`:
+/// "record the outcome of", "release the key of"): the start's own answer
+/// stands, and a key left reserved counts as abandoned once the store's
+/// lease ends.
+pub(crate) fn record(result: Result<(), crate::store::StoreError>, key: &IdempotencyKey, what: &str) {
+    if let Err(error) = result {
         tracing::error!(
             target: "process_webhook",
             process = %key.process(),
             environment = %key.environment(),
             error = %chain(&error),
-            "could not record the outcome of an idempotent start"
+            "could not {what} an idempotent start"
         );
     }
-    result
 }

@@ -557,4 +557,4 @@ pub(crate) fn check(call: Call, deployment: Deployment) -> Result<Checked, Webho
 
 mod finish;
 
-pub(crate) use finish::{EngineCalls, Reserved, command_of, reserve, start_checked};
+pub(crate) use finish::{EngineCalls, Reserved, command_of, record, reserve, start_checked};

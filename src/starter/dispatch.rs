@@ -273,7 +273,9 @@ impl Dispatcher {
                 let done = self.inbox.complete(&claimed, instance.id()).await;
                 self.settle(done, Dispatched::Started)
             }
-            Err(error) if retryable(&error) => {
+            // The engine was away, overloaded, or failed in a way a retry
+            // may fix; a store could not answer; a panic was caught.
+            Err(error) if error.is_retryable() => {
                 let at = now + self.backoff(claimed.attempts, error.retry_after());
                 let done = self.inbox.reschedule(&claimed, at, &chain(&error)).await;
                 self.settle(done, Dispatched::Rescheduled)
@@ -295,18 +297,18 @@ impl Dispatcher {
     /// The engine's start of a claimed start: for an engine that finds
     /// starts by business key, a start tried before is looked up first.
     async fn start(&self, claimed: &Claimed) -> Result<ProcessInstance, WebhookError> {
-        let command = claimed.start.command.clone();
+        // Borrowed, not copied: an engine borrows the command it starts.
+        let command = &claimed.start.command;
         if claimed.attempts > 0 && matches!(self.engine.recovery(), Recovery::FindsByBusinessKey { .. }) {
             let engine = &self.engine;
             let found =
-                catch_panic(async { engine.find_started(&command).await.map_err(WebhookError::from) })
-                    .await?;
+                catch_panic(async { engine.find_started(command).await.map_err(WebhookError::from) }).await?;
             if let Some(instance) = found {
                 return Ok(instance);
             }
         }
         let engine = &self.engine;
-        catch_panic(async move { engine.start(&command).await.map_err(WebhookError::from) }).await
+        catch_panic(async move { engine.start(command).await.map_err(WebhookError::from) }).await
     }
 
     /// A random delay before attempt `attempts + 1`: up to
@@ -335,13 +337,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// Whether a failed dispatch is tried again: the engine was away,
-/// overloaded, or failed in a way a retry may fix; a store that could not
-/// answer; a caught panic.
-fn retryable(error: &WebhookError) -> bool {
-    error.is_retryable()
 }
 
 /// A uniform random number in `[0, 1)`.

@@ -11,7 +11,7 @@ use crate::inbox::{DeliveryStatus, Inbox, Keeping, KeptStart};
 use crate::observe::catch_panic;
 use crate::observe::chain;
 use crate::outcome::{Accepted, QueuedStart, StartOutcome};
-use crate::start::{Checked, Reserved, command_of, reserve};
+use crate::start::{Checked, Reserved, command_of, record, reserve};
 use crate::starter::WebhookStarter;
 use crate::store::IdempotencyStore;
 
@@ -175,11 +175,9 @@ impl WebhookStarter {
             _ => Ok(None),
         };
         let reserved = reserved.map(|(store, key, _)| (store, key));
-        let found = match found {
-            Ok(found) => found,
-            // The key stays reserved; its next delivery takes it over again.
-            Err(error) => return Err(error),
-        };
+        // A failed look-up leaves the key reserved; its next delivery takes
+        // it over again.
+        let found = found?;
         let failure = match (kept.policy, found) {
             (_, Some(instance)) => {
                 let outcome = answer.outcome(&instance);
@@ -243,21 +241,6 @@ impl WebhookStarter {
 /// away, overloaded, or failed in a way a retry may fix.
 fn worth_keeping(error: &WebhookError) -> bool {
     matches!(error, WebhookError::EngineFailed { source } if source.is_retryable())
-}
-
-/// Logs a key store's failure to record what became of a start: the start's
-/// own answer stands, and a key left reserved counts as abandoned once the
-/// store's lease ends.
-pub(crate) fn record(result: Result<(), crate::store::StoreError>, key: &IdempotencyKey, what: &str) {
-    if let Err(error) = result {
-        tracing::error!(
-            target: "process_webhook",
-            process = %key.process(),
-            environment = %key.environment(),
-            error = %chain(&error),
-            "could not {what} an idempotent start"
-        );
-    }
 }
 
 /// The outcome a dispatched start's key records.
