@@ -312,6 +312,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+mod delivery_log;
 mod engine;
 mod error;
 mod form;
@@ -379,6 +380,13 @@ pub use ::sqlx;
 /// [`IdempotencyStore`], [`RateLimiter`] or [`Engine`].
 pub use async_trait::async_trait;
 
+pub use crate::delivery_log::{
+    Attempt, Cursor, DeliveryLog, InMemoryDeliveryLog, InvalidCursor, LastFailure, LogPage, LogQuery,
+    LoggedDelivery, LoggedOutcome, SourceSummary, UnknownOutcome, is_credential_header,
+};
+#[cfg(feature = "delivery-log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "delivery-log")))]
+pub use crate::delivery_log::{KeepPayloads, LogSink, LogWriter};
 #[cfg(any(feature = "camunda7", feature = "camunda8"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "camunda7", feature = "camunda8"))))]
 pub use crate::engine::DEFAULT_TRACE_VARIABLE;

@@ -38,6 +38,8 @@ mod names {
     pub(crate) const OLDEST: &str = "process_webhook_inbox_oldest_queued_seconds";
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) const REFUSED_CONNECTIONS: &str = "process_webhook_refused_connections_total";
+    #[cfg_attr(not(feature = "delivery-log"), allow(dead_code))]
+    pub(crate) const LOG_DROPPED: &str = "process_webhook_delivery_log_dropped_total";
 }
 
 /// One answered call: counted by `status`, `code` and `environment` (and
@@ -130,6 +132,15 @@ pub(crate) fn refused_connection(reason: &'static str) {
     metrics::counter!(names::REFUSED_CONNECTIONS, "reason" => reason).increment(1);
 }
 
+/// Records the delivery log dropped: its channel full, or the log failing
+/// to write them.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+#[cfg_attr(not(feature = "delivery-log"), allow(dead_code))]
+pub(crate) fn log_dropped(records: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::LOG_DROPPED).increment(records);
+}
+
 /// One dispatch of a kept start: `outcome` is `started`, `rescheduled`,
 /// `dead` or `lost` (another dispatcher took it over).
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
@@ -202,6 +213,12 @@ pub(crate) struct Observed {
     /// The sender's delivery id or the caller's idempotency key (for the
     /// log; recorded only when the log event is enabled).
     pub(crate) delivery: Option<Box<str>>,
+    /// Whether the call passed authentication (its token, and the
+    /// signature its environment or source requires): only then is it a
+    /// delivery the delivery log keeps.
+    pub(crate) authenticated: bool,
+    /// What the delivery log keeps of the call, when the starter has one.
+    pub(crate) captured: Option<Box<crate::starter::deliveries::Captured>>,
 }
 
 impl Observed {

@@ -12,6 +12,7 @@ use crate::http::{ALLOWED_METHODS, HttpReply, OPENAPI_MEDIA_TYPE};
 use crate::observe::{Observed, started_label};
 use crate::outcome::{DryRun, QueuedStart, StartOutcome};
 use crate::starter::WebhookStarter;
+use crate::starter::deliveries::Answered;
 
 /// What a successful call answers.
 pub(crate) enum Success {
@@ -132,6 +133,23 @@ impl WebhookStarter {
             }
             _ => kept.as_deref(),
         };
+        if self.logs_deliveries() {
+            let answered = match &result {
+                Ok(Success::Started(outcome) | Success::Waited(outcome, ..)) => Answered::Started {
+                    instance: outcome.instance_id(),
+                    replayed: outcome.is_replayed(),
+                },
+                Ok(Success::Queued(queued)) => Answered::Queued {
+                    id: queued.delivery_id(),
+                    replayed: queued.is_replayed(),
+                },
+                Ok(Success::Ignored(_)) => Answered::Ignored,
+                Ok(Success::Challenge(_)) => Answered::Challenge,
+                Ok(_) => Answered::NotADelivery,
+                Err(error) => Answered::Refused(error),
+            };
+            self.log_delivery(observed, answered, reply.status(), started);
+        }
         self.log_call(
             observed,
             result.as_ref().map(|_| reply.status()),

@@ -90,7 +90,7 @@ impl WebhookStarter {
         observed: &mut Observed,
     ) -> Result<Success, WebhookError> {
         let (environment, payload, form, delivery, mapped) =
-            match self.check_delivery(method, &head, source, body)? {
+            match self.check_delivery(method, &head, source, body, observed)? {
                 Delivered::Answer(success) => return Ok(success),
                 Delivered::Schema(environment) => {
                     return Box::pin(self.schema_answer(method, process, &environment, observed)).await;
@@ -152,6 +152,7 @@ impl WebhookStarter {
         head: &RequestHead,
         admitted: SourceAdmitted,
         body: &[u8],
+        observed: &mut Observed,
     ) -> Result<Delivered, WebhookError> {
         let SourceAdmitted {
             source,
@@ -164,6 +165,7 @@ impl WebhookStarter {
             target: &target,
         };
         source.verify(&call, SystemTime::now(), self.settings.signature_tolerance)?;
+        observed.authenticated = true;
         if method != Method::Post {
             return Ok(Delivered::Schema(source.environment().clone()));
         }
@@ -178,6 +180,9 @@ impl WebhookStarter {
             }
         }
         let delivery = source.delivery(&call, &payload);
+        if let Some(captured) = observed.captured.as_mut() {
+            captured.event.clone_from(&delivery.event);
+        }
         match delivery.reaction {
             Reaction::Challenge(challenge) => return Ok(Delivered::Answer(Success::Challenge(challenge))),
             Reaction::Ping => return Ok(Delivered::Answer(Success::Ignored(delivery.event))),
@@ -227,6 +232,9 @@ fn json_in_form(form: &Map<String, Value>) -> Option<&str> {
 /// Records the delivery id or key of a call for its log event, where the
 /// event is enabled (a copy of the key otherwise costs every call).
 pub(crate) fn note_delivery(observed: &mut Observed, key: &CallerKey) {
+    if let Some(captured) = observed.captured.as_mut() {
+        captured.key = Some(key.as_str().to_owned());
+    }
     if tracing::enabled!(target: "process_webhook", tracing::Level::INFO) {
         observed.delivery = Some(key.as_str().into());
     }

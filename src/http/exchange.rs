@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::delivery_log::logged_headers;
 use crate::error::WebhookError;
 use crate::http::answer::Success;
 use crate::http::delivery::{SourceAdmitted, note_delivery};
@@ -21,6 +22,7 @@ use crate::signature::SignatureHeaders;
 use crate::source::SourceId;
 use crate::start::{Call, Context as _, Done, Mode, authenticate, identify, run, verify_signed};
 use crate::starter::WebhookStarter;
+use crate::starter::deliveries::Captured;
 
 /// What a call's method, target and headers established, before its body is
 /// read.
@@ -265,6 +267,12 @@ impl WebhookStarter {
                 })
                 .collect();
             let head = RequestHead::parse_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
+            if self.logs_deliveries() {
+                observed.captured = Some(Box::new(Captured {
+                    headers: logged_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+                    ..Captured::default()
+                }));
+            }
             check_head(method, &head)?;
             let id = SourceId::new(&source).map_err(|_| WebhookError::UnknownSource)?;
             let source = Box::pin(self.admit_source(process, &id, observed)).await?;
@@ -280,7 +288,17 @@ impl WebhookStarter {
                 })),
             });
         }
-        let mut head = RequestHead::parse_headers(headers)?;
+        let mut head = if self.logs_deliveries() {
+            // The log keeps the headers: read once, kept less credentials.
+            let headers: Vec<(K, V)> = headers.into_iter().collect();
+            observed.captured = Some(Box::new(Captured {
+                headers: logged_headers(headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
+                ..Captured::default()
+            }));
+            RequestHead::parse_headers(headers)?
+        } else {
+            RequestHead::parse_headers(headers)?
+        };
         check_head(method, &head)?;
         if head.openapi.is_some() {
             // The document names the webhook's path.
@@ -324,6 +342,11 @@ impl WebhookStarter {
             environment,
             source,
         } = admitted;
+        if method == Method::Post && self.may_keep_payloads() {
+            if let Some(captured) = observed.captured.as_mut() {
+                captured.body = Some(body.to_vec());
+            }
+        }
         match (method, source, environment) {
             (Method::Options, ..) => Ok(Success::Options),
             // Not boxed: a boxed future of a kilobyte, the source and the raw
@@ -341,6 +364,7 @@ impl WebhookStarter {
             (Method::Post, None, Some(environment)) => {
                 // The signature is checked over the raw body, before it is parsed.
                 self.verify_body(&environment, head.signature.as_ref(), body)?;
+                observed.authenticated = true;
                 let payload = self.parse_body(&head, body)?;
                 self.finish_post(process, head, environment, payload, false, observed)
                     .await
@@ -505,6 +529,7 @@ impl WebhookStarter {
         head.merge_envelope(inner)?;
         let signed = signature.as_ref().map(|s| (s, body));
         let environment = authenticate(self, head.token.as_ref(), signed, observed).await?;
+        observed.authenticated = true;
         Ok((head, environment, payload))
     }
 }

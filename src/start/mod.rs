@@ -228,6 +228,9 @@ pub(crate) async fn run<C: Context>(
 ) -> Result<Done, WebhookError> {
     let deployment = resolve(&process, environment, context.models()).await?;
     observed.deployed = true;
+    if let Some(captured) = observed.captured.as_mut() {
+        captured.version = deployment.version().number();
+    }
     let call = read(&deployment)?;
     match call.mode {
         Mode::Document => Ok(Done::Described(deployment)),

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 
 use crate::engine::{Engine, ProcessInstance, Recovery};
 use crate::error::WebhookError;
+use crate::id::InstanceId;
 use crate::inbox::{Claimed, Inbox};
 use crate::observe::{self, catch_panic, chain};
 use crate::outcome::StartOutcome;
@@ -15,6 +16,8 @@ use crate::port_error::StoreError;
 use crate::starter::WebhookStarter;
 use crate::starter::inbox::complete_key;
 use crate::store::IdempotencyStore;
+#[cfg(feature = "delivery-log")]
+use crate::{delivery_log::LoggedOutcome, starter::deliveries::attempt_record};
 
 /// Starts what a starter's inbox keeps: claims due starts with a lease,
 /// calls the engine, and completes each start (and its idempotency key)
@@ -45,6 +48,8 @@ pub struct Dispatcher {
     max_age: Duration,
     #[cfg(feature = "dispatcher")]
     wakeup: Option<Arc<tokio::sync::Notify>>,
+    #[cfg(feature = "delivery-log")]
+    log: Option<crate::delivery_log::LogSink>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -98,6 +103,8 @@ impl WebhookStarter {
             max_age: Dispatcher::DEFAULT_MAX_AGE,
             #[cfg(feature = "dispatcher")]
             wakeup: None,
+            #[cfg(feature = "delivery-log")]
+            log: self.settings.log.clone(),
         })
     }
 }
@@ -250,7 +257,8 @@ impl Dispatcher {
         let age = now.duration_since(claimed.start.kept_at).unwrap_or_default();
         if age > self.max_age {
             let reason = format!("older than the maximum age of {} s", self.max_age.as_secs());
-            return self.settle(self.inbox.bury(&claimed, &reason).await, Dispatched::Dead);
+            let done = self.inbox.bury(&claimed, &reason).await;
+            return self.settle(&claimed, done, Dispatched::Dead, None, Some(reason));
         }
         match self.start(&claimed).await {
             Ok(instance) => {
@@ -271,14 +279,15 @@ impl Dispatcher {
                 )
                 .await;
                 let done = self.inbox.complete(&claimed, instance.id()).await;
-                self.settle(done, Dispatched::Started)
+                self.settle(&claimed, done, Dispatched::Started, Some(instance.id()), None)
             }
             // The engine was away, overloaded, or failed in a way a retry
             // may fix; a store could not answer; a panic was caught.
             Err(error) if error.is_retryable() => {
                 let at = now + self.backoff(claimed.attempts, error.retry_after());
-                let done = self.inbox.reschedule(&claimed, at, &chain(&error)).await;
-                self.settle(done, Dispatched::Rescheduled)
+                let error = chain(&error);
+                let done = self.inbox.reschedule(&claimed, at, &error).await;
+                self.settle(&claimed, done, Dispatched::Rescheduled, None, Some(error))
             }
             Err(error) => {
                 tracing::warn!(
@@ -288,8 +297,9 @@ impl Dispatcher {
                     error = %chain(&error),
                     "a kept start is dead: the engine refused it"
                 );
-                let done = self.inbox.bury(&claimed, &chain(&error)).await;
-                self.settle(done, Dispatched::Dead)
+                let error = chain(&error);
+                let done = self.inbox.bury(&claimed, &error).await;
+                self.settle(&claimed, done, Dispatched::Dead, None, Some(error))
             }
         }
     }
@@ -322,10 +332,30 @@ impl Dispatcher {
         jitter.max(retry_after.unwrap_or_default().min(self.backoff_cap))
     }
 
-    /// What the inbox said of a settled start.
-    fn settle(&self, done: Result<bool, StoreError>, dispatched: Dispatched) -> Dispatched {
+    /// What the inbox said of a settled start; the delivery log (if the
+    /// starter keeps one) gets the attempt when the inbox recorded it.
+    #[cfg_attr(not(feature = "delivery-log"), allow(unused_variables))]
+    fn settle(
+        &self,
+        claimed: &Claimed,
+        done: Result<bool, StoreError>,
+        dispatched: Dispatched,
+        instance: Option<&InstanceId>,
+        error: Option<String>,
+    ) -> Dispatched {
         match done {
-            Ok(true) => dispatched,
+            Ok(true) => {
+                #[cfg(feature = "delivery-log")]
+                if let Some(sink) = &self.log {
+                    let outcome = match dispatched {
+                        Dispatched::Started => LoggedOutcome::Started,
+                        Dispatched::Dead => LoggedOutcome::Dead,
+                        Dispatched::Rescheduled | Dispatched::Lost => LoggedOutcome::Queued,
+                    };
+                    sink.record(attempt_record(&claimed.start, outcome, instance, error));
+                }
+                dispatched
+            }
             Ok(false) => Dispatched::Lost,
             Err(error) => {
                 tracing::error!(

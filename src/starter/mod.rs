@@ -17,6 +17,7 @@ use crate::starter::ready::Checks;
 use crate::starter::waits::Waits;
 use crate::store::{IdempotencyStore, ModelStore, SourceStore, TokenStore};
 
+pub(crate) mod deliveries;
 mod dispatch;
 pub(crate) mod inbox;
 mod limit;
@@ -100,6 +101,8 @@ pub(crate) struct Settings {
     pub(crate) waits: Waits,
     pub(crate) takeover_margin: Duration,
     pub(crate) inbox: Option<InboxSettings>,
+    #[cfg(feature = "delivery-log")]
+    pub(crate) log: Option<crate::delivery_log::LogSink>,
 }
 
 impl fmt::Debug for WebhookStarter {
@@ -180,6 +183,8 @@ impl WebhookStarter {
             },
             takeover_margin: crate::engine::TAKEOVER_MARGIN,
             inbox: None,
+            #[cfg(feature = "delivery-log")]
+            log: None,
         };
         Self {
             settings: Arc::new(settings),

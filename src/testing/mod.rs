@@ -45,8 +45,10 @@ use crate::store::{IdempotencyKey, IdempotencyStore, PayloadFingerprint, Reserva
 use crate::store::{ModelStore, SourceStore, TokenStore};
 use crate::token::EnvironmentToken;
 
+mod delivery_log;
 mod inbox;
 
+pub use delivery_log::check_delivery_log;
 pub use inbox::check_inbox;
 
 /// Models and deployments to put in a store before

@@ -390,6 +390,51 @@ async fn a_source_store_that_forgets_a_mapping_fails_the_suite() {
 }
 
 #[tokio::test]
+async fn the_in_memory_delivery_log_keeps_the_contract_directly_and_as_a_trait_object() {
+    testing::check_delivery_log(&InMemoryDeliveryLog::new()).await;
+    let shared = Arc::new(InMemoryDeliveryLog::new());
+    testing::check_delivery_log(&shared).await;
+    let dynamic: Arc<dyn DeliveryLog> = shared;
+    testing::check_delivery_log(&*dynamic).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "43")]
+async fn a_log_that_keeps_too_few_records_fails_the_suite() {
+    testing::check_delivery_log(&InMemoryDeliveryLog::with_capacity(20)).await;
+}
+
+#[tokio::test]
+async fn the_in_memory_delivery_log_forgets_its_oldest_records_past_its_capacity() {
+    let log = InMemoryDeliveryLog::with_capacity(3);
+    let process: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().unwrap();
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+    let ids: Vec<DeliveryId> = (0..5).map(|_| DeliveryId::new_random()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let at = t0 + std::time::Duration::from_secs(n as u64);
+        log.append(&[LoggedDelivery::new(
+            *id,
+            at,
+            EnvironmentId::new("production"),
+            process,
+            LoggedOutcome::Started,
+        )])
+        .await
+        .unwrap();
+    }
+    assert_eq!(log.len(), 3);
+    let kept: Vec<DeliveryId> = log
+        .page(&LogQuery::newest(10))
+        .await
+        .unwrap()
+        .deliveries
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(kept, [ids[4], ids[3], ids[2]]);
+}
+
+#[tokio::test]
 async fn the_in_memory_inbox_keeps_the_contract_directly_and_as_a_trait_object() {
     testing::check_inbox(&InMemoryInbox::new()).await;
     let shared = Arc::new(InMemoryInbox::new());

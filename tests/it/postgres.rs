@@ -995,6 +995,15 @@ async fn the_postgres_store_keeps_the_inbox_contract_directly_and_as_a_trait_obj
 }
 
 #[tokio::test]
+async fn the_postgres_store_keeps_the_delivery_log_contract_directly_and_as_a_trait_object() {
+    let Some(db) = Db::new() else { return };
+    let store = db.store().await;
+    testing::check_delivery_log(&store).await;
+    let as_dyn: Arc<dyn DeliveryLog> = Arc::new(store.clone());
+    testing::check_delivery_log(&*as_dyn).await;
+}
+
+#[tokio::test]
 async fn a_start_kept_in_postgres_is_dispatched_by_another_replica_with_its_form_key_and_trace() {
     let Some(db) = Db::new() else { return };
     let (keeper, dispatcher_store) = (db.store().await, db.store().await);

@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_sources.sql"),
     include_str!("migrations/0003_source_rules.sql"),
     include_str!("migrations/0004_deliveries.sql"),
+    include_str!("migrations/0005_delivery_log.sql"),
 ];
 
 impl PostgresStore {

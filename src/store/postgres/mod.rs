@@ -7,6 +7,7 @@
 
 mod admin;
 mod cache;
+mod delivery_log;
 mod inbox;
 mod lookups;
 mod migrations;

@@ -1,0 +1,26 @@
+-- The delivery log: every authenticated call and what became of it, for
+-- the operator. Times are microseconds since the Unix epoch (exact, so that
+-- a page's cursor is too). Purged by age (`PostgresStore::purge`).
+CREATE TABLE __SCHEMA__.delivery_log (
+    id uuid PRIMARY KEY,
+    received_us bigint NOT NULL,
+    updated_us bigint NOT NULL,
+    environment text NOT NULL,
+    process uuid NOT NULL,
+    version integer,
+    source text,
+    sender_id text,
+    event text,
+    outcome text NOT NULL,
+    status integer,
+    code text,
+    problem jsonb,
+    instance text,
+    attempts jsonb NOT NULL DEFAULT '[]',
+    duration_us bigint,
+    headers jsonb,
+    payload text
+);
+CREATE INDEX delivery_log_received ON __SCHEMA__.delivery_log (received_us DESC, id DESC);
+CREATE INDEX delivery_log_outcome ON __SCHEMA__.delivery_log (outcome, received_us DESC);
+CREATE INDEX delivery_log_source ON __SCHEMA__.delivery_log (source, process, received_us DESC);
