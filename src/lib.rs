@@ -312,6 +312,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
 
+#[cfg(feature = "console")]
+mod admin;
 mod delivery_log;
 mod engine;
 mod error;
@@ -380,6 +382,9 @@ pub use ::sqlx;
 /// [`IdempotencyStore`], [`RateLimiter`] or [`Engine`].
 pub use async_trait::async_trait;
 
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub use crate::admin::{Admin, AdminError, AdminToken, InvalidAdminToken, Operator};
 pub use crate::delivery_log::{
     Attempt, Cursor, DeliveryLog, InMemoryDeliveryLog, InvalidCursor, LastFailure, LogPage, LogQuery,
     LoggedDelivery, LoggedOutcome, SourceSummary, UnknownOutcome, is_credential_header,

@@ -16,7 +16,11 @@ const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 23] = [
+const SETTINGS: [&str; 27] = [
+    "WEBHOOK_KEEP_PAYLOADS",
+    "WEBHOOK_LOG_RETENTION",
+    "WEBHOOK_ADMIN_ADDR",
+    "WEBHOOK_ADMIN_TOKEN",
     "WEBHOOK_INBOX",
     "WEBHOOK_INBOX_MAX_AGE",
     "WEBHOOK_INBOX_LIMIT",
@@ -1545,7 +1549,7 @@ async fn with_postgres_and_the_engine_away_a_start_is_queued_and_the_admin_comma
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert!(listed.starts_with(&format!("{id} queued kept ")), "{listed}");
+    assert!(listed.starts_with(&format!("{id} queued received ")), "{listed}");
     assert!(
         listed.contains("in production process dd9759e0-cc94-11ed-938f-13cf60270555 v1"),
         "{listed}"

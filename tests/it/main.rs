@@ -12,6 +12,7 @@ mod camunda7;
 mod camunda7_engine;
 mod camunda8;
 mod conformance;
+mod delivery_log;
 mod dry_run;
 mod engine_away;
 mod envelope;

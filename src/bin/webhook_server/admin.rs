@@ -211,7 +211,10 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
             store.put_source(&rotated).await?;
             println!("source {id}: {} secrets", rotated.secrets().len());
         }
-        Action::Deliveries(command) => crate::deliveries::run(&store, command).await?,
+        Action::Deliveries(command) => {
+            let store = std::sync::Arc::new(store.clone());
+            crate::deliveries::run(Operator::new(store.clone()).with_inbox(store), command).await?
+        }
         Action::RemoveSource { id } => {
             if store.remove_source(&id).await? {
                 println!("source {id} removed");

@@ -15,7 +15,7 @@ pub(crate) enum Deliveries {
     List {
         /// Only those with this status (`queued`, `started`, `dead`, `discarded`).
         #[arg(long)]
-        status: Option<DeliveryStatus>,
+        status: Option<LoggedOutcome>,
         /// Only those of this environment.
         #[arg(long)]
         environment: Option<String>,
@@ -67,31 +67,36 @@ fn at(time: SystemTime) -> String {
         .unwrap_or_else(|| seconds.to_string())
 }
 
-fn line(delivery: &Delivery) -> String {
+fn line(record: &LoggedDelivery) -> String {
     format!(
-        "{} {} kept {} in {}{} process {} v{} attempts {}{}",
-        delivery.id,
-        delivery.status,
-        at(delivery.kept_at),
-        delivery.environment,
-        delivery
+        "{} {} received {} in {}{} process {}{} attempts {}{}{}",
+        record.id,
+        record.outcome,
+        at(record.received_at),
+        record.environment,
+        record
             .source
             .as_ref()
             .map(|s| format!(" from {s}"))
             .unwrap_or_default(),
-        delivery.process,
-        delivery.version,
-        delivery.attempts,
-        delivery
-            .last_error
+        record.process,
+        record.version.map(|v| format!(" v{v}")).unwrap_or_default(),
+        record.attempts.len(),
+        record
+            .code
             .as_deref()
+            .map(|c| format!(" code {c}"))
+            .unwrap_or_default(),
+        record
+            .attempts
+            .last()
+            .and_then(|a| a.error.as_deref())
             .map(|e| format!(": {e}"))
             .unwrap_or_default()
     )
 }
 
-/// Runs `command` against `inbox`, printing to standard output.
-pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(operator: Operator, command: Deliveries) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Deliveries::List {
             status,
@@ -99,36 +104,43 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
             source,
             limit,
         } => {
-            let mut query = InboxQuery::default().with_limit(limit);
-            if let Some(source) = source {
-                query = query.with_source(source);
-            }
-            if let Some(status) = status {
-                query = query.with_status(status);
-            }
-            if let Some(environment) = environment {
-                query = query.with_environment(EnvironmentId::new(environment));
-            }
-            for delivery in inbox.list(&query).await? {
-                println!("{}", line(&delivery));
+            let mut query = LogQuery::newest(limit);
+            query.outcome = status;
+            query.source = source;
+            query.environment = environment.map(EnvironmentId::new);
+            for record in operator.page(&query).await?.deliveries {
+                println!("{}", line(&record));
             }
         }
         Deliveries::Show { id, payload } => {
-            let delivery = inbox.get(&id).await?.ok_or("no such delivery")?;
-            println!("{}", line(&delivery));
-            println!("due at: {}", at(delivery.due_at));
-            if let Some(key) = &delivery.caller_key {
-                println!("idempotency key: {key}");
+            let record = operator.delivery(&id).await?;
+            println!("{}", line(&record));
+            if let Some(key) = &record.sender_id {
+                println!("delivery id or idempotency key: {key}");
             }
-            if let Some(instance) = &delivery.instance {
+            if let Some(event) = &record.event {
+                println!("event: {event}");
+            }
+            if let Some(instance) = &record.instance {
                 println!("instance: {instance}");
             }
-            println!("deployment: {}", delivery.command.deployment);
-            if payload {
+            for attempt in &record.attempts {
                 println!(
-                    "payload: {}",
-                    serde_json::to_string_pretty(&delivery.command.variables)?
+                    "attempt at {}: {}{}",
+                    at(attempt.at),
+                    attempt.outcome,
+                    attempt
+                        .error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 );
+            }
+            if payload {
+                match &record.payload {
+                    Some(text) => println!("payload: {}", pretty(text)),
+                    None => println!("payload: not kept (WEBHOOK_KEEP_PAYLOADS)"),
+                }
             }
         }
         Deliveries::Retry {
@@ -137,24 +149,19 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
             environment,
             source,
         } => {
-            let ids = if dead {
-                let mut query = InboxQuery::default().with_status(DeliveryStatus::Dead);
-                if let Some(source) = source {
-                    query = query.with_source(source);
-                }
-                if let Some(environment) = environment {
-                    query = query.with_environment(EnvironmentId::new(environment));
-                }
-                inbox.list(&query).await?.into_iter().map(|d| d.id).collect()
-            } else {
-                ids
-            };
+            if dead {
+                let mut query = LogQuery::newest(1);
+                query.source = source;
+                query.environment = environment.map(EnvironmentId::new);
+                let retried = operator.retry_dead(&query).await?;
+                println!("{retried} retried");
+                return Ok(());
+            }
             let mut retried = 0;
             for id in &ids {
-                if inbox.retry(id).await? {
-                    retried += 1;
-                } else {
-                    eprintln!("{id}: not dead (or unknown): not retried");
+                match operator.retry(id).await {
+                    Ok(_) => retried += 1,
+                    Err(error) => eprintln!("{id}: {error}: not retried"),
                 }
             }
             println!("{retried} of {} retried", ids.len());
@@ -165,10 +172,9 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
         Deliveries::Discard { ids } => {
             let mut discarded = 0;
             for id in &ids {
-                if inbox.discard(id).await? {
-                    discarded += 1;
-                } else {
-                    eprintln!("{id}: not queued or dead (or unknown): not discarded");
+                match operator.discard(id).await {
+                    Ok(_) => discarded += 1,
+                    Err(error) => eprintln!("{id}: {error}: not discarded"),
                 }
             }
             println!("{discarded} of {} discarded", ids.len());
@@ -178,4 +184,12 @@ pub(crate) async fn run(inbox: &dyn Inbox, command: Deliveries) -> Result<(), Bo
         }
     }
     Ok(())
+}
+
+/// A payload pretty-printed when it is JSON, as sent otherwise.
+fn pretty(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| text.to_owned())
 }

@@ -81,16 +81,16 @@ impl InboxSettings {
         starter: WebhookStarter,
         store: Option<Arc<dyn Inbox>>,
         wakeup: Option<Arc<tokio::sync::Notify>>,
-    ) -> WebhookStarter {
+    ) -> (WebhookStarter, Option<Arc<dyn Inbox>>) {
         let InboxMode::On(policy) = self.mode else {
             println!("inbox: off (set WEBHOOK_INBOX=fallback to keep starts while the engine is away)");
-            return starter;
+            return (starter, None);
         };
         let name = match policy {
             InboxPolicy::Always => "always",
             _ => "fallback",
         };
-        let inbox = match store {
+        let inbox: Arc<dyn Inbox> = match store {
             Some(store) => {
                 println!("inbox: {name}, in PostgreSQL (kept starts survive a restart)");
                 store
@@ -100,7 +100,9 @@ impl InboxSettings {
                 Arc::new(InMemoryInbox::new())
             }
         };
-        let starter = starter.with_inbox(inbox, policy).with_inbox_limit(self.limit);
+        let starter = starter
+            .with_inbox(inbox.clone(), policy)
+            .with_inbox_limit(self.limit);
         if let Some(dispatcher) = starter.dispatcher() {
             let mut dispatcher = dispatcher.with_max_age(self.max_age);
             if let Some(wakeup) = wakeup {
@@ -108,12 +110,12 @@ impl InboxSettings {
             }
             tokio::spawn(async move { dispatcher.run(std::future::pending()).await });
         }
-        starter
+        (starter, Some(inbox))
     }
 }
 
 /// A duration as `90s`, `30m`, `72h` or `7d`.
-fn duration(text: &str) -> Option<Duration> {
+pub(crate) fn duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);

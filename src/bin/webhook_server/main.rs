@@ -73,6 +73,7 @@
 #[cfg(feature = "postgres")]
 mod admin;
 mod config;
+mod console;
 #[cfg(feature = "postgres")]
 mod deliveries;
 mod engine;
@@ -379,6 +380,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let stores = stores(&seed, &sources).await?;
     let inbox_settings = inbox::InboxSettings::from_env(stores.inbox.is_some())?;
+    let console_settings = console::ConsoleSettings::from_env()?;
     let engine = choice.engine();
     let mut starter = WebhookStarter::new(stores.models, stores.tokens, engine)
         .with_idempotency(stores.idempotency)
@@ -389,7 +391,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             RateLimitPolicy::default().with_per_environment(limit),
         );
     }
-    let starter = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup);
+    // The log before the inbox: the dispatcher records its attempts in it.
+    let (starter, log) = console_settings.apply(starter, stores.log);
+    let (starter, inbox) = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup);
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = listen("WEBHOOK_ADDR", &addr).await?;
@@ -423,6 +427,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("webhook server listening on http://{local}");
     println!("health:          http://{local}/healthz, http://{local}/readyz");
     println!("metrics:         http://{metrics_at}/metrics");
+    console_settings.serve(log, inbox).await?;
     if !is_example {
         // The file's own processes: no example, no token to show.
         for deployment in &seed.deployments {

@@ -23,6 +23,8 @@ pub(crate) struct Stores {
     pub(crate) inbox: Option<Arc<dyn Inbox>>,
     /// Notified when a replica keeps a start (PostgreSQL's `LISTEN`).
     pub(crate) inbox_wakeup: Option<Arc<tokio::sync::Notify>>,
+    /// The durable delivery log (PostgreSQL), where there is one.
+    pub(crate) log: Option<Arc<dyn DeliveryLog>>,
 }
 
 /// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
@@ -149,6 +151,7 @@ pub(crate) async fn stores(
             tokens: store.clone(),
             sources: store.clone(),
             inbox: Some(store.clone()),
+            log: Some(store.clone()),
             idempotency: store,
             limiter: Arc::new(InMemoryRateLimiter::new()),
         })
@@ -178,6 +181,7 @@ pub(crate) async fn stores(
         limiter: Arc::new(InMemoryRateLimiter::new()),
         inbox: None,
         inbox_wakeup: None,
+        log: None,
     })
     .await
 }
