@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_api;
 mod axum_server;
 mod bad_inputs;
 mod camunda7;
