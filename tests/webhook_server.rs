@@ -1598,3 +1598,141 @@ fn an_inbox_in_memory_says_it_does_not_survive_a_restart() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("WEBHOOK_INBOX"), "{err}");
 }
+
+/// The console in a real browser (tests/console/console.mjs: Debian's
+/// Chromium driven by Playwright) against the server with PostgreSQL and
+/// a real Camunda 7: sign-in, a GitHub delivery with its source, event and
+/// instance, a refused one with its code and violations, the status filter,
+/// a dead delivery retried from its page once its definition is deployed,
+/// hostile payloads shown as text, no credential on any page.
+#[tokio::test]
+async fn the_console_in_a_browser_shows_every_delivery_and_retries_a_dead_one() {
+    let (Some(database), Some(camunda), Some(console)) = (
+        common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test"),
+        common::server_setting(
+            "CAMUNDA_URL",
+            "e.g. http://127.0.0.1:8090/engine-rest (scripts/camunda start)",
+        ),
+        common::server_setting(
+            "CONSOLE_LIBRARIES",
+            "CONSOLE_LIBRARIES=tests/console, with npm ci run there",
+        ),
+    ) else {
+        return;
+    };
+    const REPO: &str = "3f9c1a52-0d7e-4b8a-9e61-7a2b5c4d3e21";
+    const REFUND: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+    const ADMIN_TOKEN: &str = "the-console-test-admin-token-0123456789";
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let dead_key = format!("console-check-{}", &run[..12]);
+    let file = ConfigFile::new(&format!(
+        r#"
+[[environment]]
+id = "production"
+organization = "acme"
+token_env = "SHOP_TOKEN"
+
+[[process]]
+uuid = "{REPO}"
+organization = "acme"
+name = "Repository events"
+definition_key = "order-intake"
+
+[[process.deployment]]
+environment = "production"
+version = 3
+fields = [
+  {{ name = "ref", kind = "text", mandatory = true }},
+  {{ name = "repository", kind = "text", mandatory = true }},
+]
+
+[[process]]
+uuid = "{REFUND}"
+organization = "acme"
+name = "Refund"
+definition_key = "{dead_key}"
+
+[[process.deployment]]
+environment = "production"
+version = 1
+fields = [{{ name = "orderNumber", kind = "text", mandatory = true }}]
+
+[[source]]
+id = "github-repo"
+process = "{REPO}"
+environment = "production"
+scheme = "github"
+secret_env = "GITHUB_WEBHOOK_SECRET"
+events = ["push"]
+
+[source.map]
+ref = "$.body.ref"
+repository = "$.body.repository.full_name"
+"#
+    ));
+    let schema = format!("test_{run}");
+    let server = Server::with(&[
+        ("WEBHOOK_CONFIG", file.path()),
+        ("DATABASE_URL", database.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        (
+            "WEBHOOK_SECRET_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        ("CAMUNDA_URL", camunda.as_str()),
+        ("WEBHOOK_INBOX", "always"),
+        ("WEBHOOK_ADMIN_ADDR", "127.0.0.1:0"),
+        ("WEBHOOK_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+        ("SHOP_TOKEN", SHOP_TOKEN),
+    ]);
+    let admin_base = server
+        .printed("console:         ")
+        .and_then(|line| line.split(' ').next())
+        .unwrap_or_else(|| panic!("the console's address is printed: {:?}", server.printed))
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(
+        server.printed.iter().all(|line| !line.contains(ADMIN_TOKEN)),
+        "the admin token is never printed"
+    );
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let output = Command::new("node")
+        .arg(std::path::Path::new(&console).join("console.mjs"))
+        .current_dir(&console)
+        .env("WEBHOOK_BASE", &server.base)
+        .env("ADMIN_BASE", &admin_base)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("TOKEN", SHOP_TOKEN)
+        .env("GITHUB_SECRET", GITHUB_SECRET)
+        .env("CAMUNDA_URL", &camunda)
+        .env("DEAD_KEY", &dead_key)
+        .env("REPO_UUID", REPO)
+        .env("REFUND_UUID", REFUND)
+        .env("SCREENSHOTS", &screenshots)
+        .output()
+        .expect("node runs");
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{said}");
+    assert!(output.status.success(), "the browser test failed:\n{said}");
+    for page in [
+        "01-sign-in",
+        "03-deliveries",
+        "04-refused",
+        "06-dead",
+        "07-retried-started",
+        "08-sources",
+    ] {
+        assert!(screenshots.join(format!("{page}.png")).is_file(), "{page}.png");
+    }
+    drop(server);
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
