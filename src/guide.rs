@@ -11,6 +11,8 @@
 //!   payloads mapped into the start form; form and multipart bodies.
 //! - [`production`]: the limits of the server loop and the starter, what an
 //!   attack does to it, metrics, health checks and trace context.
+//! - [`console`]: the delivery log, the admin API and the console in
+//!   the browser: every delivery visible, dead ones retried.
 //! - [`replicas`]: many replicas on PostgreSQL, rate limits and Redis.
 //! - [`engines`]: Camunda 7, Camunda 8 and Temporal.
 //! - [`waiting`]: `Prefer: wait`, for callers that need the outcome.
@@ -34,6 +36,9 @@ pub mod sources {}
 #[doc = ""]
 #[doc = include_str!("docs/settings.md")]
 pub mod production {}
+
+#[doc = include_str!("docs/console.md")]
+pub mod console {}
 
 #[doc = include_str!("docs/replicas.md")]
 pub mod replicas {}

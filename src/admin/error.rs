@@ -117,3 +117,36 @@ impl From<StoreError> for AdminError {
         Self::Unavailable(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_guide_lists_every_code_with_its_status() {
+        let guide = include_str!("../docs/console.md");
+        for (code, status, _) in AdminError::TABLE {
+            assert!(guide.contains(&format!("| `{code}` | {status} |")), "{code}");
+        }
+        let one_of_each = [
+            AdminError::MissingToken,
+            AdminError::InvalidToken,
+            AdminError::TooManyFailures { retry_after: 3 },
+            AdminError::InvalidCsrf,
+            AdminError::InvalidFilter { name: "limit", expected: "a number" },
+            AdminError::NotFound,
+            AdminError::NotRetryable { outcome: "started".into() },
+            AdminError::NotDiscardable { outcome: "started".into() },
+            AdminError::Unavailable(StoreError::new("postgres: reading")),
+        ];
+        let codes: Vec<&str> = one_of_each.iter().map(AdminError::code).collect();
+        let table: Vec<&str> = AdminError::TABLE.iter().map(|row| row.0).collect();
+        assert_eq!(codes, table, "each variant has its own row");
+        for error in &one_of_each {
+            let doc = error.to_problem_json();
+            assert_eq!((doc["status"].as_u64(), doc["code"].as_str()), (Some(u64::from(error.status())), Some(error.code())));
+        }
+        assert_eq!(AdminError::TooManyFailures { retry_after: 3 }.retry_after(), Some(3));
+        assert_eq!(AdminError::NotFound.retry_after(), None);
+    }
+}
