@@ -15,10 +15,12 @@
 //! inserts one row of a uuid and a small JSON document per transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use process_webhook::*;
+
+#[path = "support/clients.rs"]
+mod clients;
+use clients::router_rate;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -104,40 +106,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .execute(store.pool())
         .await?;
     Ok(())
-}
-
-/// Calls answered `202` a second by `clients` posting for `seconds`.
-async fn router_rate(url: &str, token: &EnvironmentToken, clients: usize, seconds: u64) -> f64 {
-    let done = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let auth = format!("Bearer {}", token.expose_secret());
-    let began = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (done, stop, url, auth) = (done.clone(), stop.clone(), url.to_owned(), auth.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let reply = client
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#)
-                        .send()
-                        .await
-                        .expect("the router answers");
-                    assert_eq!(reply.status().as_u16(), 202);
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("a client ends");
-    }
-    done.load(Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64()
 }
 
 /// `pgbench`'s transactions a second, as it reports them.

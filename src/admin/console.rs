@@ -330,7 +330,7 @@ fn delivery_page(session: &Session, r: &LoggedDelivery) -> Markup {
         }
         h2 { "Headers" }
         @match &r.headers {
-            Some(headers) => table id="headers" { tbody { @for (n, v) in headers { tr { th { (n) } td { (v) } } } } },
+            Some(headers) => table id="headers" { tbody { @for (n, v) in headers.iter() { tr { th { (n) } td { (v) } } } } },
             None => p { "Not kept." },
         }
         h2 { "Payload" }

@@ -133,10 +133,17 @@ mod tests {
             AdminError::InvalidToken,
             AdminError::TooManyFailures { retry_after: 3 },
             AdminError::InvalidCsrf,
-            AdminError::InvalidFilter { name: "limit", expected: "a number" },
+            AdminError::InvalidFilter {
+                name: "limit",
+                expected: "a number",
+            },
             AdminError::NotFound,
-            AdminError::NotRetryable { outcome: "started".into() },
-            AdminError::NotDiscardable { outcome: "started".into() },
+            AdminError::NotRetryable {
+                outcome: "started".into(),
+            },
+            AdminError::NotDiscardable {
+                outcome: "started".into(),
+            },
             AdminError::Unavailable(StoreError::new("postgres: reading")),
         ];
         let codes: Vec<&str> = one_of_each.iter().map(AdminError::code).collect();
@@ -144,9 +151,15 @@ mod tests {
         assert_eq!(codes, table, "each variant has its own row");
         for error in &one_of_each {
             let doc = error.to_problem_json();
-            assert_eq!((doc["status"].as_u64(), doc["code"].as_str()), (Some(u64::from(error.status())), Some(error.code())));
+            assert_eq!(
+                (doc["status"].as_u64(), doc["code"].as_str()),
+                (Some(u64::from(error.status())), Some(error.code()))
+            );
         }
-        assert_eq!(AdminError::TooManyFailures { retry_after: 3 }.retry_after(), Some(3));
+        assert_eq!(
+            AdminError::TooManyFailures { retry_after: 3 }.retry_after(),
+            Some(3)
+        );
         assert_eq!(AdminError::NotFound.retry_after(), None);
     }
 }

@@ -23,39 +23,113 @@
 /// assert!(!is_credential_header("idempotency-key"));
 /// ```
 pub fn is_credential_header(name: &str) -> bool {
-    const WORDS: [&str; 9] = [
-        "auth",
-        "token",
-        "secret",
-        "password",
-        "signature",
-        "hmac",
-        "key",
-        "session",
-        "cookie",
+    const WORDS: [&[u8]; 9] = [
+        b"auth",
+        b"token",
+        b"secret",
+        b"password",
+        b"signature",
+        b"hmac",
+        b"key",
+        b"session",
+        b"cookie",
     ];
-    let name = name.trim_ascii().to_ascii_lowercase();
-    if name == "idempotency-key" {
+    let name = name.trim_ascii().as_bytes();
+    if name.eq_ignore_ascii_case(b"idempotency-key") {
         return false;
     }
-    WORDS.iter().any(|word| name.contains(word))
+    // Without a lower-case copy: this runs for every header of every call.
+    WORDS.iter().any(|word| {
+        name.windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
+    })
 }
 
-/// The headers the log keeps of a request: names in lower case, the
-/// credentials left out, in the order sent.
-pub(crate) fn logged_headers<K: AsRef<str>, V: AsRef<str>>(
-    headers: impl IntoIterator<Item = (K, V)>,
-) -> Vec<(String, String)> {
-    headers
-        .into_iter()
-        .filter(|(name, _)| !is_credential_header(name.as_ref()))
-        .map(|(name, value)| {
-            (
-                name.as_ref().trim_ascii().to_ascii_lowercase(),
-                value.as_ref().to_owned(),
-            )
+/// A request's headers as the delivery log keeps them: in the order sent,
+/// names in lower case, every credential left out
+/// ([`is_credential_header`]). Held in one text (two allocations for all of
+/// them: a record is made for every call); JSON as an array of
+/// `[name, value]` pairs.
+///
+/// # Example
+///
+/// ```
+/// use process_webhook::LoggedHeaders;
+///
+/// let headers = LoggedHeaders::from_pairs([("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=…")]);
+/// assert_eq!(headers.get("x-github-event"), Some("push"));
+/// assert_eq!(headers.get("x-hub-signature-256"), None);
+/// assert_eq!(serde_json::to_string(&headers).unwrap(), r#"[["x-github-event","push"]]"#);
+/// ```
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct LoggedHeaders {
+    text: String,
+    /// Where each name ends and its value ends in `text`.
+    ends: Vec<(u32, u32)>,
+}
+
+impl LoggedHeaders {
+    /// The headers of `pairs` the log keeps (credentials left out).
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut kept = Self::default();
+        for (name, value) in pairs {
+            let name = name.as_ref().trim_ascii();
+            if is_credential_header(name) {
+                continue;
+            }
+            kept.text.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            let name_end = u32::try_from(kept.text.len()).unwrap_or(u32::MAX);
+            kept.text.push_str(value.as_ref());
+            let value_end = u32::try_from(kept.text.len()).unwrap_or(u32::MAX);
+            kept.ends.push((name_end, value_end));
+        }
+        kept
+    }
+
+    /// Each header, name and value, in the order sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let pair = (&self.text[start..name_end], &self.text[name_end..value_end]);
+            start = value_end;
+            pair
         })
-        .collect()
+    }
+
+    /// The first value of the header `name` (lower case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// How many headers are kept.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+impl std::fmt::Debug for LoggedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for LoggedHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LoggedHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(String, String)> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Self::from_pairs(pairs))
+    }
 }
 
 #[cfg(test)]
@@ -85,15 +159,22 @@ mod tests {
             ("Idempotency-Key", "k-1"),
             ("user-agent", "GitHub-Hookshot/1"),
         ];
-        let kept = logged_headers(sent);
+        let kept = LoggedHeaders::from_pairs(sent);
         assert_eq!(
-            kept,
+            kept.iter().collect::<Vec<_>>(),
             [
-                ("x-github-event".to_owned(), "push".to_owned()),
-                ("content-type".to_owned(), "application/json".to_owned()),
-                ("idempotency-key".to_owned(), "k-1".to_owned()),
-                ("user-agent".to_owned(), "GitHub-Hookshot/1".to_owned()),
+                ("x-github-event", "push"),
+                ("content-type", "application/json"),
+                ("idempotency-key", "k-1"),
+                ("user-agent", "GitHub-Hookshot/1"),
             ]
         );
+        assert_eq!(
+            (kept.len(), kept.get("user-agent"), kept.get("cookie")),
+            (4, Some("GitHub-Hookshot/1"), None)
+        );
+        let json = serde_json::to_string(&kept).unwrap();
+        assert_eq!(serde_json::from_str::<LoggedHeaders>(&json).unwrap(), kept);
+        assert!(LoggedHeaders::default().is_empty());
     }
 }

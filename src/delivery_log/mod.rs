@@ -32,8 +32,7 @@ mod memory;
 #[cfg(feature = "delivery-log")]
 mod writer;
 
-pub use headers::is_credential_header;
-pub(crate) use headers::logged_headers;
+pub use headers::{LoggedHeaders, is_credential_header};
 pub use memory::InMemoryDeliveryLog;
 #[cfg(feature = "delivery-log")]
 pub use writer::{KeepPayloads, LogSink, LogWriter};
@@ -191,7 +190,7 @@ pub struct LoggedDelivery {
     pub duration: Option<Duration>,
     /// The request's headers, every credential removed
     /// ([`is_credential_header`]); `None` in a dispatch's record.
-    pub headers: Option<Vec<(String, String)>>,
+    pub headers: Option<LoggedHeaders>,
     /// The body as sent (text; bytes that are not UTF-8 replaced), where
     /// the payload policy keeps it.
     pub payload: Option<String>,

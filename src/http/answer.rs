@@ -43,8 +43,9 @@ impl WebhookStarter {
     pub(crate) fn reply(
         &self,
         result: Result<Success, WebhookError>,
-        observed: &Observed,
+        observed: &mut Observed,
         started: Instant,
+        body: &[u8],
     ) -> HttpReply {
         let outcome = match &result {
             Ok(Success::Started(outcome)) => started_label(outcome),
@@ -148,7 +149,7 @@ impl WebhookStarter {
                 Ok(_) => Answered::NotADelivery,
                 Err(error) => Answered::Refused(error),
             };
-            self.log_delivery(observed, answered, reply.status(), started);
+            self.log_delivery(observed, answered, reply.status(), started, body);
         }
         self.log_call(
             observed,

@@ -98,8 +98,13 @@ where
 /// A call under the webhook's path: refused with a hint, and counted and
 /// logged as every refusal is.
 async fn wrong_path(starter: WebhookStarter, webhook: String) -> Response {
-    let (observed, started) = (Observed::default(), Instant::now());
-    into_response(starter.reply(Err(WebhookError::UnknownPath { webhook }), &observed, started))
+    let (mut observed, started) = (Observed::default(), Instant::now());
+    into_response(starter.reply(
+        Err(WebhookError::UnknownPath { webhook }),
+        &mut observed,
+        started,
+        &[],
+    ))
 }
 
 /// An `axum::Router` with the two health checks a load balancer or an
@@ -206,12 +211,12 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
     let admitted = match admitted {
         Ok(admitted) => admitted,
         // Refused on its head: the body is never read.
-        Err(error) => return into_response(starter.settle(Err(error), &observed, started).await),
+        Err(error) => return into_response(starter.settle(Err(error), &mut observed, started, &[]).await),
     };
     let authenticated = admitted.is_authenticated();
     let (body, held) = match read_body(body, &starter, declared, authenticated).await {
         Ok(read) => read,
-        Err(error) => return into_response(starter.reply(Err(error), &observed, started)),
+        Err(error) => return into_response(starter.reply(Err(error), &mut observed, started, &[])),
     };
     // The rest runs to its end even when the caller hangs up and hyper
     // drops this future (see `RunToEnd`): a start that reached the engine
@@ -228,7 +233,7 @@ async fn serve_call_in(starter: WebhookStarter, request: Request, span: tracing:
         let starter = task_starter;
         let call = async {
             let result = catch_panic(starter.finish(admitted, &body, &mut observed)).await;
-            let reply = starter.settle(result, &observed, started).await;
+            let reply = starter.settle(result, &mut observed, started, &body).await;
             drop(held);
             reply
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::delivery_log::logged_headers;
+use crate::delivery_log::LoggedHeaders;
 use crate::error::WebhookError;
 use crate::http::answer::Success;
 use crate::http::delivery::{SourceAdmitted, note_delivery};
@@ -204,7 +204,7 @@ impl WebhookStarter {
                 self.finish(admitted, body, &mut observed).await
             })
             .await;
-            self.settle(result, &observed, started).await
+            self.settle(result, &mut observed, started, body).await
         };
         in_span(&call_span(), std::pin::pin!(call)).await
     }
@@ -214,13 +214,14 @@ impl WebhookStarter {
     pub(crate) async fn settle(
         &self,
         result: Result<Success, WebhookError>,
-        observed: &Observed,
+        observed: &mut Observed,
         started: Instant,
+        body: &[u8],
     ) -> HttpReply {
         if matches!(&result, Err(error) if error.status() == 401) {
             self.note_failed_auth(observed.peer).await;
         }
-        self.reply(result, observed, started)
+        self.reply(result, observed, started, body)
     }
 
     /// The part of a call that needs no body: method, target, size, headers,
@@ -269,7 +270,7 @@ impl WebhookStarter {
             let head = RequestHead::parse_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
             if self.logs_deliveries() {
                 observed.captured = Some(Box::new(Captured {
-                    headers: logged_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+                    headers: LoggedHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
                     ..Captured::default()
                 }));
             }
@@ -292,7 +293,7 @@ impl WebhookStarter {
             // The log keeps the headers: read once, kept less credentials.
             let headers: Vec<(K, V)> = headers.into_iter().collect();
             observed.captured = Some(Box::new(Captured {
-                headers: logged_headers(headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
+                headers: LoggedHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))),
                 ..Captured::default()
             }));
             RequestHead::parse_headers(headers)?
@@ -342,11 +343,6 @@ impl WebhookStarter {
             environment,
             source,
         } = admitted;
-        if method == Method::Post && self.may_keep_payloads() {
-            if let Some(captured) = observed.captured.as_mut() {
-                captured.body = Some(body.to_vec());
-            }
-        }
         match (method, source, environment) {
             (Method::Options, ..) => Ok(Success::Options),
             // Not boxed: a boxed future of a kilobyte, the source and the raw

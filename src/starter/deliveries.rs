@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::delivery_log::{Attempt, LoggedDelivery, LoggedOutcome};
+use crate::delivery_log::{Attempt, LoggedDelivery, LoggedHeaders, LoggedOutcome};
 use crate::error::WebhookError;
 use crate::id::{DeliveryId, InstanceId};
 use crate::inbox::KeptStart;
@@ -18,9 +18,7 @@ use crate::starter::WebhookStarter;
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
     /// The request's headers, every credential left out.
-    pub(crate) headers: Vec<(String, String)>,
-    /// The body as sent, when the payload policy may keep it.
-    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) headers: LoggedHeaders,
     /// The sender's event.
     pub(crate) event: Option<String>,
     /// The deployed version the call was checked against.
@@ -63,19 +61,6 @@ impl WebhookStarter {
         false
     }
 
-    /// Whether the payload policy may keep some bodies (then each call's
-    /// body is copied until its outcome is known).
-    pub(crate) fn may_keep_payloads(&self) -> bool {
-        #[cfg(feature = "delivery-log")]
-        return self
-            .settings
-            .log
-            .as_ref()
-            .is_some_and(|sink| sink.payloads() != crate::delivery_log::KeepPayloads::None);
-        #[cfg(not(feature = "delivery-log"))]
-        false
-    }
-
     /// Hands the log the record of an answered call, if it passed
     /// authentication (a call refused before that is counted in the
     /// metrics, never logged, so that no one without a credential can fill
@@ -83,20 +68,24 @@ impl WebhookStarter {
     #[cfg_attr(not(feature = "delivery-log"), allow(unused_variables))]
     pub(crate) fn log_delivery(
         &self,
-        observed: &Observed,
+        observed: &mut Observed,
         answered: Answered<'_>,
         status: u16,
         started: Instant,
+        body: &[u8],
     ) {
         #[cfg(feature = "delivery-log")]
         {
-            let (Some(sink), Some(captured), Some(environment), Some(process), true) = (
+            let (Some(sink), Some(environment), Some(process), true) = (
                 &self.settings.log,
-                &observed.captured,
                 &observed.environment,
                 observed.process,
                 observed.authenticated,
             ) else {
+                return;
+            };
+            // Moved, not copied: the call is answered.
+            let Some(captured) = observed.captured.take() else {
                 return;
             };
             let (id, outcome, instance) = match answered {
@@ -123,21 +112,18 @@ impl WebhookStarter {
             let mut record = LoggedDelivery::new(id, now - elapsed, environment.clone(), process, outcome);
             record.version = captured.version;
             record.source = observed.source.clone();
-            record.sender_id = captured.key.clone();
-            record.event = captured.event.clone();
+            record.sender_id = captured.key;
+            record.event = captured.event;
             record.status = Some(status);
             record.instance = instance;
             record.duration = Some(elapsed);
-            record.headers = Some(captured.headers.clone());
+            record.headers = Some(captured.headers);
             if let Answered::Refused(error) = answered {
                 record.code = Some(error.code().to_owned());
                 record.problem = Some(error.to_problem_json());
             }
-            if sink.payloads().keeps(outcome) {
-                record.payload = captured
-                    .body
-                    .as_deref()
-                    .map(|body| String::from_utf8_lossy(body).into_owned());
+            if sink.payloads().keeps(outcome) && !body.is_empty() {
+                record.payload = Some(String::from_utf8_lossy(body).into_owned());
             }
             sink.record(record);
         }

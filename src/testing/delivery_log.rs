@@ -41,7 +41,10 @@ pub async fn check_delivery_log<L: DeliveryLog + ?Sized>(log: &L) {
         serde_json::json!({"code": "missing_mandatory_fields", "violations": [{"field": "orderNumber"}]}),
     );
     refused.duration = Some(Duration::from_micros(1_234));
-    refused.headers = Some(vec![("x-github-event".into(), "push".into())]);
+    refused.headers = Some(crate::delivery_log::LoggedHeaders::from_pairs([(
+        "x-github-event",
+        "push",
+    )]));
     refused.payload = Some("{\"zen\": \"<script>alert(1)</script>\"}".into());
     log.append(std::slice::from_ref(&refused)).await.unwrap();
     assert_eq!(

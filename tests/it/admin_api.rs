@@ -216,7 +216,7 @@ async fn a_delivery_is_shown_whole_and_retry_and_discard_answer_for_each_outcome
     let dead = kept(&desk, LoggedOutcome::Dead).await;
     let queued = kept(&desk, LoggedOutcome::Queued).await;
     let mut started = record(LoggedOutcome::Started, 0, ORDERS, Some("github-orders"));
-    started.headers = Some(vec![("x-github-event".into(), "push".into())]);
+    started.headers = Some(LoggedHeaders::from_pairs([("x-github-event", "push")]));
     started.payload = Some("{\"ref\": \"refs/heads/main\"}".into());
     let refused = record(LoggedOutcome::Refused, 1, ORDERS, None);
     desk.log

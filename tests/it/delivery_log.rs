@@ -122,11 +122,7 @@ fn github_headers(senders: &Senders, event: &str, delivery: &str, body: &str) ->
 }
 
 fn header<'a>(record: &'a LoggedDelivery, name: &str) -> Option<&'a str> {
-    record
-        .headers
-        .as_ref()
-        .and_then(|h| h.iter().find(|(n, _)| n == name))
-        .map(|(_, v)| v.as_str())
+    record.headers.as_ref().and_then(|h| h.get(name))
 }
 
 #[tokio::test(flavor = "multi_thread")]

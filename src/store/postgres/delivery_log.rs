@@ -43,9 +43,72 @@ fn clean_json(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// The records of a batch, those of one id merged in order: one row each.
-fn merged(records: &[LoggedDelivery]) -> Vec<LoggedDelivery> {
-    let mut at: HashMap<DeliveryId, usize> = HashMap::new();
+/// How a record merges into the row of its id: the later outcome and
+/// instance win, what the record has replaces what the row lacks, the
+/// attempts are appended (as [`LoggedDelivery::merge`] says).
+const MERGE: &str = "ON CONFLICT (id) DO UPDATE SET \
+     received_us = LEAST(l.received_us, EXCLUDED.received_us), \
+     outcome = CASE WHEN EXCLUDED.updated_us >= l.updated_us THEN EXCLUDED.outcome ELSE l.outcome END, \
+     instance = CASE WHEN EXCLUDED.updated_us >= l.updated_us THEN COALESCE(EXCLUDED.instance, l.instance) \
+                ELSE COALESCE(l.instance, EXCLUDED.instance) END, \
+     updated_us = GREATEST(l.updated_us, EXCLUDED.updated_us), \
+     version = COALESCE(EXCLUDED.version, l.version), source = COALESCE(EXCLUDED.source, l.source), \
+     sender_id = COALESCE(EXCLUDED.sender_id, l.sender_id), event = COALESCE(EXCLUDED.event, l.event), \
+     status = COALESCE(EXCLUDED.status, l.status), code = COALESCE(EXCLUDED.code, l.code), \
+     problem = COALESCE(EXCLUDED.problem, l.problem), duration_us = COALESCE(EXCLUDED.duration_us, l.duration_us), \
+     headers = COALESCE(EXCLUDED.headers, l.headers), payload = COALESCE(EXCLUDED.payload, l.payload), \
+     attempts = l.attempts || EXCLUDED.attempts";
+
+/// A batch as one array per column.
+#[derive(Default)]
+struct Columns {
+    id: Vec<uuid::Uuid>,
+    received: Vec<i64>,
+    updated: Vec<i64>,
+    environment: Vec<String>,
+    process: Vec<uuid::Uuid>,
+    version: Vec<Option<i32>>,
+    source: Vec<Option<String>>,
+    sender: Vec<Option<String>>,
+    event: Vec<Option<String>>,
+    outcome: Vec<&'static str>,
+    status: Vec<Option<i32>>,
+    code: Vec<Option<String>>,
+    problem: Vec<Option<String>>,
+    instance: Vec<Option<String>>,
+    attempts: Vec<String>,
+    duration: Vec<Option<i64>>,
+    headers: Vec<Option<String>>,
+    payload: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            id: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+            updated: Vec::with_capacity(n),
+            environment: Vec::with_capacity(n),
+            process: Vec::with_capacity(n),
+            outcome: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            ..Self::default()
+        }
+    }
+}
+
+/// The records of a batch, those of one id merged in order: one row each
+/// (borrowed as they are when every id is its own, as in most batches).
+fn merged(records: &[LoggedDelivery]) -> std::borrow::Cow<'_, [LoggedDelivery]> {
+    let mut at: HashMap<DeliveryId, usize> = HashMap::with_capacity(records.len());
+    if records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| at.insert(r.id, i).is_none())
+    {
+        return std::borrow::Cow::Borrowed(records);
+    }
+    at.clear();
     let mut rows: Vec<LoggedDelivery> = Vec::with_capacity(records.len());
     for record in records {
         match at.get(&record.id) {
@@ -56,7 +119,17 @@ fn merged(records: &[LoggedDelivery]) -> Vec<LoggedDelivery> {
             }
         }
     }
-    rows
+    std::borrow::Cow::Owned(rows)
+}
+
+/// `value` as the JSON text `jsonb` takes: serialized once, and cleaned of
+/// NULs (which `jsonb` refuses) only when it holds one.
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string(value)?;
+    if !text.contains("\\u0000") {
+        return Ok(text);
+    }
+    serde_json::to_string(&clean_json(serde_json::to_value(value)?))
 }
 
 #[async_trait]
@@ -65,67 +138,89 @@ impl DeliveryLog for PostgresStore {
         if records.is_empty() {
             return Ok(());
         }
-        let s = &self.sql.quoted;
         let rows = merged(records);
-        let mut insert: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new(format!("INSERT INTO {s}.delivery_log AS l ({COLUMNS}) "));
-        let mut encoded = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let attempts = serde_json::to_value(&r.attempts)
-                .map_err(|e| StoreError::new("encoding attempts").with_source(e))?;
-            let headers = r
-                .headers
-                .as_ref()
-                .map(|h| serde_json::to_value(h).map(clean_json))
-                .transpose()
-                .map_err(|e| StoreError::new("encoding headers").with_source(e))?;
-            encoded.push((clean_json(attempts), headers, r.problem.clone().map(clean_json)));
+        let encode = |what: &'static str| move |e: serde_json::Error| StoreError::new(what).with_source(e);
+        let mut columns = Columns::with_capacity(rows.len());
+        for r in rows.iter() {
+            columns.id.push(*r.id.as_uuid());
+            columns.received.push(micros_of(r.received_at));
+            columns.updated.push(micros_of(r.updated_at));
+            columns.environment.push(clean(r.environment.as_str()));
+            columns.process.push(*r.process.as_uuid());
+            columns
+                .version
+                .push(r.version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)));
+            columns
+                .source
+                .push(r.source.as_ref().map(|s| s.as_str().to_owned()));
+            columns.sender.push(r.sender_id.as_deref().map(clean));
+            columns.event.push(r.event.as_deref().map(clean));
+            columns.outcome.push(r.outcome.as_str());
+            columns.status.push(r.status.map(i32::from));
+            columns.code.push(r.code.clone());
+            columns.problem.push(
+                r.problem
+                    .as_ref()
+                    .map(json_text)
+                    .transpose()
+                    .map_err(encode("encoding a problem document"))?,
+            );
+            columns
+                .instance
+                .push(r.instance.as_ref().map(|i| clean(i.as_str())));
+            columns
+                .attempts
+                .push(json_text(&r.attempts).map_err(encode("encoding attempts"))?);
+            columns.duration.push(
+                r.duration
+                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            );
+            columns.headers.push(
+                r.headers
+                    .as_ref()
+                    .map(json_text)
+                    .transpose()
+                    .map_err(encode("encoding headers"))?,
+            );
+            columns.payload.push(r.payload.as_deref().map(clean));
         }
-        insert.push_values(
-            rows.iter().zip(encoded),
-            |mut b, (r, (attempts, headers, problem))| {
-                b.push_bind(*r.id.as_uuid())
-                    .push_bind(micros_of(r.received_at))
-                    .push_bind(micros_of(r.updated_at))
-                    .push_bind(clean(r.environment.as_str()))
-                    .push_bind(*r.process.as_uuid())
-                    .push_bind(r.version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
-                    .push_bind(r.source.as_ref().map(|s| s.as_str().to_owned()))
-                    .push_bind(r.sender_id.as_deref().map(clean))
-                    .push_bind(r.event.as_deref().map(clean))
-                    .push_bind(r.outcome.as_str())
-                    .push_bind(r.status.map(i32::from))
-                    .push_bind(r.code.clone())
-                    .push_bind(problem)
-                    .push_bind(r.instance.as_ref().map(|i| clean(i.as_str())))
-                    .push_bind(attempts)
-                    .push_bind(
-                        r.duration
-                            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-                    )
-                    .push_bind(headers)
-                    .push_bind(r.payload.as_deref().map(clean));
-            },
+        // One statement for every batch (so it is prepared once): the
+        // records as arrays, one row of each.
+        let s = &self.sql.quoted;
+        let sql = format!(
+            "INSERT INTO {s}.delivery_log AS l ({COLUMNS}) \
+             SELECT id, received_us, updated_us, environment, process, version, source, sender_id, event, outcome, \
+               status, code, problem::jsonb, instance, attempts::jsonb, duration_us, headers::jsonb, payload \
+             FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::uuid[], $6::int4[], $7::text[], \
+               $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[], $13::text[], $14::text[], $15::text[], \
+               $16::int8[], $17::text[], $18::text[]) \
+               AS t(id, received_us, updated_us, environment, process, version, source, sender_id, event, outcome, \
+               status, code, problem, instance, attempts, duration_us, headers, payload) {MERGE}"
         );
-        insert.push(
-            " ON CONFLICT (id) DO UPDATE SET \
-             received_us = LEAST(l.received_us, EXCLUDED.received_us), \
-             outcome = CASE WHEN EXCLUDED.updated_us >= l.updated_us THEN EXCLUDED.outcome ELSE l.outcome END, \
-             instance = CASE WHEN EXCLUDED.updated_us >= l.updated_us THEN COALESCE(EXCLUDED.instance, l.instance) \
-                        ELSE COALESCE(l.instance, EXCLUDED.instance) END, \
-             updated_us = GREATEST(l.updated_us, EXCLUDED.updated_us), \
-             version = COALESCE(EXCLUDED.version, l.version), source = COALESCE(EXCLUDED.source, l.source), \
-             sender_id = COALESCE(EXCLUDED.sender_id, l.sender_id), event = COALESCE(EXCLUDED.event, l.event), \
-             status = COALESCE(EXCLUDED.status, l.status), code = COALESCE(EXCLUDED.code, l.code), \
-             problem = COALESCE(EXCLUDED.problem, l.problem), \
-             duration_us = COALESCE(EXCLUDED.duration_us, l.duration_us), \
-             headers = COALESCE(EXCLUDED.headers, l.headers), payload = COALESCE(EXCLUDED.payload, l.payload), \
-             attempts = l.attempts || EXCLUDED.attempts",
-        );
-        self.run("writing the delivery log", insert.build().execute(&self.pool))
+        let query = sqlx::query(&sql)
+            .bind(columns.id)
+            .bind(columns.received)
+            .bind(columns.updated)
+            .bind(columns.environment)
+            .bind(columns.process)
+            .bind(columns.version)
+            .bind(columns.source)
+            .bind(columns.sender)
+            .bind(columns.event)
+            .bind(columns.outcome)
+            .bind(columns.status)
+            .bind(columns.code)
+            .bind(columns.problem)
+            .bind(columns.instance)
+            .bind(columns.attempts)
+            .bind(columns.duration)
+            .bind(columns.headers)
+            .bind(columns.payload);
+        self.run("writing the delivery log", query.execute(&self.pool))
             .await?;
         Ok(())
     }
+
     async fn read(&self, id: &DeliveryId) -> Result<Option<LoggedDelivery>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM {}.delivery_log WHERE id = $1",
@@ -301,7 +396,7 @@ fn record_from(row: &PgRow) -> Result<LoggedDelivery, StoreError> {
     let attempts: serde_json::Value = get(row, "attempts")?;
     let attempts: Vec<Attempt> = serde_json::from_value(attempts).map_err(decode("attempts"))?;
     let headers: Option<serde_json::Value> = get(row, "headers")?;
-    let headers: Option<Vec<(String, String)>> = headers
+    let headers: Option<crate::delivery_log::LoggedHeaders> = headers
         .map(serde_json::from_value)
         .transpose()
         .map_err(decode("headers"))?;

@@ -1,0 +1,42 @@
+//! The benchmarks' HTTP clients: the documented call, posted over
+//! loopback (keep-alive) by tokio tasks in the benchmark's own process.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use process_webhook::EnvironmentToken;
+
+/// Calls answered `202` a second by `clients` posting for `seconds`.
+pub(crate) async fn router_rate(url: &str, token: &EnvironmentToken, clients: usize, seconds: u64) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let auth = format!("Bearer {}", token.expose_secret());
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (done, stop, url, auth) = (done.clone(), stop.clone(), url.to_owned(), auth.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = client
+                        .post(&url)
+                        .header("authorization", &auth)
+                        .header("content-type", "application/json")
+                        .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#)
+                        .send()
+                        .await
+                        .expect("the router answers");
+                    assert_eq!(reply.status().as_u16(), 202);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("a client ends");
+    }
+    done.load(Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64()
+}
