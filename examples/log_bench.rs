@@ -36,21 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(PostgresStore::connect(&database).await?.with_schema(&schema)?);
     store.migrate().await?;
 
-    let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse()?;
-    let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
-    let models = Arc::new(InMemoryModelStore::new());
-    models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
-    models.deploy(Deployment::new(
-        uuid,
-        VersionTag::Released(1),
-        production.clone(),
-        StartForm::new(
-            ["customerName", "orderNumber", "productCode"].map(|n| FieldSpec::mandatory(n, FieldKind::Text)),
-        ),
-    ));
-    let tokens = Arc::new(InMemoryTokenStore::new());
-    let token = EnvironmentToken::generate();
-    tokens.insert(&token, Environment::new(production, acme));
+    let (uuid, models, tokens, token) = clients::order_intake();
     let off = WebhookStarter::new(models, tokens, Arc::new(InMemoryEngine::new().with_capacity(0)));
     let (sink, writer) = LogWriter::new(store.clone(), LogWriter::DEFAULT_CAPACITY, KeepPayloads::Failed);
     let writing = tokio::spawn(writer.run());

@@ -5,7 +5,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process_webhook::EnvironmentToken;
+use process_webhook::*;
+
+/// The documented example for a benchmark: the order intake deployed
+/// (version 1, three mandatory text fields) in `acme`'s `production`, and
+/// a token of it.
+pub(crate) fn order_intake() -> (
+    ProcessUuid,
+    Arc<InMemoryModelStore>,
+    Arc<InMemoryTokenStore>,
+    EnvironmentToken,
+) {
+    let uuid: ProcessUuid = "dd9759e0-cc94-11ed-938f-13cf60270555".parse().expect("a UUID");
+    let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    let models = Arc::new(InMemoryModelStore::new());
+    models.insert_model(ProcessModel::new(uuid, acme.clone(), "Order intake"));
+    models.deploy(Deployment::new(
+        uuid,
+        VersionTag::Released(1),
+        production.clone(),
+        StartForm::new(
+            ["customerName", "orderNumber", "productCode"].map(|n| FieldSpec::mandatory(n, FieldKind::Text)),
+        ),
+    ));
+    let tokens = Arc::new(InMemoryTokenStore::new());
+    let token = EnvironmentToken::generate();
+    tokens.insert(&token, Environment::new(production, acme));
+    (uuid, models, tokens, token)
+}
 
 /// Calls answered `202` a second by `clients` posting for `seconds`.
 pub(crate) async fn router_rate(url: &str, token: &EnvironmentToken, clients: usize, seconds: u64) -> f64 {

@@ -110,22 +110,44 @@ async fn list(State(admin): State<Admin>, Client(client): Client, headers: Heade
     )
 }
 
+/// What the API does to one delivery.
+#[derive(Clone, Copy)]
+enum OnOne {
+    Show,
+    Retry,
+    Discard,
+}
+
+async fn one(admin: Admin, client: Option<IpAddr>, headers: HeaderMap, id: String, on: OnOne) -> Response {
+    answer(
+        async {
+            authorized(&admin, client, &headers)?;
+            Ok(match on {
+                OnOne::Show => (
+                    StatusCode::OK,
+                    record_json(&admin.ops.delivery_at(&id).await?, true),
+                ),
+                OnOne::Retry => (
+                    StatusCode::ACCEPTED,
+                    record_json(&admin.ops.retry_at(&id).await?, false),
+                ),
+                OnOne::Discard => (
+                    StatusCode::OK,
+                    record_json(&admin.ops.discard_at(&id).await?, false),
+                ),
+            })
+        }
+        .await,
+    )
+}
+
 async fn show(
     State(admin): State<Admin>,
     Client(client): Client,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(
-        async {
-            authorized(&admin, client, &headers)?;
-            Ok((
-                StatusCode::OK,
-                record_json(&admin.ops.delivery_at(&id).await?, true),
-            ))
-        }
-        .await,
-    )
+    one(admin, client, headers, id, OnOne::Show).await
 }
 
 async fn retry(
@@ -134,16 +156,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(
-        async {
-            authorized(&admin, client, &headers)?;
-            Ok((
-                StatusCode::ACCEPTED,
-                record_json(&admin.ops.retry_at(&id).await?, false),
-            ))
-        }
-        .await,
-    )
+    one(admin, client, headers, id, OnOne::Retry).await
 }
 
 async fn discard(
@@ -152,16 +165,7 @@ async fn discard(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    answer(
-        async {
-            authorized(&admin, client, &headers)?;
-            Ok((
-                StatusCode::OK,
-                record_json(&admin.ops.discard_at(&id).await?, false),
-            ))
-        }
-        .await,
-    )
+    one(admin, client, headers, id, OnOne::Discard).await
 }
 
 async fn retry_dead(
