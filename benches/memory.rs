@@ -187,4 +187,37 @@ fn main() {
         waiting / 1024,
         waiting / IN_FLIGHT
     );
+
+    // Keys an in-memory idempotency store holds: the keyed starts of a
+    // GitHub-like sender (a 36-character delivery id each), completed, and
+    // the heap they keep (what sizes `InMemoryIdempotencyStore`'s default
+    // capacity).
+    const KEYS: usize = 100_000;
+    let f = Arc::new(fixture(0, 0));
+    let order: Arc<[u8]> = common::body(75).into();
+    let store = InMemoryIdempotencyStore::new().with_capacity(KEYS);
+    let starter = WebhookStarter::new(
+        Arc::new(f.models.clone()),
+        Arc::new(f.tokens.clone()),
+        Arc::new(common::NoopEngine),
+    )
+    .with_idempotency(Arc::new(store.clone()));
+    let before = LIVE.load(Ordering::SeqCst);
+    runtime.block_on(async {
+        for n in 0..KEYS {
+            let key = format!("{:08x}-cc78-11e3-81ab-4c9367dc0958", n);
+            let headers = [
+                ("authorization", f.auth.as_str()),
+                ("idempotency-key", key.as_str()),
+            ];
+            assert_eq!(starter.handle(&f.target, headers, &order).await.status(), 202);
+        }
+    });
+    let held = LIVE.load(Ordering::SeqCst) - before;
+    assert_eq!(store.len(), KEYS);
+    println!(
+        "idempotency keys: {KEYS} completed keyed starts held in memory, {} KiB, {} B per key",
+        held / 1024,
+        held / KEYS
+    );
 }

@@ -28,6 +28,7 @@ mod names {
     pub(crate) const CALL_DURATION: &str = "process_webhook_call_duration_seconds";
     pub(crate) const ENGINE_DURATION: &str = "process_webhook_engine_call_duration_seconds";
     pub(crate) const IDEMPOTENCY_KEYS: &str = "process_webhook_idempotency_keys";
+    pub(crate) const IDEMPOTENCY_CAPACITY: &str = "process_webhook_idempotency_capacity";
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) const BODIES: &str = "process_webhook_bodies_in_flight";
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
@@ -98,11 +99,14 @@ pub(crate) fn engine_call(engine: &'static str, ok: bool, elapsed: Duration) {
     .record(elapsed.as_secs_f64());
 }
 
-/// The keys an in-memory idempotency store holds now.
+/// The keys an in-memory idempotency store holds now, and how many it may.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn idempotency_keys(held: usize) {
+pub(crate) fn idempotency_keys(held: usize, capacity: usize) {
     #[cfg(feature = "metrics")]
-    metrics::gauge!(names::IDEMPOTENCY_KEYS).set(held as f64);
+    {
+        metrics::gauge!(names::IDEMPOTENCY_KEYS).set(held as f64);
+        metrics::gauge!(names::IDEMPOTENCY_CAPACITY).set(capacity as f64);
+    }
 }
 
 /// The bodies the router is reading or holding now, and their bytes.

@@ -43,7 +43,8 @@ const GRACE: Duration = Duration::from_secs(20);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The settings every replica clears, so that only the run's own count.
-const SETTINGS: [&str; 19] = [
+const SETTINGS: [&str; 20] = [
+    "WEBHOOK_IDEMPOTENCY_CAPACITY",
     "WEBHOOK_KEEP_PAYLOADS",
     "WEBHOOK_LOG_RETENTION",
     "WEBHOOK_ADMIN_ADDR",

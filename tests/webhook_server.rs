@@ -16,7 +16,8 @@ const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 27] = [
+const SETTINGS: [&str; 28] = [
+    "WEBHOOK_IDEMPOTENCY_CAPACITY",
     "WEBHOOK_KEEP_PAYLOADS",
     "WEBHOOK_LOG_RETENTION",
     "WEBHOOK_ADMIN_ADDR",

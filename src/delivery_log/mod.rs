@@ -1,19 +1,18 @@
 //! The delivery log port: every authenticated call and what became of it,
 //! for the operator (the admin API and the console read it).
 //!
-//! A starter with a log ([`WebhookStarter::with_delivery_log`](crate::WebhookStarter::with_delivery_log),
-//! feature `delivery-log`) hands it one [`LoggedDelivery`] per call that
+//! A starter with a log (`WebhookStarter::with_delivery_log`, feature
+//! `delivery-log`) hands it one [`LoggedDelivery`] per call that
 //! passed authentication, and the dispatcher one per dispatch of a kept
 //! start; records of the same id merge (see [`DeliveryLog`]'s contract).
 //! Writing never slows or fails a start: records go through a bounded
-//! channel ([`LogWriter`](crate::LogWriter)) and are written in batches.
+//! channel (`LogWriter`) and are written in batches.
 //!
 //! # Implementing a delivery log
 //!
 //! [`InMemoryDeliveryLog`] is the reference; `PostgresStore` keeps the log
-//! in the same database as its inbox. Run
-//! [`testing::check_delivery_log`](crate::testing::check_delivery_log)
-//! against your own.
+//! in the same database as its inbox. Run `testing::check_delivery_log`
+//! (feature `testing`) against your own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -251,3 +251,45 @@ async fn a_failing_idempotency_store_is_store_unavailable_and_never_reaches_the_
     assert_refused(starter.start(request).await, 503, "store_unavailable");
     assert_eq!(world.started(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyed_load_past_the_old_bound_of_100_000_keys_is_never_refused_at_the_default_capacity() {
+    let world = World::new();
+    let engine = Arc::new(InMemoryEngine::new().with_capacity(0));
+    let store = InMemoryIdempotencyStore::new();
+    let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), engine)
+        .with_idempotency(Arc::new(store.clone()));
+    // 150,000 deliveries, each with its own key, as a sender's delivery ids.
+    let workers: Vec<_> = (0..2)
+        .map(|worker| {
+            let (starter, bearer) = (starter.clone(), world.bearer());
+            tokio::spawn(async move {
+                for n in (worker..150_000).step_by(2) {
+                    let key = format!("delivery-{n:06}");
+                    let headers = [
+                        ("authorization", bearer.as_str()),
+                        ("idempotency-key", key.as_str()),
+                    ];
+                    let reply = starter.handle(&target(), headers, &body()).await;
+                    assert_eq!(
+                        reply.status(),
+                        202,
+                        "delivery {n}: {:?}",
+                        std::str::from_utf8(reply.body())
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(store.len(), 150_000);
+    // The first key still replays.
+    let headers = [
+        ("authorization", world.bearer()),
+        ("idempotency-key", "delivery-000000".to_owned()),
+    ];
+    let again = starter.handle(&target(), headers, &body()).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use process_webhook::*;
 
-#[cfg(feature = "postgres")]
 use crate::BadSetting;
 use crate::Seed;
 #[cfg(any(feature = "postgres", feature = "redis"))]
@@ -172,16 +171,34 @@ pub(crate) async fn stores(
     for source in sources {
         in_memory.put_source(source.clone());
     }
+    let capacity = idempotency_capacity()?;
     println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
+    println!("idempotency keys: in memory, at most {capacity} (WEBHOOK_IDEMPOTENCY_CAPACITY)");
     with_redis(Stores {
         models: Arc::new(models),
         tokens: Arc::new(tokens),
         sources: Arc::new(in_memory),
-        idempotency: Arc::new(InMemoryIdempotencyStore::new()),
+        idempotency: Arc::new(InMemoryIdempotencyStore::new().with_capacity(capacity)),
         limiter: Arc::new(InMemoryRateLimiter::new()),
         inbox: None,
         inbox_wakeup: None,
         log: None,
     })
     .await
+}
+
+/// `WEBHOOK_IDEMPOTENCY_CAPACITY`: the most keys the in-memory idempotency
+/// store holds (500,000 by default; at least 1).
+fn idempotency_capacity() -> Result<usize, BadSetting> {
+    match std::env::var("WEBHOOK_IDEMPOTENCY_CAPACITY") {
+        Ok(text) if !text.trim().is_empty() => match text.trim().parse::<usize>() {
+            Ok(capacity) if capacity > 0 => Ok(capacity),
+            _ => Err(BadSetting {
+                variable: "WEBHOOK_IDEMPOTENCY_CAPACITY",
+                value: Some(text.clone()),
+                problem: "must be a whole number of keys, at least 1 (each holds about 540 bytes)".to_owned(),
+            }),
+        },
+        _ => Ok(InMemoryIdempotencyStore::DEFAULT_CAPACITY),
+    }
 }

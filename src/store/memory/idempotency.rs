@@ -21,7 +21,10 @@ use crate::store::{
 /// Keys are kept for a retention time (24 h by default,
 /// [`with_ttl`](Self::with_ttl)) measured from the reservation, and never
 /// forgotten before it ends. The store holds at most
-/// [`capacity`](Self::with_capacity) keys (100,000 by default): when it is
+/// [`capacity`](Self::with_capacity) keys (500,000 by default, about 257 MiB
+/// when full): past 80 % of it, a warning is logged (once, until it is below
+/// 70 % again) and the gauges `process_webhook_idempotency_keys` and
+/// `process_webhook_idempotency_capacity` say how close it is. When it is
 /// full, expired and abandoned keys are reclaimed first (oldest first, in
 /// amortized constant time), and if none is, `reserve` answers
 /// [`Reservation::Full`] with the time until the oldest key expires (the
@@ -83,6 +86,9 @@ struct Keys {
     order: VecDeque<(Instant, IdempotencyKey)>,
     /// How many keys of `map` each environment holds (no zero counts).
     per_environment: HashMap<EnvironmentId, usize>,
+    /// Whether the warning of a store past 80 % of its capacity was logged
+    /// (again only once it is below 70 %).
+    warned: bool,
 }
 
 #[derive(Debug)]
@@ -122,7 +128,9 @@ impl Default for InMemoryIdempotencyStore {
 }
 
 impl InMemoryIdempotencyStore {
-    /// The default bound on the keys [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) holds.
+    /// The default bound on the keys [`InMemoryIdempotencyStore`](crate::InMemoryIdempotencyStore) holds:
+    /// 500,000 (about 257 MiB when full: 539 bytes a completed key, measured
+    /// by `cargo bench --bench memory`).
     pub const DEFAULT_CAPACITY: usize = DEFAULT_IDEMPOTENCY_CAPACITY;
 }
 
@@ -233,8 +241,28 @@ impl InMemoryIdempotencyStore {
                 outcome: None,
             },
         );
-        observe::idempotency_keys(keys.map.len());
+        observe::idempotency_keys(keys.map.len(), self.capacity);
+        self.watch(keys);
         Ok(Reservation::Reserved)
+    }
+
+    /// Logs, once, a store past 80 % of its capacity (and re-arms below
+    /// 70 %): at 100 % keyed starts are refused until keys expire.
+    fn watch(&self, keys: &mut Keys) {
+        let held = keys.map.len();
+        if !keys.warned && held.saturating_mul(5) >= self.capacity.saturating_mul(4) {
+            keys.warned = true;
+            tracing::warn!(
+                target: "process_webhook",
+                held,
+                capacity = self.capacity,
+                "the in-memory idempotency store holds over 80 % of the keys it may: at 100 % every keyed start \
+                 is refused (503 idempotency_store_full) until keys expire; raise its capacity, or keep keys in \
+                 PostgreSQL or Redis"
+            );
+        } else if keys.warned && held.saturating_mul(10) < self.capacity.saturating_mul(7) {
+            keys.warned = false;
+        }
     }
 
     /// Whether an entry no longer holds its key at `now`.
@@ -317,7 +345,7 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let mut keys = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if keys.map.get(key).is_some_and(|e| e.outcome.is_none()) {
             keys.remove(key);
-            observe::idempotency_keys(keys.map.len());
+            observe::idempotency_keys(keys.map.len(), self.capacity);
         }
         Ok(())
     }
@@ -349,6 +377,31 @@ mod tests {
 
     /// A short lease, for tests of abandoned reservations.
     const LEASE: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn past_eighty_percent_the_store_warns_once_and_again_only_after_falling_below_seventy() {
+        let store = InMemoryIdempotencyStore::new().with_capacity(10);
+        let warned = |store: &InMemoryIdempotencyStore| store.inner.lock().unwrap().warned;
+        for n in 0..7 {
+            assert_eq!(
+                reserve(&store, &key(&format!("k{n}"))).await,
+                Reservation::Reserved
+            );
+        }
+        assert!(!warned(&store), "70 % is not past 80 %");
+        reserve(&store, &key("k7")).await;
+        assert!(warned(&store), "8 of 10");
+        reserve(&store, &key("k8")).await;
+        assert!(warned(&store));
+        for n in 0..4 {
+            store.release(&key(&format!("k{n}"))).await.unwrap();
+        }
+        // 5 held; the next reservation makes 6: below 70 %, re-armed.
+        reserve(&store, &key("again-1")).await;
+        assert!(!warned(&store));
+        assert_eq!(InMemoryIdempotencyStore::DEFAULT_CAPACITY, 500_000);
+        assert_eq!(InMemoryIdempotencyStore::new().capacity, 500_000);
+    }
 
     async fn past_the_lease() {
         tokio::time::sleep(LEASE + Duration::from_millis(50)).await;
