@@ -387,7 +387,8 @@ pub use async_trait::async_trait;
 pub use crate::admin::{Admin, AdminError, AdminToken, InvalidAdminToken, Operator};
 pub use crate::delivery_log::{
     Attempt, Cursor, DeliveryLog, InMemoryDeliveryLog, InvalidCursor, LastFailure, LogPage, LogQuery,
-    LoggedDelivery, LoggedHeaders, LoggedOutcome, SourceSummary, UnknownOutcome, is_credential_header,
+    LoggedDelivery, LoggedHeaders, LoggedOutcome, SourceSummary, UnknownOutcome, is_credential_field,
+    is_credential_header,
 };
 #[cfg(feature = "delivery-log")]
 #[cfg_attr(docsrs, doc(cfg(feature = "delivery-log")))]

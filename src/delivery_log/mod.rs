@@ -26,13 +26,14 @@ use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
 use crate::port_error::StoreError;
 use crate::source::SourceId;
 
-mod headers;
 mod memory;
+mod redact;
 #[cfg(feature = "delivery-log")]
 mod writer;
 
-pub use headers::{LoggedHeaders, is_credential_header};
 pub use memory::InMemoryDeliveryLog;
+pub(crate) use redact::redacted_payload;
+pub use redact::{LoggedHeaders, is_credential_field, is_credential_header};
 #[cfg(feature = "delivery-log")]
 pub use writer::{KeepPayloads, LogSink, LogWriter};
 
@@ -191,7 +192,8 @@ pub struct LoggedDelivery {
     /// ([`is_credential_header`]); `None` in a dispatch's record.
     pub headers: Option<LoggedHeaders>,
     /// The body as sent (text; bytes that are not UTF-8 replaced), where
-    /// the payload policy keeps it.
+    /// the payload policy keeps it, every credential field's value
+    /// redacted ([`is_credential_field`]).
     pub payload: Option<String>,
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::delivery_log::{Attempt, LoggedDelivery, LoggedHeaders, LoggedOutcome};
+use crate::delivery_log::{Attempt, LoggedDelivery, LoggedHeaders, LoggedOutcome, redacted_payload};
 use crate::error::WebhookError;
 use crate::id::{DeliveryId, InstanceId};
 use crate::inbox::KeptStart;
@@ -123,7 +123,7 @@ impl WebhookStarter {
                 record.problem = Some(error.to_problem_json());
             }
             if sink.payloads().keeps(outcome) && !body.is_empty() {
-                record.payload = Some(String::from_utf8_lossy(body).into_owned());
+                record.payload = Some(redacted_payload(body));
             }
             sink.record(record);
         }

@@ -409,3 +409,30 @@ async fn the_payload_policy_keeps_every_payload_or_none() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_payload_never_holds_the_token_an_envelope_body_carries() {
+    let world = World::new();
+    let log = InMemoryDeliveryLog::new();
+    let (sink, writer) = LogWriter::new(Arc::new(log.clone()), 10, KeepPayloads::All);
+    let starter = world.starter().with_delivery_log(sink);
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    // The documented envelope, refused for a missing field.
+    let envelope = json!({
+        "headers": {"authorization": world.token.expose_secret()},
+        "payload": {"customerName": "John Doe", "password": "hunter2"},
+    });
+    let no_headers: [(&str, &str); 0] = [];
+    let reply = starter
+        .handle(&target, no_headers, envelope.to_string().as_bytes())
+        .await;
+    assert_reply(&reply, 422, "invalid_payload");
+    drop(starter);
+    writer.run().await;
+    let record = log.page(&LogQuery::newest(1)).await.unwrap().deliveries.remove(0);
+    assert_eq!(record.outcome, LoggedOutcome::Refused);
+    let payload = record.payload.unwrap();
+    assert!(!payload.contains(world.token.expose_secret()), "{payload}");
+    assert!(!payload.contains("hunter2"), "{payload}");
+    assert!(payload.contains("John Doe"), "{payload}");
+}

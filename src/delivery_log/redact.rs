@@ -1,5 +1,7 @@
-//! Which of a request's headers the delivery log keeps: every one but the
-//! credentials.
+//! What the delivery log keeps of a request: its headers but the
+//! credentials, and its payload with every credential field redacted (an
+//! envelope body carries the token in its `headers`; Slack's events carry
+//! their verification `token`).
 
 /// Whether the header `name` (any case) may carry a credential, and so is
 /// never kept in the delivery log: `authorization`, `proxy-authorization`,
@@ -132,6 +134,82 @@ impl<'de> serde::Deserialize<'de> for LoggedHeaders {
     }
 }
 
+/// Whether a payload's field named `name` (any case) holds a credential,
+/// and so is redacted in the payload the log keeps: every name holding
+/// `authorization`, `password`, `secret` or `token` (Slack's verification
+/// `token`, `access_token`, `client_secret`, an envelope's
+/// `authorization`), and `apikey`, `api_key`, `api-key`.
+///
+/// Narrower than [`is_credential_header`]: a payload's `productKey` or
+/// `idempotencyKey` is the sender's data, not a credential.
+pub fn is_credential_field(name: &str) -> bool {
+    const WORDS: [&[u8]; 4] = [b"authorization", b"password", b"secret", b"token"];
+    let name = name.trim_ascii().as_bytes();
+    ["apikey", "api_key", "api-key"]
+        .iter()
+        .any(|exact| name.eq_ignore_ascii_case(exact.as_bytes()))
+        || WORDS.iter().any(|word| {
+            name.windows(word.len())
+                .any(|window| window.eq_ignore_ascii_case(word))
+        })
+}
+
+/// What a redacted value reads.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// A body as the log keeps it: JSON with every credential field's value
+/// (at any depth) replaced by `"[redacted]"`; a form (`a=b&c=d`) the same
+/// by field; anything else as sent (bytes that are not UTF-8 replaced).
+pub(crate) fn redacted_payload(body: &[u8]) -> String {
+    if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(body) {
+        if redact_json(&mut json) {
+            return json.to_string();
+        }
+        return String::from_utf8_lossy(body).into_owned();
+    }
+    let text = String::from_utf8_lossy(body);
+    let is_form = !text.is_empty()
+        && text
+            .split('&')
+            .all(|pair| pair.contains('=') && !pair.contains(char::is_whitespace));
+    if is_form && form_urlencoded::parse(body).any(|(name, _)| is_credential_field(&name)) {
+        let mut kept = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(body) {
+            let value = if is_credential_field(&name) {
+                REDACTED.into()
+            } else {
+                value
+            };
+            kept.append_pair(&name, &value);
+        }
+        return kept.finish();
+    }
+    text.into_owned()
+}
+
+/// Redacts `value`'s credential fields in place: whether it changed any.
+fn redact_json(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(members) => {
+            let mut changed = false;
+            for (name, member) in members.iter_mut() {
+                if is_credential_field(name) && !member.is_null() {
+                    *member = Value::String(REDACTED.to_owned());
+                    changed = true;
+                } else {
+                    changed |= redact_json(member);
+                }
+            }
+            changed
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| redact_json(item) | changed),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +254,48 @@ mod tests {
         let json = serde_json::to_string(&kept).unwrap();
         assert_eq!(serde_json::from_str::<LoggedHeaders>(&json).unwrap(), kept);
         assert!(LoggedHeaders::default().is_empty());
+    }
+
+    #[test]
+    fn a_payload_keeps_the_senders_data_and_loses_every_credential_field() {
+        // The product's envelope: the token in its headers.
+        let envelope = br#"{"headers": {"authorization": "Bearer tok-123", "x-trace": "t"}, "payload": {"orderNumber": "1", "productKey": "P-9"}}"#;
+        let kept: serde_json::Value = serde_json::from_str(&redacted_payload(envelope)).unwrap();
+        assert_eq!(kept["headers"]["authorization"], REDACTED);
+        assert_eq!(kept["headers"]["x-trace"], "t");
+        assert_eq!(
+            kept["payload"],
+            serde_json::json!({"orderNumber": "1", "productKey": "P-9"})
+        );
+        // Slack's events carry their verification token; arrays are walked.
+        let slack =
+            br#"{"token": "Jhj5dZ", "event": {"items": [{"access_token": "x", "ok": 1}]}, "nothing": null}"#;
+        let kept = redacted_payload(slack);
+        assert!(!kept.contains("Jhj5dZ") && !kept.contains("\"x\""), "{kept}");
+        assert!(kept.contains("\"ok\":1"));
+        // A JSON body without credentials is kept byte for byte (its order, its spaces).
+        let plain = br#"{ "b": 1,  "a": "<script>" }"#;
+        assert_eq!(redacted_payload(plain), r#"{ "b": 1,  "a": "<script>" }"#);
+        // A form, field by field; text as sent.
+        assert_eq!(
+            redacted_payload(b"user=ann&password=hunter2&x=1"),
+            "user=ann&password=%5Bredacted%5D&x=1"
+        );
+        assert_eq!(
+            redacted_payload(b"orderNumber=1&note=hello"),
+            "orderNumber=1&note=hello"
+        );
+        assert_eq!(redacted_payload(b"just some text"), "just some text");
+        assert_eq!(redacted_payload(&[0xff, b'a']), "\u{FFFD}a");
+        for (name, credential) in [
+            ("api_key", true),
+            ("ApiKey", true),
+            ("client_secret", true),
+            ("productKey", false),
+            ("idempotencyKey", false),
+            ("keyboard", false),
+        ] {
+            assert_eq!(is_credential_field(name), credential, "{name}");
+        }
     }
 }
