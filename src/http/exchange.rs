@@ -268,15 +268,25 @@ impl WebhookStarter {
                 })
                 .collect();
             let head = RequestHead::parse_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?;
-            if self.logs_deliveries() {
-                observed.captured = Some(Box::new(Captured {
-                    headers: LoggedHeaders::from_pairs(headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
-                    ..Captured::default()
-                }));
-            }
             check_head(method, &head)?;
             let id = SourceId::new(&source).map_err(|_| WebhookError::UnknownSource)?;
             let source = Box::pin(self.admit_source(process, &id, observed)).await?;
+            if self.logs_deliveries() {
+                // Every credential, and the source's own signature header
+                // whatever its name.
+                let signature = match source.scheme() {
+                    crate::source::SourceScheme::Hmac(hmac) => Some(hmac.header()),
+                    _ => None,
+                };
+                let kept = headers
+                    .iter()
+                    .filter(|(n, _)| signature.is_none_or(|s| !n.eq_ignore_ascii_case(s)))
+                    .map(|(n, v)| (n.as_str(), v.as_str()));
+                observed.captured = Some(Box::new(Captured {
+                    headers: LoggedHeaders::from_pairs(kept),
+                    ..Captured::default()
+                }));
+            }
             return Ok(Admitted {
                 method,
                 process,

@@ -436,3 +436,42 @@ async fn a_kept_payload_never_holds_the_token_an_envelope_body_carries() {
     assert!(!payload.contains("hunter2"), "{payload}");
     assert!(payload.contains("John Doe"), "{payload}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sources_own_signature_header_is_left_out_whatever_its_name() {
+    let Some(senders) = Senders::find() else { return };
+    let w = logged(KeepPayloads::None);
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    let source = WebhookSource::new(
+        "shop".parse().unwrap(),
+        production,
+        uuid(REPOSITORY_EVENTS),
+        SourceScheme::hmac(HmacScheme::new("X-Shop-Hash").unwrap()),
+        [SourceSecret::new("a-shop-secret").unwrap()],
+    )
+    .unwrap();
+    let sources = Arc::new(InMemorySourceStore::new());
+    sources.put_source(source);
+    let starter = w.starter.clone().with_sources(sources);
+    let body = json!({"order": 42}).to_string();
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    let signed = senders.sign(json!({
+        "scheme": "hmac", "secret": "a-shop-secret", "body": body,
+        "algorithm": "sha256", "encoding": "hex", "header": "X-Shop-Hash",
+    }));
+    let hash = signed[0].1.clone();
+    headers.extend(signed);
+    let target = format!("/webhook/send?uid={REPOSITORY_EVENTS}&source=shop");
+    let reply = starter
+        .handle(
+            &target,
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status(), 202);
+    let record = w.records(1).await.remove(0);
+    assert_eq!(header(&record, "content-type"), Some("application/json"));
+    assert_eq!(header(&record, "x-shop-hash"), None);
+    assert!(!serde_json::to_string(&record).unwrap().contains(&hash));
+}
