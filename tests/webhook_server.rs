@@ -1737,3 +1737,72 @@ repository = "$.body.repository.full_name"
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_delivery_log_in_postgres_outlives_a_restart_and_is_purged_past_its_retention() {
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let settings = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_INBOX", "off"),
+    ];
+    let first = Server::with(&settings);
+    assert_eq!(
+        first.printed("delivery log: "),
+        Some("in PostgreSQL, kept 7 days")
+    );
+    assert_eq!(
+        first.printed("console:         "),
+        Some("off (set WEBHOOK_ADMIN_ADDR and WEBHOOK_ADMIN_TOKEN)")
+    );
+    let response = call(
+        &reqwest::Client::new(),
+        &first.base,
+        TOKEN,
+        &[("idempotency-key", "order-1")],
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 202);
+    let listed = |settings: &[(&str, &str)]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (code, out, err) = admin(settings, &["deliveries", "list"], "");
+            assert_eq!(code, Some(0), "{err}");
+            if !out.is_empty() || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let out = listed(&settings);
+    assert!(out.contains(" started received "), "{out}");
+    drop(first);
+
+    // A restart keeps it; one with a retention of a second purges it at once.
+    let second = Server::with(&settings);
+    assert_eq!(listed(&settings).lines().count(), 1);
+    drop(second);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let mut short = settings.to_vec();
+    short.push(("WEBHOOK_LOG_RETENTION", "1s"));
+    let third = Server::with(&short);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, out, _) = admin(&settings, &["deliveries", "list"], "");
+        if out.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never purged: {out}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(third);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
