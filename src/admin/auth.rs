@@ -195,7 +195,10 @@ mod tests {
     fn a_token_is_at_least_32_visible_characters_and_never_printed() {
         assert_eq!("short".parse::<AdminToken>().err(), Some(InvalidAdminToken));
         assert!(format!("{:?}", "x".repeat(31).parse::<AdminToken>()).contains("InvalidAdminToken"));
-        assert!("x".repeat(32).parse::<AdminToken>().is_ok(), "32 characters are enough");
+        assert!(
+            "x".repeat(32).parse::<AdminToken>().is_ok(),
+            "32 characters are enough"
+        );
         assert!(
             format!("{} and more", "a".repeat(40))
                 .parse::<AdminToken>()

@@ -439,3 +439,16 @@ async fn the_sources_overview_counts_the_last_day_per_source_and_process() {
     assert_eq!(sources[0]["lastFailure"]["id"], records[2].id.to_string());
     assert_eq!(sources[0]["lastFailure"]["code"], "invalid_payload");
 }
+
+#[tokio::test]
+async fn the_admin_apis_document_is_valid_openapi_3_1_by_openapi_spec_validator() {
+    let Some(python) = crate::common::server_setting(
+        "OPENAPI_PYTHON",
+        "OPENAPI_PYTHON=target/tools/openapi-venv/bin/python",
+    ) else {
+        return;
+    };
+    let (status, document, _) = call(&desk().router, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    crate::openapi::assert_valid_openapi(&python, &document);
+}

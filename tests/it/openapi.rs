@@ -474,35 +474,41 @@ fn the_documents_are_valid_openapi_3_1_by_openapi_spec_validator() {
         ),
     ];
     for document in documents {
-        let output = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import json, sys\nfrom openapi_spec_validator import validate\n\
-                 spec = json.load(sys.stdin)\nvalidate(spec)\n\
-                 print(spec['openapi'])",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write as _;
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(&serde_json::to_vec(&document).unwrap())?;
-                child.wait_with_output()
-            })
-            .expect("the validator runs");
-        assert!(
-            output.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            serde_json::to_string_pretty(&document).unwrap()
-        );
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3.1.0");
+        assert_valid_openapi(&python, &document);
     }
+}
+
+/// Asserts that openapi-spec-validator (in the Python of `python`) takes
+/// `document` as OpenAPI 3.1.0.
+pub(crate) fn assert_valid_openapi(python: &str, document: &serde_json::Value) {
+    let output = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\n\
+             spec = json.load(sys.stdin)\nvalidate(spec)\n\
+             print(spec['openapi'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(&serde_json::to_vec(&document).unwrap())?;
+            child.wait_with_output()
+        })
+        .expect("the validator runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        serde_json::to_string_pretty(&document).unwrap()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3.1.0");
 }
 
 #[tokio::test]
