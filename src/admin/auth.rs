@@ -234,6 +234,36 @@ mod tests {
     }
 
     #[test]
+    fn a_guessers_failures_are_kept_while_ten_thousand_other_clients_fail() {
+        let guard = Guard::new(TOKEN.parse().unwrap());
+        let guesser = Some(IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..Admin::FAILURES_PER_MINUTE {
+            guard.failed(guesser);
+        }
+        // Past the bound of 10,000 clients, only those whose minute ended are forgotten.
+        for n in 0..10_001_u32 {
+            guard.failed(Some(IpAddr::from(n.to_be_bytes())));
+        }
+        assert!(matches!(
+            guard.admit(guesser),
+            Err(AdminError::TooManyFailures { .. })
+        ));
+    }
+
+    #[test]
+    fn sessions_have_ids_and_csrf_tokens_of_256_random_bits_and_signing_in_again_ends_none() {
+        let guard = Guard::new(TOKEN.parse().unwrap());
+        let first = guard.sign_in(None, TOKEN).unwrap();
+        let second = guard.sign_in(None, TOKEN).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(first.len(), 43, "256 bits in URL-safe base64");
+        let (a, b) = (guard.session(&first).unwrap(), guard.session(&second).unwrap());
+        assert_ne!(a.csrf, b.csrf);
+        assert_ne!(a.csrf, first);
+        assert_eq!(a.csrf.len(), 43);
+    }
+
+    #[test]
     fn a_session_lives_until_signed_out_and_checks_its_own_csrf_token() {
         let guard = Guard::new(TOKEN.parse().unwrap());
         assert!(guard.sign_in(None, "wrong").is_err());

@@ -124,6 +124,14 @@ mod tests {
         assert_eq!(q.outcome, Some(LoggedOutcome::Dead));
         assert_eq!(q.source.as_ref().map(SourceId::as_str), Some("github-orders"));
         assert_eq!(q.limit, 20);
+        assert_eq!(
+            q.environment.as_ref().map(crate::id::EnvironmentId::as_str),
+            Some("production")
+        );
+        assert_eq!(
+            q.process.map(|p| p.to_string()).as_deref(),
+            Some("dd9759e0-cc94-11ed-938f-13cf60270555")
+        );
         assert!(q.since.unwrap() < q.until.unwrap());
         assert_eq!(read_query("").unwrap().limit, DEFAULT_LIMIT);
         for (bad, name) in [
