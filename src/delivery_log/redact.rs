@@ -254,6 +254,11 @@ mod tests {
         let json = serde_json::to_string(&kept).unwrap();
         assert_eq!(serde_json::from_str::<LoggedHeaders>(&json).unwrap(), kept);
         assert!(LoggedHeaders::default().is_empty());
+        assert!(!kept.is_empty());
+        assert_eq!(
+            format!("{kept:?}"),
+            r#"[("x-github-event", "push"), ("content-type", "application/json"), ("idempotency-key", "k-1"), ("user-agent", "GitHub-Hookshot/1")]"#
+        );
     }
 
     #[test]
@@ -286,6 +291,15 @@ mod tests {
             "orderNumber=1&note=hello"
         );
         assert_eq!(redacted_payload(b"just some text"), "just some text");
+        // Text that merely holds a credential's name, or a pair among prose,
+        // is no form: kept as sent.
+        assert_eq!(
+            redacted_payload(b"my password=hunter2 is here"),
+            "my password=hunter2 is here"
+        );
+        assert_eq!(redacted_payload(b"password"), "password");
+        assert_eq!(redacted_payload(b"token=a&plain"), "token=a&plain");
+        assert_eq!(redacted_payload(b""), "");
         assert_eq!(redacted_payload(&[0xff, b'a']), "\u{FFFD}a");
         for (name, credential) in [
             ("api_key", true),

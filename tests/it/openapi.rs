@@ -481,7 +481,7 @@ fn the_documents_are_valid_openapi_3_1_by_openapi_spec_validator() {
 /// Asserts that openapi-spec-validator (in the Python of `python`) takes
 /// `document` as OpenAPI 3.1.0.
 pub(crate) fn assert_valid_openapi(python: &str, document: &serde_json::Value) {
-    let output = std::process::Command::new(&python)
+    let output = std::process::Command::new(python)
         .args([
             "-c",
             "import json, sys\nfrom openapi_spec_validator import validate\n\
