@@ -63,7 +63,7 @@ async fn a_full_idempotency_store_refuses_new_keys_and_still_replays_every_kept_
 async fn keys_are_kept_for_24_hours_and_reservations_for_a_5_minute_lease() {
     assert_eq!(DEFAULT_IDEMPOTENCY_TTL, Duration::from_secs(24 * 3600));
     assert_eq!(DEFAULT_IDEMPOTENCY_LEASE, Duration::from_secs(300));
-    assert_eq!(InMemoryIdempotencyStore::DEFAULT_CAPACITY, 100_000);
+    assert_eq!(InMemoryIdempotencyStore::DEFAULT_CAPACITY, 500_000);
     let store = InMemoryIdempotencyStore::new().with_capacity(1);
     let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k");
     let fp = PayloadFingerprint::of(&order_payload());
