@@ -284,6 +284,9 @@
 //! - `postgres`: `PostgresStore`, models, tokens, webhook sources (their
 //!   secrets encrypted), idempotency keys and the inbox's kept starts in
 //!   PostgreSQL (sqlx), shared by several replicas.
+//! - `sqlite`: `SqliteStore`, every port `PostgresStore` implements, in one
+//!   SQLite file (SQLite compiled in): a single server's state across
+//!   restarts, without a database server.
 //! - `testing`: the `testing` module, conformance suites for a host's own
 //!   stores.
 //! - `mapping`: webhook sources that map a sender's payload into the start
@@ -372,10 +375,11 @@ pub use ::redis;
     doc(cfg(any(feature = "camunda7", feature = "camunda8", feature = "temporal")))
 )]
 pub use ::reqwest;
-/// The `sqlx` whose `PgPool` [`PostgresStore`] is built on (feature
-/// `postgres`), so that a host's pool is of the same version.
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+/// The `sqlx` whose pools `PostgresStore` and `SqliteStore` are built on
+/// (features `postgres`, `sqlite`), so that a host's pool is of the same
+/// version.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use ::sqlx;
 /// The attribute the traits are written with: `#[async_trait]` on an
 /// `impl` of [`ModelStore`], [`TokenStore`], [`SourceStore`],
@@ -448,14 +452,20 @@ pub use crate::starter::{Component, Dispatcher, InboxPolicy, NotReady, WebhookSt
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::RedisIdempotencyStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use crate::store::SqliteStore;
 pub use crate::store::{
     DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore, InMemoryIdempotencyStore,
     InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore, ModelStore, Reservation, SourceStore,
     StoreError, TokenStore,
 };
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use crate::store::{EncryptionKey, InvalidEncryptionKey};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use crate::store::{EncryptionKey, InvalidEncryptionKey, InvalidSchemaName, PostgresStore};
+pub use crate::store::{InvalidSchemaName, PostgresStore};
 pub use crate::token::{EnvironmentToken, TokenDigest};
 pub use crate::trace::{MAX_TRACESTATE_LEN, TraceContext};
 

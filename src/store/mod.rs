@@ -12,6 +12,10 @@ mod memory;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub(crate) use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 pub use crate::port_error::StoreError;
@@ -19,9 +23,13 @@ pub(crate) use idempotency::DEFAULT_IDEMPOTENCY_CAPACITY;
 pub use idempotency::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, IdempotencyStore, Reservation};
 pub use memory::{InMemoryIdempotencyStore, InMemoryModelStore, InMemorySourceStore, InMemoryTokenStore};
 #[cfg(feature = "postgres")]
-pub use postgres::{EncryptionKey, InvalidEncryptionKey, InvalidSchemaName, PostgresStore};
+pub use postgres::{InvalidSchemaName, PostgresStore};
 #[cfg(feature = "redis")]
 pub use redis::RedisIdempotencyStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::sealing::{EncryptionKey, InvalidEncryptionKey};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use crate::id::{EnvironmentId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};

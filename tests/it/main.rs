@@ -40,6 +40,7 @@ mod secrets;
 mod serde_shapes;
 mod signatures;
 mod sources;
+mod sqlite;
 mod start_rules;
 mod takeover;
 mod temporal;

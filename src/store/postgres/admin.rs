@@ -2,7 +2,7 @@
 //! deployments, tokens, signing secrets, and the purge of expired
 //! idempotency keys.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPool;
@@ -10,7 +10,7 @@ use sqlx::postgres::PgPool;
 use super::queries::{Statements, deployment_from, get, nul_refused, storable};
 use super::{PostgresStore, bounded};
 use crate::id::{EnvironmentId, OrganizationId, ProcessUuid};
-use crate::model::{Deployment, Environment, ProcessModel, VersionTag};
+use crate::model::{Deployment, Environment, ProcessModel};
 use crate::store::StoreError;
 use crate::token::{EnvironmentToken, TokenDigest};
 
@@ -49,12 +49,7 @@ impl PostgresStore {
         if form.to_string().contains("\\u0000") {
             return Err(nul_refused("the start form"));
         }
-        let version = match deployment.version() {
-            VersionTag::Draft => None,
-            VersionTag::Released(n) => {
-                Some(i32::try_from(n).map_err(|_| StoreError::new("a version number must fit in 31 bits"))?)
-            }
-        };
+        let version = crate::store::sql::stored_version(deployment.version())?;
         let query = sqlx::query(&self.sql.deploy)
             .bind(*deployment.id().as_uuid())
             .bind(deployment.process().as_uuid())
@@ -168,13 +163,7 @@ impl PostgresStore {
     /// environment carries them; none removes them). Each replica does this
     /// itself, from the host's secret store.
     pub fn load_signing_secrets(&self, environment: &Environment) {
-        let key = (environment.organization().clone(), environment.id().clone());
-        let mut secrets = self.secrets.write().unwrap_or_else(PoisonError::into_inner);
-        if environment.signing_secrets().is_empty() {
-            secrets.remove(&key);
-        } else {
-            secrets.insert(key, environment.signing_secrets().into());
-        }
+        self.secrets.load(environment);
     }
 
     /// Deletes up to `batch` expired idempotency keys, skipping rows other

@@ -1,47 +1,18 @@
 //! [`PostgresStore`] as a [`DeliveryLog`]: the `delivery_log` table, in the
 //! same database as the inbox, purged by age.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::Postgres;
 
 use super::PostgresStore;
-use super::queries::get;
-use crate::delivery_log::{
-    Attempt, DeliveryLog, LastFailure, LogPage, LogQuery, LoggedDelivery, LoggedOutcome, SourceSummary,
-    micros_of, time_of_micros,
-};
-use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
-use crate::source::SourceId;
+use crate::delivery_log::{DeliveryLog, LogPage, LogQuery, LoggedDelivery, SourceSummary, micros_of};
+use crate::id::DeliveryId;
 use crate::store::StoreError;
-
-const COLUMNS: &str = "id, received_us, updated_us, environment, process, version, source, sender_id, event, \
-    outcome, status, code, problem, instance, attempts, duration_us, headers, payload";
-
-/// Text PostgreSQL takes: a NUL (which `text` and `jsonb` refuse) becomes
-/// U+FFFD.
-fn clean(text: &str) -> String {
-    text.replace('\0', "\u{FFFD}")
-}
-
-/// A JSON value PostgreSQL's `jsonb` takes (no `\u0000` in any string).
-fn clean_json(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => Value::String(clean(&s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(clean_json).collect()),
-        Value::Object(members) => Value::Object(
-            members
-                .into_iter()
-                .map(|(k, v)| (clean(&k), clean_json(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
+use crate::store::sql::delivery_log::{
+    COLUMNS, clean, json_text, merged, page_from, page_select, record_from, summaries_from, summary_counts,
+};
 
 /// How a record merges into the row of its id: the later outcome and
 /// instance win, what the record has replaces what the row lacks, the
@@ -95,41 +66,6 @@ impl Columns {
             ..Self::default()
         }
     }
-}
-
-/// The records of a batch, those of one id merged in order: one row each
-/// (borrowed as they are when every id is its own, as in most batches).
-fn merged(records: &[LoggedDelivery]) -> std::borrow::Cow<'_, [LoggedDelivery]> {
-    let mut at: HashMap<DeliveryId, usize> = HashMap::with_capacity(records.len());
-    if records
-        .iter()
-        .enumerate()
-        .all(|(i, r)| at.insert(r.id, i).is_none())
-    {
-        return std::borrow::Cow::Borrowed(records);
-    }
-    at.clear();
-    let mut rows: Vec<LoggedDelivery> = Vec::with_capacity(records.len());
-    for record in records {
-        match at.get(&record.id) {
-            Some(&i) => rows[i].merge(record.clone()),
-            None => {
-                at.insert(record.id, rows.len());
-                rows.push(record.clone());
-            }
-        }
-    }
-    std::borrow::Cow::Owned(rows)
-}
-
-/// `value` as the JSON text `jsonb` takes: serialized once, and cleaned of
-/// NULs (which `jsonb` refuses) only when it holds one.
-fn json_text<T: serde::Serialize>(value: &T) -> Result<String, serde_json::Error> {
-    let text = serde_json::to_string(value)?;
-    if !text.contains("\\u0000") {
-        return Ok(text);
-    }
-    serde_json::to_string(&clean_json(serde_json::to_value(value)?))
 }
 
 #[async_trait]
@@ -236,119 +172,36 @@ impl DeliveryLog for PostgresStore {
     }
 
     async fn page(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
-        let s = &self.sql.quoted;
-        let mut select: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new(format!("SELECT {COLUMNS} FROM {s}.delivery_log WHERE true"));
-        if let Some(outcome) = query.outcome {
-            select.push(" AND outcome = ").push_bind(outcome.as_str());
-        }
-        if let Some(source) = &query.source {
-            select
-                .push(" AND source = ")
-                .push_bind(source.as_str().to_owned());
-        }
-        if let Some(process) = query.process {
-            select.push(" AND process = ").push_bind(*process.as_uuid());
-        }
-        if let Some(environment) = &query.environment {
-            select
-                .push(" AND environment = ")
-                .push_bind(environment.as_str().to_owned());
-        }
-        if let Some(since) = query.since {
-            select.push(" AND received_us >= ").push_bind(micros_of(since));
-        }
-        if let Some(until) = query.until {
-            select.push(" AND received_us < ").push_bind(micros_of(until));
-        }
-        if let Some(after) = query.after {
-            let (at, id) = after.parts();
-            select
-                .push(" AND (received_us, id) < (")
-                .push_bind(micros_of(at))
-                .push(", ")
-                .push_bind(*id.as_uuid())
-                .push(")");
-        }
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX - 1);
-        select
-            .push(" ORDER BY received_us DESC, id DESC LIMIT ")
-            .push_bind(limit.saturating_add(1));
+        let table = format!("{}.delivery_log", self.sql.quoted);
+        let mut select = page_select::<Postgres>(&table, query);
         let rows = self
             .run("listing the delivery log", select.build().fetch_all(&self.pool))
             .await?;
-        let mut deliveries = rows.iter().map(record_from).collect::<Result<Vec<_>, _>>()?;
-        let next = if deliveries.len() > query.limit {
-            deliveries.truncate(query.limit);
-            deliveries.last().map(LoggedDelivery::position)
-        } else {
-            None
-        };
-        Ok(LogPage { deliveries, next })
+        page_from(&rows, query.limit)
     }
 
     async fn summarize(&self, since: SystemTime) -> Result<Vec<SourceSummary>, StoreError> {
         let s = &self.sql.quoted;
-        let counts = format!(
-            "SELECT source, process, outcome, count(*) AS n, max(received_us) AS last \
-             FROM {s}.delivery_log WHERE received_us >= $1 GROUP BY source, process, outcome"
-        );
+        let counts = summary_counts(&format!("{s}.delivery_log"));
         let failures = format!(
             "SELECT DISTINCT ON (source, process) source, process, id, received_us, outcome, code \
              FROM {s}.delivery_log WHERE received_us >= $1 AND outcome IN ('refused', 'dead') \
              ORDER BY source, process, received_us DESC"
         );
         let since = micros_of(since);
-        let rows = self
+        let counts = self
             .run(
                 "summarizing the delivery log",
                 sqlx::query(&counts).bind(since).fetch_all(&self.pool),
             )
             .await?;
-        let mut summaries: std::collections::BTreeMap<(Option<SourceId>, ProcessUuid), SourceSummary> =
-            std::collections::BTreeMap::new();
-        for row in &rows {
-            let (source, process) = (
-                source_of(row)?,
-                ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
-            );
-            let outcome = outcome_of(row)?;
-            let (n, last): (i64, i64) = (get(row, "n")?, get(row, "last")?);
-            let summary = summaries
-                .entry((source.clone(), process))
-                .or_insert_with(|| SourceSummary {
-                    source,
-                    process,
-                    counts: Default::default(),
-                    last_received_at: time_of_micros(last),
-                    last_failure: None,
-                });
-            summary
-                .counts
-                .insert(outcome, u64::try_from(n).unwrap_or_default());
-            summary.last_received_at = summary.last_received_at.max(time_of_micros(last));
-        }
-        let rows = self
+        let failures = self
             .run(
                 "summarizing the delivery log",
                 sqlx::query(&failures).bind(since).fetch_all(&self.pool),
             )
             .await?;
-        for row in &rows {
-            let key = (
-                source_of(row)?,
-                ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
-            );
-            if let Some(summary) = summaries.get_mut(&key) {
-                summary.last_failure = Some(LastFailure {
-                    id: DeliveryId::from(get::<uuid::Uuid>(row, "id")?),
-                    received_at: time_of_micros(get(row, "received_us")?),
-                    outcome: outcome_of(row)?,
-                    code: get(row, "code")?,
-                });
-            }
-        }
-        Ok(summaries.into_values().collect())
+        summaries_from(&counts, &failures)
     }
 
     async fn purge(&self, before: SystemTime, batch: usize) -> Result<u64, StoreError> {
@@ -368,62 +221,4 @@ impl DeliveryLog for PostgresStore {
             .await?;
         Ok(done.rows_affected())
     }
-}
-
-fn source_of(row: &PgRow) -> Result<Option<SourceId>, StoreError> {
-    let source: Option<String> = get(row, "source")?;
-    source
-        .map(|s| {
-            SourceId::new(&s)
-                .map_err(|_| StoreError::new(format!("the delivery log holds an invalid source id {s:?}")))
-        })
-        .transpose()
-}
-
-fn outcome_of(row: &PgRow) -> Result<LoggedOutcome, StoreError> {
-    let outcome: String = get(row, "outcome")?;
-    outcome
-        .parse()
-        .map_err(|_| StoreError::new(format!("the delivery log holds an unknown outcome {outcome:?}")))
-}
-
-fn record_from(row: &PgRow) -> Result<LoggedDelivery, StoreError> {
-    let decode = |what: &'static str| {
-        move |e: serde_json::Error| {
-            StoreError::new(format!("decoding the delivery log's {what}")).with_source(e)
-        }
-    };
-    let attempts: serde_json::Value = get(row, "attempts")?;
-    let attempts: Vec<Attempt> = serde_json::from_value(attempts).map_err(decode("attempts"))?;
-    let headers: Option<serde_json::Value> = get(row, "headers")?;
-    let headers: Option<crate::delivery_log::LoggedHeaders> = headers
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(decode("headers"))?;
-    let version: Option<i32> = get(row, "version")?;
-    let status: Option<i32> = get(row, "status")?;
-    let duration: Option<i64> = get(row, "duration_us")?;
-    let instance: Option<String> = get(row, "instance")?;
-    let mut record = LoggedDelivery::new(
-        DeliveryId::from(get::<uuid::Uuid>(row, "id")?),
-        time_of_micros(get(row, "received_us")?),
-        EnvironmentId::new(get::<String>(row, "environment")?),
-        ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
-        outcome_of(row)?,
-    );
-    record.updated_at = time_of_micros(get(row, "updated_us")?);
-    record.version = version.and_then(|v| u32::try_from(v).ok());
-    record.source = source_of(row)?;
-    record.sender_id = get(row, "sender_id")?;
-    record.event = get(row, "event")?;
-    record.status = status.and_then(|s| u16::try_from(s).ok());
-    record.code = get(row, "code")?;
-    record.problem = get(row, "problem")?;
-    record.instance = instance.map(InstanceId::new);
-    record.attempts = attempts;
-    record.duration =
-        duration.map(|d| std::time::Duration::from_micros(u64::try_from(d).unwrap_or_default()));
-    record.headers = headers;
-    record.payload = get(row, "payload")?;
-    Ok(record)
 }

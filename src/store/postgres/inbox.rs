@@ -2,23 +2,18 @@
 //! table, claimed with `FOR UPDATE SKIP LOCKED` and a lease, so that the
 //! dispatchers of every replica share them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use super::queries::{get, storable};
-use crate::engine::StartCommand;
-use crate::id::{DeliveryId, EnvironmentId, InstanceId, ProcessUuid};
-use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
+use crate::id::{DeliveryId, EnvironmentId, InstanceId};
+use crate::idempotency::IdempotencyKey;
 use crate::inbox::{Claimed, Delivery, DeliveryStatus, Inbox, InboxCounts, InboxQuery, Keeping, KeptStart};
-use crate::model::Deployment;
 use crate::source::SourceId;
 use crate::store::StoreError;
-use crate::trace::TraceContext;
+use crate::store::sql::inbox::{StoredCommand, claimed_from, delivery_from, seconds, time_of};
 
 /// The inbox's statements, with the schema put in once.
 #[derive(Debug)]
@@ -164,99 +159,6 @@ impl Held {
     }
 }
 
-/// A command as the table keeps it.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredCommand {
-    deployment: Deployment,
-    version: u32,
-    variables: Map<String, Value>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    fingerprint: Option<String>,
-    #[serde(default)]
-    traceparent: Option<String>,
-    #[serde(default)]
-    tracestate: Option<String>,
-}
-
-impl StoredCommand {
-    fn of(command: &StartCommand) -> Self {
-        Self {
-            deployment: command.resolved().clone(),
-            version: command.version,
-            variables: command.variables.clone(),
-            key: command.idempotency_key.clone(),
-            fingerprint: command.fingerprint.map(|f| hex::encode(f.as_bytes())),
-            traceparent: command.trace.as_ref().map(|t| t.traceparent().to_owned()),
-            tracestate: command
-                .trace
-                .as_ref()
-                .and_then(|t| t.tracestate().map(str::to_owned)),
-        }
-    }
-
-    fn into_command(self) -> Result<StartCommand, StoreError> {
-        let mut command = StartCommand::new(&self.deployment, self.version, self.variables);
-        command.idempotency_key = self.key;
-        if let Some(fingerprint) = self.fingerprint {
-            let bytes = hex::decode(&fingerprint)
-                .ok()
-                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .ok_or_else(|| {
-                    StoreError::new("postgres: a kept start's fingerprint is not 32 bytes of hex")
-                })?;
-            command.fingerprint = Some(PayloadFingerprint::from_bytes(bytes));
-        }
-        if let Some(traceparent) = &self.traceparent {
-            command.trace = TraceContext::parse(traceparent, self.tracestate.as_deref());
-        }
-        Ok(command)
-    }
-}
-
-fn seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
-}
-
-fn time_of(seconds: f64) -> SystemTime {
-    UNIX_EPOCH + Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or_default()
-}
-
-/// A row of `deliveries` as a delivery, with its lease number.
-fn delivery_from(row: &PgRow) -> Result<(Delivery, Option<i64>), StoreError> {
-    let stored: Value = get(row, "command")?;
-    let stored: StoredCommand = serde_json::from_value(stored)
-        .map_err(|e| StoreError::new("postgres: a kept start's command is malformed").with_source(e))?;
-    let status: String = get(row, "status")?;
-    let status = status
-        .parse::<DeliveryStatus>()
-        .map_err(|e| StoreError::new("postgres: a kept start's status is unknown").with_source(e))?;
-    let environment: String = get(row, "environment")?;
-    let version: i32 = get(row, "version")?;
-    let attempts: i32 = get(row, "attempts")?;
-    let delivery = Delivery {
-        id: DeliveryId::from(get::<uuid::Uuid>(row, "id")?),
-        status,
-        environment: EnvironmentId::new(environment),
-        process: ProcessUuid::from(get::<uuid::Uuid>(row, "process")?),
-        version: u32::try_from(version).unwrap_or_default(),
-        caller_key: get(row, "caller_key")?,
-        source: get::<Option<String>>(row, "source")?
-            .map(|s| s.parse::<SourceId>())
-            .transpose()
-            .map_err(|e| StoreError::new("postgres: a kept start's source id is malformed").with_source(e))?,
-        kept_at: time_of(get(row, "kept_at")?),
-        due_at: time_of(get(row, "due_at")?),
-        attempts: u32::try_from(attempts).unwrap_or_default(),
-        last_error: get(row, "last_error")?,
-        instance: get::<Option<String>>(row, "instance")?.map(InstanceId::new),
-        command: stored.into_command()?,
-    };
-    Ok((delivery, get(row, "lease")?))
-}
-
 impl PostgresStore {
     /// Wakes `wakeup` (and so a [`Dispatcher`](crate::Dispatcher) given it
     /// with `with_wakeup`) each time a replica keeps a start, through
@@ -359,23 +261,7 @@ impl Inbox for PostgresStore {
         let rows = self
             .run("claiming kept starts", query.fetch_all(&self.pool))
             .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (delivery, lease) = delivery_from(row)?;
-            let caller_key = delivery
-                .caller_key
-                .as_ref()
-                .map(|key| IdempotencyKey::new(delivery.environment.clone(), delivery.process, key.as_str()));
-            let mut start = KeptStart::new(delivery.id, delivery.command, caller_key);
-            start.kept_at = delivery.kept_at;
-            start.source = delivery.source;
-            claimed.push(Claimed {
-                start,
-                attempts: delivery.attempts,
-                lease: lease.map_or(0, |l| l as u64),
-            });
-        }
-        Ok(claimed)
+        rows.iter().map(claimed_from).collect()
     }
 
     async fn complete(&self, claimed: &Claimed, instance: &InstanceId) -> Result<bool, StoreError> {

@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::PostgresStore;
-use super::queries::{deployment_from, get, model_from};
+use super::queries::{get, model_from};
 use crate::id::{EnvironmentId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
 use crate::outcome::StartOutcome;
 use crate::store::idempotency::{outcome_from_stored, stored_outcome};
+use crate::store::sql::model_with_deployment_from;
 use crate::store::{
     IdempotencyKey, IdempotencyStore, ModelStore, PayloadFingerprint, Reservation, StoreError, TokenStore,
 };
@@ -29,15 +30,8 @@ impl PostgresStore {
         let row = self
             .run("reading a model", query.fetch_optional(&self.pool))
             .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let model = model_from(&row, *uuid)?;
-        let deployment = match get::<Option<uuid::Uuid>>(&row, "id")? {
-            Some(_) => Some(deployment_from(&row, *uuid, environment.clone())?),
-            None => None,
-        };
-        Ok(Some((model, deployment)))
+        row.map(|row| model_with_deployment_from(&row, *uuid, environment))
+            .transpose()
     }
 }
 

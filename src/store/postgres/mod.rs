@@ -12,26 +12,21 @@ mod inbox;
 mod lookups;
 mod migrations;
 mod queries;
-mod sealing;
 mod sources;
 
 use cache::Cache;
 use queries::Statements;
-pub use sealing::{EncryptionKey, InvalidEncryptionKey};
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::id::{EnvironmentId, OrganizationId};
 use crate::model::{Deployment, Environment, ProcessModel};
-use crate::signature::SigningSecret;
 use crate::store::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, StoreError};
 
 /// A schema name [`PostgresStore::with_schema`] refuses: a schema name is 1
@@ -52,9 +47,6 @@ pub(crate) const DEFAULT_POSTGRES_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The default time a read-through cache entry lives: 1 second.
 pub(crate) const DEFAULT_POSTGRES_CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// The signing secrets this replica holds, by environment.
-type Keyring = HashMap<(OrganizationId, EnvironmentId), Arc<[SigningSecret]>>;
 
 /// What a start reads about a process.
 type ModelAndDeployment = (ProcessModel, Option<Deployment>);
@@ -136,8 +128,8 @@ pub struct PostgresStore {
     ttl: Duration,
     lease: Duration,
     cache: Arc<Cache>,
-    secrets: Arc<RwLock<Keyring>>,
-    keys: Arc<sealing::Keys>,
+    secrets: Arc<crate::store::sql::SigningSecrets>,
+    keys: Arc<crate::store::sql::sealing::Keys>,
     listening: Arc<AtomicBool>,
     held: Arc<inbox::Held>,
 }
@@ -291,15 +283,7 @@ impl PostgresStore {
     }
 
     fn with_secrets(&self, environment: Environment) -> Environment {
-        let secrets = self.secrets.read().unwrap_or_else(PoisonError::into_inner);
-        let key = (environment.organization().clone(), environment.id().clone());
-        match secrets.get(&key) {
-            Some(list) => list
-                .iter()
-                .cloned()
-                .fold(environment, Environment::with_signing_secret),
-            None => environment,
-        }
+        self.secrets.attach(environment)
     }
 }
 
@@ -309,12 +293,5 @@ async fn bounded<T>(
     operation: impl Future<Output = Result<T, sqlx::Error>>,
     limit: Duration,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, operation).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(StoreError::new(format!("postgres: {what}")).with_source(error)),
-        Err(_) => Err(StoreError::new(format!(
-            "postgres: {what}: no answer within {} ms",
-            limit.as_millis()
-        ))),
-    }
+    crate::store::sql::bounded("postgres", what, operation, limit).await
 }

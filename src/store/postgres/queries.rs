@@ -1,12 +1,9 @@
 //! The SQL of [`PostgresStore`], written once per schema, and reading its
 //! rows back into the domain's types.
 
-use serde_json::Value;
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::id::{DeploymentId, EnvironmentId, OrganizationId, ProcessUuid};
-use crate::model::{Deployment, ProcessModel, VersionTag};
 use crate::store::StoreError;
 
 /// The statements, with the schema put in once.
@@ -156,34 +153,9 @@ where
         .map_err(|e| StoreError::new(format!("postgres: reading column {column}")).with_source(e))
 }
 
-pub(super) fn model_from(row: &PgRow, uuid: ProcessUuid) -> Result<ProcessModel, StoreError> {
-    Ok(ProcessModel::new(
-        uuid,
-        OrganizationId::new(get::<String>(row, "organization")?),
-        get::<String>(row, "name")?,
-    ))
-}
+crate::store::sql::columns_for!(PgRow, "postgres");
 
-pub(super) fn deployment_from(
-    row: &PgRow,
-    process: ProcessUuid,
-    environment: EnvironmentId,
-) -> Result<Deployment, StoreError> {
-    let id: uuid::Uuid = get(row, "id")?;
-    let version = match get::<Option<i32>>(row, "version")? {
-        None => VersionTag::Draft,
-        Some(n) => VersionTag::Released(
-            u32::try_from(n).map_err(|_| StoreError::new("postgres: a stored version is negative"))?,
-        ),
-    };
-    let form: Value = get(row, "start_form")?;
-    let form = serde_json::from_value(form)
-        .map_err(|e| StoreError::new("postgres: a stored start form could not be read").with_source(e))?;
-    let key: String = get(row, "definition_key")?;
-    Ok(Deployment::new(process, version, environment, form)
-        .with_id(DeploymentId::from(id))
-        .with_definition_key(key))
-}
+pub(super) use crate::store::sql::{deployment_from, model_from};
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,14 @@
 //! [`PostgresStore`] as a [`SourceStore`]: webhook sources in a table,
 //! their secrets sealed under the host's encryption keys
-//! (`sealing.rs`); adding, replacing and removing them.
+//! (`store/sql/sealing.rs`); adding, replacing and removing them.
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use super::PostgresStore;
 use super::queries::{get, storable};
-use super::sealing::{EncryptionKey, Sealed};
-use crate::id::{EnvironmentId, OrganizationId};
-use crate::model::Environment;
-use crate::source::{SourceId, SourceScheme, WebhookSource};
+use crate::source::{SourceId, WebhookSource};
+use crate::store::sql::sealing::EncryptionKey;
+use crate::store::sql::sources::{SourceRow, source_from};
 use crate::store::{SourceStore, StoreError};
 
 impl PostgresStore {
@@ -51,29 +49,26 @@ impl PostgresStore {
         for event in source.events().unwrap_or_default() {
             storable("a source's event", event)?;
         }
-        let id = source.id().as_str();
-        let sealed = source
-            .secrets()
-            .iter()
-            .map(|secret| self.keys.seal(secret, id))
-            .collect::<Result<Vec<Sealed>, StoreError>>()?;
-        let secrets = serde_json::to_value(&sealed)
-            .map_err(|e| StoreError::new("sealed secrets could not be stored").with_source(e))?;
-        let scheme = serde_json::to_value(source.scheme())
-            .map_err(|e| StoreError::new("a source's scheme could not be stored").with_source(e))?;
-        if scheme.to_string().contains("\\u0000") {
+        let row = SourceRow::of(source, &self.keys)?;
+        if row.scheme.to_string().contains("\\u0000") {
             return Err(super::queries::nul_refused("the source's scheme"));
         }
-        let rules = stored_rules(source)?;
+        if row
+            .rules
+            .as_ref()
+            .is_some_and(|r| r.to_string().contains("\\u0000"))
+        {
+            return Err(super::queries::nul_refused("the source's rules"));
+        }
         let query = sqlx::query(&self.sql.put_source)
-            .bind(id)
+            .bind(source.id().as_str())
             .bind(source.environment().organization().as_str())
             .bind(source.environment().id().as_str())
             .bind(source.process().as_uuid())
-            .bind(scheme)
+            .bind(row.scheme)
             .bind(source.events().map(<[String]>::to_vec))
-            .bind(secrets)
-            .bind(rules);
+            .bind(row.secrets)
+            .bind(row.rules);
         self.run("storing a source", query.execute(&self.pool)).await?;
         Ok(())
     }
@@ -137,81 +132,11 @@ impl SourceStore for PostgresStore {
         else {
             return Ok(None);
         };
-        let invalid = |what: &str| StoreError::new(format!("stored source {id} has an invalid {what}"));
-        let environment = Environment::new(
-            EnvironmentId::new(get::<String>(&row, "environment")?),
-            OrganizationId::new(get::<String>(&row, "organization")?),
-        );
-        let process: uuid::Uuid = get(&row, "process")?;
-        let scheme: SourceScheme = serde_json::from_value(get::<Value>(&row, "scheme")?)
-            .map_err(|e| invalid("scheme").with_source(e))?;
-        let sealed: Vec<Sealed> = serde_json::from_value(get::<Value>(&row, "secrets")?)
-            .map_err(|e| invalid("secret list").with_source(e))?;
-        let secrets = sealed
-            .iter()
-            .map(|s| self.keys.open(s, id.as_str()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let source = WebhookSource::new(id.clone(), environment, process.into(), scheme, secrets)
-            .map_err(|e| invalid("definition").with_source(e))?;
-        let source = read_rules(source, get::<Option<Value>>(&row, "rules")?)?;
         let events: Option<Vec<String>> = get(&row, "events")?;
-        match events {
-            Some(events) => source
-                .with_events(events)
-                .map(Some)
-                .map_err(|e| invalid("event list").with_source(e)),
-            None => Ok(Some(source)),
-        }
+        source_from(&row, id, &self.keys, events).map(Some)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
         self.ping().await
-    }
-}
-
-/// A source's rules as the `rules` column keeps them (`NULL`: none).
-#[cfg(feature = "mapping")]
-fn stored_rules(source: &WebhookSource) -> Result<Option<Value>, StoreError> {
-    let Some(rules) = source.rules() else {
-        return Ok(None);
-    };
-    let rules = serde_json::to_value(rules)
-        .map_err(|e| StoreError::new("a source's rules could not be stored").with_source(e))?;
-    if rules.to_string().contains("\\u0000") {
-        return Err(super::queries::nul_refused("the source's rules"));
-    }
-    Ok(Some(rules))
-}
-
-/// Without the `mapping` feature a source has no rules.
-#[cfg(not(feature = "mapping"))]
-fn stored_rules(_: &WebhookSource) -> Result<Option<Value>, StoreError> {
-    Ok(None)
-}
-
-/// `source` with the rules of its row.
-#[cfg(feature = "mapping")]
-fn read_rules(source: WebhookSource, rules: Option<Value>) -> Result<WebhookSource, StoreError> {
-    match rules {
-        None => Ok(source),
-        Some(rules) => {
-            let rules = serde_json::from_value(rules).map_err(|e| {
-                StoreError::new(format!("stored source {} has invalid rules", source.id())).with_source(e)
-            })?;
-            Ok(source.with_rules(rules))
-        }
-    }
-}
-
-/// Without the `mapping` feature, a source stored with rules is refused:
-/// starting it without them would hand the engine other variables.
-#[cfg(not(feature = "mapping"))]
-fn read_rules(source: WebhookSource, rules: Option<Value>) -> Result<WebhookSource, StoreError> {
-    match rules {
-        None => Ok(source),
-        Some(_) => Err(StoreError::new(format!(
-            "stored source {} maps its payload: this build lacks the `mapping` feature",
-            source.id()
-        ))),
     }
 }

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::source::SourceSecret;
 use crate::store::StoreError;
 
-/// A key that seals source secrets in [`PostgresStore`](crate::PostgresStore):
+/// A key that seals source secrets in `PostgresStore` and `SqliteStore`:
 /// 32 bytes, and an id (1 to 32 characters: letters, digits, `-`, `_`, `.`)
 /// stored beside each secret it seals.
 ///
@@ -100,12 +100,12 @@ pub enum InvalidEncryptionKey {
 
 /// The keys a store seals with (the first) and opens with (any).
 #[derive(Clone, Debug, Default)]
-pub(super) struct Keys(Vec<EncryptionKey>);
+pub(crate) struct Keys(Vec<EncryptionKey>);
 
 /// One secret as a row holds it (sealed: its `Debug` shows nothing
 /// secret).
 #[derive(Serialize, Deserialize, Debug)]
-pub(super) struct Sealed {
+pub(crate) struct Sealed {
     key: String,
     nonce: String,
     sealed: String,
@@ -113,29 +113,29 @@ pub(super) struct Sealed {
 
 impl Keys {
     /// Seals with `key` from now on; the keys before stay for opening.
-    pub(super) fn seal_with(&mut self, key: EncryptionKey) {
+    pub(crate) fn seal_with(&mut self, key: EncryptionKey) {
         self.0.retain(|k| k.id != key.id);
         self.0.insert(0, key);
     }
 
     /// Opens rows sealed under `key` too.
-    pub(super) fn open_with(&mut self, key: EncryptionKey) {
+    pub(crate) fn open_with(&mut self, key: EncryptionKey) {
         if !self.0.iter().any(|k| k.id == key.id) {
             self.0.push(key);
         }
     }
 
     /// The id of the key that seals, if there is one.
-    pub(super) fn sealing_id(&self) -> Option<&str> {
+    pub(crate) fn sealing_id(&self) -> Option<&str> {
         self.0.first().map(|k| k.id.as_str())
     }
 
     /// `secret` sealed under the sealing key, bound to `source`.
-    pub(super) fn seal(&self, secret: &SourceSecret, source: &str) -> Result<Sealed, StoreError> {
+    pub(crate) fn seal(&self, secret: &SourceSecret, source: &str) -> Result<Sealed, StoreError> {
         let key = self.0.first().ok_or_else(|| {
             StoreError::new(
                 "a source's secrets are stored encrypted, and this store has no encryption key: \
-                 give it one with PostgresStore::with_encryption_key",
+                 give it one with with_encryption_key",
             )
         })?;
         let mut nonce = [0u8; 12];
@@ -157,11 +157,11 @@ impl Keys {
     }
 
     /// The secret in `sealed`, which must be bound to `source`.
-    pub(super) fn open(&self, sealed: &Sealed, source: &str) -> Result<SourceSecret, StoreError> {
+    pub(crate) fn open(&self, sealed: &Sealed, source: &str) -> Result<SourceSecret, StoreError> {
         let key = self.0.iter().find(|k| k.id == sealed.key).ok_or_else(|| {
             StoreError::new(format!(
                 "a secret of source {source} is encrypted under key `{}`, which this store was not given \
-                 (PostgresStore::with_decryption_key)",
+                 (with_decryption_key)",
                 sealed.key
             ))
         })?;

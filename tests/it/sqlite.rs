@@ -1,0 +1,461 @@
+//! `SqliteStore`: one file in a temporary directory holds what a single
+//! server must not forget. The conformance suites pass against it; a store
+//! opened again on the file finds every key, source, kept start and log
+//! record; keyed load runs far past the in-memory store's old cliff.
+#![cfg(all(feature = "sqlite", feature = "testing"))]
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use process_webhook::*;
+
+fn key(id: &str, n: u8) -> EncryptionKey {
+    EncryptionKey::new(id, [n; 32]).unwrap()
+}
+
+/// A fresh directory and the path of a database file in it.
+fn file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("process-webhook.db");
+    (dir, path)
+}
+
+async fn seed(store: &SqliteStore) -> EnvironmentToken {
+    let (acme, production) = (OrganizationId::new("acme"), EnvironmentId::new("production"));
+    store
+        .insert_model(ProcessModel::new(
+            uuid(ORDER_INTAKE),
+            acme.clone(),
+            "Order intake",
+        ))
+        .await
+        .unwrap();
+    store
+        .deploy(Deployment::new(
+            uuid(ORDER_INTAKE),
+            VersionTag::Released(1),
+            production.clone(),
+            order_form(),
+        ))
+        .await
+        .unwrap();
+    let token = EnvironmentToken::generate();
+    store
+        .insert(&token, Environment::new(production, acme))
+        .await
+        .unwrap();
+    token
+}
+
+#[tokio::test]
+async fn the_conformance_suites_pass_against_a_file_directly_and_as_trait_objects() {
+    let (_dir, path) = file();
+    let store = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_encryption_key(key("k1", 1));
+    let fixtures = testing::model_fixtures();
+    for model in &fixtures.models {
+        store.insert_model(model.clone()).await.unwrap();
+    }
+    for deployment in &fixtures.deployments {
+        store.deploy(deployment.clone()).await.unwrap();
+    }
+    testing::check_model_store(&store, &fixtures).await;
+    let tokens = testing::token_fixtures();
+    for (token, environment) in &tokens {
+        store.insert(token, environment.clone()).await.unwrap();
+    }
+    testing::check_token_store(&store, &tokens).await;
+    testing::check_idempotency_store(&store).await;
+    testing::check_idempotency_takeover(&store).await;
+    let sources = testing::source_fixtures();
+    for source in &sources {
+        store.put_source(source).await.unwrap();
+    }
+    testing::check_source_store(&store, &sources).await;
+    testing::check_inbox(&store).await;
+    testing::check_delivery_log(&store).await;
+
+    let as_dyn: Arc<dyn ModelStore> = Arc::new(store.clone());
+    testing::check_model_store(&*as_dyn, &fixtures).await;
+    let as_dyn: Arc<dyn Inbox> = Arc::new(store.clone());
+    testing::check_inbox(&*as_dyn).await;
+    let as_dyn: Arc<dyn DeliveryLog> = Arc::new(store.clone());
+    testing::check_delivery_log(&*as_dyn).await;
+    let as_dyn: Arc<dyn SourceStore> = Arc::new(store.clone());
+    testing::check_source_store(&*as_dyn, &sources).await;
+
+    // The history of deployments is kept, oldest first, and the latest
+    // of each process and environment is listed.
+    let first = &fixtures.deployments[0];
+    let history = store
+        .deployments(first.process(), first.environment())
+        .await
+        .unwrap();
+    assert_eq!(history, fixtures.deployments[..2].to_vec());
+    let deployed = store.deployed().await.unwrap();
+    assert!(
+        deployed
+            .iter()
+            .any(|(model, d)| model.uuid() == first.process() && *d == fixtures.deployments[1])
+    );
+    assert!(
+        !deployed.contains(&(fixtures.models[0].clone(), first.clone())),
+        "not the older one"
+    );
+}
+
+#[tokio::test]
+async fn a_store_opened_again_on_the_file_finds_keys_sources_kept_starts_and_the_log() {
+    let (_dir, path) = file();
+    let process = uuid(ORDER_INTAKE);
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    let source = WebhookSource::new(
+        "gitlab".parse().unwrap(),
+        production.clone(),
+        process,
+        SourceScheme::Gitlab,
+        [SourceSecret::new("gitlab-token").unwrap()],
+    )
+    .unwrap();
+    let target = format!("{}&source=gitlab", webhook_url("/webhook/send", &process));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let headers = [("X-Gitlab-Token", "gitlab-token"), ("X-Gitlab-Event-UUID", "e1")];
+    let engine = Arc::new(InMemoryEngine::new());
+    let starter = |store: &Arc<SqliteStore>| {
+        WebhookStarter::new(store.clone(), store.clone(), engine.clone())
+            .with_idempotency(store.clone())
+            .with_sources(store.clone())
+    };
+
+    let (first, kept_id) = {
+        let store = Arc::new(
+            SqliteStore::open(&path)
+                .await
+                .unwrap()
+                .with_encryption_key(key("k1", 1)),
+        );
+        let token = seed(&store).await;
+        store.put_source(&source).await.unwrap();
+        let first = starter(&store).handle(&target, headers, &body).await;
+        assert_eq!(first.status(), 202, "{}", String::from_utf8_lossy(first.body()));
+        // A start kept for later, and a log record.
+        let deployment = store
+            .deployment(&process, production.id())
+            .await
+            .unwrap()
+            .unwrap();
+        let kept = KeptStart::new(
+            DeliveryId::new_random(),
+            StartCommand::new(&deployment, 1, order_payload()),
+            None,
+        );
+        let kept_id = kept.id;
+        assert_eq!(store.keep(kept, 10).await.unwrap(), Keeping::Kept);
+        let record = LoggedDelivery::new(
+            kept_id,
+            std::time::SystemTime::now(),
+            production.id().clone(),
+            process,
+            LoggedOutcome::Queued,
+        );
+        store.append(&[record]).await.unwrap();
+        // The token works before the restart.
+        assert!(store.environment(&token).await.unwrap().is_some());
+        (
+            serde_json::from_slice::<serde_json::Value>(first.body()).unwrap(),
+            kept_id,
+        )
+    };
+
+    // Opened again, as after a restart: the same key, source, kept start
+    // and record are there.
+    let store = Arc::new(
+        SqliteStore::open(&path)
+            .await
+            .unwrap()
+            .with_encryption_key(key("k1", 1)),
+    );
+    let again = starter(&store).handle(&target, headers, &body).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let again: serde_json::Value = serde_json::from_slice(again.body()).unwrap();
+    assert_eq!(
+        again["instanceId"], first["instanceId"],
+        "the same instance, replayed"
+    );
+    assert_eq!(engine.started().len(), 1, "started once across the restart");
+    assert_eq!(store.source(source.id()).await.unwrap(), Some(source.clone()));
+    let kept = store.get(&kept_id).await.unwrap().unwrap();
+    assert_eq!(kept.status, DeliveryStatus::Queued);
+    assert_eq!(
+        store.read(&kept_id).await.unwrap().unwrap().outcome,
+        LoggedOutcome::Queued
+    );
+    // A forged token still fails after the restart.
+    let wrong = starter(&store)
+        .handle(
+            &target,
+            [("X-Gitlab-Token", "gitlab-tokem"), ("X-Gitlab-Event-UUID", "e2")],
+            &body,
+        )
+        .await;
+    assert_reply(&wrong, 401, "invalid_signature");
+    assert_eq!(engine.started().len(), 1);
+}
+
+#[tokio::test]
+async fn a_kept_start_is_dispatched_from_the_file_once_the_engine_is_back() {
+    let (_dir, path) = file();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let token = seed(&store).await;
+    let engine = Arc::new(FlakyEngine::failing(1, || {
+        EngineError::unavailable("connection refused")
+    }));
+    let wakeup = Arc::new(tokio::sync::Notify::new());
+    store.notify_on_keep(&wakeup);
+    let starter = WebhookStarter::new(store.clone(), store.clone(), engine.clone())
+        .with_idempotency(store.clone())
+        .with_inbox(store.clone(), InboxPolicy::Fallback);
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let bearer = format!("Bearer {}", token.expose_secret());
+    let headers = [("authorization", bearer.as_str()), ("idempotency-key", "order-1")];
+    let reply = starter.handle(&target, headers, &body).await;
+    assert_eq!(reply.status(), 202, "{}", String::from_utf8_lossy(reply.body()));
+    let queued: serde_json::Value = serde_json::from_slice(reply.body()).unwrap();
+    assert_eq!(queued["status"], "queued");
+    // The keep woke the dispatcher at once.
+    tokio::time::timeout(Duration::from_secs(1), wakeup.notified())
+        .await
+        .expect("woken");
+    // The same key while kept answers from the inbox, starting nothing.
+    let repeat = starter.handle(&target, headers, &body).await;
+    assert_eq!(repeat.header("idempotent-replayed"), Some("true"));
+
+    let dispatcher = starter
+        .dispatcher()
+        .unwrap()
+        .with_backoff(Duration::ZERO, Duration::ZERO);
+    assert_eq!(dispatcher.dispatch_due().await.unwrap(), 1);
+    assert_eq!(dispatcher.dispatch_due().await.unwrap(), 0, "nothing due twice");
+    let id: DeliveryId = queued["deliveryId"].as_str().unwrap().parse().unwrap();
+    let delivery = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(delivery.status, DeliveryStatus::Started);
+    assert_eq!(engine.inner.started().len(), 1);
+    assert_eq!(delivery.instance.as_ref(), Some(&engine.inner.started()[0].id));
+    assert_eq!(store.counts().await.unwrap().queued, 0);
+}
+
+#[tokio::test]
+async fn keyed_starts_run_far_past_the_old_in_memory_cliff_without_store_full() {
+    let (_dir, path) = file();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let token = seed(&store).await;
+    let engine = Arc::new(InMemoryEngine::new());
+    let starter =
+        WebhookStarter::new(store.clone(), store.clone(), engine.clone()).with_idempotency(store.clone());
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let bearer = format!("Bearer {}", token.expose_secret());
+    const KEYS: usize = 120_000;
+    let mut statuses = std::collections::BTreeMap::new();
+    let calls = futures_util::stream::iter(0..KEYS).map(|n| {
+        let (starter, target, body, bearer) = (&starter, &target, &body, &bearer);
+        async move {
+            let key = format!("delivery-{n}");
+            let headers = [
+                ("authorization", bearer.as_str()),
+                ("idempotency-key", key.as_str()),
+            ];
+            starter.handle(target, headers, body).await.status()
+        }
+    });
+    use futures_util::StreamExt as _;
+    let mut calls = calls.buffer_unordered(16);
+    while let Some(status) = calls.next().await {
+        *statuses.entry(status).or_insert(0usize) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(202, KEYS)].into_iter().collect(),
+        "every keyed start started"
+    );
+    assert_eq!(engine.total_started(), KEYS as u64);
+    // The first key still replays.
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("idempotency-key", "delivery-0"),
+    ];
+    let first = starter.handle(&target, headers, &body).await;
+    assert_eq!(first.header("idempotent-replayed"), Some("true"));
+    assert_eq!(engine.total_started(), KEYS as u64);
+}
+
+#[tokio::test]
+async fn the_file_is_the_owners_only_and_holds_no_secret_in_plain_text() {
+    let (dir, path) = file();
+    let store = SqliteStore::open(&path).await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created owner-only");
+    }
+    // Without an encryption key a source's secret is refused.
+    let source = WebhookSource::new(
+        "stripe".parse().unwrap(),
+        Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme")),
+        uuid(ORDER_INTAKE),
+        SourceScheme::Stripe,
+        [SourceSecret::new("whsec_a-long-and-recognisable-secret-0123456789").unwrap()],
+    )
+    .unwrap();
+    let err = store.put_source(&source).await.unwrap_err();
+    assert!(err.to_string().contains("no encryption key"), "{err}");
+    assert_eq!(
+        store.source(source.id()).await.unwrap(),
+        None,
+        "nothing was written"
+    );
+
+    let store = store.with_encryption_key(key("k1", 1));
+    store
+        .insert_model(ProcessModel::new(
+            uuid(ORDER_INTAKE),
+            OrganizationId::new("acme"),
+            "Order intake",
+        ))
+        .await
+        .unwrap();
+    store.put_source(&source).await.unwrap();
+    let token = EnvironmentToken::generate();
+    store.insert(&token, source.environment().clone()).await.unwrap();
+    drop(store);
+    // Every byte of the file and its log: neither the secret nor the token.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("a-long-and-recognisable-secret"));
+    assert!(!text.contains(token.expose_secret()));
+    assert!(text.contains("\"key\":\"k1\""), "the sealed secret names its key");
+
+    // Without the key a store says which key it needs; a wrong one fails.
+    let keyless = SqliteStore::open(&path).await.unwrap();
+    let err = keyless.source(source.id()).await.unwrap_err();
+    assert!(err.to_string().contains("key `k1`"), "{err}");
+    let wrong = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_encryption_key(key("k1", 7));
+    assert!(
+        wrong
+            .source(source.id())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("does not decrypt")
+    );
+    // A second key rolled in reseals the rows; the old one can go.
+    let rolled = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_encryption_key(key("k2", 2))
+        .with_decryption_key(key("k1", 1));
+    assert_eq!(rolled.reseal_sources().await.unwrap(), 1);
+    assert_eq!(rolled.reseal_sources().await.unwrap(), 0);
+    let new_only = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_encryption_key(key("k2", 2));
+    assert_eq!(new_only.source(source.id()).await.unwrap(), Some(source));
+}
+
+#[tokio::test]
+async fn a_file_of_a_newer_version_or_not_a_database_is_refused_clearly() {
+    let (dir, path) = file();
+    let store = SqliteStore::open(&path).await.unwrap();
+    drop(store);
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE schema_version SET version = 99")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("schema version 99, newer than"), "{err}");
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "these are not the tables you are looking for").unwrap();
+    let err = SqliteStore::open(&text).await.unwrap_err();
+    assert!(err.to_string().starts_with("sqlite: "), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "these are not the tables you are looking for",
+        "the file is left as it was"
+    );
+    let err = SqliteStore::open(dir.path().join("no/such/dir/x.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("could not create"), "{err}");
+}
+
+#[tokio::test]
+async fn purging_deletes_expired_keys_and_the_purger_ends_with_the_store() {
+    let (_dir, path) = file();
+    let store = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_idempotency_ttl(Duration::from_millis(50));
+    let scope = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k");
+    for n in 0..3 {
+        let key = IdempotencyKey::new(scope.environment().clone(), *scope.process(), &format!("k{n}"));
+        assert_eq!(
+            store
+                .reserve(&key, PayloadFingerprint::from_bytes([n; 32]))
+                .await
+                .unwrap(),
+            Reservation::Reserved
+        );
+    }
+    assert_eq!(store.purge_expired(10).await.unwrap(), 0, "none expired yet");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(store.purge_expired(2).await.unwrap(), 2, "a batch at a time");
+    assert_eq!(store.purge_expired(2).await.unwrap(), 1);
+    let purger = store.spawn_purger(Duration::from_millis(10));
+    drop(store);
+    tokio::time::timeout(Duration::from_secs(2), purger)
+        .await
+        .expect("ends")
+        .unwrap();
+}
+
+#[test]
+fn debug_shows_the_file_and_no_key() {
+    let (_dir, path) = file();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime
+        .block_on(SqliteStore::open(&path))
+        .unwrap()
+        .with_encryption_key(key("k1", 0xab));
+    let debug = format!("{store:?}");
+    assert!(debug.starts_with("SqliteStore { path: "), "{debug}");
+    assert!(
+        debug.contains("process-webhook.db") && debug.contains("Some(\"k1\")"),
+        "{debug}"
+    );
+    assert!(!debug.contains("171") && !debug.contains("ab, "), "{debug}");
+}
