@@ -35,7 +35,24 @@ pub(crate) fn order_intake() -> (
 }
 
 /// Calls answered `202` a second by `clients` posting for `seconds`.
+#[allow(dead_code)] // each example uses one of the two
 pub(crate) async fn router_rate(url: &str, token: &EnvironmentToken, clients: usize, seconds: u64) -> f64 {
+    rate(url, token, clients, seconds, false).await
+}
+
+/// [`router_rate`] with an `Idempotency-Key` of its own on every call, as
+/// a sender's deliveries are keyed by their ids.
+#[allow(dead_code)] // each example uses one of the two
+pub(crate) async fn keyed_router_rate(
+    url: &str,
+    token: &EnvironmentToken,
+    clients: usize,
+    seconds: u64,
+) -> f64 {
+    rate(url, token, clients, seconds, true).await
+}
+
+async fn rate(url: &str, token: &EnvironmentToken, clients: usize, seconds: u64, keyed: bool) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let auth = format!("Bearer {}", token.expose_secret());
@@ -46,8 +63,11 @@ pub(crate) async fn router_rate(url: &str, token: &EnvironmentToken, clients: us
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let reply = client
-                        .post(&url)
+                    let mut request = client.post(&url);
+                    if keyed {
+                        request = request.header("idempotency-key", uuid::Uuid::new_v4().to_string());
+                    }
+                    let reply = request
                         .header("authorization", &auth)
                         .header("content-type", "application/json")
                         .body(r#"{"customerName": "John Doe", "orderNumber": "123456", "productCode": "ABC123"}"#)

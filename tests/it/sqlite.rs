@@ -419,7 +419,7 @@ async fn purging_deletes_expired_keys_and_the_purger_ends_with_the_store() {
         .with_idempotency_ttl(Duration::from_millis(50));
     let scope = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k");
     for n in 0..3 {
-        let key = IdempotencyKey::new(scope.environment().clone(), *scope.process(), &format!("k{n}"));
+        let key = IdempotencyKey::new(scope.environment().clone(), *scope.process(), format!("k{n}"));
         assert_eq!(
             store
                 .reserve(&key, PayloadFingerprint::from_bytes([n; 32]))
@@ -458,4 +458,61 @@ fn debug_shows_the_file_and_no_key() {
         "{debug}"
     );
     assert!(!debug.contains("171") && !debug.contains("ab, "), "{debug}");
+}
+
+#[tokio::test]
+async fn sixty_four_deliveries_of_one_key_at_once_start_one_instance() {
+    let (_dir, path) = file();
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let token = seed(&store).await;
+    let engine = Arc::new(InMemoryEngine::new());
+    let starter =
+        WebhookStarter::new(store.clone(), store.clone(), engine.clone()).with_idempotency(store.clone());
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let bearer = format!("Bearer {}", token.expose_secret());
+    // Reservations of one key, and of others, land in the same groups.
+    let calls = (0..64).map(|n| {
+        let (starter, target, body, bearer) = (&starter, &target, &body, &bearer);
+        async move {
+            let key = if n % 2 == 0 {
+                "same".to_owned()
+            } else {
+                format!("other-{n}")
+            };
+            let headers = [
+                ("authorization", bearer.as_str()),
+                ("idempotency-key", key.as_str()),
+            ];
+            (n % 2 == 0, starter.handle(target, headers, body).await)
+        }
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    let same: Vec<_> = replies.iter().filter(|(same, _)| *same).map(|(_, r)| r).collect();
+    let instances: std::collections::BTreeSet<_> = same
+        .iter()
+        .filter(|r| r.status() == 202)
+        .map(|r| serde_json::from_slice::<serde_json::Value>(r.body()).unwrap()["instanceId"].to_string())
+        .collect();
+    assert_eq!(instances.len(), 1, "one instance for the key");
+    for reply in &same {
+        // Each is the instance, or told the first is still in progress.
+        assert!(
+            reply.status() == 202 || reply.status() == 409,
+            "{} {}",
+            reply.status(),
+            String::from_utf8_lossy(reply.body())
+        );
+    }
+    assert!(
+        replies
+            .iter()
+            .filter(|(same, _)| !same)
+            .all(|(_, r)| r.status() == 202)
+    );
+    assert_eq!(
+        engine.total_started(),
+        1 + 32,
+        "one for the key, one for each other key"
+    );
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::model::{Deployment, Environment, ProcessModel};
+use crate::model::Environment;
 use crate::store::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, StoreError};
 
 /// A schema name [`PostgresStore::with_schema`] refuses: a schema name is 1
@@ -47,12 +47,6 @@ pub(crate) const DEFAULT_POSTGRES_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The default time a read-through cache entry lives: 1 second.
 pub(crate) const DEFAULT_POSTGRES_CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// What a start reads about a process.
-type ModelAndDeployment = (ProcessModel, Option<Deployment>);
-
-/// Entries each cache holds at most; a full cache is emptied.
-const CACHE_CAPACITY: usize = 10_000;
 
 /// Models, deployments, tokens and idempotency keys in PostgreSQL: one
 /// value that is a [`ModelStore`](crate::ModelStore), a [`TokenStore`](crate::TokenStore) and an

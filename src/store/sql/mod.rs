@@ -5,6 +5,7 @@
 //! source secrets (`sealing`), and the bound on each operation. Each
 //! store's folder holds only what its dialect says differently.
 
+pub(crate) mod cache;
 pub(crate) mod delivery_log;
 pub(crate) mod inbox;
 pub(crate) mod sealing;
@@ -173,7 +174,10 @@ pub(crate) fn stored_version(version: VersionTag) -> Result<Option<i32>, StoreEr
 /// its database (a stored secret must be a digest, and a signature check
 /// needs the key itself): each process is given them by its host.
 #[derive(Debug, Default)]
-pub(crate) struct SigningSecrets(RwLock<HashMap<(OrganizationId, EnvironmentId), Arc<[SigningSecret]>>>);
+pub(crate) struct SigningSecrets(RwLock<Keyring>);
+
+/// The signing secrets held, by environment.
+type Keyring = HashMap<(OrganizationId, EnvironmentId), Arc<[SigningSecret]>>;
 
 impl SigningSecrets {
     /// Holds the secrets `environment` carries from now on (none removes

@@ -28,6 +28,7 @@ impl SqliteStore {
         .bind(model.organization().as_str())
         .bind(model.name());
         self.run("inserting a model", query.execute(&self.write)).await?;
+        self.cache.clear();
         Ok(())
     }
 
@@ -56,6 +57,7 @@ impl SqliteStore {
         .bind(now());
         self.run("deploying (is the model inserted?)", query.execute(&self.write))
             .await?;
+        self.cache.clear();
         Ok(())
     }
 
@@ -152,7 +154,9 @@ impl SqliteStore {
             .await?;
             tx.commit().await
         };
-        self.run("inserting a token", work).await
+        self.run("inserting a token", work).await?;
+        self.cache.clear();
+        Ok(())
     }
 
     /// Revokes `token`: true if it was stored.
@@ -164,6 +168,7 @@ impl SqliteStore {
         let query =
             sqlx::query("DELETE FROM tokens WHERE digest = $1").bind(token.digest().as_bytes().to_vec());
         let done = self.run("revoking a token", query.execute(&self.write)).await?;
+        self.cache.clear();
         Ok(done.rows_affected() > 0)
     }
 

@@ -75,7 +75,7 @@ impl Inbox for SqliteStore {
         let rows = self.run("claiming kept starts", work).await?;
         let mut claimed = rows.iter().map(claimed_from).collect::<Result<Vec<_>, _>>()?;
         // RETURNING gives rows in no promised order: oldest due first.
-        claimed.sort_by(|a, b| a.start.kept_at.cmp(&b.start.kept_at));
+        claimed.sort_by_key(|c| c.start.kept_at);
         Ok(claimed)
     }
 

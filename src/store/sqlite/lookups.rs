@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 
-use super::{SqliteStore, now};
+use super::SqliteStore;
+use super::keys::{self, KeyWrite, Rules};
 use crate::id::{EnvironmentId, OrganizationId, ProcessUuid};
 use crate::model::{Deployment, Environment, ProcessModel};
 use crate::outcome::StartOutcome;
@@ -38,12 +40,18 @@ impl ModelStore for SqliteStore {
             .and_then(|(_, deployment)| deployment))
     }
 
-    /// One query: the model and its latest deployment in `environment`.
+    /// One query (or the cache): the model and its latest deployment in
+    /// `environment`.
     async fn model_with_deployment(
         &self,
         uuid: &ProcessUuid,
         environment: &EnvironmentId,
     ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
+        let key = (*uuid, environment.clone());
+        if let Some(found) = self.cache.models.get(&key, self.cache_ttl) {
+            return Ok(found);
+        }
+        let generation = self.cache.generation();
         let query = sqlx::query(
             "SELECT m.organization, m.name, d.id, d.version, d.start_form, d.definition_key \
              FROM models m LEFT JOIN deployments d ON d.seq = \
@@ -55,8 +63,23 @@ impl ModelStore for SqliteStore {
         let row = self
             .run("reading a model", query.fetch_optional(&self.read))
             .await?;
-        row.map(|row| model_with_deployment_from(&row, *uuid, environment))
-            .transpose()
+        let found = row
+            .map(|row| model_with_deployment_from(&row, *uuid, environment))
+            .transpose()?;
+        if self.cache.unchanged_since(generation) {
+            self.cache.models.put(key, found.clone(), self.cache_ttl);
+        }
+        Ok(found)
+    }
+
+    /// A cached answer, without a future.
+    fn model_with_deployment_now(
+        &self,
+        uuid: &ProcessUuid,
+        environment: &EnvironmentId,
+    ) -> Option<Result<Option<(ProcessModel, Option<Deployment>)>, StoreError>> {
+        let key = (*uuid, environment.clone());
+        self.cache.models.get(&key, self.cache_ttl).map(Ok)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -67,18 +90,35 @@ impl ModelStore for SqliteStore {
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
+        let digest = token.digest();
+        if let Some(found) = self.cache.tokens.get(&digest, self.cache_ttl) {
+            return Ok(found.map(|env| self.secrets.attach(env)));
+        }
+        let generation = self.cache.generation();
         let query = sqlx::query("SELECT organization, environment FROM tokens WHERE digest = $1")
-            .bind(token.digest().as_bytes().to_vec());
+            .bind(digest.as_bytes().to_vec());
         let row = self
             .run("reading a token", query.fetch_optional(&self.read))
             .await?;
-        row.map(|row| {
-            Ok(self.secrets.attach(Environment::new(
-                EnvironmentId::new(row.text("environment")?),
-                OrganizationId::new(row.text("organization")?),
-            )))
-        })
-        .transpose()
+        let found = row
+            .map(|row| {
+                Ok::<_, StoreError>(Environment::new(
+                    EnvironmentId::new(row.text("environment")?),
+                    OrganizationId::new(row.text("organization")?),
+                ))
+            })
+            .transpose()?;
+        // Unknown tokens are not cached: guesses must not fill memory.
+        if found.is_some() && self.cache.unchanged_since(generation) {
+            self.cache.tokens.put(digest, found.clone(), self.cache_ttl);
+        }
+        Ok(found.map(|env| self.secrets.attach(env)))
+    }
+
+    /// A cached answer, without a future (known tokens only, as cached).
+    fn environment_now(&self, token: &EnvironmentToken) -> Option<Result<Option<Environment>, StoreError>> {
+        let found = self.cache.tokens.get(&token.digest(), self.cache_ttl)?;
+        Some(Ok(found.map(|env| self.secrets.attach(env))))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
@@ -89,56 +129,27 @@ impl TokenStore for SqliteStore {
 impl SqliteStore {
     /// A reservation of `key`, or, with `held_for`, the takeover of its
     /// reservation in progress for `fingerprint` made at least that long
-    /// ago: one upsert on the writer, and when it changes nothing, the row
-    /// that stopped it, read on the same connection before another write.
+    /// ago, by the keys' writer (`keys.rs`).
     async fn reserve_or_take(
         &self,
         key: &IdempotencyKey,
         fingerprint: PayloadFingerprint,
         held_for: Option<Duration>,
     ) -> Result<Reservation, StoreError> {
-        let now = now();
-        let work = async {
-            let mut writer = self.write.acquire().await?;
-            let taken = sqlx::query(
-                "INSERT INTO idempotency_keys AS k (environment, process, key, fingerprint, outcome, reserved_at) \
-                 VALUES ($1, $2, $3, $4, NULL, $5) \
-                 ON CONFLICT (environment, process, key) DO UPDATE \
-                   SET fingerprint = excluded.fingerprint, outcome = NULL, reserved_at = excluded.reserved_at \
-                   WHERE k.reserved_at <= $6 \
-                      OR (k.outcome IS NULL AND k.reserved_at <= $7) \
-                      OR (k.outcome IS NULL AND k.fingerprint = excluded.fingerprint AND k.reserved_at <= $8) \
-                 RETURNING 1",
-            )
-            .bind(key.environment().as_str())
-            .bind(*key.process().as_uuid())
-            .bind(key.key())
-            .bind(&fingerprint.as_bytes()[..])
-            .bind(now)
-            .bind(now - self.ttl.as_secs_f64())
-            .bind(now - self.lease.as_secs_f64())
-            .bind(held_for.map(|held_for| now - held_for.as_secs_f64()))
-            .fetch_optional(&mut *writer)
-            .await?;
-            if taken.is_some() {
-                return Ok(None);
-            }
-            sqlx::query(
-                "SELECT fingerprint, outcome FROM idempotency_keys \
-                 WHERE environment = $1 AND process = $2 AND key = $3",
-            )
-            .bind(key.environment().as_str())
-            .bind(*key.process().as_uuid())
-            .bind(key.key())
-            .fetch_optional(&mut *writer)
-            .await
-            .map(Some)
+        let (reply, answer) = oneshot::channel();
+        let write = KeyWrite::Reserve {
+            key: key.clone(),
+            fingerprint,
+            held_for,
+            rules: Rules {
+                ttl: self.ttl,
+                lease: self.lease,
+            },
+            reply,
         };
-        let Some(row) = self.run("reserving a key", work).await? else {
+        let Some(row) = self.write_key("reserving a key", write, answer).await? else {
             return Ok(Reservation::Reserved);
         };
-        // Without a row the key was deleted between the two statements
-        // (it cannot be: one writer); say so rather than guess.
         let row = row.ok_or_else(|| StoreError::new("sqlite: a key vanished during its reservation"))?;
         let held: Vec<u8> = crate::store::sql::column(&row, "fingerprint")?;
         let held = <[u8; 32]>::try_from(held.as_slice())
@@ -151,6 +162,29 @@ impl SqliteStore {
                 outcome: outcome_from_stored(&outcome)?,
             },
         })
+    }
+
+    /// `write` handed to the keys' writer, and its answer once committed,
+    /// bounded by the store's timeout.
+    async fn write_key<T>(
+        &self,
+        what: &'static str,
+        write: KeyWrite,
+        answer: oneshot::Receiver<Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        let work = async {
+            self.key_writer.send(write).await.map_err(|_| None)?;
+            answer.await.map_err(|_| None)?.map_err(Some)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Some(error))) => Err(StoreError::new(format!("sqlite: {what}")).with_source(error)),
+            Ok(Err(None)) => Err(keys::gone()),
+            Err(_) => Err(StoreError::new(format!(
+                "sqlite: {what}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 }
 
@@ -178,16 +212,13 @@ impl IdempotencyStore for SqliteStore {
     }
 
     async fn complete(&self, key: &IdempotencyKey, outcome: &StartOutcome) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE idempotency_keys SET outcome = $4 \
-             WHERE environment = $1 AND process = $2 AND key = $3 AND outcome IS NULL",
-        )
-        .bind(key.environment().as_str())
-        .bind(*key.process().as_uuid())
-        .bind(key.key())
-        .bind(stored_outcome(outcome));
-        let done = self.run("completing a key", query.execute(&self.write)).await?;
-        if done.rows_affected() == 0 {
+        let (reply, answer) = oneshot::channel();
+        let write = KeyWrite::Complete {
+            key: key.clone(),
+            outcome: stored_outcome(outcome),
+            reply,
+        };
+        if self.write_key("completing a key", write, answer).await? == 0 {
             return Err(StoreError::new(
                 "completing an idempotency key that is not reserved",
             ));
@@ -196,15 +227,12 @@ impl IdempotencyStore for SqliteStore {
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "DELETE FROM idempotency_keys \
-             WHERE environment = $1 AND process = $2 AND key = $3 AND outcome IS NULL",
-        )
-        .bind(key.environment().as_str())
-        .bind(*key.process().as_uuid())
-        .bind(key.key());
-        self.run("releasing a key", query.execute(&self.write)).await?;
-        Ok(())
+        let (reply, answer) = oneshot::channel();
+        let write = KeyWrite::Release {
+            key: key.clone(),
+            reply,
+        };
+        self.write_key("releasing a key", write, answer).await.map(drop)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

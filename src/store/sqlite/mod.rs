@@ -8,6 +8,7 @@
 mod admin;
 mod delivery_log;
 mod inbox;
+mod keys;
 mod lookups;
 mod sources;
 
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::store::sql::cache::Cache;
 use crate::store::sql::sealing::Keys;
 use crate::store::sql::{SigningSecrets, bounded};
 use crate::store::{DEFAULT_IDEMPOTENCY_LEASE, DEFAULT_IDEMPOTENCY_TTL, StoreError};
@@ -59,7 +61,13 @@ const READERS: u32 = 4;
 ///   opens in the other with the same key), environments' signing secrets
 ///   held in memory only, idempotency keys kept 24 h with a 5-minute lease
 ///   and never [`Full`](crate::Reservation::Full), the inbox's leases, the
-///   log's merge by id. No read-through cache: a read is a local lookup.
+///   log's merge by id, and a read-through cache of tokens and models
+///   (1 s, [`with_cache_ttl`](Self::with_cache_ttl)) that the store's own
+///   changes empty at once.
+/// - **Idempotency keys are written in groups**: the reservations and
+///   outcomes waiting at once share one transaction (one statement each
+///   kind), on a thread of the store's own, and each is answered only once
+///   its transaction is committed.
 /// - **Faults**: every operation is bounded (5 s by default,
 ///   [`with_timeout`](Self::with_timeout)); one that does not finish
 ///   within it is `503 store_unavailable`.
@@ -98,6 +106,9 @@ pub struct SqliteStore {
     secrets: Arc<SigningSecrets>,
     keys: Arc<Keys>,
     wakeup: Arc<OnceLock<Weak<tokio::sync::Notify>>>,
+    key_writer: tokio::sync::mpsc::Sender<keys::KeyWrite>,
+    cache: Arc<Cache>,
+    cache_ttl: Duration,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -107,6 +118,7 @@ impl fmt::Debug for SqliteStore {
             .field("timeout", &self.timeout)
             .field("ttl", &self.ttl)
             .field("lease", &self.lease)
+            .field("cache_ttl", &self.cache_ttl)
             .field("encryption_key", &self.keys.sealing_id())
             .finish_non_exhaustive()
     }
@@ -116,6 +128,9 @@ impl SqliteStore {
     /// The default bound on one operation (waiting for the writer
     /// included): 5 seconds.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The default time a read-through cache entry lives: 1 second.
+    pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(1);
 
     /// Opens the database file at `path` (creating it, owner-only, if it is
     /// missing), in WAL mode with `synchronous = NORMAL` and foreign keys
@@ -151,13 +166,17 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(Self::DEFAULT_TIMEOUT);
+        // No test before each acquire: a file does not drop connections,
+        // and the test is one more trip to the connection's thread.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(Self::DEFAULT_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(opening)?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(READERS)
             .acquire_timeout(Self::DEFAULT_TIMEOUT)
             .connect_with(options.read_only(true))
@@ -166,6 +185,7 @@ impl SqliteStore {
         let store = Self {
             path: Arc::new(path),
             read,
+            key_writer: keys::spawn(write.clone()),
             write,
             timeout: Self::DEFAULT_TIMEOUT,
             ttl: DEFAULT_IDEMPOTENCY_TTL,
@@ -173,6 +193,8 @@ impl SqliteStore {
             secrets: Arc::default(),
             keys: Arc::default(),
             wakeup: Arc::default(),
+            cache: Arc::default(),
+            cache_ttl: Self::DEFAULT_CACHE_TTL,
         };
         store.migrate().await?;
         Ok(store)
@@ -181,6 +203,15 @@ impl SqliteStore {
     /// Bounds each operation (default 5 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets how long cached look-ups live (default 1 s; zero turns the
+    /// cache off). This store's own changes empty the cache at once; a
+    /// change another process makes to the file (`webhook_server admin …`)
+    /// is seen within this time.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
         self
     }
 
