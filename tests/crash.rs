@@ -43,7 +43,8 @@ const GRACE: Duration = Duration::from_secs(20);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The settings every replica clears, so that only the run's own count.
-const SETTINGS: [&str; 20] = [
+const SETTINGS: [&str; 21] = [
+    "WEBHOOK_DATA",
     "WEBHOOK_IDEMPOTENCY_CAPACITY",
     "WEBHOOK_KEEP_PAYLOADS",
     "WEBHOOK_LOG_RETENTION",
@@ -106,6 +107,8 @@ impl Replica {
         command
             .env("WEBHOOK_ADDR", format!("127.0.0.1:{}", self.port))
             .env("WEBHOOK_TOKEN", TOKEN)
+            // The replicas share PostgreSQL or Redis, never a file.
+            .env("WEBHOOK_DATA", ":memory:")
             .env("RUST_LOG", "process_webhook=warn")
             .stdout(Stdio::from(open_log(&self.log)))
             .stderr(Stdio::null());

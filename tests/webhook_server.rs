@@ -16,7 +16,7 @@ const ORDER_INTAKE: &str = "dd9759e0-cc94-11ed-938f-13cf60270555";
 const RETURNS_DRAFT: &str = "6f1d0c3a-2b4e-4c5d-8e9f-0a1b2c3d4e5f";
 
 /// The variables the server reads; each test sets the ones it needs.
-const SETTINGS: [&str; 28] = [
+const SETTINGS: [&str; 29] = [
     "WEBHOOK_IDEMPOTENCY_CAPACITY",
     "WEBHOOK_KEEP_PAYLOADS",
     "WEBHOOK_LOG_RETENTION",
@@ -45,6 +45,7 @@ const SETTINGS: [&str; 28] = [
     "TEMPORAL_TASK_QUEUE",
     "CAMUNDA_URL",
     "CAMUNDA_DEFINITION_KEY",
+    "WEBHOOK_DATA",
 ];
 
 /// The server binary on a free port with only `settings` set (and the
@@ -54,9 +55,12 @@ fn command(settings: &[(&str, &str)]) -> Command {
     for name in SETTINGS {
         command.env_remove(name);
     }
+    // In memory unless a test names a file: tests run at once, and the
+    // default file is in the working directory.
     command
         .env("WEBHOOK_ADDR", "127.0.0.1:0")
-        .env("WEBHOOK_TOKEN", TOKEN);
+        .env("WEBHOOK_TOKEN", TOKEN)
+        .env("WEBHOOK_DATA", ":memory:");
     for (name, value) in settings {
         command.env(name, value);
     }
@@ -64,7 +68,8 @@ fn command(settings: &[(&str, &str)]) -> Command {
 }
 
 /// The server, on free ports, with the in-memory stores and engine unless
-/// `settings` name others.
+/// `settings` name others (a `WEBHOOK_DATA` file, `DATABASE_URL`, an
+/// engine).
 struct Server {
     child: Child,
     base: String,
@@ -1591,7 +1596,7 @@ fn an_inbox_in_memory_says_it_does_not_survive_a_restart() {
     let server = Server::with(&[("WEBHOOK_INBOX", "always")]);
     assert_eq!(
         server.printed("inbox: "),
-        Some("always, in memory: kept starts do not survive a restart (set DATABASE_URL)")
+        Some("always, in memory: kept starts do not survive a restart (WEBHOOK_DATA=:memory:)")
     );
     let off = Server::with(&[]);
     assert!(off.printed("inbox: ").unwrap().starts_with("off"));
@@ -1805,4 +1810,126 @@ async fn the_delivery_log_in_postgres_outlives_a_restart_and_is_purged_past_its_
         .execute(&pool)
         .await
         .unwrap();
+}
+
+/// The server's default: its state in one file. A GitHub delivery starts;
+/// the server is killed (`SIGKILL`) and started again with its engine
+/// away: the redelivery replays the same instance and the source added
+/// with `admin put-source` still verifies; new deliveries are kept; killed
+/// and started once more with the engine back, each kept start is started
+/// exactly once, and its redelivery replays it.
+#[tokio::test]
+async fn with_its_file_it_survives_sigkill_keys_replay_sources_stay_and_kept_starts_start_once() {
+    let Some(senders) = common::senders::Senders::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state.db");
+    let data = data.to_str().unwrap();
+    let settings = [("WEBHOOK_DATA", data), ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)];
+    let client = reqwest::Client::new();
+    let source_url = |base: &str| format!("{base}/webhook/send?uid={ORDER_INTAKE}&source=github-orders");
+    let mut first = Server::with(&settings);
+    assert_eq!(
+        first.printed("inbox: "),
+        Some(format!("fallback, in the file {data} (kept starts survive a restart)").as_str())
+    );
+    // The source is added to the running server's file.
+    let source = ConfigFile::new(GITHUB_SOURCE);
+    let (code, out, err) = admin(&settings, &["put-source", "--file", source.path()], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().last(),
+        Some("source github-orders (github) stored"),
+        "{out}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = std::fs::metadata(format!("{data}.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(key & 0o777, 0o600, "the generated key is the owner's only");
+        assert_eq!(
+            std::fs::metadata(data).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let started = github_delivery(&client, &source_url(&first.base), &senders, "push", "d-1").await;
+    assert_eq!(started.status(), 202);
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["status"], "started");
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+
+    // Again, with the engine away (nothing listens on the discard port).
+    let mut away = Server::with(&[settings[0], settings[1], ("TEMPORAL_URL", "http://127.0.0.1:9")]);
+    let url = source_url(&away.base);
+    let again = github_delivery(&client, &url, &senders, "push", "d-1").await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["instanceId"], started["instanceId"], "the same instance");
+    let mut kept = Vec::new();
+    for delivery in ["d-2", "d-3", "d-4"] {
+        let reply = github_delivery(&client, &url, &senders, "push", delivery).await;
+        assert_eq!(reply.status(), 202);
+        let reply: Value = reply.json().await.unwrap();
+        assert_eq!(reply["status"], "queued", "{reply}");
+        kept.push(reply["deliveryId"].as_str().unwrap().to_owned());
+    }
+    away.child.kill().unwrap();
+    away.child.wait().unwrap();
+
+    // Once more, with the engine back: each kept start starts once.
+    let back = Server::with(&settings);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let listed = loop {
+        let (code, out, err) = admin(&settings, &["deliveries", "list", "--status", "started"], "");
+        assert_eq!(code, Some(0), "{err}");
+        if kept.iter().all(|id| out.contains(id.as_str())) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    for id in &kept {
+        assert!(listed.contains(&format!("{id} started")), "{id} in {listed}");
+    }
+    let (_, queued, _) = admin(&settings, &["deliveries", "list", "--status", "queued"], "");
+    assert_eq!(queued, "", "nothing left queued");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let later = back.later.lock().unwrap().join("\n");
+    assert_eq!(
+        later.matches("started instance").count(),
+        3,
+        "each kept start once: {later}"
+    );
+    let redelivered = github_delivery(&client, &source_url(&back.base), &senders, "push", "d-2").await;
+    assert_eq!(redelivered.headers()["idempotent-replayed"], "true");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let later = back.later.lock().unwrap().join("\n");
+    assert_eq!(
+        later.matches("started instance").count(),
+        3,
+        "the redelivery started nothing"
+    );
+}
+
+/// `WEBHOOK_DATA=:memory:` keeps nothing, and the admin commands say they
+/// have nothing to change; a data file it cannot open stops it, naming it.
+#[test]
+fn in_memory_the_admin_commands_refuse_and_an_unusable_file_is_named() {
+    let (code, _, err) = admin(&[("WEBHOOK_DATA", ":memory:")], &["list"], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("WEBHOOK_DATA=:memory: keeps nothing to change"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a database").unwrap();
+    let (code, err) = refused(&[("WEBHOOK_DATA", text.to_str().unwrap())]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("WEBHOOK_DATA") && err.contains("notes.txt"), "{err}");
 }

@@ -313,7 +313,7 @@ impl StartCommand {
     }
 
     /// The deployment that starts (a store keeping the command keeps it).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn resolved(&self) -> &Deployment {
         &self.resolved
     }

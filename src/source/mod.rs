@@ -244,13 +244,13 @@ impl WebhookSource {
     }
 
     /// Its rules, as a store keeps them (`None`: none).
-    #[cfg(all(feature = "mapping", feature = "postgres"))]
+    #[cfg(all(feature = "mapping", any(feature = "postgres", feature = "sqlite")))]
     pub(crate) fn rules(&self) -> Option<&mapping::Rules> {
         (!self.rules.is_empty()).then_some(&self.rules)
     }
 
     /// The source with `rules`, as a store read them.
-    #[cfg(all(feature = "mapping", feature = "postgres"))]
+    #[cfg(all(feature = "mapping", any(feature = "postgres", feature = "sqlite")))]
     pub(crate) fn with_rules(mut self, rules: mapping::Rules) -> Self {
         self.rules = rules;
         self

@@ -166,7 +166,10 @@ pub(crate) const DEFAULT_IDEMPOTENCY_CAPACITY: usize = 500_000;
 /// An outcome as a store keeps it: `{"instanceId", "processUuid",
 /// "version", "environment", "deploymentId"}`, and `"businessKey"` when the
 /// engine gave the instance one (a later wait for a replay asks for it).
-#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "sqlite", feature = "redis")),
+    allow(dead_code)
+)]
 pub(crate) fn stored_outcome(outcome: &StartOutcome) -> serde_json::Value {
     let mut stored = serde_json::json!({
         "instanceId": outcome.instance_id().as_str(),
@@ -182,7 +185,10 @@ pub(crate) fn stored_outcome(outcome: &StartOutcome) -> serde_json::Value {
 }
 
 /// An outcome read back from [`stored_outcome`]'s form.
-#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "sqlite", feature = "redis")),
+    allow(dead_code)
+)]
 pub(crate) fn outcome_from_stored(stored: &Value) -> Result<StartOutcome, StoreError> {
     let bad = || StoreError::new("a stored outcome could not be read");
     let text = |name: &str| stored.get(name).and_then(Value::as_str).ok_or_else(bad);

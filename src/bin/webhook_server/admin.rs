@@ -1,8 +1,9 @@
-//! `webhook_server admin …`: what an operator changes in the PostgreSQL
-//! store that replicas share (`DATABASE_URL`, `WEBHOOK_SCHEMA`), without a
-//! file. Each change reaches running replicas as the store's changes do.
-//! Secrets and tokens are read from standard input or an environment
-//! variable, never from the command line.
+//! `webhook_server admin …`: what an operator changes in the server's
+//! state, PostgreSQL (`DATABASE_URL`, `WEBHOOK_SCHEMA`) or the file
+//! (`WEBHOOK_DATA`), without a configuration file. Each change reaches
+//! running servers as the store's changes do (PostgreSQL at once; the file
+//! within its cache's second). Secrets and tokens are read from standard
+//! input or an environment variable, never from the command line.
 
 use std::io::Read as _;
 
@@ -99,9 +100,71 @@ fn secret_from_stdin(what: &str) -> Result<String, Box<dyn std::error::Error>> {
     Ok(text)
 }
 
-/// Runs `action` against the store of `DATABASE_URL`.
+/// What the commands change, as both stores say it.
+trait AdminStore: SourceStore + DeliveryLog + Inbox + Clone + 'static {
+    async fn insert(&self, token: &EnvironmentToken, environment: Environment) -> Result<(), StoreError>;
+    async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError>;
+    async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError>;
+    async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError>;
+    async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError>;
+    async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError>;
+    async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError>;
+}
+
+/// [`AdminStore`] by the store's own methods of the same names.
+macro_rules! admin_store {
+    ($store:ty) => {
+        impl AdminStore for $store {
+            async fn insert(
+                &self,
+                token: &EnvironmentToken,
+                environment: Environment,
+            ) -> Result<(), StoreError> {
+                <$store>::insert(self, token, environment).await
+            }
+            async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError> {
+                <$store>::revoke(self, token).await
+            }
+            async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError> {
+                <$store>::insert_model(self, model).await
+            }
+            async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError> {
+                <$store>::deploy(self, deployment).await
+            }
+            async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError> {
+                <$store>::deployed(self).await
+            }
+            async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError> {
+                <$store>::put_source(self, source).await
+            }
+            async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError> {
+                <$store>::remove_source(self, id).await
+            }
+        }
+    };
+}
+#[cfg(feature = "postgres")]
+admin_store!(PostgresStore);
+admin_store!(SqliteStore);
+
+/// Runs `action` against the store of `DATABASE_URL` (feature `postgres`),
+/// else the file of `WEBHOOK_DATA`.
 pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>> {
-    let store = crate::stores::postgres_store().await?;
+    #[cfg(feature = "postgres")]
+    if std::env::var("DATABASE_URL").is_ok() {
+        return run_on(crate::stores::postgres_store().await?, action).await;
+    }
+    match crate::stores::data() {
+        crate::stores::Data::File(path) => run_on(crate::stores::sqlite_store(&path).await?, action).await,
+        crate::stores::Data::Memory => Err(
+            "WEBHOOK_DATA=:memory: keeps nothing to change: the admin commands \
+             change the file of WEBHOOK_DATA or, with the postgres feature, DATABASE_URL"
+                .into(),
+        ),
+    }
+}
+
+async fn run_on(store: impl AdminStore, action: Action) -> Result<(), Box<dyn std::error::Error>> {
     match action {
         Action::CreateToken {
             environment,
@@ -213,7 +276,9 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
         }
         Action::Deliveries(command) => {
             let store = std::sync::Arc::new(store.clone());
-            crate::deliveries::run(Operator::new(store.clone()).with_inbox(store), command).await?
+            let (log, inbox): (std::sync::Arc<dyn DeliveryLog>, std::sync::Arc<dyn Inbox>) =
+                (store.clone(), store);
+            crate::deliveries::run(Operator::new(log).with_inbox(inbox), command).await?
         }
         Action::RemoveSource { id } => {
             if store.remove_source(&id).await? {

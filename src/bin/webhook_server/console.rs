@@ -89,11 +89,12 @@ impl ConsoleSettings {
         &self,
         starter: WebhookStarter,
         durable: Option<Arc<dyn DeliveryLog>>,
+        kept_in: &str,
     ) -> (WebhookStarter, Arc<dyn DeliveryLog>) {
         let log: Arc<dyn DeliveryLog> = match durable {
             Some(log) => {
                 println!(
-                    "delivery log: in PostgreSQL, kept {} days",
+                    "delivery log: in {kept_in}, kept {} days",
                     self.retention.as_secs().div_ceil(86_400)
                 );
                 let purged = log.clone();

@@ -81,6 +81,7 @@ impl InboxSettings {
         starter: WebhookStarter,
         store: Option<Arc<dyn Inbox>>,
         wakeup: Option<Arc<tokio::sync::Notify>>,
+        kept_in: &str,
     ) -> (WebhookStarter, Option<Arc<dyn Inbox>>) {
         let InboxMode::On(policy) = self.mode else {
             println!("inbox: off (set WEBHOOK_INBOX=fallback to keep starts while the engine is away)");
@@ -92,11 +93,13 @@ impl InboxSettings {
         };
         let inbox: Arc<dyn Inbox> = match store {
             Some(store) => {
-                println!("inbox: {name}, in PostgreSQL (kept starts survive a restart)");
+                println!("inbox: {name}, in {kept_in} (kept starts survive a restart)");
                 store
             }
             None => {
-                println!("inbox: {name}, in memory: kept starts do not survive a restart (set DATABASE_URL)");
+                println!(
+                    "inbox: {name}, in memory: kept starts do not survive a restart (WEBHOOK_DATA=:memory:)"
+                );
                 Arc::new(InMemoryInbox::new())
             }
         };

@@ -70,11 +70,9 @@
 //! `http://localhost:8080/engine-rest`), starts go to that Camunda 7 instead
 //! of the in-memory engine.
 
-#[cfg(feature = "postgres")]
 mod admin;
 mod config;
 mod console;
-#[cfg(feature = "postgres")]
 mod deliveries;
 mod engine;
 mod inbox;
@@ -246,7 +244,7 @@ async fn listen(variable: &'static str, addr: &str) -> Result<tokio::net::TcpLis
 }
 
 /// The command line: no arguments serve; `--check FILE` validates a
-/// `WEBHOOK_CONFIG` file; `admin …` changes the PostgreSQL store.
+/// `WEBHOOK_CONFIG` file; `admin …` changes the server's state.
 #[derive(clap::Parser)]
 #[command(
     name = "webhook_server",
@@ -265,16 +263,13 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Change the PostgreSQL store replicas share (DATABASE_URL,
-    /// WEBHOOK_SCHEMA, WEBHOOK_SECRET_KEY): tokens, deployments, sources.
-    #[cfg(feature = "postgres")]
+    /// Change the server's state: the file of WEBHOOK_DATA, or the
+    /// PostgreSQL store replicas share (DATABASE_URL, WEBHOOK_SCHEMA,
+    /// WEBHOOK_SECRET_KEY): tokens, deployments, sources, kept starts.
     Admin {
         #[command(subcommand)]
         action: admin::Action,
     },
-    /// Change the PostgreSQL store (needs the postgres feature).
-    #[cfg(not(feature = "postgres"))]
-    Admin {},
 }
 
 fn main() -> std::process::ExitCode {
@@ -317,12 +312,7 @@ fn main() -> std::process::ExitCode {
     let work = async {
         match cli.command {
             None => run().await,
-            #[cfg(feature = "postgres")]
             Some(Command::Admin { action }) => admin::run(action).await,
-            #[cfg(not(feature = "postgres"))]
-            Some(Command::Admin {}) => {
-                Err("the admin commands need the postgres feature (--features server,postgres)".into())
-            }
         }
     };
     match runtime.block_on(work) {
@@ -392,8 +382,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The log before the inbox: the dispatcher records its attempts in it.
-    let (starter, log) = console_settings.apply(starter, stores.log);
-    let (starter, inbox) = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup);
+    let (starter, log) = console_settings.apply(starter, stores.log, &stores.kept_in);
+    let (starter, inbox) = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup, &stores.kept_in);
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = listen("WEBHOOK_ADDR", &addr).await?;

@@ -1,15 +1,14 @@
-//! The stores the server keeps its state in: PostgreSQL (`DATABASE_URL`)
-//! or memory, Redis (`REDIS_URL`) for keys and limits, seeded with what it
-//! serves.
+//! The stores the server keeps its state in: PostgreSQL (`DATABASE_URL`),
+//! else one SQLite file (`WEBHOOK_DATA`, `process-webhook.db` by default)
+//! or memory (`WEBHOOK_DATA=:memory:`); Redis (`REDIS_URL`) for keys and
+//! limits; seeded with what it serves.
 
 use std::sync::Arc;
 
 use process_webhook::*;
 
-use crate::BadSetting;
 use crate::Seed;
-#[cfg(any(feature = "postgres", feature = "redis"))]
-use crate::bad_setting;
+use crate::{BadSetting, bad_setting};
 
 /// The stores the server uses.
 pub(crate) struct Stores {
@@ -22,8 +21,80 @@ pub(crate) struct Stores {
     pub(crate) inbox: Option<Arc<dyn Inbox>>,
     /// Notified when a replica keeps a start (PostgreSQL's `LISTEN`).
     pub(crate) inbox_wakeup: Option<Arc<tokio::sync::Notify>>,
-    /// The durable delivery log (PostgreSQL), where there is one.
+    /// The durable delivery log (PostgreSQL or the file), where there is one.
     pub(crate) log: Option<Arc<dyn DeliveryLog>>,
+    /// Where the durable state is, in words: `PostgreSQL`, `the file …`.
+    pub(crate) kept_in: String,
+}
+
+/// The file the server keeps its state in when `WEBHOOK_DATA` is unset.
+pub(crate) const DEFAULT_DATA: &str = "process-webhook.db";
+
+/// Where `WEBHOOK_DATA` says the state lives: a file, or memory.
+pub(crate) enum Data {
+    File(std::path::PathBuf),
+    Memory,
+}
+
+/// `WEBHOOK_DATA`: a path (default `process-webhook.db` in the working
+/// directory), or `:memory:`.
+pub(crate) fn data() -> Data {
+    match std::env::var("WEBHOOK_DATA") {
+        Ok(text) if text.trim() == ":memory:" => Data::Memory,
+        Ok(text) if !text.trim().is_empty() => Data::File(text.trim().into()),
+        _ => Data::File(DEFAULT_DATA.into()),
+    }
+}
+
+/// The file store at `path`, sealing source secrets under
+/// `WEBHOOK_SECRET_KEY` or, without it, the key file beside the data
+/// (generated at first start), and opening rows under
+/// `WEBHOOK_OLD_SECRET_KEYS` and the key file too.
+pub(crate) async fn sqlite_store(path: &std::path::Path) -> Result<SqliteStore, Box<dyn std::error::Error>> {
+    let mut store = SqliteStore::open(path)
+        .await
+        .map_err(|e| bad_setting("WEBHOOK_DATA", Some(&path.display().to_string()), &e))?;
+    let (current, old) = secret_keys()?;
+    let file_key = key_file(path)?;
+    store = match current {
+        Some(key) => store.with_encryption_key(key).with_decryption_key(file_key),
+        None => store.with_encryption_key(file_key),
+    };
+    for key in old {
+        store = store.with_decryption_key(key);
+    }
+    Ok(store)
+}
+
+/// The key beside the data file (`{data}.key`): read, or generated (32
+/// random bytes, base64) and written owner-only at first start. Beside the
+/// file, it keeps the secrets from anyone who can read the file but not
+/// the key (another user, a copied backup of the file alone); a host that
+/// keeps keys elsewhere sets `WEBHOOK_SECRET_KEY` instead.
+pub(crate) fn key_file(data: &std::path::Path) -> Result<EncryptionKey, BadSetting> {
+    let mut name = data.as_os_str().to_owned();
+    name.push(".key");
+    let path = std::path::PathBuf::from(name);
+    let shown = path.display().to_string();
+    let failed = |e: &dyn std::error::Error| bad_setting("WEBHOOK_DATA", Some(&shown), e);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| failed(&e))?;
+            let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(|e| failed(&e))?;
+            std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).map_err(|e| failed(&e))?;
+            println!("secret key: generated {shown} (owner-only; keep it with the data file)");
+            text
+        }
+        Err(e) => return Err(failed(&e)),
+    };
+    key_named("WEBHOOK_DATA", &text)
 }
 
 /// The store of `DATABASE_URL`, in the schema `WEBHOOK_SCHEMA`, with the
@@ -57,18 +128,20 @@ pub(crate) async fn postgres_store() -> Result<PostgresStore, Box<dyn std::error
     Ok(store)
 }
 
-/// The key of `WEBHOOK_SECRET_KEY` and the older ones of
-/// `WEBHOOK_OLD_SECRET_KEYS`, each named by the start of its SHA-256 (so
-/// that rows say which key sealed them without naming it).
-#[cfg(feature = "postgres")]
-fn secret_keys() -> Result<(Option<EncryptionKey>, Vec<EncryptionKey>), BadSetting> {
+/// A key from its base64 text, named by the start of its SHA-256 (so that
+/// rows say which key sealed them without naming it).
+fn key_named(variable: &'static str, text: &str) -> Result<EncryptionKey, BadSetting> {
     use sha2::Digest as _;
-    let key = |variable: &'static str, text: &str| {
-        let named = |bytes: &[u8]| format!("k{}", &hex::encode(sha2::Sha256::digest(bytes))[..12]);
-        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
-            .unwrap_or_default();
-        EncryptionKey::from_base64(&named(&bytes), text).map_err(|e| bad_setting(variable, None, &e))
-    };
+    let named = |bytes: &[u8]| format!("k{}", &hex::encode(sha2::Sha256::digest(bytes))[..12]);
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim()).unwrap_or_default();
+    EncryptionKey::from_base64(&named(&bytes), text).map_err(|e| bad_setting(variable, None, &e))
+}
+
+/// The key of `WEBHOOK_SECRET_KEY` and the older ones of
+/// `WEBHOOK_OLD_SECRET_KEYS`.
+fn secret_keys() -> Result<(Option<EncryptionKey>, Vec<EncryptionKey>), BadSetting> {
+    let key = key_named;
     let current = match std::env::var("WEBHOOK_SECRET_KEY") {
         Ok(text) if !text.trim().is_empty() => Some(key("WEBHOOK_SECRET_KEY", &text)?),
         _ => None,
@@ -101,8 +174,10 @@ async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> 
     Ok(base)
 }
 
-/// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else memory;
-/// seeded either way, with the configured sources.
+/// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else the
+/// file of `WEBHOOK_DATA`, or memory with `WEBHOOK_DATA=:memory:`; seeded
+/// either way (idempotently: a later start finds what is there), with the
+/// configured sources.
 pub(crate) async fn stores(
     seed: &Seed,
     sources: &[WebhookSource],
@@ -153,6 +228,46 @@ pub(crate) async fn stores(
             log: Some(store.clone()),
             idempotency: store,
             limiter: Arc::new(InMemoryRateLimiter::new()),
+            kept_in: "PostgreSQL".to_owned(),
+        })
+        .await;
+    }
+    if let Data::File(path) = data() {
+        let store = sqlite_store(&path).await?;
+        for model in &seed.models {
+            store.insert_model(model.clone()).await?;
+        }
+        for deployment in &seed.deployments {
+            store.deploy(deployment.clone()).await?;
+        }
+        for (digest, environment) in &seed.tokens {
+            store.insert_digest(*digest, environment.clone()).await?;
+        }
+        for source in sources {
+            store.put_source(source).await?;
+        }
+        if store.reseal_sources().await.is_ok_and(|n| n > 0) {
+            println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
+        }
+        store.spawn_purger(std::time::Duration::from_secs(60));
+        let kept_in = format!("the file {}", path.display());
+        println!(
+            "stores: {kept_in} (WEBHOOK_DATA; :memory: for none) for models, tokens, sources, idempotency keys, \
+             kept starts and the delivery log"
+        );
+        let wakeup = Arc::new(tokio::sync::Notify::new());
+        store.notify_on_keep(&wakeup);
+        let store = Arc::new(store);
+        return with_redis(Stores {
+            inbox_wakeup: Some(wakeup),
+            models: store.clone(),
+            tokens: store.clone(),
+            sources: store.clone(),
+            inbox: Some(store.clone()),
+            log: Some(store.clone()),
+            idempotency: store,
+            limiter: Arc::new(InMemoryRateLimiter::new()),
+            kept_in,
         })
         .await;
     }
@@ -172,7 +287,7 @@ pub(crate) async fn stores(
         in_memory.put_source(source.clone());
     }
     let capacity = idempotency_capacity()?;
-    println!("stores: in memory (set DATABASE_URL, with the postgres feature, for PostgreSQL)");
+    println!("stores: in memory (WEBHOOK_DATA=:memory:): nothing survives a restart");
     println!("idempotency keys: in memory, at most {capacity} (WEBHOOK_IDEMPOTENCY_CAPACITY)");
     with_redis(Stores {
         models: Arc::new(models),
@@ -183,6 +298,7 @@ pub(crate) async fn stores(
         inbox: None,
         inbox_wakeup: None,
         log: None,
+        kept_in: "memory".to_owned(),
     })
     .await
 }

@@ -1,7 +1,6 @@
 //! Start forms: the `fields` of a `[[process.deployment]]` table, and the
 //! form files of `admin deploy`.
 
-#[cfg(any(feature = "postgres", test))]
 use process_webhook::StartForm;
 use process_webhook::{FieldKind, FieldSpec};
 use serde::Deserialize;
@@ -26,7 +25,6 @@ pub(super) struct FieldTable {
 /// mandatory, default, options }, …]`) or, for a name ending in `.json`,
 /// JSON (`{"fields": […]}` or the array alone), each field as in a
 /// `[[process.deployment]]` table.
-#[cfg(any(feature = "postgres", test))]
 pub(crate) fn read_form(path: &str) -> Result<StartForm, BadConfig> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

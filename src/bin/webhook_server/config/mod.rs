@@ -43,7 +43,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub(crate) use declared::Declared;
-#[cfg(any(feature = "postgres", test))]
 pub(crate) use forms::read_form;
 
 use declared::{EnvironmentTable, ProcessTable, declared_of};
