@@ -1,10 +1,11 @@
-//! The idempotency keys' writes on [`SqliteStore`], committed in groups:
-//! every start writes twice (its reservation, then its outcome), SQLite
-//! writes one transaction at a time, and a transaction per write made the
-//! writer the bottleneck. One task takes the writes waiting at once (up to
-//! [`GROUP`]), runs them on the writing connection in one transaction, and
-//! answers each only after the commit: nothing is answered that a crash
-//! could take back.
+//! The idempotency keys' writes on [`SqliteStore`](super::SqliteStore),
+//! in groups: every start writes twice (its reservation, then its
+//! outcome), SQLite has one writer, and a statement per write (each a trip
+//! to the connection's thread) made the writer the bottleneck. One task,
+//! on a thread of its own, takes the writes waiting at once (up to
+//! [`GROUP`]) and runs each kind of them as one statement on the writing
+//! connection; it answers each write only after its statement is
+//! committed: nothing is answered that a crash could take back.
 
 use std::time::Duration;
 
@@ -101,8 +102,8 @@ fn scope_of(row: &SqliteRow) -> Result<Scope, sqlx::Error> {
 /// that stopped it.
 type Found = Option<Option<SqliteRow>>;
 
-/// A group's writes, each answered once the group commits: the outcomes
-/// first (one `UPDATE … FROM (VALUES …)`), then the releases (one
+/// A group's writes, each answered once its statement is committed: the
+/// outcomes first (one `UPDATE … FROM (VALUES …)`), then the releases (one
 /// `DELETE`), then the reservations (one multi-row upsert, and one
 /// `SELECT` of the rows that stopped some). Writes of one group were in
 /// flight together, so any order of them is one their callers could have
@@ -132,47 +133,42 @@ async fn run_group(write: &SqlitePool, group: Vec<KeyWrite>) {
         Ok(connection) => connection,
         Err(error) => return fail_all(completes, releases, reserves, alone, &error),
     };
-    let work = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
-        let completed = complete_all(&mut connection, &completes).await?;
-        let released = release_all(&mut connection, &releases).await?;
-        let reserved = reserve_all(&mut connection, &reserves).await?;
-        let mut single = Vec::with_capacity(alone.len());
-        for write in &alone {
-            if let KeyWrite::Reserve {
-                key,
-                fingerprint,
-                held_for,
-                rules,
-                ..
-            } = write
-            {
-                single.push(reserve(&mut connection, *rules, key, *fingerprint, *held_for).await?);
-            }
-        }
-        sqlx::query("COMMIT").execute(&mut *connection).await?;
-        Ok::<_, sqlx::Error>((completed, released, reserved, single))
-    };
-    match work.await {
-        Ok((completed, released, mut reserved, single)) => {
+    // Each kind is one statement, committed by itself (WAL: no sync), and
+    // its writes are answered as soon as it is.
+    match complete_all(&mut connection, &completes).await {
+        Ok(completed) => {
             for (key, _, reply) in completes {
                 let _ = reply.send(Ok(u64::from(completed.contains(&scope(&key)))));
             }
+        }
+        Err(error) => fail_all(completes, Vec::new(), Vec::new(), Vec::new(), &error),
+    }
+    match release_all(&mut connection, &releases).await {
+        Ok(released) => {
             for (key, reply) in releases {
                 let _ = reply.send(Ok(u64::from(released.contains(&scope(&key)))));
             }
+        }
+        Err(error) => fail_all(Vec::new(), releases, Vec::new(), Vec::new(), &error),
+    }
+    match reserve_all(&mut connection, &reserves).await {
+        Ok(mut reserved) => {
             for (key, _, _, reply) in reserves {
                 let _ = reply.send(Ok(reserved.remove(&scope(&key)).unwrap_or(Some(None))));
             }
-            for (write, found) in alone.into_iter().zip(single) {
-                if let KeyWrite::Reserve { reply, .. } = write {
-                    let _ = reply.send(Ok(found));
-                }
-            }
         }
-        Err(error) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-            fail_all(completes, releases, reserves, alone, &error);
+        Err(error) => fail_all(Vec::new(), Vec::new(), reserves, Vec::new(), &error),
+    }
+    for write in alone {
+        if let KeyWrite::Reserve {
+            key,
+            fingerprint,
+            held_for,
+            rules,
+            reply,
+        } = write
+        {
+            let _ = reply.send(reserve(&mut connection, rules, &key, fingerprint, held_for).await);
         }
     }
 }
@@ -190,8 +186,8 @@ type Reserves = Vec<(
     oneshot::Sender<Result<Found, sqlx::Error>>,
 )>;
 
-/// A group that did not commit did not happen: each of its writes gets the
-/// error (`sqlx::Error` is not `Clone`: its words).
+/// Writes whose statement failed did not happen: each gets the error
+/// (`sqlx::Error` is not `Clone`: its words).
 fn fail_all(
     completes: Completes,
     releases: Releases,
@@ -199,7 +195,7 @@ fn fail_all(
     alone: Vec<KeyWrite>,
     error: &sqlx::Error,
 ) {
-    let copy = || sqlx::Error::Protocol(format!("the group of writes did not commit: {error}"));
+    let copy = || sqlx::Error::Protocol(format!("the write did not commit: {error}"));
     for (_, _, reply) in completes {
         let _ = reply.send(Err(copy()));
     }
