@@ -1933,3 +1933,107 @@ fn in_memory_the_admin_commands_refuse_and_an_unusable_file_is_named() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("WEBHOOK_DATA") && err.contains("notes.txt"), "{err}");
 }
+
+/// Moving from the file to PostgreSQL: `admin copy-to-postgres` copies the
+/// file's state, and a server on PostgreSQL then replays the file's
+/// deliveries, verifies its source (sealed again under PostgreSQL's key)
+/// and starts the start the file kept, once. Copying again adds nothing.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn the_files_state_copied_to_postgres_replays_its_keys_verifies_its_source_and_starts_its_kept_start() {
+    let Some(senders) = common::senders::Senders::find() else {
+        return;
+    };
+    let Some(url) = common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state.db");
+    let data = data.to_str().unwrap();
+    let file = [("WEBHOOK_DATA", data), ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)];
+    let client = reqwest::Client::new();
+    let source_url = |base: &str| format!("{base}/webhook/send?uid={ORDER_INTAKE}&source=github-orders");
+
+    let mut on_file = Server::with(&file);
+    let source = ConfigFile::new(GITHUB_SOURCE);
+    let (code, _, err) = admin(&file, &["put-source", "--file", source.path()], "");
+    assert_eq!(code, Some(0), "{err}");
+    let started = github_delivery(&client, &source_url(&on_file.base), &senders, "push", "d-1").await;
+    let started: Value = started.json().await.unwrap();
+    assert_eq!(started["status"], "started");
+    on_file.child.kill().unwrap();
+    on_file.child.wait().unwrap();
+    let away = Server::with(&[file[0], file[1], ("TEMPORAL_URL", "http://127.0.0.1:9")]);
+    let queued = github_delivery(&client, &source_url(&away.base), &senders, "push", "d-2").await;
+    let queued: Value = queued.json().await.unwrap();
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let kept = queued["deliveryId"].as_str().unwrap().to_owned();
+    drop(away);
+
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let key = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=";
+    let copy = [
+        file[0],
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_SECRET_KEY", key),
+    ];
+    let (code, _, err) = admin(&copy[..3], &["copy-to-postgres"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("WEBHOOK_SECRET_KEY: not set"), "{err}");
+    let (code, out, err) = admin(&copy, &["copy-to-postgres"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(
+            "2 deployments, 1 tokens, 1 sources, 1 idempotency keys (0 already there), 1 queued starts (0 already there)"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = admin(&copy, &["copy-to-postgres"], "");
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("0 idempotency keys (1 already there), 0 queued starts (1 already there)"),
+        "{out}"
+    );
+
+    let on_postgres = [
+        ("DATABASE_URL", url.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        ("WEBHOOK_SECRET_KEY", key),
+    ];
+    let server = Server::with(&on_postgres);
+    let url_pg = source_url(&server.base);
+    let again = github_delivery(&client, &url_pg, &senders, "push", "d-1").await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["instanceId"], started["instanceId"]);
+    // The kept start is started by PostgreSQL's dispatcher, once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, out, _) = admin(&on_postgres, &["deliveries", "list", "--status", "started"], "");
+        if out.contains(&kept) || std::time::Instant::now() > deadline {
+            assert!(out.contains(&format!("{kept} started")), "{out}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let redelivered = github_delivery(&client, &url_pg, &senders, "push", "d-2").await;
+    assert_eq!(redelivered.headers()["idempotent-replayed"], "true");
+    // The source's secret was sealed again and still verifies.
+    let new = github_delivery(&client, &url_pg, &senders, "push", "d-3").await;
+    assert_eq!(new.status(), 202);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let later = server.later.lock().unwrap().join("\n");
+    assert_eq!(
+        later.matches("started instance").count(),
+        2,
+        "d-2 once, d-3 once: {later}"
+    );
+    drop(server);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}

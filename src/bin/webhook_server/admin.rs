@@ -87,6 +87,13 @@ pub(crate) enum Action {
     /// The starts the inbox keeps: list, show, retry, discard.
     #[command(subcommand)]
     Deliveries(crate::deliveries::Deliveries),
+    /// Copy the file's state (WEBHOOK_DATA) into PostgreSQL (DATABASE_URL,
+    /// WEBHOOK_SCHEMA, WEBHOOK_SECRET_KEY), to move to replicas: models,
+    /// deployments, token digests, sources (their secrets sealed again
+    /// under WEBHOOK_SECRET_KEY), unexpired idempotency keys and queued
+    /// kept starts. Safe to run again.
+    #[cfg(feature = "postgres")]
+    CopyToPostgres,
 }
 
 /// Standard input, trimmed: a token or a secret.
@@ -280,6 +287,8 @@ async fn run_on(store: impl AdminStore, action: Action) -> Result<(), Box<dyn st
                 (store.clone(), store);
             crate::deliveries::run(Operator::new(log).with_inbox(inbox), command).await?
         }
+        #[cfg(feature = "postgres")]
+        Action::CopyToPostgres => crate::copy::copy_to_postgres().await?,
         Action::RemoveSource { id } => {
             if store.remove_source(&id).await? {
                 println!("source {id} removed");

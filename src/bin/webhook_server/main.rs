@@ -73,6 +73,8 @@
 mod admin;
 mod config;
 mod console;
+#[cfg(feature = "postgres")]
+mod copy;
 mod deliveries;
 mod engine;
 mod inbox;

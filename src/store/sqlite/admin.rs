@@ -6,9 +6,12 @@ use std::time::Duration;
 use sqlx::sqlite::SqlitePool;
 
 use super::{SqliteStore, now};
-use crate::id::{EnvironmentId, ProcessUuid};
+use crate::id::{EnvironmentId, OrganizationId, ProcessUuid};
+use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 use crate::model::{Deployment, Environment, ProcessModel};
+use crate::outcome::StartOutcome;
 use crate::store::StoreError;
+use crate::store::idempotency::outcome_from_stored;
 use crate::store::sql::{Columns as _, bounded, deployment_from, model_from, stored_version};
 use crate::token::{EnvironmentToken, TokenDigest};
 
@@ -170,6 +173,69 @@ impl SqliteStore {
         let done = self.run("revoking a token", query.execute(&self.write)).await?;
         self.cache.clear();
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Every stored token's digest and its environment (without signing
+    /// secrets, which are not stored), ordered by organization and
+    /// environment: what moving to another store copies.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the file cannot be read.
+    pub async fn tokens(&self) -> Result<Vec<(TokenDigest, Environment)>, StoreError> {
+        let query = sqlx::query(
+            "SELECT digest, organization, environment FROM tokens ORDER BY organization, environment, created_at",
+        );
+        let rows = self.run("listing tokens", query.fetch_all(&self.read)).await?;
+        rows.iter()
+            .map(|row| {
+                let digest: Vec<u8> = crate::store::sql::column(row, "digest")?;
+                let digest = <[u8; 32]>::try_from(digest.as_slice())
+                    .map_err(|_| StoreError::new("sqlite: a stored token digest is not 32 bytes"))?;
+                Ok((
+                    TokenDigest::from_bytes(digest),
+                    Environment::new(
+                        EnvironmentId::new(row.text("environment")?),
+                        OrganizationId::new(row.text("organization")?),
+                    ),
+                ))
+            })
+            .collect()
+    }
+
+    /// Every idempotency key whose start completed and has not expired,
+    /// with its payload's fingerprint and outcome, oldest first: what
+    /// moving to another store copies, so that a redelivery after the move
+    /// still replays.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the file cannot be read.
+    pub async fn completed_keys(
+        &self,
+    ) -> Result<Vec<(IdempotencyKey, PayloadFingerprint, StartOutcome)>, StoreError> {
+        let query = sqlx::query(
+            "SELECT environment, process, key, fingerprint, outcome FROM idempotency_keys \
+             WHERE outcome IS NOT NULL AND reserved_at > $1 ORDER BY reserved_at",
+        )
+        .bind(now() - self.ttl.as_secs_f64());
+        let rows = self
+            .run("listing idempotency keys", query.fetch_all(&self.read))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let fingerprint: Vec<u8> = crate::store::sql::column(row, "fingerprint")?;
+                let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
+                    .map_err(|_| StoreError::new("sqlite: a stored fingerprint is not 32 bytes"))?;
+                let key = IdempotencyKey::new(
+                    EnvironmentId::new(row.text("environment")?),
+                    ProcessUuid::from(row.uuid("process")?),
+                    row.text("key")?,
+                );
+                let outcome = outcome_from_stored(&row.json("outcome")?)?;
+                Ok((key, PayloadFingerprint::from_bytes(fingerprint), outcome))
+            })
+            .collect()
     }
 
     /// Gives this store the signing secrets of `environment` (as the

@@ -71,6 +71,33 @@ impl SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Every source, its secrets opened with the store's keys, ordered by
+    /// id: what moving to another store copies (the other store seals them
+    /// under its own key).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when a row cannot be opened (a key missing) or the
+    /// file cannot be read.
+    pub async fn sources(&self) -> Result<Vec<WebhookSource>, StoreError> {
+        let rows = self
+            .run(
+                "listing sources",
+                sqlx::query("SELECT id FROM sources ORDER BY id").fetch_all(&self.read),
+            )
+            .await?;
+        let mut sources = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.text("id")?;
+            let id = SourceId::new(&id)
+                .map_err(|e| StoreError::new("a stored source id is invalid").with_source(e))?;
+            if let Some(source) = self.source(&id).await? {
+                sources.push(source);
+            }
+        }
+        Ok(sources)
+    }
+
     /// Seals every source's secrets again under the current encryption
     /// key (after a new one was rolled in), so that the old key can be
     /// retired; how many sources were rewritten.
