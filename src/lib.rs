@@ -305,7 +305,7 @@
 //! (GitHub, Stripe, Slack, Shopify, Twilio, GitLab and any HMAC sender,
 //! verified by their own signatures), [running it in
 //! production](guide::production) (limits, metrics, health, trace context),
-//! [many replicas](guide::replicas), the [engines](guide::engines) and
+//! [one server on its file, many replicas](guide::replicas), the [engines](guide::engines) and
 //! [`Prefer: wait`](guide::waiting). The inbox (a start kept while the
 //! engine is away, and the [`Dispatcher`] that starts it later) is in the
 //! guarantees guide.
@@ -354,6 +354,7 @@ mod trace;
         feature = "camunda8",
         feature = "postgres",
         feature = "redis",
+        feature = "sqlite",
         feature = "temporal"
     )
 ))]
