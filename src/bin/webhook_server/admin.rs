@@ -11,6 +11,7 @@ use clap::Subcommand;
 use process_webhook::*;
 
 use crate::config;
+use crate::stores::StateStore;
 
 /// One administration command.
 #[derive(Subcommand)]
@@ -107,53 +108,6 @@ fn secret_from_stdin(what: &str) -> Result<String, Box<dyn std::error::Error>> {
     Ok(text)
 }
 
-/// What the commands change, as both stores say it.
-trait AdminStore: SourceStore + DeliveryLog + Inbox + Clone + 'static {
-    async fn insert(&self, token: &EnvironmentToken, environment: Environment) -> Result<(), StoreError>;
-    async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError>;
-    async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError>;
-    async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError>;
-    async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError>;
-    async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError>;
-    async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError>;
-}
-
-/// [`AdminStore`] by the store's own methods of the same names.
-macro_rules! admin_store {
-    ($store:ty) => {
-        impl AdminStore for $store {
-            async fn insert(
-                &self,
-                token: &EnvironmentToken,
-                environment: Environment,
-            ) -> Result<(), StoreError> {
-                <$store>::insert(self, token, environment).await
-            }
-            async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError> {
-                <$store>::revoke(self, token).await
-            }
-            async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError> {
-                <$store>::insert_model(self, model).await
-            }
-            async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError> {
-                <$store>::deploy(self, deployment).await
-            }
-            async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError> {
-                <$store>::deployed(self).await
-            }
-            async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError> {
-                <$store>::put_source(self, source).await
-            }
-            async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError> {
-                <$store>::remove_source(self, id).await
-            }
-        }
-    };
-}
-#[cfg(feature = "postgres")]
-admin_store!(PostgresStore);
-admin_store!(SqliteStore);
-
 /// Runs `action` against the store of `DATABASE_URL` (feature `postgres`),
 /// else the file of `WEBHOOK_DATA`.
 pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>> {
@@ -171,7 +125,7 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
     }
 }
 
-async fn run_on(store: impl AdminStore, action: Action) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_on(store: impl StateStore, action: Action) -> Result<(), Box<dyn std::error::Error>> {
     match action {
         Action::CreateToken {
             environment,

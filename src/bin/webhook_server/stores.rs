@@ -174,6 +174,112 @@ async fn with_redis(base: Stores) -> Result<Stores, Box<dyn std::error::Error>> 
     Ok(base)
 }
 
+/// What the server and the admin commands do with a durable store, as both
+/// stores say it (by their own methods of the same names).
+pub(crate) trait StateStore:
+    ModelStore + TokenStore + IdempotencyStore + SourceStore + DeliveryLog + Inbox + Clone + 'static
+{
+    async fn insert(&self, token: &EnvironmentToken, environment: Environment) -> Result<(), StoreError>;
+    async fn insert_digest(&self, digest: TokenDigest, environment: Environment) -> Result<(), StoreError>;
+    async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError>;
+    async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError>;
+    async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError>;
+    async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError>;
+    async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError>;
+    async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError>;
+    async fn reseal_sources(&self) -> Result<u64, StoreError>;
+    fn spawn_purger(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()>;
+}
+
+macro_rules! state_store {
+    ($store:ty) => {
+        impl StateStore for $store {
+            async fn insert(
+                &self,
+                token: &EnvironmentToken,
+                environment: Environment,
+            ) -> Result<(), StoreError> {
+                <$store>::insert(self, token, environment).await
+            }
+            async fn insert_digest(
+                &self,
+                digest: TokenDigest,
+                environment: Environment,
+            ) -> Result<(), StoreError> {
+                <$store>::insert_digest(self, digest, environment).await
+            }
+            async fn revoke(&self, token: &EnvironmentToken) -> Result<bool, StoreError> {
+                <$store>::revoke(self, token).await
+            }
+            async fn insert_model(&self, model: ProcessModel) -> Result<(), StoreError> {
+                <$store>::insert_model(self, model).await
+            }
+            async fn deploy(&self, deployment: Deployment) -> Result<(), StoreError> {
+                <$store>::deploy(self, deployment).await
+            }
+            async fn deployed(&self) -> Result<Vec<(ProcessModel, Deployment)>, StoreError> {
+                <$store>::deployed(self).await
+            }
+            async fn put_source(&self, source: &WebhookSource) -> Result<(), StoreError> {
+                <$store>::put_source(self, source).await
+            }
+            async fn remove_source(&self, id: &SourceId) -> Result<bool, StoreError> {
+                <$store>::remove_source(self, id).await
+            }
+            async fn reseal_sources(&self) -> Result<u64, StoreError> {
+                <$store>::reseal_sources(self).await
+            }
+            fn spawn_purger(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+                <$store>::spawn_purger(self, every)
+            }
+        }
+    };
+}
+#[cfg(feature = "postgres")]
+state_store!(PostgresStore);
+state_store!(SqliteStore);
+
+/// `store` seeded (idempotently: a later start finds what is there) with
+/// `seed` and the configured `sources`, its purger spawned, as the
+/// server's stores; `wakeup` is notified when it keeps a start.
+async fn durable<S: StateStore>(
+    store: S,
+    seed: &Seed,
+    sources: &[WebhookSource],
+    wakeup: Arc<tokio::sync::Notify>,
+    kept_in: String,
+) -> Result<Stores, Box<dyn std::error::Error>> {
+    for model in &seed.models {
+        store.insert_model(model.clone()).await?;
+    }
+    for deployment in &seed.deployments {
+        store.deploy(deployment.clone()).await?;
+    }
+    for (digest, environment) in &seed.tokens {
+        store.insert_digest(*digest, environment.clone()).await?;
+    }
+    for source in sources {
+        store.put_source(source).await?;
+    }
+    if store.reseal_sources().await.is_ok_and(|n| n > 0) {
+        println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
+    }
+    store.spawn_purger(std::time::Duration::from_secs(60));
+    let store = Arc::new(store);
+    with_redis(Stores {
+        inbox_wakeup: Some(wakeup),
+        models: store.clone(),
+        tokens: store.clone(),
+        sources: store.clone(),
+        inbox: Some(store.clone()),
+        log: Some(store.clone()),
+        idempotency: store,
+        limiter: Arc::new(InMemoryRateLimiter::new()),
+        kept_in,
+    })
+    .await
+}
+
 /// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else the
 /// file of `WEBHOOK_DATA`, or memory with `WEBHOOK_DATA=:memory:`; seeded
 /// either way (idempotently: a later start finds what is there), with the
@@ -196,60 +302,16 @@ pub(crate) async fn stores(
             }));
         }
         let store = postgres_store().await?;
-        for model in &seed.models {
-            store.insert_model(model.clone()).await?;
-        }
-        for deployment in &seed.deployments {
-            store.deploy(deployment.clone()).await?;
-        }
-        for (digest, environment) in &seed.tokens {
-            store.insert_digest(*digest, environment.clone()).await?;
-        }
-        for source in sources {
-            store.put_source(source).await?;
-        }
-        if store.reseal_sources().await.is_ok_and(|n| n > 0) {
-            println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
-        }
-        store.spawn_purger(std::time::Duration::from_secs(60));
         println!(
             "stores: PostgreSQL from DATABASE_URL (schema {}) for models, tokens, sources and idempotency keys",
             store.schema()
         );
         let wakeup = Arc::new(tokio::sync::Notify::new());
         store.spawn_inbox_wakeups(&wakeup);
-        let store = Arc::new(store);
-        return with_redis(Stores {
-            inbox_wakeup: Some(wakeup),
-            models: store.clone(),
-            tokens: store.clone(),
-            sources: store.clone(),
-            inbox: Some(store.clone()),
-            log: Some(store.clone()),
-            idempotency: store,
-            limiter: Arc::new(InMemoryRateLimiter::new()),
-            kept_in: "PostgreSQL".to_owned(),
-        })
-        .await;
+        return durable(store, seed, sources, wakeup, "PostgreSQL".to_owned()).await;
     }
     if let Data::File(path) = data() {
         let store = sqlite_store(&path).await?;
-        for model in &seed.models {
-            store.insert_model(model.clone()).await?;
-        }
-        for deployment in &seed.deployments {
-            store.deploy(deployment.clone()).await?;
-        }
-        for (digest, environment) in &seed.tokens {
-            store.insert_digest(*digest, environment.clone()).await?;
-        }
-        for source in sources {
-            store.put_source(source).await?;
-        }
-        if store.reseal_sources().await.is_ok_and(|n| n > 0) {
-            println!("sources: secrets sealed again under WEBHOOK_SECRET_KEY");
-        }
-        store.spawn_purger(std::time::Duration::from_secs(60));
         let kept_in = format!("the file {}", path.display());
         println!(
             "stores: {kept_in} (WEBHOOK_DATA; :memory: for none) for models, tokens, sources, idempotency keys, \
@@ -257,19 +319,7 @@ pub(crate) async fn stores(
         );
         let wakeup = Arc::new(tokio::sync::Notify::new());
         store.notify_on_keep(&wakeup);
-        let store = Arc::new(store);
-        return with_redis(Stores {
-            inbox_wakeup: Some(wakeup),
-            models: store.clone(),
-            tokens: store.clone(),
-            sources: store.clone(),
-            inbox: Some(store.clone()),
-            log: Some(store.clone()),
-            idempotency: store,
-            limiter: Arc::new(InMemoryRateLimiter::new()),
-            kept_in,
-        })
-        .await;
+        return durable(store, seed, sources, wakeup, kept_in).await;
     }
     let models = InMemoryModelStore::new();
     for model in &seed.models {

@@ -63,15 +63,10 @@ impl ModelStore for PostgresStore {
     ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
         self.listen();
         let key = (*uuid, environment.clone());
-        if let Some(found) = self.cache.models.get(&key, self.cache_ttl) {
-            return Ok(found);
-        }
-        let generation = self.cache.generation();
-        let found = self.fetch_model_with_deployment(uuid, environment).await?;
-        if self.cache.unchanged_since(generation) {
-            self.cache.models.put(key, found.clone(), self.cache_ttl);
-        }
-        Ok(found)
+        let fetch = self.fetch_model_with_deployment(uuid, environment);
+        self.cache
+            .through(&self.cache.models, key, self.cache_ttl, |_| true, fetch)
+            .await
     }
 
     /// A cached answer, without a future. (Nothing is cached before the
@@ -95,26 +90,24 @@ impl TokenStore for PostgresStore {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
         self.listen();
         let digest = token.digest();
-        if let Some(found) = self.cache.tokens.get(&digest, self.cache_ttl) {
-            return Ok(found.map(|env| self.with_secrets(env)));
-        }
-        let generation = self.cache.generation();
-        let query = sqlx::query(&self.sql.token).bind(&digest.as_bytes()[..]);
-        let row = self
-            .run("reading a token", query.fetch_optional(&self.pool))
-            .await?;
-        let found = row
-            .map(|row| {
+        let fetch = async {
+            let query = sqlx::query(&self.sql.token).bind(&digest.as_bytes()[..]);
+            let row = self
+                .run("reading a token", query.fetch_optional(&self.pool))
+                .await?;
+            row.map(|row| {
                 Ok::<_, StoreError>(Environment::new(
                     EnvironmentId::new(get::<String>(&row, "environment")?),
                     OrganizationId::new(get::<String>(&row, "organization")?),
                 ))
             })
-            .transpose()?;
+            .transpose()
+        };
         // Unknown tokens are not cached: guesses must not fill memory.
-        if found.is_some() && self.cache.unchanged_since(generation) {
-            self.cache.tokens.put(digest, found.clone(), self.cache_ttl);
-        }
+        let found = self
+            .cache
+            .through(&self.cache.tokens, digest, self.cache_ttl, Option::is_some, fetch)
+            .await?;
         Ok(found.map(|env| self.with_secrets(env)))
     }
 

@@ -41,6 +41,31 @@ impl Cache {
     pub(crate) fn unchanged_since(&self, generation: u64) -> bool {
         self.generation() == generation
     }
+
+    /// The entry of `key` in `map`, or what `fetch` reads, kept in `map`
+    /// when `keep` says so and no change came while it was read.
+    pub(crate) async fn through<K, V>(
+        &self,
+        map: &Timed<K, V>,
+        key: K,
+        ttl: Duration,
+        keep: impl FnOnce(&V) -> bool,
+        fetch: impl std::future::Future<Output = Result<V, crate::store::StoreError>>,
+    ) -> Result<V, crate::store::StoreError>
+    where
+        K: std::hash::Hash + Eq,
+        V: Clone,
+    {
+        if let Some(found) = map.get(&key, ttl) {
+            return Ok(found);
+        }
+        let generation = self.generation();
+        let found = fetch.await?;
+        if keep(&found) && self.unchanged_since(generation) {
+            map.put(key, found.clone(), ttl);
+        }
+        Ok(found)
+    }
 }
 
 /// A map whose entries expire.

@@ -47,29 +47,25 @@ impl ModelStore for SqliteStore {
         uuid: &ProcessUuid,
         environment: &EnvironmentId,
     ) -> Result<Option<(ProcessModel, Option<Deployment>)>, StoreError> {
+        let fetch = async {
+            let query = sqlx::query(
+                "SELECT m.organization, m.name, d.id, d.version, d.start_form, d.definition_key \
+                 FROM models m LEFT JOIN deployments d ON d.seq = \
+                   (SELECT max(seq) FROM deployments WHERE process = m.uuid AND environment = $2) \
+                 WHERE m.uuid = $1",
+            )
+            .bind(*uuid.as_uuid())
+            .bind(environment.as_str());
+            let row = self
+                .run("reading a model", query.fetch_optional(&self.read))
+                .await?;
+            row.map(|row| model_with_deployment_from(&row, *uuid, environment))
+                .transpose()
+        };
         let key = (*uuid, environment.clone());
-        if let Some(found) = self.cache.models.get(&key, self.cache_ttl) {
-            return Ok(found);
-        }
-        let generation = self.cache.generation();
-        let query = sqlx::query(
-            "SELECT m.organization, m.name, d.id, d.version, d.start_form, d.definition_key \
-             FROM models m LEFT JOIN deployments d ON d.seq = \
-               (SELECT max(seq) FROM deployments WHERE process = m.uuid AND environment = $2) \
-             WHERE m.uuid = $1",
-        )
-        .bind(*uuid.as_uuid())
-        .bind(environment.as_str());
-        let row = self
-            .run("reading a model", query.fetch_optional(&self.read))
-            .await?;
-        let found = row
-            .map(|row| model_with_deployment_from(&row, *uuid, environment))
-            .transpose()?;
-        if self.cache.unchanged_since(generation) {
-            self.cache.models.put(key, found.clone(), self.cache_ttl);
-        }
-        Ok(found)
+        self.cache
+            .through(&self.cache.models, key, self.cache_ttl, |_| true, fetch)
+            .await
     }
 
     /// A cached answer, without a future.
@@ -91,27 +87,25 @@ impl ModelStore for SqliteStore {
 impl TokenStore for SqliteStore {
     async fn environment(&self, token: &EnvironmentToken) -> Result<Option<Environment>, StoreError> {
         let digest = token.digest();
-        if let Some(found) = self.cache.tokens.get(&digest, self.cache_ttl) {
-            return Ok(found.map(|env| self.secrets.attach(env)));
-        }
-        let generation = self.cache.generation();
-        let query = sqlx::query("SELECT organization, environment FROM tokens WHERE digest = $1")
-            .bind(digest.as_bytes().to_vec());
-        let row = self
-            .run("reading a token", query.fetch_optional(&self.read))
-            .await?;
-        let found = row
-            .map(|row| {
+        let fetch = async {
+            let query = sqlx::query("SELECT organization, environment FROM tokens WHERE digest = $1")
+                .bind(digest.as_bytes().to_vec());
+            let row = self
+                .run("reading a token", query.fetch_optional(&self.read))
+                .await?;
+            row.map(|row| {
                 Ok::<_, StoreError>(Environment::new(
                     EnvironmentId::new(row.text("environment")?),
                     OrganizationId::new(row.text("organization")?),
                 ))
             })
-            .transpose()?;
+            .transpose()
+        };
         // Unknown tokens are not cached: guesses must not fill memory.
-        if found.is_some() && self.cache.unchanged_since(generation) {
-            self.cache.tokens.put(digest, found.clone(), self.cache_ttl);
-        }
+        let found = self
+            .cache
+            .through(&self.cache.tokens, digest, self.cache_ttl, Option::is_some, fetch)
+            .await?;
         Ok(found.map(|env| self.secrets.attach(env)))
     }
 
