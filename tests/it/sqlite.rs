@@ -516,3 +516,85 @@ async fn sixty_four_deliveries_of_one_key_at_once_start_one_instance() {
         "one for the key, one for each other key"
     );
 }
+
+#[tokio::test]
+async fn another_process_changes_are_seen_within_the_cache_second_and_at_once_without_the_cache() {
+    let (_dir, path) = file();
+    let server = SqliteStore::open(&path).await.unwrap();
+    let token = seed(&server).await;
+    let uncached = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_cache_ttl(Duration::ZERO);
+    // Another store on the file, as `webhook_server admin` is.
+    let admin = SqliteStore::open(&path).await.unwrap();
+    assert!(server.environment(&token).await.unwrap().is_some(), "cached now");
+    assert!(uncached.environment(&token).await.unwrap().is_some());
+    assert!(admin.revoke(&token).await.unwrap());
+    assert!(
+        uncached.environment(&token).await.unwrap().is_none(),
+        "without the cache, at once"
+    );
+    assert!(
+        server.environment(&token).await.unwrap().is_some(),
+        "with it, the cached answer for up to a second"
+    );
+    tokio::time::sleep(SqliteStore::DEFAULT_CACHE_TTL + Duration::from_millis(50)).await;
+    assert!(
+        server.environment(&token).await.unwrap().is_none(),
+        "then refused"
+    );
+    // The store's own change empties its cache at once.
+    let again = EnvironmentToken::generate();
+    let production = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+    server.insert(&again, production).await.unwrap();
+    assert!(server.environment(&again).await.unwrap().is_some());
+    assert!(server.revoke(&again).await.unwrap());
+    assert!(server.environment(&again).await.unwrap().is_none());
+    // A redeployment through the store is seen at once too.
+    let process = uuid(ORDER_INTAKE);
+    let env = EnvironmentId::new("production");
+    assert_eq!(
+        server
+            .deployment(&process, &env)
+            .await
+            .unwrap()
+            .unwrap()
+            .version(),
+        VersionTag::Released(1)
+    );
+    let v2 = Deployment::new(process, VersionTag::Released(2), env.clone(), order_form());
+    server.deploy(v2.clone()).await.unwrap();
+    assert_eq!(server.deployment(&process, &env).await.unwrap(), Some(v2));
+    assert_eq!(server.path(), path.as_path());
+}
+
+#[tokio::test]
+async fn memory_is_not_a_file_and_a_slow_writer_is_bounded() {
+    let err = SqliteStore::open(":memory:").await.unwrap_err();
+    assert!(err.to_string().contains("keeps a file"), "{err}");
+    let (_dir, path) = file();
+    let store = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_millis(200));
+    // Another connection holds the write lock: the store's write waits for
+    // it no longer than its timeout, and says so.
+    use sqlx::Connection as _;
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let began = std::time::Instant::now();
+    let err = store
+        .insert_model(ProcessModel::new(
+            uuid(ORDER_INTAKE),
+            OrganizationId::new("acme"),
+            "Order intake",
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no answer within 200 ms"), "{err}");
+    assert!(began.elapsed() < Duration::from_secs(3));
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+}

@@ -158,6 +158,12 @@ impl SqliteStore {
     /// As [`open`](Self::open).
     pub async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let path = options.get_filename().to_path_buf();
+        if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+            // Each connection would have a database of its own.
+            return Err(StoreError::new(
+                "sqlite: a SqliteStore keeps a file: name one (for nothing kept, use the in-memory stores)",
+            ));
+        }
         let opening = |e: sqlx::Error| {
             StoreError::new(format!("sqlite: could not open {}", path.display())).with_source(e)
         };
@@ -306,7 +312,7 @@ impl SqliteStore {
 /// digests, sealed secrets and logged payloads it will hold are not
 /// readable by other users. An existing file is left as it is.
 fn create_private(path: &Path) -> Result<(), StoreError> {
-    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || path.exists() {
+    if path.exists() {
         return Ok(());
     }
     let mut options = std::fs::OpenOptions::new();
