@@ -3,8 +3,8 @@
 //!
 //! ```sh
 //! ulimit -n 8192
-//! WEBHOOK_TOKEN=$(head -c 32 /dev/urandom | base64) \
-//!   target/release/webhook_server &
+//! export WEBHOOK_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '/+=')
+//! WEBHOOK_DATA=:memory: target/release/webhook_server &
 //! cargo run --release --example attack -- --pid $! --token "$WEBHOOK_TOKEN"
 //! ```
 //!

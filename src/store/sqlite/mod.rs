@@ -138,8 +138,9 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the file cannot be created or opened, is not a
-    /// SQLite database, or was migrated by a newer version of this crate.
+    /// A [`StoreError`] when the path is `:memory:` (or empty) rather than a
+    /// file, or the file cannot be created or opened, is not a SQLite
+    /// database, or was migrated by a newer version of this crate.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         let options = SqliteConnectOptions::new()
