@@ -598,3 +598,85 @@ async fn memory_is_not_a_file_and_a_slow_writer_is_bounded() {
     assert!(began.elapsed() < Duration::from_secs(3));
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_expired_key_and_an_abandoned_reservation_are_taken_over() {
+    let (_dir, path) = file();
+    let store = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_idempotency_ttl(Duration::from_millis(300))
+        .with_idempotency_lease(Duration::from_millis(150));
+    let key = |k: &str| IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), k);
+    let (one, two) = (
+        PayloadFingerprint::from_bytes([1; 32]),
+        PayloadFingerprint::from_bytes([2; 32]),
+    );
+    // A reservation left unfinished: in progress within its lease,
+    // abandoned after it, then anyone's (with another payload too).
+    assert_eq!(
+        store.reserve(&key("left"), one).await.unwrap(),
+        Reservation::Reserved
+    );
+    assert_eq!(
+        store.reserve(&key("left"), two).await.unwrap(),
+        Reservation::InProgress { fingerprint: one }
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.reserve(&key("left"), two).await.unwrap(),
+        Reservation::Reserved
+    );
+    // A completed key replays until it expires, then starts afresh.
+    assert_eq!(
+        store.reserve(&key("done"), one).await.unwrap(),
+        Reservation::Reserved
+    );
+    let world = World::new();
+    let outcome = world
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await
+        .unwrap();
+    IdempotencyStore::complete(&store, &key("done"), &outcome)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.reserve(&key("done"), one).await.unwrap(),
+        Reservation::Completed { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        store.reserve(&key("done"), two).await.unwrap(),
+        Reservation::Reserved
+    );
+}
+
+#[tokio::test]
+async fn a_key_write_that_fails_says_why_and_is_not_taken_for_a_stopped_writer() {
+    let (_dir, path) = file();
+    let store = SqliteStore::open(&path)
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_secs(20));
+    use sqlx::Connection as _;
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // Held past the writer's 5-second wait for the lock.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    let key = IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), "k");
+    let reserving = store.reserve(&key, PayloadFingerprint::from_bytes([1; 32]));
+    let err = reserving.await.unwrap_err();
+    let chain = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(chain.starts_with("sqlite: reserving a key"), "{chain}");
+    assert!(chain.contains("locked"), "{chain}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    // Nothing was reserved: the key is free once the lock is gone.
+    assert_eq!(
+        store
+            .reserve(&key, PayloadFingerprint::from_bytes([2; 32]))
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+}
