@@ -680,3 +680,44 @@ async fn a_key_write_that_fails_says_why_and_is_not_taken_for_a_stopped_writer()
         Reservation::Reserved
     );
 }
+
+#[tokio::test]
+async fn clones_with_other_key_lifetimes_keep_their_own_rules_in_one_group() {
+    let (_dir, path) = file();
+    let long = SqliteStore::open(&path).await.unwrap();
+    let short = long.clone().with_idempotency_ttl(Duration::from_millis(100));
+    let key = |k: &str| IdempotencyKey::new(EnvironmentId::new("production"), uuid(ORDER_INTAKE), k);
+    let (one, two) = (
+        PayloadFingerprint::from_bytes([1; 32]),
+        PayloadFingerprint::from_bytes([2; 32]),
+    );
+    let world = World::new();
+    let outcome = world
+        .start(world.request(ORDER_INTAKE, order_payload()))
+        .await
+        .unwrap();
+    assert_eq!(long.reserve(&key("k"), one).await.unwrap(), Reservation::Reserved);
+    IdempotencyStore::complete(&long, &key("k"), &outcome)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Reservations of the long-lived clone first, the short-lived one's
+    // among them: handed to the writer at once, so grouped.
+    let others = (0..16).map(|n| {
+        let (long, key) = (&long, key(&format!("other-{n}")));
+        async move { long.reserve(&key, one).await.unwrap() }
+    });
+    let k = key("k");
+    let (others, expired) = tokio::join!(futures_util::future::join_all(others), short.reserve(&k, two));
+    assert!(others.iter().all(|r| *r == Reservation::Reserved));
+    assert_eq!(
+        expired.unwrap(),
+        Reservation::Reserved,
+        "expired under the short clone's rules"
+    );
+    // Under the long clone's rules it would have replayed.
+    assert!(matches!(
+        long.reserve(&key("k"), two).await.unwrap(),
+        Reservation::InProgress { .. }
+    ));
+}

@@ -18,7 +18,7 @@ use super::now;
 use crate::idempotency::{IdempotencyKey, PayloadFingerprint};
 use crate::store::StoreError;
 
-/// The most writes one transaction carries.
+/// The most writes one group carries.
 const GROUP: usize = 128;
 
 /// One write to the keys' table.
@@ -48,7 +48,7 @@ pub(super) enum KeyWrite {
 
 /// The rules a reservation follows: how long keys live and when an
 /// unfinished reservation counts as abandoned.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Rules {
     pub(super) ttl: Duration,
     pub(super) lease: Duration,
@@ -107,12 +107,13 @@ type Found = Option<Option<SqliteRow>>;
 /// `DELETE`), then the reservations (one multi-row upsert, and one
 /// `SELECT` of the rows that stopped some). Writes of one group were in
 /// flight together, so any order of them is one their callers could have
-/// seen. A takeover, and a second reservation of a key in the same group,
-/// run alone after the rest.
+/// seen. A takeover, a second reservation of a key in the same group, and
+/// a reservation under other rules than the group's first run alone after
+/// the rest.
 async fn run_group(write: &SqlitePool, group: Vec<KeyWrite>) {
     let mut completes = Vec::new();
     let mut releases = Vec::new();
-    let mut reserves = Vec::new();
+    let mut reserves: Reserves = Vec::new();
     let mut alone = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for write in group {
@@ -125,7 +126,13 @@ async fn run_group(write: &SqlitePool, group: Vec<KeyWrite>) {
                 held_for: None,
                 rules,
                 reply,
-            } if seen.insert(scope(&key)) => reserves.push((key, fingerprint, rules, reply)),
+            } if reserves
+                .first()
+                .is_none_or(|first: &(_, _, Rules, _)| first.2 == rules)
+                && seen.insert(scope(&key)) =>
+            {
+                reserves.push((key, fingerprint, rules, reply))
+            }
             other => alone.push(other),
         }
     }
@@ -283,7 +290,8 @@ async fn reserve_all(
             .push("NULL")
             .push_bind(now);
     });
-    // One store's rules: every reservation of a group has the same.
+    // One set of rules for the statement: reservations under others (a
+    // clone of the store with another lifetime) run alone.
     upsert
         .push(
             " ON CONFLICT (environment, process, key) DO UPDATE \
