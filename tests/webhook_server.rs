@@ -1882,9 +1882,11 @@ async fn with_its_file_it_survives_sigkill_keys_replay_sources_stay_and_kept_sta
     away.child.kill().unwrap();
     away.child.wait().unwrap();
 
-    // Once more, with the engine back: each kept start starts once.
+    // Once more, with the engine back: each kept start starts once. A start
+    // the killed server's dispatcher had claimed waits for its claim's
+    // lease (60 s) to end: the dead dispatcher may have reached the engine.
     let back = Server::with(&settings);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(100);
     let listed = loop {
         let (code, out, err) = admin(&settings, &["deliveries", "list", "--status", "started"], "");
         assert_eq!(code, Some(0), "{err}");
