@@ -1881,6 +1881,7 @@ async fn with_its_file_it_survives_sigkill_keys_replay_sources_stay_and_kept_sta
     }
     away.child.kill().unwrap();
     away.child.wait().unwrap();
+    let away_said = away.later.lock().unwrap().join("\n");
 
     // Once more, with the engine back: each kept start starts once. A start
     // the killed server's dispatcher had claimed waits for its claim's
@@ -1896,7 +1897,13 @@ async fn with_its_file_it_survives_sigkill_keys_replay_sources_stay_and_kept_sta
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     for id in &kept {
-        assert!(listed.contains(&format!("{id} started")), "{id} in {listed}");
+        if !listed.contains(&format!("{id} started")) {
+            let (_, all, _) = admin(&settings, &["deliveries", "list"], "");
+            let said = back.later.lock().unwrap().join("\n");
+            panic!(
+                "{id} not started within 100 s; every delivery:\n{all}\nthe server away said:\n{away_said}\nthe server back said:\n{said}"
+            );
+        }
     }
     let (_, queued, _) = admin(&settings, &["deliveries", "list", "--status", "queued"], "");
     assert_eq!(queued, "", "nothing left queued");

@@ -162,12 +162,25 @@ impl LogWriter {
         )
     }
 
+    /// The pauses before a failed batch is written again: a write that
+    /// failed for a moment (a lock another process held, a connection
+    /// dropped) is not a record lost.
+    pub const RETRIES: [std::time::Duration; 3] = [
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(2),
+    ];
+
     /// Writes records as they come, until every sink is dropped and the
-    /// channel is empty. A batch the log fails to write is logged and
-    /// counted as dropped: the log is for the operator, never a reason to
-    /// stop.
+    /// channel is empty. A batch the log fails to write is written again
+    /// after each of [`RETRIES`](Self::RETRIES)' pauses (records keep
+    /// gathering in the channel meanwhile); one that still fails is logged
+    /// and counted as dropped: the log is for the operator, never a reason
+    /// to stop. While the log keeps failing, each next batch is tried once,
+    /// until one is written: a log that is down costs no more waits.
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(Self::BATCH);
+        let mut failing = false;
         while self.receiver.recv_many(&mut batch, Self::BATCH).await > 0 {
             if batch.len() < Self::BATCH && !self.receiver.is_closed() {
                 // A short batch: let more records gather before the next
@@ -181,7 +194,17 @@ impl LogWriter {
                     }
                 }
             }
-            if let Err(error) = self.log.append(&batch).await {
+            let mut written = self.log.append(&batch).await;
+            let retries = if failing { &[][..] } else { &Self::RETRIES[..] };
+            for pause in retries {
+                if written.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(*pause).await;
+                written = self.log.append(&batch).await;
+            }
+            failing = written.is_err();
+            if let Err(error) = written {
                 self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 observe::log_dropped(batch.len() as u64);
                 tracing::warn!(

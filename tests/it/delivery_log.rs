@@ -475,3 +475,96 @@ async fn a_sources_own_signature_header_is_left_out_whatever_its_name() {
     assert_eq!(header(&record, "x-shop-hash"), None);
     assert!(!serde_json::to_string(&record).unwrap().contains(&hash));
 }
+
+/// A log that fails while it is `down`, counting the writes tried.
+#[derive(Clone, Default)]
+struct Flaky {
+    log: InMemoryDeliveryLog,
+    down: Arc<std::sync::atomic::AtomicUsize>,
+    tried: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Flaky {
+    /// Fails the next `writes` writes.
+    fn fail_next(&self, writes: usize) {
+        self.down.store(writes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn tried(&self) -> usize {
+        self.tried.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl DeliveryLog for Flaky {
+    async fn append(&self, records: &[LoggedDelivery]) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.tried.fetch_add(1, SeqCst);
+        if self
+            .down
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::new("the log's file is locked"));
+        }
+        self.log.append(records).await
+    }
+    async fn read(&self, id: &DeliveryId) -> Result<Option<LoggedDelivery>, StoreError> {
+        self.log.read(id).await
+    }
+    async fn page(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        self.log.page(query).await
+    }
+    async fn summarize(&self, since: std::time::SystemTime) -> Result<Vec<SourceSummary>, StoreError> {
+        self.log.summarize(since).await
+    }
+    async fn purge(&self, before: std::time::SystemTime, batch: usize) -> Result<u64, StoreError> {
+        self.log.purge(before, batch).await
+    }
+}
+
+/// A write that fails for a moment is tried again and nothing is lost; a
+/// log that stays down loses the batch, counted, and is then tried once a
+/// batch, without waits, until it is back.
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_is_tried_again_and_a_log_that_stays_down_costs_one_try_a_batch() {
+    let world = World::new();
+    let flaky = Flaky::default();
+    let (sink, writer) = LogWriter::new(Arc::new(flaky.clone()), 100, KeepPayloads::Failed);
+    let writing = tokio::spawn(writer.run());
+    let starter = world.starter().with_delivery_log(sink.clone());
+    let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
+    let body = serde_json::to_vec(&order_payload()).unwrap();
+    let start = || async {
+        let reply = starter
+            .handle(&target, [("authorization", world.bearer())], &body)
+            .await;
+        assert_eq!(reply.status(), 202);
+        // Past the gathering and every retry's pause.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+
+    // Down for two writes: written by the third, nothing dropped.
+    flaky.fail_next(2);
+    start().await;
+    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (3, 1, 0));
+
+    // Down for longer than the retries: the batch is dropped, counted.
+    flaky.fail_next(usize::MAX);
+    start().await;
+    assert_eq!(flaky.tried(), 1 + LogWriter::RETRIES.len());
+    assert_eq!((flaky.log.len(), sink.dropped()), (1, 1));
+    // Still down: the next batch is tried once.
+    start().await;
+    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (1, 1, 2));
+    // Back: written at once, and a later failure is retried again.
+    flaky.fail_next(0);
+    start().await;
+    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (1, 2, 2));
+    flaky.fail_next(1);
+    start().await;
+    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (2, 3, 2));
+    assert_eq!(world.started(), 5, "every start succeeded, logged or not");
+    drop((starter, sink));
+    writing.await.unwrap();
+}

@@ -721,3 +721,93 @@ async fn clones_with_other_key_lifetimes_keep_their_own_rules_in_one_group() {
         Reservation::InProgress { .. }
     ));
 }
+
+/// The operator runs `webhook_server admin` beside the server: each command
+/// opens the file and may write to it. Opening writes nothing, and the
+/// server's log goes on recording its deliveries' outcomes meanwhile, none
+/// refused for the other writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_keeps_recording_while_admin_commands_open_and_write_the_file() {
+    use sqlx::Connection as _;
+    let (_dir, path) = file();
+    let server = SqliteStore::open(&path).await.unwrap();
+    seed(&server).await;
+    let mut watcher = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let before = data_version(&mut watcher).await;
+    drop(SqliteStore::open(&path).await.unwrap());
+    assert_eq!(
+        data_version(&mut watcher).await,
+        before,
+        "opening the file wrote to it"
+    );
+
+    let (production, process) = (EnvironmentId::new("production"), uuid(ORDER_INTAKE));
+    let ids: Vec<DeliveryId> = (0..100).map(|_| DeliveryId::new_random()).collect();
+    let queued: Vec<LoggedDelivery> = ids
+        .iter()
+        .map(|id| {
+            LoggedDelivery::new(
+                *id,
+                std::time::SystemTime::now(),
+                production.clone(),
+                process,
+                LoggedOutcome::Queued,
+            )
+        })
+        .collect();
+    server.append(&queued).await.unwrap();
+    // Each outcome is merged into its logged call (a read, then a write)
+    // while another process's store writes tokens as fast as it can.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = tokio::spawn({
+        let (path, done) = (path.clone(), done.clone());
+        async move {
+            let admin = SqliteStore::open(&path).await.unwrap();
+            let environment = Environment::new(EnvironmentId::new("production"), OrganizationId::new("acme"));
+            let mut written = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && written < 20_000 {
+                written += 1;
+                admin
+                    .insert(&EnvironmentToken::generate(), environment.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    for (n, id) in ids.iter().enumerate() {
+        let mut started = LoggedDelivery::new(
+            *id,
+            std::time::SystemTime::now(),
+            production.clone(),
+            process,
+            LoggedOutcome::Started,
+        );
+        started.instance = Some(InstanceId::new(format!("instance-{n}")));
+        server
+            .append(&[started])
+            .await
+            .unwrap_or_else(|e| panic!("outcome {n} refused beside the admin's writes: {e}"));
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    admin.await.unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let read = server.read(id).await.unwrap().unwrap();
+        assert_eq!(read.outcome, LoggedOutcome::Started);
+        assert_eq!(read.instance, Some(InstanceId::new(format!("instance-{n}"))));
+    }
+    assert!(
+        data_version(&mut watcher).await > before,
+        "the admin's writes are seen"
+    );
+}
+
+/// SQLite's count of the commits other connections made to the file.
+async fn data_version(connection: &mut sqlx::SqliteConnection) -> i64 {
+    sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(connection)
+        .await
+        .unwrap()
+}

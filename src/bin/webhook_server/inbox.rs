@@ -74,18 +74,20 @@ impl InboxSettings {
         Ok(Self { mode, max_age, limit })
     }
 
-    /// `starter` with the inbox, and its dispatcher (spawned), as the
-    /// settings say; `store` is the durable inbox, if there is one.
+    /// `starter` with the inbox, and its dispatcher, as the settings say;
+    /// `store` is the durable inbox, if there is one. The dispatcher is
+    /// spawned by the caller once the banner is printed: a start it makes
+    /// at once (one kept before a restart) prints its line after it.
     pub(crate) fn apply(
         &self,
         starter: WebhookStarter,
         store: Option<Arc<dyn Inbox>>,
         wakeup: Option<Arc<tokio::sync::Notify>>,
         kept_in: &str,
-    ) -> (WebhookStarter, Option<Arc<dyn Inbox>>) {
+    ) -> (WebhookStarter, Option<Arc<dyn Inbox>>, Option<Dispatcher>) {
         let InboxMode::On(policy) = self.mode else {
             println!("inbox: off (set WEBHOOK_INBOX=fallback to keep starts while the engine is away)");
-            return (starter, None);
+            return (starter, None, None);
         };
         let name = match policy {
             InboxPolicy::Always => "always",
@@ -106,14 +108,21 @@ impl InboxSettings {
         let starter = starter
             .with_inbox(inbox.clone(), policy)
             .with_inbox_limit(self.limit);
-        if let Some(dispatcher) = starter.dispatcher() {
-            let mut dispatcher = dispatcher.with_max_age(self.max_age);
-            if let Some(wakeup) = wakeup {
-                dispatcher = dispatcher.with_wakeup(wakeup);
+        let dispatcher = starter.dispatcher().map(|dispatcher| {
+            let dispatcher = dispatcher.with_max_age(self.max_age);
+            match wakeup {
+                Some(wakeup) => dispatcher.with_wakeup(wakeup),
+                None => dispatcher,
             }
-            tokio::spawn(async move { dispatcher.run(std::future::pending()).await });
-        }
-        (starter, Some(inbox))
+        });
+        (starter, Some(inbox), dispatcher)
+    }
+}
+
+/// Runs `dispatcher`, if there is one, for as long as the server does.
+pub(crate) fn spawn_dispatcher(dispatcher: Option<Dispatcher>) {
+    if let Some(dispatcher) = dispatcher {
+        tokio::spawn(async move { dispatcher.run(std::future::pending()).await });
     }
 }
 

@@ -385,7 +385,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The log before the inbox: the dispatcher records its attempts in it.
     let (starter, log) = console_settings.apply(starter, stores.log, &stores.kept_in);
-    let (starter, inbox) = inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup, &stores.kept_in);
+    let (starter, inbox, dispatcher) =
+        inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup, &stores.kept_in);
     let metrics = metrics_router()?;
     let mut app = router("/webhook/send", starter.clone()).merge(health_router(starter));
     let listener = listen("WEBHOOK_ADDR", &addr).await?;
@@ -450,6 +451,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             );
             println!();
         }
+        inbox::spawn_dispatcher(dispatcher);
         serve(listener, app, ServeOptions::default(), stop_signal()).await?;
         println!("stopped");
         return Ok(());
@@ -472,6 +474,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
 
+    inbox::spawn_dispatcher(dispatcher);
     serve(listener, app, ServeOptions::default(), stop_signal()).await?;
     println!("stopped");
     Ok(())

@@ -2,6 +2,8 @@
 //! a batch per transaction, records of an id already there merged by the
 //! domain's own rule ([`LoggedDelivery::merge`]).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -20,7 +22,9 @@ use crate::store::sql::delivery_log::{
 const ROWS_PER_INSERT: usize = 256;
 
 /// `records` as rows of one multi-row `INSERT OR REPLACE`.
-fn insert(records: &[LoggedDelivery]) -> Result<sqlx::QueryBuilder<'static, Sqlite>, StoreError> {
+fn insert<'a>(
+    records: impl ExactSizeIterator<Item = &'a LoggedDelivery>,
+) -> Result<sqlx::QueryBuilder<'static, Sqlite>, StoreError> {
     let encode = |what: &'static str| move |e: serde_json::Error| StoreError::new(what).with_source(e);
     let mut rows = Vec::with_capacity(records.len());
     for r in records {
@@ -69,14 +73,17 @@ fn insert(records: &[LoggedDelivery]) -> Result<sqlx::QueryBuilder<'static, Sqli
 #[async_trait]
 impl DeliveryLog for SqliteStore {
     /// One transaction a batch: the rows of ids already logged are read
-    /// and merged with the new records, then every record is written.
+    /// and merged with the new records, then every record is written. The
+    /// transaction takes the file's write lock before it reads (`BEGIN
+    /// IMMEDIATE`): one that read first could not write once another
+    /// process (`webhook_server admin`) had written in between.
     async fn append(&self, records: &[LoggedDelivery]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         let rows = merged(records);
         let work = async {
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
             let mut written = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let mut select = sqlx::QueryBuilder::<Sqlite>::new(format!(
@@ -95,15 +102,23 @@ impl DeliveryLog for SqliteStore {
         let (mut tx, written) = self.run("reading the delivery log", work).await?;
         let mut batches = Vec::with_capacity(written.len());
         for (chunk, found) in written {
-            let mut chunk = chunk.to_vec();
-            for row in &found {
-                let mut earlier = record_from(row)?;
-                if let Some(record) = chunk.iter_mut().find(|r| r.id == earlier.id) {
-                    earlier.merge(std::mem::replace(record, earlier.clone()));
-                    *record = earlier;
-                }
-            }
-            batches.push(insert(&chunk)?);
+            // Only a record whose id is logged already is copied, to be
+            // merged into what the row holds.
+            let mut earlier = found
+                .iter()
+                .map(|row| record_from(row).map(|r| (r.id, r)))
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            let chunk: Vec<Cow<'_, LoggedDelivery>> = chunk
+                .iter()
+                .map(|record| match earlier.remove(&record.id) {
+                    Some(mut row) => {
+                        row.merge(record.clone());
+                        Cow::Owned(row)
+                    }
+                    None => Cow::Borrowed(record),
+                })
+                .collect();
+            batches.push(insert(chunk.iter().map(AsRef::as_ref))?);
         }
         let work = async {
             for mut batch in batches {

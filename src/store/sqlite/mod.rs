@@ -285,6 +285,13 @@ impl SqliteStore {
                 tx.rollback().await?;
                 return Ok(Err(found));
             }
+            if found == MIGRATIONS.len() {
+                // Up to date: nothing written. A commit here would end the
+                // read snapshot of every other connection to the file (the
+                // running server's, when `webhook_server admin` opens it).
+                tx.rollback().await?;
+                return Ok(Ok(()));
+            }
             for migration in &MIGRATIONS[found..] {
                 tx.execute(*migration).await?;
             }
