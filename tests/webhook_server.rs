@@ -1925,6 +1925,72 @@ async fn with_its_file_it_survives_sigkill_keys_replay_sources_stay_and_kept_sta
     );
 }
 
+/// Stopped cleanly (`SIGTERM`), the server leaves its state in the one
+/// file, the write-ahead log folded in: a copy of that file alone (with
+/// its key) is a backup on which a redelivery replays the same instance
+/// and the delivery is listed.
+#[cfg(unix)]
+#[tokio::test]
+async fn stopped_cleanly_its_file_alone_holds_everything_and_a_copy_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state.db");
+    let data = data.to_str().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Server::with(&[("WEBHOOK_DATA", data)]);
+    let first = call(
+        &client,
+        &server.base,
+        TOKEN,
+        &[("idempotency-key", "order-123456")],
+    )
+    .await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert!(
+        std::path::Path::new(&format!("{data}-wal")).exists(),
+        "serving, it writes ahead"
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        server.child.wait().unwrap().success(),
+        "SIGTERM stops it with status 0"
+    );
+    assert!(
+        !std::path::Path::new(&format!("{data}-wal")).exists(),
+        "stopped, the write-ahead log is folded into the file"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        server.later.lock().unwrap().last().map(String::as_str),
+        Some("stopped")
+    );
+
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("copy.db");
+    let copy = copy.to_str().unwrap();
+    std::fs::copy(data, copy).unwrap();
+    std::fs::copy(format!("{data}.key"), format!("{copy}.key")).unwrap();
+    let restored = Server::with(&[("WEBHOOK_DATA", copy)]);
+    let again = call(
+        &client,
+        &restored.base,
+        TOKEN,
+        &[("idempotency-key", "order-123456")],
+    )
+    .await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["instanceId"], first["instanceId"], "the same instance");
+    let (code, listed, err) = admin(&[("WEBHOOK_DATA", copy)], &["deliveries", "list"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(listed.contains(" started received "), "{listed}");
+}
+
 /// `WEBHOOK_DATA=:memory:` keeps nothing, and the admin commands say they
 /// have nothing to change; a data file it cannot open stops it, naming it.
 #[test]

@@ -190,7 +190,10 @@ impl Dispatcher {
     /// Dispatches until `stop` resolves: a round, then the next at once
     /// when the round found starts, else after the poll interval or when
     /// woken ([`with_wakeup`](Self::with_wakeup)). An inbox that fails is
-    /// logged and tried again after the poll interval.
+    /// logged and tried again after the poll interval. A round in flight
+    /// when `stop` resolves ends first (each of its starts started,
+    /// rescheduled or dead, none left to its lease), so that a server
+    /// stopping cleanly leaves nothing claimed.
     #[cfg(feature = "dispatcher")]
     #[cfg_attr(docsrs, doc(cfg(feature = "dispatcher")))]
     pub async fn run(&self, stop: impl Future<Output = ()>) {
@@ -201,11 +204,7 @@ impl Dispatcher {
                 counted = std::time::Instant::now();
                 self.report().await;
             }
-            let round = self.dispatch_due();
-            let claimed = tokio::select! {
-                () = &mut stop => return,
-                claimed = round => claimed,
-            };
+            let claimed = self.dispatch_due().await;
             let pause = match claimed {
                 Ok(0) => self.poll_interval,
                 Ok(_) => Duration::ZERO,
@@ -225,6 +224,7 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
+                biased;
                 () = &mut stop => return,
                 () = tokio::time::sleep(pause) => {}
                 () = woken => {}

@@ -387,3 +387,41 @@ async fn a_starter_that_keeps_every_start_stays_ready_while_the_engine_is_away()
         .await
         .expect("every start is kept: ready without the engine");
 }
+
+/// A server that stops cleanly stops its dispatcher: the start it was
+/// making when told to stop ends (started, not left claimed for its lease
+/// to run out), and no next round begins.
+#[cfg(feature = "dispatcher")]
+#[tokio::test]
+async fn a_stopped_dispatcher_ends_the_start_in_flight_and_leaves_nothing_claimed() {
+    let s = setup(
+        Arc::new(FlakyEngine::slow(Duration::from_millis(300))),
+        InboxPolicy::Always,
+    );
+    let queued = json(&s.post(&[], &body()).await);
+    let id: DeliveryId = queued["deliveryId"].as_str().unwrap().parse().unwrap();
+    let dispatcher = s.starter.dispatcher().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        dispatcher
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    while s.engine.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the dispatcher stops once its round ends")
+        .unwrap();
+    let kept = s.inbox.get(&id).await.unwrap().unwrap();
+    assert_eq!(kept.status, DeliveryStatus::Started, "ended, not left claimed");
+    assert_eq!(s.started().len(), 1);
+    // Stopped: a start kept now waits for the next dispatcher.
+    s.post(&[], &body()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(s.engine.calls(), 1);
+}

@@ -811,3 +811,45 @@ async fn data_version(connection: &mut sqlx::SqliteConnection) -> i64 {
         .await
         .unwrap()
 }
+
+/// After a clean stop the file alone holds every write: a copy of it,
+/// without its `-wal`, is a backup that finds the token, the model and the
+/// log. The closed store refuses to work, saying why.
+#[tokio::test]
+async fn a_closed_store_leaves_one_file_that_holds_everything() {
+    let (dir, path) = file();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let token = seed(&store).await;
+    let id = DeliveryId::new_random();
+    let record = LoggedDelivery::new(
+        id,
+        std::time::SystemTime::now(),
+        EnvironmentId::new("production"),
+        uuid(ORDER_INTAKE),
+        LoggedOutcome::Started,
+    );
+    store.append(&[record]).await.unwrap();
+    let wal = dir.path().join("process-webhook.db-wal");
+    assert!(wal.exists(), "writes go to the write-ahead log first");
+    store.clone().close().await;
+    assert!(!wal.exists(), "closed, the log is folded into the file");
+    let err = store.environment(&token).await.unwrap_err();
+    assert!(err.to_string().contains("sqlite"), "{err}");
+
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let copied = SqliteStore::open(&copy).await.unwrap();
+    assert!(copied.environment(&token).await.unwrap().is_some());
+    assert!(
+        copied
+            .deployment(&uuid(ORDER_INTAKE), &EnvironmentId::new("production"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        copied.read(&id).await.unwrap().unwrap().outcome,
+        LoggedOutcome::Started
+    );
+}

@@ -116,7 +116,12 @@ pub(crate) async fn run(action: Action) -> Result<(), Box<dyn std::error::Error>
         return run_on(crate::stores::postgres_store().await?, action).await;
     }
     match crate::stores::data() {
-        crate::stores::Data::File(path) => run_on(crate::stores::sqlite_store(&path).await?, action).await,
+        crate::stores::Data::File(path) => {
+            let store = crate::stores::sqlite_store(&path).await?;
+            let done = run_on(store.clone(), action).await;
+            store.close().await;
+            done
+        }
         crate::stores::Data::Memory => Err(
             "WEBHOOK_DATA=:memory: keeps nothing to change: the admin commands \
              change the file of WEBHOOK_DATA or, with the postgres feature, DATABASE_URL"

@@ -90,7 +90,7 @@ impl ConsoleSettings {
         starter: WebhookStarter,
         durable: Option<Arc<dyn DeliveryLog>>,
         kept_in: &str,
-    ) -> (WebhookStarter, Arc<dyn DeliveryLog>) {
+    ) -> (WebhookStarter, Arc<dyn DeliveryLog>, tokio::task::JoinHandle<()>) {
         let log: Arc<dyn DeliveryLog> = match durable {
             Some(log) => {
                 println!(
@@ -111,8 +111,8 @@ impl ConsoleSettings {
             }
         };
         let (sink, writer) = LogWriter::new(log.clone(), LogWriter::DEFAULT_CAPACITY, self.payloads);
-        tokio::spawn(writer.run());
-        (starter.with_delivery_log(sink), log)
+        let writing = tokio::spawn(writer.run());
+        (starter.with_delivery_log(sink), log, writing)
     }
 
     /// Serves the admin API and console on `WEBHOOK_ADMIN_ADDR`, if set.

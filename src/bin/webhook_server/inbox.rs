@@ -119,10 +119,32 @@ impl InboxSettings {
     }
 }
 
-/// Runs `dispatcher`, if there is one, for as long as the server does.
-pub(crate) fn spawn_dispatcher(dispatcher: Option<Dispatcher>) {
-    if let Some(dispatcher) = dispatcher {
-        tokio::spawn(async move { dispatcher.run(std::future::pending()).await });
+/// Runs `dispatcher`, if there is one, until the server stops it.
+pub(crate) fn spawn_dispatcher(dispatcher: Option<Dispatcher>) -> Dispatching {
+    Dispatching(dispatcher.map(|dispatcher| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            dispatcher
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        (stop, running)
+    }))
+}
+
+/// A running dispatcher, if there is one.
+pub(crate) struct Dispatching(Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>);
+
+impl Dispatching {
+    /// Stops the dispatcher: the round in flight ends (each of its starts
+    /// started, rescheduled or dead), no next one begins.
+    pub(crate) async fn stop(self) {
+        if let Some((stop, running)) = self.0 {
+            let _ = stop.send(());
+            let _ = running.await;
+        }
     }
 }
 

@@ -384,7 +384,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // The log before the inbox: the dispatcher records its attempts in it.
-    let (starter, log) = console_settings.apply(starter, stores.log, &stores.kept_in);
+    let (starter, log, writing) = console_settings.apply(starter, stores.log, &stores.kept_in);
     let (starter, inbox, dispatcher) =
         inbox_settings.apply(starter, stores.inbox, stores.inbox_wakeup, &stores.kept_in);
     let metrics = metrics_router()?;
@@ -451,9 +451,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             );
             println!();
         }
-        inbox::spawn_dispatcher(dispatcher);
+        let dispatching = inbox::spawn_dispatcher(dispatcher);
         serve(listener, app, ServeOptions::default(), stop_signal()).await?;
-        println!("stopped");
+        stopped(dispatching, writing, stores.file).await;
         return Ok(());
     }
     println!("Order intake:    {url}");
@@ -474,10 +474,34 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!();
 
-    inbox::spawn_dispatcher(dispatcher);
+    let dispatching = inbox::spawn_dispatcher(dispatcher);
     serve(listener, app, ServeOptions::default(), stop_signal()).await?;
-    println!("stopped");
+    stopped(dispatching, writing, stores.file).await;
     Ok(())
+}
+
+/// What the server does once it has stopped serving: the dispatcher ends
+/// its round, the delivery log writes what it was handed (within 10 s),
+/// and the file, if the state is in one, is closed, its write-ahead log
+/// folded in: after a clean stop the file alone holds everything.
+async fn stopped(
+    dispatching: inbox::Dispatching,
+    writing: tokio::task::JoinHandle<()>,
+    file: Option<SqliteStore>,
+) {
+    dispatching.stop().await;
+    // The log's writer ends once the starter's last copy (the dispatcher's
+    // among them) is dropped and its channel is empty.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), writing)
+        .await
+        .is_err()
+    {
+        eprintln!("warning: the delivery log was still writing after 10 s; what it had not written is lost");
+    }
+    if let Some(file) = file {
+        file.close().await;
+    }
+    println!("stopped");
 }
 
 /// A payload the start form takes: each field's default, or a value of

@@ -25,6 +25,8 @@ pub(crate) struct Stores {
     pub(crate) log: Option<Arc<dyn DeliveryLog>>,
     /// Where the durable state is, in words: `PostgreSQL`, `the file …`.
     pub(crate) kept_in: String,
+    /// The file, to close when the server stops.
+    pub(crate) file: Option<SqliteStore>,
 }
 
 /// The file the server keeps its state in when `WEBHOOK_DATA` is unset.
@@ -276,6 +278,7 @@ async fn durable<S: StateStore>(
         idempotency: store,
         limiter: Arc::new(InMemoryRateLimiter::new()),
         kept_in,
+        file: None,
     })
     .await
 }
@@ -319,7 +322,12 @@ pub(crate) async fn stores(
         );
         let wakeup = Arc::new(tokio::sync::Notify::new());
         store.notify_on_keep(&wakeup);
-        return durable(store, seed, sources, wakeup, kept_in).await;
+        let file = store.clone();
+        let stores = durable(store, seed, sources, wakeup, kept_in).await?;
+        return Ok(Stores {
+            file: Some(file),
+            ..stores
+        });
     }
     let models = InMemoryModelStore::new();
     for model in &seed.models {
@@ -349,6 +357,7 @@ pub(crate) async fn stores(
         inbox_wakeup: None,
         log: None,
         kept_in: "memory".to_owned(),
+        file: None,
     })
     .await
 }

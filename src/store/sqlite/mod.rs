@@ -240,6 +240,37 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Closes the store's connections, for every clone, once the writes
+    /// in flight are done, folding the write-ahead log into the file
+    /// without waiting for other processes: when no other process has the
+    /// file open, the `-wal` file is removed and the file alone holds every
+    /// write (a copy of it is a backup). Every later operation fails. Call
+    /// it last, when the server stops.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), process_webhook::StoreError> {
+    /// let store = process_webhook::SqliteStore::open("process-webhook.db").await?;
+    /// // … serve until asked to stop …
+    /// store.close().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn close(&self) {
+        // The readers first, then the log folded in by the writer (a
+        // passive checkpoint: it never waits for, nor blocks, another
+        // process's readers or writer; what it leaves, the next open
+        // folds in: nothing is lost).
+        self.read.close().await;
+        let folded = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.write);
+        if let Err(error) = self
+            .run("folding the write-ahead log into the file", folded)
+            .await
+        {
+            tracing::warn!(target: "process_webhook", error = %crate::observe::chain(&error), "closing the file: its write-ahead log stays beside it");
+        }
+        self.write.close().await;
+    }
+
     /// Wakes `wakeup` (and so a [`Dispatcher`](crate::Dispatcher) given it
     /// with `with_wakeup`) each time this store keeps a start, until
     /// `wakeup` is dropped everywhere else. (A file has one server: the
