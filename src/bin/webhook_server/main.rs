@@ -496,7 +496,9 @@ async fn stopped(
         .await
         .is_err()
     {
-        eprintln!("warning: the delivery log was still writing after 10 s; what it had not written is lost");
+        tracing::warn!(
+            "the delivery log was still writing 10 s after the stop: what it had not written is lost"
+        );
     }
     if let Some(file) = file {
         file.close().await;
