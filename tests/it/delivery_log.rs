@@ -568,3 +568,92 @@ async fn a_failed_write_is_tried_again_and_a_log_that_stays_down_costs_one_try_a
     drop((starter, sink));
     writing.await.unwrap();
 }
+
+/// A log that records when each batch reached it and how many records it
+/// held.
+#[derive(Clone, Default)]
+struct Timed {
+    log: InMemoryDeliveryLog,
+    writes: Arc<std::sync::Mutex<Vec<(usize, tokio::time::Instant)>>>,
+}
+
+#[async_trait::async_trait]
+impl DeliveryLog for Timed {
+    async fn append(&self, records: &[LoggedDelivery]) -> Result<(), StoreError> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((records.len(), tokio::time::Instant::now()));
+        self.log.append(records).await
+    }
+    async fn read(&self, id: &DeliveryId) -> Result<Option<LoggedDelivery>, StoreError> {
+        self.log.read(id).await
+    }
+    async fn page(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        self.log.page(query).await
+    }
+    async fn summarize(&self, since: std::time::SystemTime) -> Result<Vec<SourceSummary>, StoreError> {
+        self.log.summarize(since).await
+    }
+    async fn purge(&self, before: std::time::SystemTime, batch: usize) -> Result<u64, StoreError> {
+        self.log.purge(before, batch).await
+    }
+}
+
+fn a_record() -> LoggedDelivery {
+    LoggedDelivery::new(
+        DeliveryId::new_random(),
+        std::time::SystemTime::now(),
+        EnvironmentId::new("production"),
+        uuid(ORDER_INTAKE),
+        LoggedOutcome::Started,
+    )
+}
+
+/// The writer wakes a few dozen times a second under load, not once per
+/// record: a short batch waits `GATHER` for more and is written with them;
+/// a full one is written at once. (Time is the test's own: paused.)
+#[tokio::test(start_paused = true)]
+async fn a_short_batch_gathers_records_for_a_moment_and_a_full_one_is_written_at_once() {
+    let log = Timed::default();
+    let (sink, writer) = LogWriter::new(Arc::new(log.clone()), 1_000, KeepPayloads::None);
+    let writing = tokio::spawn(writer.run());
+    let began = tokio::time::Instant::now();
+    assert!(sink.record(a_record()));
+    tokio::time::sleep(LogWriter::GATHER / 2).await;
+    assert!(sink.record(a_record()));
+    tokio::time::sleep(LogWriter::GATHER * 2).await;
+    assert_eq!(
+        *log.writes.lock().unwrap(),
+        [(2, began + LogWriter::GATHER)],
+        "one write of both, once the first had waited"
+    );
+
+    let full = tokio::time::Instant::now();
+    for _ in 0..LogWriter::BATCH {
+        assert!(sink.record(a_record()));
+    }
+    tokio::time::sleep(LogWriter::GATHER * 2).await;
+    assert_eq!(log.writes.lock().unwrap()[1], (LogWriter::BATCH, full), "no wait");
+
+    // A short batch that fills while it gathers is written full, the rest
+    // after it.
+    let short = tokio::time::Instant::now();
+    assert!(sink.record(a_record()));
+    tokio::time::sleep(LogWriter::GATHER / 2).await;
+    for _ in 0..LogWriter::BATCH {
+        assert!(sink.record(a_record()));
+    }
+    tokio::time::sleep(LogWriter::GATHER * 3).await;
+    let writes = log.writes.lock().unwrap()[2..].to_vec();
+    assert_eq!(
+        writes,
+        [
+            (LogWriter::BATCH, short + LogWriter::GATHER),
+            (1, short + LogWriter::GATHER * 2)
+        ]
+    );
+    drop(sink);
+    writing.await.unwrap();
+    assert_eq!(log.log.len(), 2 * LogWriter::BATCH + 3);
+}
