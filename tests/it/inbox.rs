@@ -409,7 +409,12 @@ async fn a_stopped_dispatcher_ends_the_start_in_flight_and_leaves_nothing_claime
             })
             .await;
     });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while s.engine.calls() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatcher never called the engine"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.send(()).unwrap();

@@ -728,3 +728,60 @@ fn the_inbox_reports_its_queued_and_dead_starts_and_each_dispatch_by_outcome() {
         assert_eq!(gauge(&after, "process_webhook_inbox_oldest_queued_seconds"), 0.0);
     });
 }
+
+/// A running dispatcher sets the inbox's gauges before its first round,
+/// not one poll interval later: an operator's dashboard shows the starts
+/// kept before a restart from the start.
+#[cfg(feature = "dispatcher")]
+#[test]
+fn a_running_dispatcher_reports_the_inbox_before_its_first_round() {
+    with_recorder(|snapshotter| async move {
+        let world = World::new();
+        let away = Arc::new(FlakyEngine::failing(usize::MAX, || {
+            EngineError::unavailable("connection refused")
+        }));
+        let starter = WebhookStarter::new(world.models.clone(), world.tokens.clone(), away)
+            .with_inbox(Arc::new(InMemoryInbox::new()), InboxPolicy::Always);
+        let auth = world.bearer();
+        let reply = post(
+            &starter,
+            ORDER_INTAKE,
+            &[("authorization", auth.as_str())],
+            &Value::Object(order_payload()),
+        )
+        .await;
+        assert_eq!(reply.status(), 202);
+        let dispatcher = starter
+            .dispatcher()
+            .unwrap()
+            .with_poll_interval(Duration::from_secs(600));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(async move {
+            dispatcher
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = rows(&snapshotter);
+            let queued = find(
+                &rows,
+                MetricKind::Gauge,
+                "process_webhook_inbox_starts",
+                &[("status", "queued")],
+            );
+            if matches!(queued, Some(DebugValue::Gauge(v)) if v.into_inner() == 1.0) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no report while the poll interval is ten minutes away: {queued:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(()).unwrap();
+        running.await.unwrap();
+    });
+}
