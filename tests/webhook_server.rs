@@ -1613,8 +1613,40 @@ fn an_inbox_in_memory_says_it_does_not_survive_a_restart() {
 /// hostile payloads shown as text, no credential on any page.
 #[tokio::test]
 async fn the_console_in_a_browser_shows_every_delivery_and_retries_a_dead_one() {
-    let (Some(database), Some(camunda), Some(console)) = (
-        common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test"),
+    let Some(database) =
+        common::server_setting("DATABASE_URL", "e.g. postgres://postgres@127.0.0.1:5432/test")
+    else {
+        return;
+    };
+    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let on_postgres = [
+        ("DATABASE_URL", database.as_str()),
+        ("WEBHOOK_SCHEMA", schema.as_str()),
+        (
+            "WEBHOOK_SECRET_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+    ];
+    console_in_a_browser(&on_postgres, "postgres").await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
+
+/// The same, on the server's default: its file.
+#[tokio::test]
+async fn on_its_file_the_console_in_a_browser_shows_every_delivery_and_retries_a_dead_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state.db");
+    console_in_a_browser(&[("WEBHOOK_DATA", data.to_str().unwrap())], "file").await;
+}
+
+/// `console.mjs` in a browser against the server on the store `store`
+/// names; its screenshots under `console-screenshots-{name}`.
+async fn console_in_a_browser(store: &[(&str, &str)], name: &str) {
+    let (Some(camunda), Some(console)) = (
         common::server_setting(
             "CAMUNDA_URL",
             "e.g. http://127.0.0.1:8090/engine-rest (scripts/camunda start)",
@@ -1676,15 +1708,9 @@ ref = "$.body.ref"
 repository = "$.body.repository.full_name"
 "#
     ));
-    let schema = format!("test_{run}");
-    let server = Server::with(&[
+    let mut settings = store.to_vec();
+    settings.extend([
         ("WEBHOOK_CONFIG", file.path()),
-        ("DATABASE_URL", database.as_str()),
-        ("WEBHOOK_SCHEMA", schema.as_str()),
-        (
-            "WEBHOOK_SECRET_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        ),
         ("CAMUNDA_URL", camunda.as_str()),
         ("WEBHOOK_INBOX", "always"),
         ("WEBHOOK_ADMIN_ADDR", "127.0.0.1:0"),
@@ -1692,6 +1718,7 @@ repository = "$.body.repository.full_name"
         ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
         ("SHOP_TOKEN", SHOP_TOKEN),
     ]);
+    let server = Server::with(&settings);
     let admin_base = server
         .printed("console:         ")
         .and_then(|line| line.split(' ').next())
@@ -1702,7 +1729,8 @@ repository = "$.body.repository.full_name"
         server.printed.iter().all(|line| !line.contains(ADMIN_TOKEN)),
         "the admin token is never printed"
     );
-    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let screenshots =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-screenshots-{name}"));
     let output = Command::new("node")
         .arg(std::path::Path::new(&console).join("console.mjs"))
         .current_dir(&console)
@@ -1736,11 +1764,6 @@ repository = "$.body.repository.full_name"
         assert!(screenshots.join(format!("{page}.png")).is_file(), "{page}.png");
     }
     drop(server);
-    let pool = sqlx::PgPool::connect(&database).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&pool)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
