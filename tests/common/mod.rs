@@ -458,3 +458,34 @@ pub async fn workflow_run(client: &reqwest::Client, temporal: &str, workflow_id:
         .as_str()
         .map(str::to_owned)
 }
+
+/// `dispatcher` running on a task of its own until [`Running::stop`].
+#[cfg(feature = "dispatcher")]
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "dispatcher")]
+impl Running {
+    pub fn spawn(dispatcher: Dispatcher) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            dispatcher
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self { stop, task }
+    }
+
+    /// Tells the dispatcher to stop and waits (at most 10 s) until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the dispatcher stops once its round ends")
+            .unwrap();
+    }
+}

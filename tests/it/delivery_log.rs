@@ -476,30 +476,37 @@ async fn a_sources_own_signature_header_is_left_out_whatever_its_name() {
     assert!(!serde_json::to_string(&record).unwrap().contains(&hash));
 }
 
-/// A log that fails while it is `down`, counting the writes tried.
+/// A log that records each write it is asked for (how many records, and
+/// when) and fails while it is down.
 #[derive(Clone, Default)]
-struct Flaky {
+struct Watched {
     log: InMemoryDeliveryLog,
     down: Arc<std::sync::atomic::AtomicUsize>,
     tried: Arc<std::sync::atomic::AtomicUsize>,
+    writes: Arc<std::sync::Mutex<Vec<(usize, tokio::time::Instant)>>>,
 }
 
-impl Flaky {
+impl Watched {
     /// Fails the next `writes` writes.
     fn fail_next(&self, writes: usize) {
         self.down.store(writes, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// The writes tried since the last call.
     fn tried(&self) -> usize {
         self.tried.swap(0, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 #[async_trait::async_trait]
-impl DeliveryLog for Flaky {
+impl DeliveryLog for Watched {
     async fn append(&self, records: &[LoggedDelivery]) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         self.tried.fetch_add(1, SeqCst);
+        self.writes
+            .lock()
+            .unwrap()
+            .push((records.len(), tokio::time::Instant::now()));
         if self
             .down
             .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
@@ -529,8 +536,8 @@ impl DeliveryLog for Flaky {
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_is_tried_again_and_a_log_that_stays_down_costs_one_try_a_batch() {
     let world = World::new();
-    let flaky = Flaky::default();
-    let (sink, writer) = LogWriter::new(Arc::new(flaky.clone()), 100, KeepPayloads::Failed);
+    let log = Watched::default();
+    let (sink, writer) = LogWriter::new(Arc::new(log.clone()), 100, KeepPayloads::Failed);
     let writing = tokio::spawn(writer.run());
     let starter = world.starter().with_delivery_log(sink.clone());
     let target = webhook_url("/webhook/send", &uuid(ORDER_INTAKE));
@@ -545,59 +552,28 @@ async fn a_failed_write_is_tried_again_and_a_log_that_stays_down_costs_one_try_a
     };
 
     // Down for two writes: written by the third, nothing dropped.
-    flaky.fail_next(2);
+    log.fail_next(2);
     start().await;
-    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (3, 1, 0));
+    assert_eq!((log.tried(), log.log.len(), sink.dropped()), (3, 1, 0));
 
     // Down for longer than the retries: the batch is dropped, counted.
-    flaky.fail_next(usize::MAX);
+    log.fail_next(usize::MAX);
     start().await;
-    assert_eq!(flaky.tried(), 1 + LogWriter::RETRIES.len());
-    assert_eq!((flaky.log.len(), sink.dropped()), (1, 1));
+    assert_eq!(log.tried(), 1 + LogWriter::RETRIES.len());
+    assert_eq!((log.log.len(), sink.dropped()), (1, 1));
     // Still down: the next batch is tried once.
     start().await;
-    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (1, 1, 2));
+    assert_eq!((log.tried(), log.log.len(), sink.dropped()), (1, 1, 2));
     // Back: written at once, and a later failure is retried again.
-    flaky.fail_next(0);
+    log.fail_next(0);
     start().await;
-    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (1, 2, 2));
-    flaky.fail_next(1);
+    assert_eq!((log.tried(), log.log.len(), sink.dropped()), (1, 2, 2));
+    log.fail_next(1);
     start().await;
-    assert_eq!((flaky.tried(), flaky.log.len(), sink.dropped()), (2, 3, 2));
+    assert_eq!((log.tried(), log.log.len(), sink.dropped()), (2, 3, 2));
     assert_eq!(world.started(), 5, "every start succeeded, logged or not");
     drop((starter, sink));
     writing.await.unwrap();
-}
-
-/// A log that records when each batch reached it and how many records it
-/// held.
-#[derive(Clone, Default)]
-struct Timed {
-    log: InMemoryDeliveryLog,
-    writes: Arc<std::sync::Mutex<Vec<(usize, tokio::time::Instant)>>>,
-}
-
-#[async_trait::async_trait]
-impl DeliveryLog for Timed {
-    async fn append(&self, records: &[LoggedDelivery]) -> Result<(), StoreError> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((records.len(), tokio::time::Instant::now()));
-        self.log.append(records).await
-    }
-    async fn read(&self, id: &DeliveryId) -> Result<Option<LoggedDelivery>, StoreError> {
-        self.log.read(id).await
-    }
-    async fn page(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
-        self.log.page(query).await
-    }
-    async fn summarize(&self, since: std::time::SystemTime) -> Result<Vec<SourceSummary>, StoreError> {
-        self.log.summarize(since).await
-    }
-    async fn purge(&self, before: std::time::SystemTime, batch: usize) -> Result<u64, StoreError> {
-        self.log.purge(before, batch).await
-    }
 }
 
 fn a_record() -> LoggedDelivery {
@@ -615,7 +591,7 @@ fn a_record() -> LoggedDelivery {
 /// a full one is written at once. (Time is the test's own: paused.)
 #[tokio::test(start_paused = true)]
 async fn a_short_batch_gathers_records_for_a_moment_and_a_full_one_is_written_at_once() {
-    let log = Timed::default();
+    let log = Watched::default();
     let (sink, writer) = LogWriter::new(Arc::new(log.clone()), 1_000, KeepPayloads::None);
     let writing = tokio::spawn(writer.run());
     let began = tokio::time::Instant::now();

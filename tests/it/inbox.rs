@@ -401,14 +401,7 @@ async fn a_stopped_dispatcher_ends_the_start_in_flight_and_leaves_nothing_claime
     let queued = json(&s.post(&[], &body()).await);
     let id: DeliveryId = queued["deliveryId"].as_str().unwrap().parse().unwrap();
     let dispatcher = s.starter.dispatcher().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        dispatcher
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let running = Running::spawn(dispatcher);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while s.engine.calls() == 0 {
         assert!(
@@ -417,11 +410,7 @@ async fn a_stopped_dispatcher_ends_the_start_in_flight_and_leaves_nothing_claime
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("the dispatcher stops once its round ends")
-        .unwrap();
+    running.stop().await;
     let kept = s.inbox.get(&id).await.unwrap().unwrap();
     assert_eq!(kept.status, DeliveryStatus::Started, "ended, not left claimed");
     assert_eq!(s.started().len(), 1);

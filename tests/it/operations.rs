@@ -755,14 +755,7 @@ fn a_running_dispatcher_reports_the_inbox_before_its_first_round() {
             .dispatcher()
             .unwrap()
             .with_poll_interval(Duration::from_secs(600));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(async move {
-            dispatcher
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let running = Running::spawn(dispatcher);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let rows = rows(&snapshotter);
@@ -781,7 +774,6 @@ fn a_running_dispatcher_reports_the_inbox_before_its_first_round() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stop.send(()).unwrap();
-        running.await.unwrap();
+        running.stop().await;
     });
 }

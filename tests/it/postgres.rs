@@ -1090,14 +1090,7 @@ async fn a_start_kept_by_one_replica_wakes_the_dispatcher_of_another_before_its_
         .unwrap()
         .with_poll_interval(Duration::from_secs(600))
         .with_wakeup(wakeup.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(async move {
-        dispatcher
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::spawn(dispatcher);
     // The dispatcher's first round found nothing; its next poll is ten
     // minutes away. The listener needs a moment to LISTEN.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1121,6 +1114,5 @@ async fn a_start_kept_by_one_replica_wakes_the_dispatcher_of_another_before_its_
         assert!(Instant::now() < deadline, "the keep did not wake the dispatcher");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    running.await.unwrap();
+    running.stop().await;
 }
