@@ -2016,6 +2016,46 @@ async fn stopped_cleanly_its_file_alone_holds_everything_and_a_copy_replays() {
     assert!(listed.contains(" started received "), "{listed}");
 }
 
+/// Without `WEBHOOK_TOKEN`, the first start on a file shows the token it
+/// generated, once; a later start keeps that token (it still works) and
+/// adds none, so restarts do not pile up valid credentials.
+#[tokio::test]
+async fn on_its_file_a_generated_token_is_shown_at_the_first_start_only_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state.db");
+    let settings = [("WEBHOOK_DATA", data.to_str().unwrap()), ("WEBHOOK_TOKEN", "")];
+    let client = reqwest::Client::new();
+    let first = Server::with(&settings);
+    let token = first
+        .printed("production token (shown once): ")
+        .unwrap_or_else(|| panic!("the first start shows its token: {:?}", first.printed))
+        .to_owned();
+    assert!(first.curl.contains(&token), "{}", first.curl);
+    drop(first);
+
+    let again = Server::with(&settings);
+    assert!(
+        again.printed.iter().all(|line| !line.contains("shown once")),
+        "{:?}",
+        again.printed
+    );
+    let said = again.printed("production token: ").unwrap();
+    assert!(said.starts_with("the one shown at the first start on "), "{said}");
+    assert!(said.contains("admin create-token"), "{said}");
+    assert!(again.curl.contains("Bearer $TOKEN"), "{}", again.curl);
+    assert_eq!(call(&client, &again.base, &token, &[]).await.status(), 202);
+    drop(again);
+    use sqlx::Connection as _;
+    let mut file = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", data.display()))
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+        .fetch_one(&mut file)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "one token stored after two starts");
+}
+
 /// `WEBHOOK_DATA=:memory:` keeps nothing, and the admin commands say they
 /// have nothing to change; a data file it cannot open stops it, naming it.
 #[test]

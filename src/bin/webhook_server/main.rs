@@ -12,7 +12,8 @@
 //!
 //! `WEBHOOK_ADDR` sets the address (default `127.0.0.1:8080`); `WEBHOOK_TOKEN`
 //! sets the production token (at least 32 characters; never printed), else
-//! one is generated and printed once. `RUST_LOG=process_webhook=info` shows
+//! one is generated and printed once (on a file, at its first start only: a
+//! later start keeps the file's token). `RUST_LOG=process_webhook=info` shows
 //! one log line per call. It serves with [`serve`]'s default limits and stops
 //! gracefully on Ctrl-C or SIGTERM (calls in flight get up to 10 s).
 //!
@@ -93,6 +94,7 @@ use stores::stores;
 
 /// What the server serves: the models, deployments and token digests it
 /// puts into its stores.
+#[derive(Clone)]
 struct Seed {
     models: Vec<ProcessModel>,
     deployments: Vec<Deployment>,
@@ -370,7 +372,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             sources,
         }) => (Seed::from(declared), sources, false),
     };
-    let stores = stores(&seed, &sources).await?;
+    let stores = stores(&seed, &sources, generated).await?;
+    // A file's token from an earlier start, kept: none to show.
+    let generated = generated && !stores.token_from_before;
     let inbox_settings = inbox::InboxSettings::from_env(stores.inbox.is_some())?;
     let console_settings = console::ConsoleSettings::from_env()?;
     let engine = choice.engine();
@@ -414,6 +418,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // line is pasted (a generated token has only URL-safe characters).
     let shown_token = if generated {
         token.expose_secret().to_owned()
+    } else if stores.token_from_before {
+        "$TOKEN".to_owned()
     } else {
         "$WEBHOOK_TOKEN".to_owned()
     };
@@ -464,6 +470,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     print_sources(&sources, local);
     if generated {
         println!("production token (shown once): {}", token.expose_secret());
+    } else if stores.token_from_before {
+        println!(
+            "production token: the one shown at the first start on {} (`webhook_server admin create-token \
+             --environment production --organization acme` makes another)",
+            stores.kept_in.trim_start_matches("the file ")
+        );
     } else {
         println!("production token: from WEBHOOK_TOKEN");
     }

@@ -27,6 +27,9 @@ pub(crate) struct Stores {
     pub(crate) kept_in: String,
     /// The file, to close when the server stops.
     pub(crate) file: Option<SqliteStore>,
+    /// The file held a token of the example's environment already, so the
+    /// one generated for this start was not stored.
+    pub(crate) token_from_before: bool,
 }
 
 /// The file the server keeps its state in when `WEBHOOK_DATA` is unset.
@@ -279,6 +282,7 @@ async fn durable<S: StateStore>(
         limiter: Arc::new(InMemoryRateLimiter::new()),
         kept_in,
         file: None,
+        token_from_before: false,
     })
     .await
 }
@@ -286,10 +290,13 @@ async fn durable<S: StateStore>(
 /// PostgreSQL when `DATABASE_URL` is set (feature `postgres`), else the
 /// file of `WEBHOOK_DATA`, or memory with `WEBHOOK_DATA=:memory:`; seeded
 /// either way (idempotently: a later start finds what is there), with the
-/// configured sources.
+/// configured sources. `generated`: the seed's token was generated for this
+/// start; a file that holds a token of its environment already keeps that
+/// one instead (a restart does not add a valid token each time).
 pub(crate) async fn stores(
     seed: &Seed,
     sources: &[WebhookSource],
+    generated: bool,
 ) -> Result<Stores, Box<dyn std::error::Error>> {
     #[cfg(feature = "postgres")]
     if std::env::var("DATABASE_URL").is_ok() {
@@ -323,9 +330,24 @@ pub(crate) async fn stores(
         let wakeup = Arc::new(tokio::sync::Notify::new());
         store.notify_on_keep(&wakeup);
         let file = store.clone();
-        let stores = durable(store, seed, sources, wakeup, kept_in).await?;
+        let token_from_before = generated && {
+            let held = store.tokens().await?;
+            seed.tokens
+                .iter()
+                .any(|(_, environment)| held.iter().any(|(_, h)| h == environment))
+        };
+        let stores = if token_from_before {
+            let without = Seed {
+                tokens: Vec::new(),
+                ..seed.clone()
+            };
+            durable(store, &without, sources, wakeup, kept_in).await?
+        } else {
+            durable(store, seed, sources, wakeup, kept_in).await?
+        };
         return Ok(Stores {
             file: Some(file),
+            token_from_before,
             ..stores
         });
     }
@@ -358,6 +380,7 @@ pub(crate) async fn stores(
         log: None,
         kept_in: "memory".to_owned(),
         file: None,
+        token_from_before: false,
     })
     .await
 }
